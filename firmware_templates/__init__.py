@@ -1,0 +1,1 @@
+"""beexgen.firmware_templates"""

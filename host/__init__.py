@@ -1,0 +1,1 @@
+"""beexgen.host"""
