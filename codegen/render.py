@@ -1,0 +1,126 @@
+"""Render the C project of an artifact (numpy + jinja2; never torch).
+
+Jinja renders only what changes with the model or the board: weights, dimensions,
+call order, vocabulary tables, status codes, board header and linker script. The
+kernels, tokenizer, protocol and drivers are ordinary C files copied as they are.
+Rendering is deterministic: the same artifact gives byte-identical files.
+"""
+from __future__ import annotations
+
+import shutil
+from importlib.resources import files
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from beexgen import artifact as art_mod
+from beexgen import cost, numerics
+
+TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
+
+# Hand-written C shared by every target.
+ENGINE_SOURCES = [
+    "bx_math.h", "bx_kernels.h", "bx_kernels.c", "bx_engine.h", "bx_engine.c",
+    "bx_tokenizer.h", "bx_tokenizer.c", "bx_vocab.h", "bx_protocol.h", "bx_protocol.c", "main.c",
+]
+
+
+# --------------------------------------------------------------------------- filters
+
+def c_string(s: str) -> str:
+    """A C string literal holding the UTF-8 bytes of s (octal escapes where needed)."""
+    out = []
+    for b in s.encode("utf-8"):
+        ch = chr(b)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= b < 127 and ch != "?":
+            out.append(ch)
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def c_array(values, per_line: int = 8) -> str:
+    """numpy array -> C initialiser lines (4-space indent); a 2-D array gets one braced
+    row per line group (for `T name[R][C]`), anything else is flattened.
+
+    uint32 as 0x%08xu, int as decimal, float32 as exact hex-float literals."""
+    a = np.asarray(values)
+    if a.ndim == 2:
+        return ",\n".join("    {\n" + c_array(row, per_line).replace("\n", "\n    ").replace("    ", "        ", 1)
+                           + "\n    }" for row in a)
+    a = a.reshape(-1)
+    if a.dtype == np.float32:
+        items = [numerics.c_float(v) for v in a.tolist()]
+    elif a.dtype == np.uint32:
+        items = [f"0x{v:08x}u" for v in a.tolist()]
+    else:
+        items = [str(int(v)) for v in a.tolist()]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n".join("    " + ln for ln in lines)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False)
+    env.filters.update(c_float=numerics.c_float, c_array=c_array, c_string=c_string)
+    return env
+
+
+def render_to(env: jinja2.Environment, template: str, out: Path, **ctx) -> Path:
+    out.write_text(env.get_template(template).render(**ctx))
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+def c_name(tensor_name: str) -> str:
+    """'blocks.0.qkv.bits' -> 'bx_blocks_0_qkv_bits'; 'embed.tok.bits' -> 'bx_tok_bits'."""
+    return "bx_" + tensor_name.removeprefix("embed.").replace(".", "_")
+
+
+def model_context(art: art_mod.Artifact, command: str) -> dict:
+    cfg = art.config
+    tensors = []
+    for name in sorted(art.tensors):
+        v = art.tensors[name]
+        tensors.append({
+            "name": name, "cname": c_name(name), "shape": tuple(v.shape), "size": int(v.size),
+            "ctype": "uint32_t" if v.dtype == np.uint32 else "float", "data": v.reshape(-1),
+        })
+    pol = art.policy
+    bm, fl = cost.cost_tables(cfg)
+    return {
+        "banner": {"command": command, "format_version": art.meta["format_version"], "hash": art.hash},
+        "cfg": cfg,
+        "special": art.meta.get("special_ids", {"cls": 2}),
+        "classes": art.classes,
+        "policies": list(art_mod.Policy),
+        "policy": {"name": pol["name"].upper(), "thresholds": [np.float32(t) for t in pol["thresholds"]]},
+        "tensors": tensors,
+        "cost_bmacs": bm, "cost_flops": fl,
+        "constants": sorted(numerics.constants().items()),
+    }
+
+
+def render_model(art: art_mod.Artifact, out_dir: Path, command: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    ctx = model_context(art, command)
+    return [render_to(env, t, out_dir / t.removesuffix(".j2"), **ctx)
+            for t in ("bx_numerics.h.j2", "bx_model.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")]
+
+
+def copy_sources(names: list[str], out_dir: Path) -> list[Path]:
+    out = []
+    for name in names:
+        src = TEMPLATE_DIR / name
+        if not src.is_file():
+            raise FileNotFoundError(f"firmware template {name} is missing from {TEMPLATE_DIR}")
+        shutil.copyfile(src, out_dir / name)
+        out.append(out_dir / name)
+    return out

@@ -1,0 +1,140 @@
+/* bx_kernels.c: see bx_kernels.h for the shapes and the binary algebra. */
+#include "bx_kernels.h"
+
+#include "bx_math.h"
+
+/* Portable popcount (SWAR): pairs, nibbles, bytes, then the four byte counts are
+ * summed by the multiply (byte 3 of v * 0x01010101 holds their sum). */
+int bx_popcount_ref(uint32_t v)
+{
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
+    return (int)((v * 0x01010101u) >> 24);
+}
+
+#if defined(BX_USE_DSP) && defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+/* Cortex-M4 DSP path: after the nibble step each byte holds its own count (0..8);
+ * USAD8 against zero sums the four bytes in one instruction (replacing the
+ * multiply and shift). Same result as bx_popcount_ref for every input. */
+int bx_popcount(uint32_t v)
+{
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
+    return (int)__usad8(v, 0u);
+}
+#else
+int bx_popcount(uint32_t v) { return bx_popcount_ref(v); }
+#endif
+
+void bx_pack_signs(uint32_t *out, const float *x, int n)
+{
+    for (int w = 0; w < BX_WORDS(n); w++) {
+        uint32_t word = 0;
+        int end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
+        for (int i = w * 32; i < end; i++)
+            word |= (uint32_t)(x[i] < 0.0f) << (i & 31);
+        out[w] = word;
+    }
+}
+
+int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
+{
+    int32_t p = 0;
+    for (int i = 0; i < BX_WORDS(n); i++)
+        p += bx_popcount_ref(a[i] ^ w[i]);
+    return n - 2 * p;
+}
+
+int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n)
+{
+    int32_t p = 0;
+    for (int i = 0; i < BX_WORDS(n); i++)
+        p += bx_popcount(a[i] ^ w[i]);
+    return n - 2 * p;
+}
+
+void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+                  const float *alpha, const float *bias, int n_in, int n_out)
+{
+    const int words = BX_WORDS(n_in);
+    for (int o = 0; o < n_out; o++) {
+        int32_t dot = bx_bdot(xb, w + (size_t)o * words, n_in);
+        y[o] = (float)dot * alpha[o] + bias[o];
+    }
+}
+
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+{
+    float s = 0.0f;
+    for (int i = 0; i < d; i++) s += x[i];
+    float mean = s / (float)d;
+    float s2 = 0.0f;
+    for (int i = 0; i < d; i++) {
+        float t = x[i] - mean;
+        s2 += t * t;
+    }
+    float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
+    for (int i = 0; i < d; i++)
+        y[i] = ((x[i] - mean) * r) * gamma[i] + beta[i];
+}
+
+void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau)
+{
+    float m = 0.0f;
+    for (int j = 0; j < n; j++) {
+        e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
+        if (j == 0 || e[j] > m) m = e[j];
+    }
+    float z = 0.0f;
+    for (int j = 0; j < n; j++) {
+        e[j] = bx_expf(e[j] - m);
+        z += e[j];
+    }
+    float inv = 1.0f / z;
+    for (int c = 0; c < dh; c++) {
+        float acc = 0.0f;
+        for (int j = 0; j < n; j++) acc += e[j] * v[(size_t)j * v_stride + c];
+        o[c] = acc * inv;
+    }
+}
+
+void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
+                  const float *ln_w, const float *ln_b, const float *w, const float *b, int c)
+{
+    float *m = scratch, *h = scratch + d;
+    for (int k = 0; k < d; k++) {
+        float s = 0.0f;
+        for (int i = 0; i < n; i++) s += x[(size_t)i * d + k];
+        m[k] = s / (float)n;
+    }
+    bx_layernorm(h, m, ln_w, ln_b, d);
+    for (int o = 0; o < c; o++) {
+        float acc = 0.0f;
+        for (int k = 0; k < d; k++) acc += h[k] * w[(size_t)o * d + k];
+        logits[o] = acc + b[o];
+    }
+}
+
+void bx_exit_stats(const float *logits, int c, int32_t *cls, float *conf, float *entropy)
+{
+    int32_t best = 0;
+    for (int i = 1; i < c; i++)
+        if (logits[i] > logits[best]) best = i;
+    float m = logits[best];
+    float z = 0.0f;
+    for (int i = 0; i < c; i++) z += bx_expf(logits[i] - m);
+    float logz = bx_logf(z);
+    float h = 0.0f;
+    for (int i = 0; i < c; i++) {
+        float sh = logits[i] - m;
+        float p = bx_expf(sh) / z;
+        h = h - p * (sh - logz);
+    }
+    *cls = best;
+    *conf = bx_expf(0.0f) / z;
+    *entropy = h;
+}

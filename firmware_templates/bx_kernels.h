@@ -1,0 +1,57 @@
+/* bx_kernels.h: the small kernels the forward pass is made of.
+ *
+ * Binary vectors. A vector of n values in {+1, -1} is stored as ceil(n/32) uint32
+ * words: value i is bit (i % 32) of word i / 32, LSB first; bit 0 means +1, bit 1
+ * means -1, and sign(0) = +1 (the sign of -0.0 is +1 as well: it is not < 0).
+ * Padding bits past n are 0 in every operand.
+ *
+ * Binary dot product. For a_i, w_i in {+1,-1}, a_i * w_i = +1 when the bits are
+ * equal and -1 when they differ, i.e. when bit(a_i) XOR bit(w_i) = 1. With
+ * p = popcount(a XOR w) differing positions out of n,
+ *     dot(a, w) = (n - p) - p = n - 2p.
+ * Padding bits are 0 in both operands, so their XOR is 0 and they never count.
+ */
+#ifndef BX_KERNELS_H
+#define BX_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BX_WORDS(n) (((n) + 31) / 32)
+
+/* popcount of one word: the portable SWAR reference, and the optimised path. */
+int bx_popcount_ref(uint32_t v);
+int bx_popcount(uint32_t v);
+
+/* x (n,) float -> out (BX_WORDS(n),) packed signs (bit 1 where x[i] < 0). */
+void bx_pack_signs(uint32_t *out, const float *x, int n);
+
+/* a, w (BX_WORDS(n),) packed -> n - 2 * popcount(a XOR w), in [-n, n]. */
+int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n);
+int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n);
+
+/* Binary linear layer: W (n_out, BX_WORDS(n_in)) packed, alpha, bias (n_out,)
+ * xb (BX_WORDS(n_in),) packed -> y (n_out,):  y[o] = alpha[o] * dot(xb, W[o]) + bias[o]. */
+void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+                  const float *alpha, const float *bias, int n_in, int n_out);
+
+/* Layer norm over d: x, gamma, beta (d,) -> y (d,); y may alias x.
+ * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);
+
+/* One attention head for one query. q (BX_WORDS(dh),) packed query; keys: n packed
+ * keys, key j at k + j * k_stride words; values: v + j * v_stride floats, dh of them;
+ * e (n,) scratch.  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j. */
+void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau);
+
+/* Exit head. x (n, d) row-major residual stream -> logits (c,):
+ * m = mean over the n rows; logits = W . LN(m) + b with W (c, d). scratch (2d,). */
+void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
+                  const float *ln_w, const float *ln_b, const float *w, const float *b, int c);
+
+/* Softmax statistics of logits (c,): predicted class (first max), its probability,
+ * and the entropy H = -sum p log p, computed in the order of train/exits.py. */
+void bx_exit_stats(const float *logits, int c, int32_t *cls, float *conf, float *entropy);
+
+#endif /* BX_KERNELS_H */

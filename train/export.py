@@ -1,0 +1,67 @@
+"""Freeze a trained BEExformer into the artifact (beexgen/artifact.py).
+
+Tensor names and shapes (d = d_model, f = d_ff, h = heads, V = vocab, L = seq_max,
+C = classes, W(k) = ceil(k / 32) words):
+    embed.tok.bits (V, W(d)) u32     embed.tok.scale (d,)     [pos: (L, W(d)), (d,)]
+    blocks.{b}.ln1|ln2|ln3.weight|bias (d,)
+    blocks.{b}.qkv.bits (3d, W(d))  .alpha .bias (3d,)        blocks.{b}.tau (h,)
+    blocks.{b}.out.bits (d, W(d))   .alpha .bias (d,)
+    blocks.{b}.slfn.bits (4d, W(d)) .alpha .bias (4d,)        (absent without SLFN)
+    blocks.{b}.up.bits (f, W(d))    .alpha .bias (f,)
+    blocks.{b}.down.bits (d, W(f))  .alpha .bias (d,)
+    exits.{b}.ln.weight|bias (d,)   exits.{b}.fc.weight (C, d)  exits.{b}.fc.bias (C,)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from beexgen import artifact
+
+from .model import BEExformer
+
+
+def _f32(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).contiguous().numpy().copy()
+
+
+def model_tensors(model: BEExformer) -> dict[str, np.ndarray]:
+    if not model.cfg.binary:
+        raise ValueError("only a binarized model can be exported (this is the full-precision twin)")
+    out = {
+        "embed.tok.bits": artifact.pack_signs(_f32(model.tok)),
+        "embed.tok.scale": _f32(model.a_tok),
+        "embed.pos.bits": artifact.pack_signs(_f32(model.pos)),
+        "embed.pos.scale": _f32(model.a_pos),
+    }
+    for b, blk in enumerate(model.blocks):
+        p = f"blocks.{b}."
+        for ln in ("ln1", "ln2", "ln3"):
+            m = getattr(blk, ln)
+            out[p + ln + ".weight"], out[p + ln + ".bias"] = _f32(m.weight), _f32(m.bias)
+        out[p + "tau"] = _f32(blk.tau)
+        for name in ("qkv", "out", "slfn", "up", "down"):
+            lin = getattr(blk, name)
+            if lin is None:
+                continue
+            out[p + name + ".bits"] = artifact.pack_signs(_f32(lin.weight))
+            out[p + name + ".alpha"] = _f32(lin.alpha())
+            out[p + name + ".bias"] = _f32(lin.bias)
+    for b, ex in enumerate(model.exits):
+        p = f"exits.{b}."
+        out[p + "ln.weight"], out[p + "ln.bias"] = _f32(ex.ln.weight), _f32(ex.ln.bias)
+        out[p + "fc.weight"], out[p + "fc.bias"] = _f32(ex.fc.weight), _f32(ex.fc.bias)
+    return out
+
+
+def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
+           policy: dict, extra_meta: dict | None = None) -> artifact.Artifact:
+    model.eval()
+    meta = {
+        "config": model.cfg.to_dict(),
+        "classes": list(classes),
+        "exit_policy": policy,
+        "special_ids": {"pad": 0, "unk": 1, "cls": 2},
+        **(extra_meta or {}),
+    }
+    return artifact.save(path, meta, model_tensors(model), tokenizer_json)
