@@ -65,3 +65,31 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
         **(extra_meta or {}),
     }
     return artifact.save(path, meta, model_tensors(model), tokenizer_json)
+
+
+def export_run(run_dir, out=None, *, ceiling: float | None = None, tolerance: float = 0.0025,
+               policy: dict | None = None) -> artifact.Artifact:
+    """Run directory -> artifact (default RUN/artifact), with the entropy threshold
+    calibrated on the validation split unless `policy` is given."""
+    from pathlib import Path
+
+    from . import calibrate, deploy
+    from .trainer import load_run
+
+    run = load_run(run_dir)
+    out = Path(out) if out else Path(run_dir) / "artifact"
+    tensors = model_tensors(run.model)
+    tok_json = run.tokenizer.to_str()
+    meta = {"config": run.model.cfg.to_dict(), "classes": run.classes,
+            "exit_policy": {"name": "none", "thresholds": []},
+            "special_ids": {"pad": 0, "unk": 1, "cls": 2}, "format_version": artifact.FORMAT_VERSION}
+    if policy is None:
+        probe = artifact.Artifact(meta, tensors, tok_json)
+        ids, y, _ = run.part("val")
+        res = deploy.run(deploy.DeployModel(probe), ids)
+        policy = calibrate.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
+                                             ceiling=ceiling, tolerance=tolerance)
+    extra = {"dataset": run.config.dataset, "seed": run.config.seed,
+             "split_sha256": getattr(run.split, "sha256", None)}
+    return export(run.model, out, classes=run.classes, tokenizer_json=tok_json, policy=policy,
+                  extra_meta={"source": extra})

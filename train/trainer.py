@@ -69,10 +69,25 @@ def soft_routing_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tens
     return (weights * per_exit).sum() / weights.sum()
 
 
+def batch_order(lengths: np.ndarray, bs: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Batches of indices. Training (rng given): shuffle, sort each window of 50
+    batches by length (so a batch pads little), then shuffle the batches."""
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[s:s + bs] for s in range(0, len(order), bs)]
+    order = rng.permutation(len(lengths))
+    window = bs * 50
+    out = []
+    for s in range(0, len(order), window):
+        chunk = order[s:s + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 def batches(ids: list[list[int]], labels: np.ndarray, bs: int, rng: np.random.Generator | None):
-    order = np.arange(len(ids)) if rng is None else rng.permutation(len(ids))
-    for s in range(0, len(order), bs):
-        sel = order[s:s + bs]
+    lengths = np.array([len(s) for s in ids])
+    for sel in batch_order(lengths, bs, rng):
         n = max(len(ids[i]) for i in sel)
         x = torch.zeros((len(sel), n), dtype=torch.long)
         for r, i in enumerate(sel):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything beexgen needs on a fresh Debian/Ubuntu machine; safe to rerun.
+#   - Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (no recommends)
+#   - Python: this package (editable) with torch==2.13.0 (CPU) and the test tools
+#   - the three offline data sets, fetched once into the cache (~/.cache/beexgen)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+need_apt=()
+command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! $PY -c "import beexgen.train.model, tokenizers, serial, jinja2, safetensors, pytest" 2>/dev/null; then
+    echo "setup: installing Python packages (torch==2.13.0 CPU build)"
+    $PY -m pip install -q -e '.[dev]'
+fi
+
+echo "setup: data sets"
+$PY -m beexgen.train.data fetch
+echo "setup: done"
