@@ -1,0 +1,156 @@
+"""C kernels against the Python reference, exactly, at awkward sizes.
+
+The kernels are compiled into a shared library and called through ctypes; expected
+values come from beexgen.artifact (packing), numpy (integer dot products) and the
+PyTorch mirror train/fmath.py (float routines), computed at test time."""
+import ctypes
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from beexgen import artifact
+from beexgen.codegen import render
+from beexgen.train import fmath
+from beexgen.train.exits import exit_stats
+
+from cbuild import TESTS_C, gcc, render_numerics
+
+SIZES = [1, 31, 32, 33, 63, 64, 65, 127, 128, 129]
+f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
+u32p = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kernels")
+    for name in ("bx_kernels.c", "bx_kernels.h", "bx_math.h"):
+        shutil.copy(render.TEMPLATE_DIR / name, d / name)
+    render_numerics(d)
+    so = gcc(d / "libk.so", [d / "bx_kernels.c", TESTS_C / "kernels_shim.c"], [d], ["-shared", "-fPIC"])
+    L = ctypes.CDLL(str(so))
+    L.bx_popcount_ref.argtypes = L.bx_popcount.argtypes = [ctypes.c_uint32]
+    L.bx_pack_signs.argtypes = [u32p, f32p, ctypes.c_int]
+    L.bx_bdot.argtypes = L.bx_bdot_ref.argtypes = [u32p, u32p, ctypes.c_int]
+    L.bx_bdot.restype = L.bx_bdot_ref.restype = ctypes.c_int32
+    L.bx_binlinear.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
+    L.bx_layernorm.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int]
+    L.bx_attend.argtypes = [f32p, f32p, u32p, u32p, ctypes.c_int, f32p, ctypes.c_int, ctypes.c_int,
+                            ctypes.c_int, ctypes.c_float]
+    L.bx_exit_stats.argtypes = [f32p, ctypes.c_int, ctypes.POINTER(ctypes.c_int32),
+                                ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
+    for fn in ("shim_expf", "shim_logf", "shim_sigmoidf"):
+        getattr(L, fn).argtypes = [ctypes.c_float]
+        getattr(L, fn).restype = ctypes.c_float
+    return L
+
+
+def bits(x):
+    return np.asarray(x, dtype=np.float32).view(np.uint32)
+
+
+def test_popcount_portable_and_optimised(lib):
+    rng = np.random.default_rng(0)
+    vals = list(rng.integers(0, 2**32, 20000, dtype=np.uint64)) + [0, 1, 2**31, 2**32 - 1, 0x55555555]
+    for v in vals:
+        want = bin(int(v)).count("1")
+        assert lib.bx_popcount_ref(int(v)) == want, f"ERROR at {int(v):#x}: ref {lib.bx_popcount_ref(int(v))} want {want}"
+        assert lib.bx_popcount(int(v)) == want
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_pack_signs_matches_artifact_packing(lib, n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(np.float32)
+    x[:: max(1, n // 4)] = 0.0
+    x[n // 2] = -0.0
+    out = np.zeros((n + 31) // 32, dtype=np.uint32)
+    lib.bx_pack_signs(out, x, n)
+    assert np.array_equal(out, artifact.pack_signs(x[None])[0])
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_binary_dot_is_exact(lib, n):
+    rng = np.random.default_rng(100 + n)
+    for _ in range(50):
+        a, w = rng.standard_normal((2, n)).astype(np.float32)
+        want = int(np.dot(np.where(a < 0, -1, 1), np.where(w < 0, -1, 1)))
+        pa, pw = artifact.pack_signs(a[None])[0], artifact.pack_signs(w[None])[0]
+        assert lib.bx_bdot(pa, pw, n) == want == lib.bx_bdot_ref(pa, pw, n)
+
+
+@pytest.mark.parametrize("n_in", SIZES)
+def test_binary_linear_layer(lib, n_in):
+    rng = np.random.default_rng(200 + n_in)
+    n_out = 37
+    x = rng.standard_normal(n_in).astype(np.float32)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    alpha = np.abs(rng.standard_normal(n_out)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    y = np.zeros(n_out, dtype=np.float32)
+    lib.bx_binlinear(y, artifact.pack_signs(x[None])[0], np.ascontiguousarray(artifact.pack_signs(w)),
+                     alpha, bias, n_in, n_out)
+    dot = torch.from_numpy(np.where(w < 0, -1.0, 1.0).astype(np.float32) @ np.where(x < 0, -1.0, 1.0).astype(np.float32))
+    want = dot * torch.from_numpy(alpha) + torch.from_numpy(bias)
+    assert np.array_equal(bits(y), bits(want.numpy()))
+
+
+@pytest.mark.parametrize("d", SIZES)
+def test_layernorm_bit_exact(lib, d):
+    rng = np.random.default_rng(300 + d)
+    for scale in (1e-3, 1.0, 1e3):
+        x = (rng.standard_normal(d) * scale).astype(np.float32)
+        g, b = rng.standard_normal((2, d)).astype(np.float32)
+        y = np.zeros(d, dtype=np.float32)
+        lib.bx_layernorm(y, x, g, b, d)
+        want = fmath.layer_norm(torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)).numpy()
+        assert np.array_equal(bits(y), bits(want))
+
+
+@pytest.mark.parametrize("n,dh", [(1, 1), (1, 32), (5, 31), (33, 32), (64, 33), (17, 65)])
+def test_attention_head_bit_exact(lib, n, dh):
+    rng = np.random.default_rng(400 + n * dh)
+    q = rng.standard_normal(dh).astype(np.float32)
+    k = rng.standard_normal((n, dh)).astype(np.float32)
+    v = rng.standard_normal((n, dh)).astype(np.float32)
+    tau = np.float32(0.37)
+    o = np.zeros(dh, dtype=np.float32)
+    e = np.zeros(n, dtype=np.float32)
+    kp = np.ascontiguousarray(artifact.pack_signs(k))
+    lib.bx_attend(o, e, artifact.pack_signs(q[None])[0], kp, kp.shape[1], v, dh, n, dh, tau)
+    s = torch.from_numpy(np.where(k < 0, -1.0, 1.0).astype(np.float32) @ np.where(q < 0, -1.0, 1.0).astype(np.float32))
+    logit = s * torch.tensor(tau)
+    ex = fmath.bx_exp(logit - logit.max())
+    z = fmath.seq_sum(ex)
+    acc = torch.zeros(dh)
+    for j in range(n):
+        acc = acc + ex[j] * torch.from_numpy(v[j])
+    want = (acc * (fmath.ONE / z)).numpy()
+    assert np.array_equal(bits(o), bits(want))
+
+
+def test_exp_log_sigmoid_bit_exact(lib):
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.uniform(-100, 100, 3000), rng.standard_normal(3000),
+                         [0.0, -0.0, -87.0, 88.0, 1e-30, -1e-30]]).astype(np.float32)
+    t = torch.from_numpy(xs)
+    for fn, ref in (("shim_expf", fmath.bx_exp), ("shim_sigmoidf", fmath.bx_sigmoid)):
+        got = np.array([getattr(lib, fn)(float(x)) for x in xs], dtype=np.float32)
+        assert np.array_equal(bits(got), bits(ref(t).numpy())), fn
+    pos = np.concatenate([np.exp(rng.uniform(-80, 80, 3000)), [1.0, 2.0, 0.5, 1.17549435e-38]]).astype(np.float32)
+    got = np.array([lib.shim_logf(float(x)) for x in pos], dtype=np.float32)
+    assert np.array_equal(bits(got), bits(fmath.bx_log(torch.from_numpy(pos)).numpy()))
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 6, 50])
+def test_exit_stats_bit_exact(lib, c):
+    rng = np.random.default_rng(600 + c)
+    logits = (rng.standard_normal((200, c)) * 5).astype(np.float32)
+    logits[0] = 1.5  # all equal: first index wins
+    cls, conf, ent = exit_stats(torch.from_numpy(logits))
+    for i in range(len(logits)):
+        k, p, h = ctypes.c_int32(), ctypes.c_float(), ctypes.c_float()
+        lib.bx_exit_stats(np.ascontiguousarray(logits[i]), c, ctypes.byref(k), ctypes.byref(p), ctypes.byref(h))
+        assert (k.value, bits(p.value), bits(h.value)) == (cls[i], bits(conf[i]), bits(ent[i])), f"ERROR at row {i}"
