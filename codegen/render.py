@@ -115,6 +115,17 @@ def render_model(art: art_mod.Artifact, out_dir: Path, command: str) -> list[Pat
             for t in ("bx_numerics.h.j2", "bx_model.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")]
 
 
+def status_context() -> dict:
+    from beexgen.host.protocol import DESCRIPTIONS, Status
+    return {"statuses": [{"name": s.name, "value": int(s), "description": DESCRIPTIONS[s]} for s in Status]}
+
+
+def render_status(out_dir: Path) -> Path:
+    """bx_status.h from beexgen.host.protocol.Status (one source for C and Python)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return render_to(environment(), "bx_status.h.j2", out_dir / "bx_status.h", **status_context())
+
+
 def copy_sources(names: list[str], out_dir: Path) -> list[Path]:
     out = []
     for name in names:

@@ -1,0 +1,80 @@
+"""WordPiece tokenizer, trained with HF `tokenizers`, chosen so C can reproduce it.
+
+The contract (docs/INTERNALS.md) is what `firmware_templates/bx_tokenizer.c` implements:
+ASCII-only normalisation (control bytes -> space, A-Z -> a-z), split on runs of spaces,
+every ASCII punctuation character its own piece, WordPiece with `##` continuations.
+Nothing here needs Unicode tables, so the board needs none either.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
+SPECIALS = [PAD, UNK, CLS]          # ids 0, 1, 2
+CONTROL = "[\x00-\x1f\x7f]"
+PUNCT = r"[!-/:-@\[-`{-~]"
+MAX_WORD_CHARS = 100
+
+
+def build_empty(vocab: dict[str, int] | None = None) -> Tokenizer:
+    """A tokenizer with beexgen's pipeline and the given (or an empty) vocabulary."""
+    tok = Tokenizer(models.WordPiece(vocab or {PAD: 0, UNK: 1, CLS: 2}, unk_token=UNK,
+                                     max_input_chars_per_word=MAX_WORD_CHARS))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.Replace(Regex(CONTROL), " ")]
+        + [normalizers.Replace(chr(c), chr(c + 32)) for c in range(ord("A"), ord("Z") + 1)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex("[ ]+"), behavior="removed"),
+        pre_tokenizers.Split(Regex(PUNCT), behavior="isolated"),
+    ])
+    tok.decoder = None
+    return tok
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 3000, min_frequency: int = 2) -> Tokenizer:
+    """Train on `texts` (the training split only). The vocabulary lives in flash: keep it small."""
+    if vocab_size < len(SPECIALS) + 1:
+        raise ValueError(f"vocab_size {vocab_size} is too small")
+    tok = build_empty()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=SPECIALS, continuing_subword_prefix="##",
+                                        show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    # Rebuild with the learnt vocabulary but no "added tokens": tokenizers would match
+    # the literal text "[CLS]" in user input as the special token before normalising,
+    # a rule the C tokenizer has no reason to carry. Specials stay plain vocabulary.
+    return build_empty(tok.get_vocab(with_added_tokens=True))
+
+
+def encode_for_model(tok: Tokenizer, text: str, seq_max: int) -> list[int]:
+    """Model input ids: [CLS] + WordPiece ids, truncated to seq_max in total."""
+    return ([SPECIALS.index(CLS)] + tok.encode(text, add_special_tokens=False).ids)[:seq_max]
+
+
+def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
+    Path(path).write_text(tok.to_str(pretty=True), encoding="utf-8")
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    path = Path(path)
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception on bad JSON
+        raise ValueError(f"{path}: not a tokenizers JSON file ({e})") from None
+
+
+def from_str(s: str) -> Tokenizer:
+    return Tokenizer.from_str(s)
+
+
+def vocab_list(tok: Tokenizer) -> list[str]:
+    """The vocabulary as a list indexed by id (ids are dense 0..V-1)."""
+    v = tok.get_vocab(with_added_tokens=True)
+    out = [""] * len(v)
+    for s, i in v.items():
+        out[i] = s
+    if any(s == "" for s in out):
+        raise ValueError("tokenizer vocabulary ids are not dense")
+    return out
