@@ -20,6 +20,7 @@ class Status(IntEnum):
     UNKNOWN_COMMAND = 4   # `!word` that is not a command
     BAD_ARGUMENT = 5      # a command's argument is malformed (policy name, thresholds)
     INTERNAL = 6          # should never happen; report it
+    OVERRUN = 7           # received bytes were lost (receive buffer overflow); line discarded
 
 
 DESCRIPTIONS = {
@@ -30,6 +31,7 @@ DESCRIPTIONS = {
     Status.UNKNOWN_COMMAND: "unknown ! command",
     Status.BAD_ARGUMENT: "malformed command argument",
     Status.INTERNAL: "internal error",
+    Status.OVERRUN: "receive buffer overflow: bytes of this line were lost; line discarded",
 }
 
 
