@@ -38,7 +38,7 @@ def main():
 @click.argument("dataset")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<dataset>].")
 @click.option("--seed", default=0, show_default=True, help="Seeds the split, the initialisation and the batches.")
-@click.option("--epochs", default=12, show_default=True)
+@click.option("--epochs", default=5, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--vocab-size", default=3000, show_default=True, help="WordPiece vocabulary (lives in flash).")

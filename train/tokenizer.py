@@ -45,7 +45,13 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000, min_frequency: int
     # Rebuild with the learnt vocabulary but no "added tokens": tokenizers would match
     # the literal text "[CLS]" in user input as the special token before normalising,
     # a rule the C tokenizer has no reason to carry. Specials stay plain vocabulary.
-    return build_empty(tok.get_vocab(with_added_tokens=True))
+    # The trainer numbers pieces in hash-map order, which changes from run to run:
+    # renumber canonically (specials, then word-initial pieces, then "##" pieces, each
+    # sorted by UTF-8 bytes) so a seed gives the same ids every time.
+    pieces = [p for p in tok.get_vocab(with_added_tokens=True) if p not in SPECIALS]
+    key = lambda p: (p.startswith("##"), p.encode("utf-8"))
+    vocab = {p: i for i, p in enumerate(SPECIALS + sorted(pieces, key=key))}
+    return build_empty(vocab)
 
 
 def encode_for_model(tok: Tokenizer, text: str, seq_max: int) -> list[int]:

