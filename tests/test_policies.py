@@ -1,0 +1,177 @@
+"""Exit-policy calibration (train/policies.py, train/calibrate.py) and the report
+(train/report.py) on synthetic per-exit logits whose right answer is known."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from beexgen.artifact import Policy
+from beexgen.train import calibrate, policies as P, report
+from beexgen.train.deploy import DeployResult
+from beexgen.train.exits import decide, exit_stats
+
+CFG = dict(d_model=64, n_heads=2, d_ff=128, n_blocks=3, seq_max=64, n_classes=4, slfn=True)
+
+
+def synth(n, seed, *, C=4, cuts=(0.9, 0.8), lo=0.3):
+    """B = len(cuts) + 1 exits. Early exit b has confidence ~ U(lo, 1): its class is the
+    label when conf >= cuts[b] and a uniformly random class below (right 1/C of the time).
+    The last exit is always right (conf 0.99). Logits are built so that the float32
+    softmax maximum is the drawn confidence (to rounding)."""
+    rng = np.random.default_rng(seed)
+    B = len(cuts) + 1
+    y = rng.integers(0, C, n)
+    logits = np.zeros((n, B, C), np.float32)
+    for b in range(B):
+        if b == B - 1:
+            p, pred = np.full(n, 0.99), y
+        else:
+            p = rng.uniform(lo, 1.0, n)
+            pred = np.where(p >= cuts[b], y, rng.integers(0, C, n))
+        lg = np.repeat(np.log((1 - p) / (C - 1))[:, None], C, 1)
+        lg[np.arange(n), pred] = np.log(p)
+        logits[:, b] = lg
+    cls, conf, ent = exit_stats(torch.from_numpy(logits))
+    return DeployResult(logits, cls, conf, ent), y, rng.integers(4, CFG["seq_max"] + 1, n)
+
+
+@pytest.fixture(scope="module")
+def cal():
+    return synth(20000, 0)
+
+
+@pytest.fixture(scope="module")
+def conf_policy(cal):
+    res, y, _ = cal
+    return P.calibrate_confidence(res, y, tolerance=0.01, delta=0.05)
+
+
+def test_confidence_threshold_finds_the_accuracy_cliff(cal, conf_policy):
+    res, y, _ = cal
+    t = conf_policy["thresholds"]
+    assert len(t) == 2
+    # exit 1 is exact above 0.9, exit 2 above 0.8: the bound allows only a sliver below
+    assert 0.895 <= t[0] <= 0.9 and 0.795 <= t[1] <= 0.8
+    for ex in conf_policy["info"]["per_exit"]:
+        assert ex["bound"] <= 0.01
+    json.dumps(conf_policy)  # storable in the artifact's meta.json
+
+
+def test_confidence_bound_holds_on_a_fresh_sample(conf_policy):
+    res, y, _ = synth(20000, 1)
+    depth = decide(Policy.CONFIDENCE, conf_policy["thresholds"], res.conf, res.entropy)
+    for b in range(2):
+        m = depth == b + 1
+        assert m.sum() > 1000
+        harm = (res.cls[m, b] != y[m]) & (res.cls[m, -1] == y[m])
+        assert harm.mean() <= 0.01
+    early = depth < 3
+    acc_early = (res.cls[np.arange(len(y)), depth - 1] == y)[early].mean()
+    assert acc_early >= (res.cls[early, -1] == y[early]).mean() - 0.01
+
+
+def test_thresholds_are_float32(cal, conf_policy):
+    res, y, L = cal
+    bud = P.calibrate_budget(res, y, L, CFG, budget=0.6)
+    for t in conf_policy["thresholds"] + bud["thresholds"]:
+        assert isinstance(t, float) and t == float(np.float32(t))
+    json.dumps(bud)
+
+
+def test_lower_tolerance_never_lowers_thresholds(cal):
+    res, y, _ = cal
+    prev = None
+    for tol in (0.05, 0.02, 0.01, 0.005, 0.002):
+        t = np.array(P.calibrate_confidence(res, y, tolerance=tol)["thresholds"])
+        if prev is not None:
+            assert (t >= prev).all(), (tol, t, prev)
+        prev = t
+    # the label-free criterion bounds more than the error criterion: never more aggressive
+    d = np.array(P.calibrate_confidence(res, y, tolerance=0.01, criterion="disagreement")["thresholds"])
+    e = np.array(P.calibrate_confidence(res, y, tolerance=0.01)["thresholds"])
+    assert (d >= e).all()
+
+
+def test_useless_exit_is_disabled():
+    res, y, _ = synth(5000, 2, cuts=(1.01, 0.8))  # exit 1 is random everywhere
+    t = P.calibrate_confidence(res, y)["thresholds"]
+    assert t[0] == P.NEVER > 1.0 and 0.79 <= t[1] <= 0.8
+    assert (decide(Policy.CONFIDENCE, t, res.conf, res.entropy) != 1).all()
+
+
+@pytest.mark.parametrize("unit", ["depth", "compute"])
+def test_budget_is_met_within_two_percent(unit):
+    res, y, L = synth(4000, 3)
+    ops = P.ops_table(CFG, L)
+    for budget in (0.4, 0.6, 0.8):
+        pol = P.calibrate_budget(res, y, L, CFG, budget=budget, unit=unit)
+        depth = decide(Policy.BUDGET, pol["thresholds"], res.conf, res.entropy)
+        got = depth.mean() / 3 if unit == "depth" else P.compute_fraction(ops, depth)
+        assert budget * 0.98 <= got <= budget + 1e-9, (budget, got)
+        assert pol["info"]["budget_met"] and abs(pol["info"]["compute"] - got) < 1e-12
+        # a budget-matched policy beats leaving at a fixed mix of exits: better than exit 1 alone
+        assert pol["info"]["accuracy"] > (res.cls[:, 0] == y).mean()
+    with pytest.raises(ValueError):
+        P.calibrate_budget(res, y, L, CFG, budget=0.2, unit=unit)
+
+
+def test_entropy_calibration_picks_the_known_best_tau():
+    # half "A": entropy 1 -> .5 -> .45 -> .1 (reductions .5, .1, .78): exit 3 is right and
+    #   the last exit overthinks (wrong), exit 2 is wrong; exits at 3 iff 0.1 < tau <= 0.5.
+    # half "B": entropy 1 -> .9 -> .3 -> .1 (reductions .1, .67, .67): right from exit 2 on;
+    #   exits at 2 iff tau > 0.1. So every tau in (0.1, 0.5] is right on all sentences.
+    n = 400
+    ent = np.array([[1.0, 0.5, 0.45, 0.1]] * (n // 2) + [[1.0, 0.9, 0.3, 0.1]] * (n // 2), np.float32)
+    y = np.zeros(n, dtype=np.int64)
+    cls = np.zeros((n, 4), dtype=np.int64)
+    cls[: n // 2, 1] = 1
+    cls[: n // 2, 3] = 1
+    cls[n // 2:, 0] = 1
+    res = DeployResult(np.zeros((n, 4, 2), np.float32), cls, np.full((n, 4), 0.6, np.float32), ent)
+    cfg = dict(CFG, n_blocks=4)
+    pol = calibrate.calibrate_entropy(cfg, res, y, np.full(n, 10))
+    tau = pol["thresholds"][0]
+    assert 0.1 <= tau <= 0.5 and pol["calibration"]["accuracy"] == 1.0
+    assert tau == float(np.float32(tau))
+    depth = decide(Policy.ENTROPY, [tau], res.conf, res.entropy)
+    assert (depth[: n // 2] == 3).all() and (depth[n // 2:] == 2).all()
+
+
+def test_curves_and_fixed_points(cal):
+    res, y, L = cal
+    fixed = P.fixed_exit_points(res, y, L, CFG)
+    assert len(fixed) == 3 and fixed[-1][0] == pytest.approx(1.0) and fixed[-1][1] == 1.0
+    assert [f[2] for f in fixed] == [1, 2, 3]
+    assert fixed[0][0] < fixed[1][0] < fixed[2][0]
+    curve = P.policy_curve(res, y, L, CFG, "confidence", [0.0, 0.5, [0.9, 0.8], P.NEVER])
+    assert curve[0][2] == 1.0 and curve[-1] == pytest.approx(fixed[-1])
+    assert curve[0][0] <= curve[1][0] <= curve[2][0] <= curve[3][0]
+    ent = P.policy_curve(res, y, L, CFG, Policy.ENTROPY, [0.1, 0.3])
+    assert len(ent) == 2 and all(2 <= p[2] <= 3 for p in ent)
+
+
+def test_report_writes_figures_and_table(tmp_path, cal, conf_policy):
+    res_v, y_v, L_v = cal
+    res, y, L = synth(3000, 4)
+    pols = {
+        "entropy": calibrate.calibrate_entropy(CFG, res_v, y_v, L_v),
+        "confidence": conf_policy,
+        "budget-0.6": P.calibrate_budget(res_v, y_v, L_v, CFG, budget=0.6),
+        "none": {"name": "none", "thresholds": []},
+    }
+    md = report.make_report(res, y, L, CFG, pols, tmp_path / "rep", res_val=res_v, labels_val=y_v,
+                            lengths_val=L_v, title="synthetic")
+    assert md == tmp_path / "rep" / "report.md"
+    for f in report.FILES:
+        p = tmp_path / "rep" / f
+        assert p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG"
+        assert f"({f})" in md.read_text()
+    text = md.read_text()
+    for name in pols:
+        assert f"| {name} |" in text
+    assert "right here & wrong at last" in text and "within tolerance" in text
+
+    eff = report.exit_weights_effect([("w=uniform", res, y), ("w=deep", res_v, y_v)], tmp_path / "w")
+    assert eff["accuracy"].shape == (2, 3) and "| w=deep |" in eff["table"]
+    assert eff["png"].stat().st_size > 1000

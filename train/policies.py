@@ -1,0 +1,440 @@
+"""Calibration of the CONFIDENCE and BUDGET exit policies, and accuracy/compute curves.
+
+Every depth in this module comes from `exits.decide`, the rule the C firmware runs
+(exit after block b < B when conf_b >= t_b; the last block always exits), applied to
+float32 confidences with float32 thresholds. Returned thresholds are Python floats
+holding float32 values exactly (`float(np.float32(t))`), so what was calibrated is
+what the C compares against. `NEVER` (the float32 just above 1) disables an exit:
+the softmax maximum computed in float32 never exceeds 1 (its largest term is
+exp(0) = 1 and the sum is >= 1).
+
+Sources: "LAMA" in this project's notes is Valade, "Accelerating Large Language Model
+Inference with Self-Supervised Early Exits" (arXiv 2407.21082): exit heads whose
+confidence threshold is set on a calibration set so that a desired accuracy level is
+kept. EERO is Valade, Hebiri, Gay, "EERO: Early Exit with Reject Option for Efficient
+Classification with limited budget" (UAI 2025, PMLR 286; arXiv 2402.03779): each head
+is a classifier with a reject option; exit probabilities are calibrated with
+exponential weights that account for each head's risk and cost so that a fixed budget
+is met. Only the abstracts of both papers were available here, so the procedures
+below are this project's precise versions of those ideas, described in full in each
+function's docstring (the finite-sample bound of `calibrate_confidence` goes beyond
+LAMA's average-accuracy criterion).
+
+Compute: "compute fraction" is ops (flops + bmacs/64, beexgen/cost.py) summed over the
+sentences relative to running every block on the same sentences, as in `beexgen eval`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from beexgen import cost
+from beexgen.artifact import Policy
+
+from .exits import decide, n_thresholds
+
+NEVER = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1.0000001: this exit is never taken
+
+
+def f32(x) -> float:
+    """The float32 value of x, as a Python float (exactly representable)."""
+    return float(np.float32(x))
+
+
+def _policy(p) -> Policy:
+    if isinstance(p, dict):
+        p = p["name"]
+    if isinstance(p, str):
+        return Policy[p.upper()]
+    return Policy(int(p))
+
+
+# --------------------------------------------------------------------------- compute
+
+def ops_table(cfg: dict, lengths) -> np.ndarray:
+    """ops (flops + bmacs/64) of each sentence at each depth: (N, B) float64."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    B = cfg["n_blocks"]
+    uniq, inv = np.unique(lengths, return_inverse=True)
+    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d)) for d in range(1, B + 1)]
+                    for n in uniq], dtype=np.float64).reshape(len(uniq), B)
+    return tab[inv.reshape(-1)]
+
+
+def compute_fraction(ops: np.ndarray, depth: np.ndarray) -> float:
+    """Sum of ops at the depths taken / sum of ops at full depth."""
+    rows = np.arange(len(depth))
+    return float(ops[rows, np.asarray(depth) - 1].sum() / ops[:, -1].sum())
+
+
+def _accuracy(res, labels, depth) -> float:
+    pred = res.cls[np.arange(len(depth)), np.asarray(depth) - 1]
+    return float((pred == np.asarray(labels)).mean())
+
+
+def point(res, labels, ops: np.ndarray, depth: np.ndarray) -> tuple[float, float, float]:
+    """(compute fraction, accuracy, mean depth) of one assignment of exit depths."""
+    return compute_fraction(ops, depth), _accuracy(res, labels, depth), float(np.mean(depth))
+
+
+def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None) -> dict:
+    """Accuracy, mean depth, compute fraction and depth histogram of one policy.
+
+    `policy` is a Policy, its name, or a policy dict (then `thresholds` defaults to
+    the dict's)."""
+    if thresholds is None:
+        thresholds = policy["thresholds"] if isinstance(policy, dict) else []
+    pol = _policy(policy)
+    depth = decide(pol, thresholds, res.conf, res.entropy)
+    ops = ops_table(cfg, lengths)
+    comp, acc, mdepth = point(res, labels, ops, depth)
+    B = res.conf.shape[1]
+    return {"policy": pol.name.lower(), "thresholds": [f32(t) for t in np.ravel(thresholds)],
+            "accuracy": acc, "mean_depth": mdepth, "depth_frac": mdepth / B, "ops_rel": comp,
+            "depth_hist": np.bincount(depth - 1, minlength=B).tolist(), "depth": depth}
+
+
+# --------------------------------------------------------------------------- curves
+
+def fixed_exit_points(res, labels, lengths, cfg) -> list[tuple[float, float, float]]:
+    """(compute fraction, accuracy, depth) when every sentence leaves at exit b, b = 1..B.
+    The last entry is the full-depth point."""
+    ops = ops_table(cfg, lengths)
+    N, B = res.conf.shape
+    return [point(res, labels, ops, np.full(N, b, dtype=np.int64)) for b in range(1, B + 1)]
+
+
+def full_depth_point(res, labels, lengths, cfg) -> tuple[float, float, float]:
+    return fixed_exit_points(res, labels, lengths, cfg)[-1]
+
+
+def policy_curve(res, labels, lengths, cfg, policy, thresholds_grid) -> list[tuple[float, float, float]]:
+    """(mean compute fraction, accuracy, mean depth) for each entry of thresholds_grid.
+
+    An entry is a full threshold vector for the policy, or a scalar that is repeated
+    for every threshold the policy takes (one for ENTROPY, B-1 for CONFIDENCE/BUDGET).
+    Depths come from exits.decide with float32 thresholds."""
+    pol = _policy(policy)
+    ops = ops_table(cfg, lengths)
+    n_thr = n_thresholds(pol, res.conf.shape[1])
+    out = []
+    for thr in thresholds_grid:
+        thr = np.full(n_thr, thr, dtype=np.float32) if np.ndim(thr) == 0 else np.asarray(thr, np.float32)
+        out.append(point(res, labels, ops, decide(pol, thr, res.conf, res.entropy)))
+    return out
+
+
+def threshold_family(policy: dict, n_exits: int, n: int = 41) -> list:
+    """A one-parameter family of thresholds through a calibrated policy, for its curve.
+
+    ENTROPY: tau on a grid over [-0.25, 1] plus the chosen tau.
+    CONFIDENCE/BUDGET: t_b(a) = 1 - a (1 - t_b*) for a in [0, a_max] (a = 1 is the chosen
+    point, a = 0 puts every threshold at 1, a_max brings the lowest threshold to 0);
+    disabled exits (t* > 1) stay disabled. Without any enabled exit, a shared
+    threshold over [0, 1] is swept instead. NONE: no thresholds."""
+    pol = _policy(policy)
+    if pol == Policy.NONE:
+        return [[]]
+    thr = np.asarray(policy.get("thresholds", []), dtype=np.float64)
+    if pol == Policy.ENTROPY:
+        taus = np.unique(np.concatenate([np.linspace(-0.25, 1.0, n), thr]))
+        return [[f32(t)] for t in taus]
+    live = thr < 1.0
+    if thr.size != n_exits - 1 or not live.any():
+        return [[f32(t)] * (n_exits - 1) for t in np.concatenate([np.linspace(0, 1, n), [NEVER]])]
+    a_max = 1.0 / max(1e-6, 1.0 - thr[live].min())
+    fam = []
+    for a in np.unique(np.concatenate([np.linspace(0, a_max, n), [1.0]])):
+        t = np.where(live, np.clip(1.0 - a * (1.0 - thr), 0.0, 1.0), thr)
+        fam.append([f32(x) for x in t])
+    return fam
+
+
+def overthinking_counts(res, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Per exit b (all B exits; the last is 0 by definition):
+    (right at exit b but wrong at the last exit, wrong at exit b but right at the last)."""
+    right = res.cls == np.asarray(labels)[:, None]
+    last = right[:, -1:]
+    return (right & ~last).sum(0), (~right & last).sum(0)
+
+
+# --------------------------------------------------------------------------- LAMA-style
+
+def clopper_pearson_upper(k, n, alpha: float) -> np.ndarray:
+    """One-sided (1 - alpha) Clopper-Pearson upper bound on a binomial rate after k
+    successes in n trials: the p with P(Bin(n, p) <= k) = alpha; 1 when k = n or n = 0."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = stats.beta.ppf(1.0 - alpha, k + 1.0, np.maximum(n - k, 1e-300))
+    return np.where((n <= 0) | (k >= n), 1.0, u)
+
+
+def min_samples(tolerance: float, alpha: float) -> int:
+    """Least n for which zero events in n trials give an upper bound <= tolerance
+    ((1 - tolerance)^n <= alpha)."""
+    if tolerance <= 0:
+        return 2**62
+    if tolerance >= 1:
+        return 1
+    return int(math.ceil(math.log(alpha) / math.log1p(-tolerance)))
+
+
+def default_conf_grid() -> np.ndarray:
+    """Candidate confidence thresholds, descending, float32: steps of 5e-4 on [0, 1]
+    plus 1 - 10^-x (x = 2.5 .. 7) to resolve saturated confidences."""
+    g = np.concatenate([np.linspace(0.0, 1.0, 2001), 1.0 - np.logspace(-7, -2.5, 46), [1.0]])
+    return np.unique(g.astype(np.float32))[::-1]
+
+
+def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float = 0.05,
+                         criterion: str = "error", grid=None) -> dict:
+    """LAMA-style confidence thresholds with a finite-sample (Clopper-Pearson) guarantee.
+
+    Per early exit b = 1..B-1, in order, on the calibration split (validation, never
+    test). The sentences reaching exit b are those not taken by exits 1..b-1 under the
+    thresholds already chosen. A sentence i *leaving* at b "harms" when
+        criterion="error":         exit b is wrong and the last exit is right
+                                   (needs labels), or
+        criterion="disagreement":  exit b's class differs from the last exit's
+                                   (label-free, as LAMA's self-supervised heads; more
+                                   conservative).
+    The accuracy lost on the leavers, acc_last - acc_b over the same sentences, is
+    P(b wrong, last right) - P(b right, last wrong) <= P(harm) <= P(disagree), so a
+    bound on the harm rate bounds the accuracy loss.
+
+    Thresholds t from a fine descending float32 grid (`default_conf_grid`) are tested
+    in a fixed sequence (Learn-then-Test style fixed-sequence testing, so scanning
+    many thresholds needs no multiplicity correction): for the set L_b(t) = {reaching b,
+    conf_b >= t} with n sentences and k harms, the null "P(harm | leave at b) >
+    tolerance" is rejected when the one-sided Clopper-Pearson upper bound
+    U(k, n, delta_b) <= tolerance, with delta_b = delta / (B-1) (Bonferroni over the
+    exits). The scan starts at the first (highest) threshold whose n reaches
+    n_min = ceil(log delta_b / log(1 - tolerance)) (below that even k = 0 cannot pass;
+    the start depends on confidences only, not on labels) and walks down while the
+    null is rejected; t_b is the lowest threshold reached before the first failure,
+    i.e. the most aggressive threshold satisfying the bound (equal to "the lowest
+    passing threshold" whenever the harm rate grows as t falls). If none passes,
+    t_b = NEVER (exit b disabled).
+
+    Guarantee (assumption: calibration and test sentences are exchangeable, i.e. i.i.d.
+    draws from one distribution; exits 1..b-1 held at their chosen thresholds): with
+    probability >= 1 - delta over the calibration sample, simultaneously for every
+    early exit b,
+        P_test(harm | sentence leaves at b) <= tolerance,
+    hence the accuracy of the sentences leaving at b is at least the last exit's
+    accuracy on those same sentences minus `tolerance`; the same holds for all early
+    leavers together (a mixture of the exits), and the whole policy's accuracy is at
+    least the last exit's minus tolerance * P(early exit). Caveat: exit b's test is
+    conditional on the earlier thresholds, which were themselves chosen on the same
+    sample; the Bonferroni split is the only correction made for that.
+
+    Returns {"name": "confidence", "thresholds": [B-1 float32 values], "info": {...}}
+    with, per exit, the leavers' count n, harms k, the bound at the chosen threshold,
+    n_min and where the scan started/stopped, and the realised policy on the split.
+    """
+    if criterion not in ("error", "disagreement"):
+        raise ValueError("criterion is 'error' or 'disagreement'")
+    labels = np.asarray(labels)
+    conf = np.asarray(res.conf, dtype=np.float32)
+    cls = np.asarray(res.cls)
+    N, B = conf.shape
+    if B < 2:
+        return {"name": "confidence", "thresholds": [], "info": {"note": "a single exit"}}
+    grid = default_conf_grid() if grid is None else np.unique(np.asarray(grid, np.float32))[::-1]
+    if criterion == "error":
+        harm = (cls != labels[:, None]) & (cls[:, -1] == labels)[:, None]
+    else:
+        harm = cls != cls[:, -1:]
+    delta_b = delta / (B - 1)
+    n_min = min_samples(tolerance, delta_b)
+    alive = np.ones(N, dtype=bool)
+    thresholds, per_exit = [], []
+    for b in range(B - 1):
+        c, h = conf[alive, b], harm[alive, b]
+        order = np.argsort(-c, kind="stable")
+        neg_sorted = -c[order]                                  # ascending
+        cum_h = np.concatenate([[0], np.cumsum(h[order])])
+        n = np.searchsorted(neg_sorted, -grid, side="right")    # #{c >= t}, t descending
+        k = cum_h[n]
+        U = clopper_pearson_upper(k, n, delta_b)
+        start = int(np.argmax(n >= n_min)) if (n >= n_min).any() else len(grid)
+        j_ok, j_fail = -1, None
+        for j in range(start, len(grid)):
+            if U[j] > tolerance:
+                j_fail = j
+                break
+            j_ok = j
+        t = f32(grid[j_ok]) if j_ok >= 0 else NEVER
+        thresholds.append(t)
+        leave = alive & (conf[:, b] >= np.float32(t))
+        nl, kl = int(leave.sum()), int(harm[leave, b].sum())
+        per_exit.append({
+            "exit": b + 1, "threshold": t, "reaching": int(alive.sum()), "leaving": nl, "harms": kl,
+            "harm_rate": kl / nl if nl else 0.0,
+            "bound": float(clopper_pearson_upper(kl, nl, delta_b)) if nl else None,
+            "scan_start": f32(grid[start]) if start < len(grid) else None,
+            "first_failure": f32(grid[j_fail]) if j_fail is not None else None,
+        })
+        alive &= ~leave
+    depth = decide(Policy.CONFIDENCE, thresholds, conf, res.entropy)
+    assert int((depth < B).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
+    pred = cls[np.arange(N), depth - 1]
+    early = depth < B
+    info = {
+        "method": "per-exit fixed-sequence Clopper-Pearson test (LAMA-style calibrated confidence)",
+        "criterion": criterion, "tolerance": float(tolerance), "delta": float(delta),
+        "delta_per_exit": float(delta_b), "n_min": int(n_min), "split_size": int(N),
+        "per_exit": per_exit,
+        "accuracy": float((pred == labels).mean()),
+        "accuracy_last": float((cls[:, -1] == labels).mean()),
+        "early_leavers": int(early.sum()),
+        "early_accuracy": float((pred[early] == labels[early]).mean()) if early.any() else None,
+        "early_accuracy_last": float((cls[early, -1] == labels[early]).mean()) if early.any() else None,
+        "mean_depth": float(depth.mean()),
+    }
+    return {"name": "confidence", "thresholds": thresholds, "info": info}
+
+
+# --------------------------------------------------------------------------- EERO-style
+
+def _thresholds_for_rates(conf: np.ndarray, cum_target: np.ndarray) -> list[float]:
+    """Sequential per-exit quantile thresholds: after exit b, about cum_target[b] * N
+    sentences in total have left; exit b takes the most confident of those reaching it."""
+    N, B = conf.shape
+    alive = np.ones(N, dtype=bool)
+    left, thr = 0, []
+    for b in range(B - 1):
+        want = int(round(cum_target[b] * N)) - left
+        c = np.sort(conf[alive, b])[::-1]
+        want = min(max(want, 0), c.size)
+        if want == 0:
+            t = np.float32(NEVER)
+        else:
+            t = c[want - 1]                                      # >= want leave (ties)
+            up = np.nextafter(t, np.float32(2.0))
+            if abs(int((c >= up).sum()) - want) < abs(int((c >= t).sum()) - want):
+                t = up
+        leave = alive & (conf[:, b] >= t)
+        left += int(leave.sum())
+        alive &= ~leave
+        thr.append(f32(t))
+    return thr
+
+
+def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "depth",
+                     risk_weights: Sequence[float] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+                     rel_tol: float = 0.02) -> dict:
+    """EERO-style thresholds meeting a mean compute budget with the best accuracy.
+
+    budget: the mean compute allowed, as a fraction of running every block:
+      unit="depth"    mean exit depth / B;
+      unit="compute"  ops (flops + bmacs/64, beexgen/cost.py, sentence length aware)
+                      relative to full depth, as `beexgen eval` reports it.
+    Every candidate is solved so that its realised compute on the calibration split is
+    <= budget, as close to it as the data allow; the candidates within `rel_tol`
+    (relative, 2 %) below the budget compete on calibration accuracy.
+
+    How the budget is spread over the exits (two families, all candidates compared):
+    1. exponential-weight exit-rate schedules (EERO's aggregation with exponential
+       weights of each head's risk and cost): the fraction of sentences leaving at head
+       b = 1..B is
+           r_b(lam, mu) = exp(-lam * c_b - mu * R_b) / sum_j exp(-lam * c_j - mu * R_j),
+       c_b = cost of leaving at b relative to full depth (b / B, or the mean ops ratio),
+       R_b = 1 - calibration accuracy of head b (its empirical Bayes risk). mu = 0 is a
+       pure cost schedule (geometric in b for unit="depth": r_b ~ rho^b). For each mu in
+       `risk_weights`, lam is found by bisection (60 steps over [-1000, 1000]) as the
+       smallest lam whose realised compute is <= budget (the schedule is stochastically
+       decreasing in lam, so compute falls as lam grows). A schedule becomes thresholds
+       sequentially: exit b's threshold is the float32 confidence that lets the
+       round(N * (r_1 + ... + r_b)) - (already left) most confident of the sentences
+       reaching b leave (the reject option: the others defer to deeper heads).
+    2. one shared threshold t for every early exit, the largest float32 confidence value
+       whose realised compute is <= budget (binary search; compute grows with t).
+
+    Returns {"name": "budget", "thresholds": [B-1 float32 values], "info": {...}}; info
+    holds the chosen scheme, its parameters, realised compute and accuracy on the split,
+    and every candidate. Raises ValueError when the budget is below the cost of exit 1.
+    """
+    unit = {"ops": "compute", "flops": "compute"}.get(unit, unit)
+    if unit not in ("depth", "compute"):
+        raise ValueError("unit is 'depth' or 'compute'")
+    labels = np.asarray(labels)
+    conf = np.asarray(res.conf, dtype=np.float32)
+    N, B = conf.shape
+    ops = ops_table(cfg, lengths)
+    if unit == "depth":
+        c = np.arange(1, B + 1) / B
+        realised = lambda d: float(d.mean()) / B  # noqa: E731
+    else:
+        c = ops.sum(0) / ops[:, -1].sum()
+        realised = lambda d: compute_fraction(ops, d)  # noqa: E731
+    if budget < c[0] - 1e-12:
+        raise ValueError(f"budget {budget} is below the cost of leaving at exit 1 ({c[0]:.4f} of full, unit {unit})")
+    R = 1.0 - (np.asarray(res.cls) == labels[:, None]).mean(0)
+
+    def run(thr):
+        d = decide(Policy.BUDGET, thr, conf, res.entropy)
+        return realised(d), _accuracy(res, labels, d), float(d.mean())
+
+    cands = []
+    # 1. exponential-weight schedules
+    for mu in risk_weights:
+        def sched(lam, mu=mu):
+            z = -lam * c - mu * R
+            w = np.exp(z - z.max())
+            return _thresholds_for_rates(conf, np.cumsum(w / w.sum())[:-1])
+        lo, hi = -1000.0, 1000.0
+        thr_hi = sched(hi)
+        comp_hi = run(thr_hi)[0]
+        if comp_hi > budget:
+            best_thr = thr_hi  # infeasible for this family (ties): keep its cheapest point
+        else:
+            best_thr = thr_hi
+            for _ in range(60):
+                mid = 0.5 * (lo + hi)
+                thr = sched(mid)
+                if run(thr)[0] <= budget:
+                    hi, best_thr = mid, thr
+                else:
+                    lo = mid
+        comp, acc, md = run(best_thr)
+        cands.append({"scheme": "exp-weights", "mu": float(mu), "lam": float(hi), "thresholds": best_thr,
+                      "compute": comp, "accuracy": acc, "mean_depth": md})
+    # 2. shared threshold
+    vals = np.unique(np.concatenate([conf[:, :-1].ravel(), np.float32([0.0, NEVER])]))
+    lo_i, hi_i = 0, len(vals) - 1  # compute(vals[hi_i] = NEVER) = 1 >= budget unless budget < 1
+    if run([f32(vals[hi_i])] * (B - 1))[0] <= budget:
+        best_i = hi_i
+    else:
+        best_i = 0
+        while lo_i <= hi_i:
+            m = (lo_i + hi_i) // 2
+            if run([f32(vals[m])] * (B - 1))[0] <= budget:
+                best_i, lo_i = m, m + 1
+            else:
+                hi_i = m - 1
+    thr = [f32(vals[best_i])] * (B - 1)
+    comp, acc, md = run(thr)
+    cands.append({"scheme": "shared", "thresholds": thr, "compute": comp, "accuracy": acc, "mean_depth": md})
+
+    ok = [x for x in cands if budget * (1 - rel_tol) <= x["compute"] <= budget * (1 + 1e-12)]
+    met = bool(ok)
+    if not ok:
+        under = [x for x in cands if x["compute"] <= budget] or cands
+        ok = [min(under, key=lambda x: abs(x["compute"] - budget))]
+        warnings.warn(f"no threshold set lands within {rel_tol:.0%} of budget {budget} on the calibration split "
+                      f"(closest {ok[0]['compute']:.4f}): ties in the confidences?")
+    best = max(ok, key=lambda x: (x["accuracy"], -x["compute"]))
+    info = {"method": "EERO-style exit-rate schedules by exponential weights of cost and risk, "
+                      "lam by bisection; plus a shared threshold; best calibration accuracy within the budget",
+            "budget": float(budget), "unit": unit, "rel_tol": float(rel_tol), "budget_met": met,
+            "scheme": best["scheme"], "mu": best.get("mu"), "lam": best.get("lam"),
+            "compute": best["compute"], "accuracy": best["accuracy"], "mean_depth": best["mean_depth"],
+            "head_cost": [float(x) for x in c], "head_risk": [float(x) for x in R],
+            "candidates": [{k: v for k, v in x.items()} for x in cands], "split_size": int(N)}
+    return {"name": "budget", "thresholds": list(best["thresholds"]), "info": info}
