@@ -20,9 +20,10 @@ from beexgen import cost, numerics
 TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
 
 # Hand-written C shared by every target.
+# (bx_vocab.h is rendered by codegen/vocab.py, bx_board.h by codegen/build.py.)
 ENGINE_SOURCES = [
     "bx_math.h", "bx_kernels.h", "bx_kernels.c", "bx_engine.h", "bx_engine.c",
-    "bx_tokenizer.h", "bx_tokenizer.c", "bx_vocab.h", "bx_protocol.h", "bx_protocol.c", "main.c",
+    "bx_tokenizer.h", "bx_tokenizer.c", "bx_platform.h", "bx_protocol.h", "bx_protocol.c", "main.c",
 ]
 
 

@@ -1,0 +1,400 @@
+/* bx_protocol.c: request parsing, commands and replies (docs/INTERNALS.md).
+ *
+ * Grammar of a request line (terminator already removed by main.c):
+ *
+ *     line     = text                      classify text (any line not starting with '!')
+ *              | "!" name [" " args]       a command; name runs up to the first space
+ *     commands:
+ *       !c <text>                    classify text (a text that itself begins with '!')
+ *       !ping                        -> ok pong
+ *       !info                        -> ok info format=.. hash=.. board=.. ... unit=..
+ *       !tok <text>                  -> ok tok n=<k> ids=<i1,...>   ([CLS] included)
+ *       !policy                      -> ok policy=<name> thr=<hex32>,...   (query)
+ *       !policy <name> [<t>{,<t>}]   set the exit policy; same reply
+ *
+ * Every reply is one line: `ok ...` or `err <code> <NAME> [detail]`, codes from the
+ * generated bx_status.h. Floats that must survive the trip exactly (logits,
+ * thresholds) go out as hex32, the IEEE-754 bit pattern as 8 lowercase hex digits.
+ *
+ * Output: replies are assembled in a small buffer that is handed to
+ * bx_platform_write when it is full and at the end of each line, so a reply of any
+ * length (long label lists) needs no buffer sized for the worst case.
+ */
+#include "bx_protocol.h"
+
+#include <string.h>
+
+#include "bx_engine.h"
+#include "bx_platform.h"
+#include "bx_status.h"
+
+#define BX_OUT_CHUNK      128   /* bytes buffered before a bx_platform_write */
+#define BX_ECHO_MAX       16    /* bytes of an unknown command name echoed back */
+#define BX_DEC_DIGITS_MAX 18    /* decimal digits of a threshold: 10^18 < 2^60 */
+#define BX_HEX32_DIGITS   8
+#define BX_FIXED4_SCALE   10000u          /* 4 decimals */
+#define BX_FIXED4_MAX_E2  25              /* mant * 10^4 * 2^25 < 2^63 */
+
+#define F32_MANT_BITS     23
+#define F32_EXP_BIAS      127
+#define F32_EXP_MAX       0xffu
+#define F32_SIGN          0x80000000u
+#define F32_HIDDEN        (1u << F32_MANT_BITS)
+#define F32_MANT_MASK     (F32_HIDDEN - 1u)
+
+/* ------------------------------------------------------------------ formatters */
+
+static uint32_t f32_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
+static float    f32_from(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
+
+size_t bx_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[BX_FMT_U64_MAX];
+    size_t n = 0;
+    do { tmp[n++] = (char)('0' + v % 10u); v /= 10u; } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t bx_fmt_i32(char *out, int32_t v)
+{
+    if (v >= 0) return bx_fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + bx_fmt_u64(out + 1, (uint64_t)(-(int64_t)v));
+}
+
+size_t bx_fmt_hex32(char *out, uint32_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = BX_HEX32_DIGITS - 1; i >= 0; i--) { out[i] = digits[v & 0xfu]; v >>= 4; }
+    return BX_HEX32_DIGITS;
+}
+
+/* Fixed point with 4 decimals, exactly. A finite float is x = mant * 2^e2 with an
+ * integer mant < 2^24. Then x * 10^4 = (mant * 10^4) * 2^e2, where mant * 10^4 < 2^38
+ * fits a uint64: for e2 >= 0 it is an integer (shifted left); for e2 < 0 the bits
+ * shifted out are the fraction, compared with one half to round half to even. */
+size_t bx_fmt_fixed4(char *out, float x)
+{
+    uint32_t u = f32_bits(x);
+    uint32_t ef = (u >> F32_MANT_BITS) & F32_EXP_MAX;
+    size_t n = 0;
+    if (ef == F32_EXP_MAX && (u & F32_MANT_MASK)) { memcpy(out, "nan", 3); return 3; }
+    if (u & F32_SIGN) out[n++] = '-';
+    int e2 = (ef ? (int)ef : 1) - F32_EXP_BIAS - F32_MANT_BITS;
+    uint64_t q = (uint64_t)((u & F32_MANT_MASK) | (ef ? F32_HIDDEN : 0u)) * BX_FIXED4_SCALE;
+    if (ef == F32_EXP_MAX || e2 > BX_FIXED4_MAX_E2) { memcpy(out + n, "inf", 3); return n + 3; }
+    if (e2 >= 0) {
+        q <<= e2;
+    } else if (-e2 >= 64) {
+        q = 0;                              /* < 2^38 * 2^-64: far below one half */
+    } else {
+        uint64_t rem = q & ((UINT64_C(1) << -e2) - 1u);
+        uint64_t half = UINT64_C(1) << (-e2 - 1);
+        q >>= -e2;
+        if (rem > half || (rem == half && (q & 1u))) q++;
+    }
+    n += bx_fmt_u64(out + n, q / BX_FIXED4_SCALE);
+    out[n++] = '.';
+    uint32_t frac = (uint32_t)(q % BX_FIXED4_SCALE);
+    for (uint32_t div = BX_FIXED4_SCALE / 10u; div; div /= 10u) out[n++] = (char)('0' + frac / div % 10u);
+    return n;
+}
+
+/* ------------------------------------------------------------------ threshold parsing */
+
+static int hex_value(uint8_t c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* num / den rounded to the nearest float32, ties to even; 0 < num, den < 2^60.
+ * Scale den by powers of two until den <= num < 2 den (so num/den = 1.f * 2^e), then
+ * long division gives the 24 significant bits and one guard bit; the remainder is
+ * the sticky bit. The magnitudes stay below 2^61, so nothing overflows. */
+static float ratio_to_f32(uint64_t num, uint64_t den)
+{
+    int e = 0;
+    while (num >= 2u * den) { den <<= 1; e++; }
+    while (num < den) { num <<= 1; e--; }
+    uint32_t mant = 0;
+    for (int i = 0; i < F32_MANT_BITS + 2; i++) {      /* leading 1, 23 bits, guard */
+        mant <<= 1;
+        if (num >= den) { num -= den; mant |= 1u; }
+        num <<= 1;
+    }
+    uint32_t guard = mant & 1u;
+    mant >>= 1;
+    if (guard && (num != 0 || (mant & 1u))) mant++;
+    if (mant == 2u * F32_HIDDEN) { mant >>= 1; e++; }
+    return f32_from(((uint32_t)(e + F32_EXP_BIAS) << F32_MANT_BITS) | (mant & F32_MANT_MASK));
+}
+
+/* decimal = [+|-] digits [. digits], at least one digit, at most BX_DEC_DIGITS_MAX. */
+static int parse_decimal(const uint8_t *s, size_t n, float *out)
+{
+    size_t i = 0;
+    int neg = 0, digits = 0, seen_point = 0;
+    uint64_t m = 0, den = 1;
+    if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    for (; i < n; i++) {
+        if (s[i] == '.' && !seen_point) { seen_point = 1; continue; }
+        if (s[i] < '0' || s[i] > '9' || ++digits > BX_DEC_DIGITS_MAX) return -1;
+        m = m * 10u + (uint64_t)(s[i] - '0');
+        if (seen_point) den *= 10u;
+    }
+    if (digits == 0) return -1;
+    float v = m ? ratio_to_f32(m, den) : 0.0f;
+    *out = neg ? -v : v;
+    return 0;
+}
+
+int bx_parse_f32(const uint8_t *s, size_t n, float *out)
+{
+    if (n >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        if (n == 2 || n - 2 > BX_HEX32_DIGITS) return -1;
+        uint32_t u = 0;
+        for (size_t i = 2; i < n; i++) {
+            int h = hex_value(s[i]);
+            if (h < 0) return -1;
+            u = (u << 4) | (uint32_t)h;
+        }
+        *out = f32_from(u);
+        return 0;
+    }
+    return parse_decimal(s, n, out);
+}
+
+/* ------------------------------------------------------------------ reply output */
+
+static char   bx_out[BX_OUT_CHUNK];
+static size_t bx_out_len;
+
+static void out_flush(void)
+{
+    if (bx_out_len) bx_platform_write(bx_out, bx_out_len);
+    bx_out_len = 0;
+}
+
+static void out_bytes(const char *s, size_t n)
+{
+    while (n--) {
+        if (bx_out_len == sizeof bx_out) out_flush();
+        bx_out[bx_out_len++] = *s++;
+    }
+}
+
+static void out_str(const char *s) { out_bytes(s, strlen(s)); }
+static void out_u64(uint64_t v) { char b[BX_FMT_U64_MAX]; out_bytes(b, bx_fmt_u64(b, v)); }
+static void out_i32(int32_t v) { char b[BX_FMT_U64_MAX + 1]; out_bytes(b, bx_fmt_i32(b, v)); }
+static void out_hex32(float x) { char b[BX_FMT_HEX32_LEN]; out_bytes(b, bx_fmt_hex32(b, f32_bits(x))); }
+static void out_fixed4(float x) { char b[BX_FMT_FIXED4_MAX]; out_bytes(b, bx_fmt_fixed4(b, x)); }
+static void out_end(void) { out_bytes("\n", 1); out_flush(); }
+
+/* " key=" */
+static void out_key(const char *key) { out_bytes(" ", 1); out_str(key); out_bytes("=", 1); }
+
+/* <hex32>,<hex32>,... (nothing when n == 0) */
+static void out_hex_list(const float *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (i) out_bytes(",", 1);
+        out_hex32(v[i]);
+    }
+}
+
+/* err <code> <NAME>[ <detail>] */
+static void reply_error(int status, const char *detail)
+{
+    out_str("err ");
+    out_i32(status);
+    out_bytes(" ", 1);
+    out_str(bx_status_name(status));
+    if (detail) { out_bytes(" ", 1); out_str(detail); }
+    out_end();
+}
+
+void bx_protocol_reject(int status) { reply_error(status, NULL); }
+
+/* ------------------------------------------------------------------ commands */
+
+static bx_result bx_res;
+static int32_t   bx_ids[BX_SEQ_MAX];
+static float     bx_thr_arg[BX_N_BLOCKS];
+
+/* The first word of s[0..n) (up to a space or the end); *rest is what follows that
+ * space. Returns the word's length. */
+static size_t split_word(const uint8_t *s, size_t n, const uint8_t **rest, size_t *rest_n)
+{
+    size_t w = 0;
+    while (w < n && s[w] != ' ') w++;
+    *rest = s + (w < n ? w + 1 : n);
+    *rest_n = w < n ? n - w - 1 : 0;
+    return w;
+}
+
+/* <text>, !c <text>
+ *   -> ok cls=<i> label=<name> conf=<x.xxxx> exit=<d>/<B> tokens=<n> cost=<c> unit=<u>
+ *         bmacs=<m> flops=<f> logits=<hex32>,...
+ * cost is bx_platform_cost() across bx_classify (tokenizer included). */
+static void cmd_classify(const uint8_t *text, size_t n)
+{
+    int k = bx_model_ids(text, n, bx_ids);
+    if (k < 0) { reply_error(-k, NULL); return; }
+    if (k <= 1) { reply_error(BX_STATUS_EMPTY, NULL); return; }   /* only [CLS] */
+    uint64_t before = bx_platform_cost();
+    int st = bx_classify(text, n, &bx_res);
+    uint64_t after = bx_platform_cost();
+    if (st < 0) { reply_error(-st, NULL); return; }
+    if (bx_res.cls < 0 || bx_res.cls >= BX_N_CLASSES) { reply_error(BX_STATUS_INTERNAL, "class"); return; }
+    out_str("ok");
+    out_key("cls");    out_i32(bx_res.cls);
+    out_key("label");  out_str(bx_labels[bx_res.cls]);
+    out_key("conf");   out_fixed4(bx_res.confidence);
+    out_key("exit");   out_i32(bx_res.exit_depth); out_bytes("/", 1); out_u64(BX_N_BLOCKS);
+    out_key("tokens"); out_i32(bx_res.n_tokens);
+    out_key("cost");   out_u64(after - before);
+    out_key("unit");   out_str(BX_COST_UNIT);
+    out_key("bmacs");  out_u64(bx_res.bmacs);
+    out_key("flops");  out_u64(bx_res.flops);
+    out_key("logits"); out_hex_list(bx_res.logits, BX_N_CLASSES);
+    out_end();
+}
+
+static void cmd_c(const uint8_t *args, size_t n) { cmd_classify(args, n); }
+
+/* !ping -> ok pong */
+static void cmd_ping(const uint8_t *args, size_t n)
+{
+    (void)args;
+    if (n) { reply_error(BX_STATUS_BAD_ARGUMENT, "ping takes no argument"); return; }
+    out_str("ok pong");
+    out_end();
+}
+
+/* policy=<name> thr=<hex32>,... of the engine's current policy */
+static void out_policy(void)
+{
+    int n_thr = 0;
+    int32_t p = bx_engine_get_policy(bx_thr_arg, &n_thr);
+    const char *name = bx_policy_name(p);
+    out_key("policy"); out_str(name ? name : "?");
+    out_key("thr");    out_hex_list(bx_thr_arg, n_thr);
+}
+
+/* !info -> ok info format=<v> hash=<sha256> board=<name> classes=<C> blocks=<B> d=<d>
+ *          heads=<h> seq=<L> vocab=<V> labels=<a,b,...> policy=<p> thr=<t,...> unit=<u> */
+static void cmd_info(const uint8_t *args, size_t n)
+{
+    (void)args;
+    if (n) { reply_error(BX_STATUS_BAD_ARGUMENT, "info takes no argument"); return; }
+    out_str("ok info");
+    out_key("format");  out_u64(BX_FORMAT_VERSION);
+    out_key("hash");    out_str(BX_ARTIFACT_HASH);
+    out_key("board");   out_str(BX_BOARD_NAME);
+    out_key("classes"); out_u64(BX_N_CLASSES);
+    out_key("blocks");  out_u64(BX_N_BLOCKS);
+    out_key("d");       out_u64(BX_D_MODEL);
+    out_key("heads");   out_u64(BX_N_HEADS);
+    out_key("seq");     out_u64(BX_SEQ_MAX);
+    out_key("vocab");   out_u64(BX_VOCAB);
+    out_key("labels");
+    for (int c = 0; c < BX_N_CLASSES; c++) {
+        if (c) out_bytes(",", 1);
+        out_str(bx_labels[c]);
+    }
+    out_policy();
+    out_key("unit");    out_str(BX_COST_UNIT);
+    out_end();
+}
+
+/* !tok <text> -> ok tok n=<k> ids=<i1,...>  (the model input ids, [CLS] first) */
+static void cmd_tok(const uint8_t *text, size_t n)
+{
+    int k = bx_model_ids(text, n, bx_ids);
+    if (k < 0) { reply_error(-k, NULL); return; }
+    out_str("ok tok");
+    out_key("n");   out_i32(k);
+    out_key("ids");
+    for (int i = 0; i < k; i++) {
+        if (i) out_bytes(",", 1);
+        out_i32(bx_ids[i]);
+    }
+    out_end();
+}
+
+/* !policy                     -> ok policy=<name> thr=<hex32>,...   (query)
+ * !policy <name> [<t>{,<t>}]  -> set, then the same reply
+ * <name> is a policy name of bx_model.h (none, entropy, confidence, budget); each <t>
+ * is a decimal or 0x<hex32> (bx_parse_f32); the count must suit the policy (0, 1 or
+ * BX_N_BLOCKS - 1, checked by bx_engine_set_policy). On error the policy is unchanged. */
+static void cmd_policy(const uint8_t *args, size_t n)
+{
+    const uint8_t *list;
+    size_t list_n;
+    int n_thr = 0;
+    if (n == 0) { out_str("ok"); out_policy(); out_end(); return; }
+    size_t name_n = split_word(args, n, &list, &list_n);
+    int32_t p = bx_policy_from_name((const char *)args, name_n);
+    if (p < 0) { reply_error(BX_STATUS_BAD_ARGUMENT, "unknown policy"); return; }
+    while (list_n) {
+        size_t t = 0;
+        while (t < list_n && list[t] != ',') t++;
+        if (n_thr == BX_N_BLOCKS) { reply_error(BX_STATUS_BAD_ARGUMENT, "too many thresholds"); return; }
+        float *v = &bx_thr_arg[n_thr];
+        if (bx_parse_f32(list, t, v) < 0 || *v != *v) {              /* syntax, or NaN */
+            reply_error(BX_STATUS_BAD_ARGUMENT, "bad threshold");
+            return;
+        }
+        n_thr++;
+        if (t == list_n) break;
+        list += t + 1;
+        list_n -= t + 1;
+        if (list_n == 0) { reply_error(BX_STATUS_BAD_ARGUMENT, "bad threshold"); return; }  /* trailing ',' */
+    }
+    if (bx_engine_set_policy(p, bx_thr_arg, n_thr) < 0) {
+        reply_error(BX_STATUS_BAD_ARGUMENT, "wrong number of thresholds for this policy");
+        return;
+    }
+    out_str("ok");
+    out_policy();
+    out_end();
+}
+
+typedef void (*bx_command_fn)(const uint8_t *args, size_t n);
+static const struct { const char *name; bx_command_fn fn; } bx_commands[] = {
+    { "c", cmd_c }, { "ping", cmd_ping }, { "info", cmd_info },
+    { "tok", cmd_tok }, { "policy", cmd_policy },
+};
+#define BX_N_COMMANDS (sizeof bx_commands / sizeof bx_commands[0])
+
+/* err 4 UNKNOWN_COMMAND !<name>: the name echoed as printable ASCII ('?' for any
+ * other byte), cut to BX_ECHO_MAX bytes, so the reply stays one clean line. */
+static void reply_unknown(const uint8_t *name, size_t n)
+{
+    char echo[1 + BX_ECHO_MAX + 3 + 1];
+    size_t k = 0;
+    echo[k++] = '!';
+    for (size_t i = 0; i < n && i < BX_ECHO_MAX; i++) echo[k++] = (name[i] > ' ' && name[i] < 0x7f) ? (char)name[i] : '?';
+    if (n > BX_ECHO_MAX) { memcpy(echo + k, "...", 3); k += 3; }
+    echo[k] = '\0';
+    reply_error(BX_STATUS_UNKNOWN_COMMAND, echo);
+}
+
+void bx_protocol_handle(const uint8_t *line, size_t len)
+{
+    if (len == 0 || line[0] != '!') { cmd_classify(line, len); return; }
+    const uint8_t *args;
+    size_t args_n;
+    size_t name_n = split_word(line + 1, len - 1, &args, &args_n);
+    for (size_t i = 0; i < BX_N_COMMANDS; i++) {
+        if (strlen(bx_commands[i].name) == name_n && memcmp(bx_commands[i].name, line + 1, name_n) == 0) {
+            bx_commands[i].fn(args, args_n);
+            return;
+        }
+    }
+    reply_unknown(line + 1, name_n);
+}
