@@ -15,4 +15,4 @@ test: setup
 	$(PYTHON) -m pytest -q tests
 
 bench: setup
-	$(PYTHON) -m beexgen.cli bench
+	$(PYTHON) -m beexgen.cli bench --readme README.md

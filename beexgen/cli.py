@@ -133,5 +133,275 @@ def eval_cmd(run_dir, twin, as_json):
     _print_eval(run_dir, Path(twin) if twin else None, as_json)
 
 
+def _deploy_split(run, art, part):
+    from beexgen.train import deploy
+    import numpy as np
+    ids, y, _ = run.part(part)
+    return deploy.run(deploy.DeployModel(art), ids), y, np.array([len(s) for s in ids])
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--policy", "policy_name", type=click.Choice(["entropy", "confidence", "budget", "none"]),
+              default="entropy", show_default=True, help="Exit policy to calibrate and write into the artifact.")
+@click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth).")
+@click.option("--tolerance", type=float, help="entropy: accept this much validation accuracy below the "
+              "best for a cheaper threshold [0.0025]. confidence: accuracy the early leavers may lose "
+              "against the last exit [0.01].")
+@click.option("--delta", default=0.05, show_default=True, help="confidence: the bound holds with probability 1-delta.")
+@click.option("--budget", type=float, help="budget: mean compute allowed, fraction of full depth (0..1].")
+@click.option("--unit", type=click.Choice(["depth", "compute"]), default="depth", show_default=True,
+              help="budget: measure the budget in blocks run or in operations (bmacs/64 + flops).")
+@click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
+def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out):
+    """Choose an exit policy's thresholds on the validation split and re-export the artifact.
+
+    \b
+    entropy     the paper's rule: exit when the fractional entropy reduction between
+                consecutive exits falls below tau (best validation accuracy under --ceiling)
+    confidence  LAMA-style: per-exit confidence thresholds such that, with probability
+                1-delta, sentences leaving early lose at most --tolerance accuracy
+                against the last exit (Clopper-Pearson bound, Bonferroni over exits)
+    budget      EERO-style: thresholds meeting a mean compute --budget with the best accuracy
+    The test split is never looked at. Every calibrated policy is also kept in
+    RUN_DIR/policies.json for `beexgen report`."""
+    from beexgen import artifact
+    from beexgen.train import calibrate as cal, policies
+    from beexgen.train.export import export_run
+    from beexgen.train.trainer import load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    art_dir = Path(out) if out else run_dir / "artifact"
+    if not (art_dir / "meta.json").exists():
+        export_run(run_dir, art_dir)
+    art = artifact.load(art_dir)
+    res, y, lengths = _deploy_split(run, art, "val")
+    try:
+        if policy_name == "entropy":
+            pol = cal.calibrate_entropy(art.config, res, y, lengths, ceiling=ceiling,
+                                        tolerance=0.0025 if tolerance is None else tolerance)
+        elif policy_name == "confidence":
+            pol = policies.calibrate_confidence(res, y, tolerance=0.01 if tolerance is None else tolerance,
+                                                delta=delta)
+        elif policy_name == "budget":
+            if budget is None or not 0 < budget <= 1:
+                raise click.UsageError("--budget must be given as a fraction in (0, 1], e.g. --budget 0.5")
+            pol = policies.calibrate_budget(res, y, lengths, art.config, budget=budget, unit=unit)
+        else:
+            pol = {"name": "none", "thresholds": []}
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    art = export_run(run_dir, art_dir, policy={k: pol[k] for k in ("name", "thresholds")})
+    store = run_dir / "policies.json"
+    saved = json.loads(store.read_text()) if store.exists() else {}
+    saved[policy_name] = json.loads(json.dumps(pol, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    store.write_text(json.dumps(saved, indent=2) + "\n")
+    thr = ", ".join(f"{t:.4g}" for t in pol["thresholds"]) or "-"
+    click.echo(f"{policy_name}: thresholds [{thr}] -> artifact {art.path} (hash {art.hash[:16]}...)")
+    ev = policies.evaluate_policy(res, y, lengths, art.config, pol["name"], pol["thresholds"])
+    click.echo("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if isinstance(v, float)))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Report directory [RUN_DIR/report].")
+@click.option("--compare", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Other runs (e.g. other --exit-weights) whose per-exit accuracy to show beside.")
+def report(run_dir, out, compare):
+    """Plots and a markdown summary of the exit policies on the test split.
+
+    Accuracy against compute for every policy (the Pareto curve, fixed exits and full
+    depth marked), exit-depth histograms, accuracy of each exit and overthinking counts.
+    Policies come from RUN_DIR/policies.json (`beexgen calibrate`) and the artifact."""
+    from beexgen import artifact
+    from beexgen.train import report as rep_mod
+    from beexgen.train.trainer import load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    art = artifact.load(run_dir / "artifact")
+    store = run_dir / "policies.json"
+    pols = json.loads(store.read_text()) if store.exists() else {}
+    pols.setdefault(art.policy["name"], art.policy)
+    pols = {k: v for k, v in pols.items() if k != "none"}
+    res_t, y_t, len_t = _deploy_split(run, art, "test")
+    res_v, y_v, len_v = _deploy_split(run, art, "val")
+    out = Path(out) if out else run_dir / "report"
+    md = rep_mod.make_report(res_t, y_t, len_t, art.config, pols, out, res_val=res_v, labels_val=y_v,
+                             lengths_val=len_v, title=f"{run.config.dataset} ({run_dir})")
+    if compare:
+        runs = []
+        for d in (run_dir, *map(Path, compare)):
+            r = load_run(d)
+            a = artifact.load(d / "artifact")
+            res, y, _ = _deploy_split(r, a, "test")
+            w = r.config.exit_weights or [1.0] * a.config["n_blocks"]
+            runs.append((f"{d.name} w={','.join(f'{x:g}' for x in w)}", res, y))
+        eff = rep_mod.exit_weights_effect(runs, out)
+        with md.open("a") as fh:
+            fh.write("\n## Soft-routing loss weights\n\n" + eff["table"] + "\n")
+    click.echo(md.read_text())
+    click.echo(f"report: {md}")
+
+
+def _artifact_arg(path: str):
+    """An artifact directory, or a run directory holding artifact/."""
+    p = Path(path)
+    if not (p / "meta.json").exists() and (p / "artifact" / "meta.json").exists():
+        p = p / "artifact"
+    return p
+
+
+def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
+    return art_dir.parent / "build" / (board or target)
+
+
+@main.command()
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--target", type=click.Choice(["host", "cortex-m4"]), default="cortex-m4", show_default=True,
+              help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
+                   "cortex-m4: firmware for --board.")
+@click.option("--board", default="nucleo-f411re", show_default=True,
+              help="Board for --target cortex-m4: mps2-an386, netduinoplus2 (QEMU) or nucleo-f411re.")
+@click.option("--out", type=click.Path(file_okay=False), help="Build directory [ARTIFACT/../build/<board>].")
+@click.option("--dsp", is_flag=True, help="Use the Cortex-M4 DSP (ACLE) path of the kernels.")
+@click.option("--cmsis", "cmsis_include", type=click.Path(exists=True, file_okay=False),
+              help="A CMSIS-Core include directory to take core register definitions from.")
+@click.option("--sanitize", is_flag=True, help="host: build with AddressSanitizer + UndefinedBehaviorSanitizer.")
+@click.option("--stack", "stack_bytes", type=int, help="Stack bytes the linker reserves (cortex-m4).")
+def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_bytes):
+    """Generate the C for an artifact and compile it.
+
+    ARTIFACT_DIR is an artifact (or a run directory holding one). For cortex-m4, prints
+    the size table against the board's flash, RAM and stack, and fails when it does not fit."""
+    from beexgen import artifact
+    from beexgen.codegen import build as build_mod
+
+    art_dir = _artifact_arg(artifact_dir)
+    try:
+        art = artifact.load(art_dir)
+    except artifact.ArtifactError as e:
+        raise click.ClickException(str(e)) from None
+    out_dir = Path(out) if out else _build_dir(art_dir, target, board if target == "cortex-m4" else "host")
+    cmd = "beexgen build " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "beexgen build"
+    try:
+        if target == "host":
+            exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd)
+            click.echo(f"host emulator: {exe}")
+            click.echo(f"try: beexgen-infer --emulator {exe} --artifact {art_dir}")
+            return
+        from beexgen.codegen import boards, firmware
+        kw = {"stack_bytes": stack_bytes} if stack_bytes else {}
+        fw = firmware.build_firmware(art, board, out_dir, dsp=dsp, cmsis_include=cmsis_include,
+                                     command=cmd, **kw)
+    except boards.UnknownBoardError as e:
+        raise click.ClickException(str(e)) from None
+    except firmware.FirmwareTooBig as e:
+        raise click.ClickException(f"the model does not fit {board}:\n{e}") from None
+    except build_mod.BuildError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(firmware.format_size_table(fw))
+    click.echo(f"firmware: {fw.elf}\n          {fw.bin}\n          {fw.hex}\n          {fw.map}")
+    b = boards.get_board(board)
+    if b.emulated:
+        click.echo(f"next: beexgen emulate {artifact_dir} --board {board}")
+    else:
+        click.echo(f"next: beexgen flash {artifact_dir} --board {board}; "
+                   f"then beexgen-infer --port /dev/ttyACM0 --artifact {art_dir}")
+
+
+@main.command()
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--board", default="mps2-an386", show_default=True, help="An emulated board: mps2-an386 or netduinoplus2.")
+@click.option("--serial", "serial_kind", type=click.Choice(["tcp", "pty"]), default="tcp", show_default=True)
+@click.option("--port-file", type=click.Path(dir_okay=False), help="Also write the --port value to this file.")
+@click.option("--rebuild/--no-rebuild", default=True, show_default=True, help="Build the firmware first.")
+def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
+    """Run the firmware in QEMU and serve its UART on a TCP socket or a pty.
+
+    Prints the --port value for `beexgen-infer`; runs until Ctrl-C. On-device cost is
+    counted in instructions (QEMU -icount)."""
+    import signal
+    import time
+
+    from beexgen.codegen import boards, emulate as emu, firmware
+
+    art_dir = _artifact_arg(artifact_dir)
+    try:
+        b = boards.get_board(board)
+    except boards.UnknownBoardError as e:
+        raise click.ClickException(str(e)) from None
+    if not b.emulated:
+        raise click.ClickException(f"{board} is a real board: use `beexgen flash` (QEMU boards: "
+                                   f"{', '.join(n for n in boards.BOARDS if boards.get_board(n).emulated)})")
+    out_dir = _build_dir(art_dir, "cortex-m4", board)
+    elf = out_dir / "fw.elf"
+    if rebuild or not elf.exists():
+        try:
+            fw = firmware.build_firmware(art_dir, board, out_dir)
+        except Exception as e:   # too big, compile error: the message says which
+            raise click.ClickException(str(e)) from None
+        elf = fw.elf
+    try:
+        h = emu.start_qemu(elf, board, serial=serial_kind, log=out_dir / "qemu.log")
+    except emu.QemuError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"QEMU {board} running {elf}")
+    click.echo(f"port: {h.url}")
+    click.echo(f"try:  beexgen-infer --port {h.url} --artifact {art_dir}")
+    if port_file:
+        Path(port_file).write_text(h.url + "\n")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    try:
+        while h.running() and not stop:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        h.stop()
+    click.echo("QEMU stopped")
+
+
+@main.command()
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--board", default="nucleo-f411re", show_default=True)
+def flash(artifact_dir, board):
+    """Program a real board with openocd, st-flash or pyocd (whichever is installed),
+    or say how to copy fw.bin to the board's USB drive."""
+    from beexgen.codegen import boards, flash as flash_mod
+
+    art_dir = _artifact_arg(artifact_dir)
+    out_dir = _build_dir(art_dir, "cortex-m4", board)
+    try:
+        boards.get_board(board)
+    except boards.UnknownBoardError as e:
+        raise click.ClickException(str(e)) from None
+    if not (out_dir / "fw.bin").exists():
+        raise click.ClickException(f"{out_dir}/fw.bin not found: run `beexgen build {artifact_dir} --board {board}` first")
+    sys.exit(flash_mod.flash(board, out_dir))
+
+
+@main.command("bench")
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["rotten_tomatoes", "sms_spam", "trec6"]),
+              help="Data sets to run [all three].")
+@click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
+@click.option("--reuse/--retrain", default=True, show_default=True, help="Reuse trained runs found in --out.")
+@click.option("--epochs", type=int, help="Override the default epochs (quick looks only).")
+@click.option("--qemu-n", type=int, help="Send only this many test sentences to QEMU [all].")
+@click.option("--readme", type=click.Path(dir_okay=False), help="Write the summary table into this README "
+              "between its <!-- bench:begin/end --> markers.")
+def bench_cmd(datasets, out, reuse, epochs, qemu_n, readme):
+    """The results table: accuracy, compute, size, M4 instructions and speed, side by side.
+
+    Trains (or reuses) the default model and its full-precision twin on each offline data
+    set, fits a bag-of-words logistic regression, builds the host emulator and the
+    firmware, runs the test split through PyTorch, the host emulator and QEMU, and writes
+    OUT/bench.md and OUT/bench.json."""
+    from beexgen import bench
+    bench.main(datasets or bench.DATASETS, out, reuse=reuse, epochs=epochs, qemu_n=qemu_n, readme=readme)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything beexgen needs on a fresh Debian/Ubuntu machine; safe to rerun.
-#   - Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (no recommends)
+#   - Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (no recommends),
+#     clang + libclang-rt-14-dev (libFuzzer) and cppcheck for the tests
 #   - Python: this package (editable) with torch==2.13.0 (CPU) and the test tools
 #   - the three offline data sets, fetched once into the cache (~/.cache/beexgen)
 set -euo pipefail
@@ -10,6 +11,10 @@ PY=${PYTHON:-python3}
 need_apt=()
 command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+# fuzzing (libFuzzer) and static checks used by the tests
+command -v clang >/dev/null || need_apt+=(clang)
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need_apt+=(libclang-rt-14-dev)
+command -v cppcheck >/dev/null || need_apt+=(cppcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -18,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 
-if ! $PY -c "import beexgen.train.model, tokenizers, serial, jinja2, safetensors, pytest" 2>/dev/null; then
+if ! $PY -c "import beexgen.train.model, tokenizers, serial, jinja2, safetensors, pytest, sklearn" 2>/dev/null; then
     echo "setup: installing Python packages (torch==2.13.0 CPU build)"
     $PY -m pip install -q -e '.[dev]'
 fi

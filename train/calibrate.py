@@ -38,7 +38,7 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
         h = res.entropy.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = (h[:, :-1] - h[:, 1:]) / h[:, :-1]
-        frac = frac[np.isfinite(frac)]
+        frac = np.clip(frac[np.isfinite(frac)], -1.0, 1.0)   # beyond +-1 nothing changes but the look
         qs = np.quantile(frac, np.linspace(0, 1, 101)) if frac.size else np.array([])
         candidates = np.unique(np.concatenate([[0.0, 1.0], qs, np.linspace(-0.5, 1.0, 31)]))
     rows = []

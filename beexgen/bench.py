@@ -1,0 +1,346 @@
+"""`beexgen bench`: the results table, measured side by side in one run.
+
+For each offline data set and the default configuration:
+  accuracy  final exit, each exit policy, the full-precision twin, and a bag-of-words
+            logistic regression (what a user would deploy otherwise) at float32 and int8;
+  compute   mean exit depth, binary MACs and float ops per sentence, reduction vs full depth;
+  size      packed artifact vs the float32 twin, flash / RAM / stack on nucleo-f411re;
+  device    M4 instructions per sentence under QEMU (-icount), mean / p95 / per exit depth,
+            and whether every reply equals the host emulator's and PyTorch's;
+  speed     host emulator vs PyTorch eager batch 1 on the same model, microseconds per
+            sentence, same run, same sentences;
+  kernel    M4 instructions per 32 binary MACs in the binary linear kernel's inner loop
+            (portable and DSP paths), counted in the compiled code.
+Writes OUT/bench.json and OUT/bench.md; `--readme` puts the summary table into README.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("rotten_tomatoes", "sms_spam", "trec6")
+CYCLES_PER_INSTR = (1.0, 1.4)   # stated assumption for the cycle estimate (see cycle_note)
+CYCLE_NOTE = ("cycles ~ instructions x 1.0-1.4 on a Cortex-M4 at 100 MHz with flash wait "
+              "states hidden by the ART accelerator (an assumption: QEMU has no timing model)")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- training
+
+def ensure_run(ds: str, run_dir: Path, reuse: bool, epochs: int | None) -> dict:
+    """Train the default binarized model and its twin (or reuse them); return timings."""
+    from beexgen.train.export import export_run
+    from beexgen.train.trainer import TrainConfig, train
+
+    times = {}
+    kw = {"epochs": epochs} if epochs else {}
+    if not (reuse and (run_dir / "checkpoint.pt").exists()):
+        log(f"{ds}: training the binarized model")
+        t0 = time.time()
+        train(TrainConfig(dataset=ds, out=str(run_dir), **kw), progress=False)
+        times["train_s"] = time.time() - t0
+    twin = run_dir / "twin"
+    if not (reuse and (twin / "checkpoint.pt").exists()):
+        log(f"{ds}: training the full-precision twin")
+        twin.mkdir(parents=True, exist_ok=True)
+        for f in ("split.json", "tokenizer.json"):
+            shutil.copyfile(run_dir / f, twin / f)
+        t0 = time.time()
+        train(TrainConfig(dataset=ds, out=str(twin), full_precision=True, **kw), progress=False)
+        times["twin_train_s"] = time.time() - t0
+    if not (reuse and (run_dir / "artifact" / "meta.json").exists()):
+        export_run(run_dir)
+    return times
+
+
+# --------------------------------------------------------------------------- baselines
+
+def bag_of_words(run) -> dict:
+    """Logistic regression on binary bag-of-words (sklearn), same split; float32 and int8."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    tr, te = list(run.split.train), list(run.split.test)
+    vec = CountVectorizer(binary=True, min_df=2, ngram_range=(1, 1), lowercase=True)
+    xtr = vec.fit_transform([run.texts[i] for i in tr])
+    xte = vec.transform([run.texts[i] for i in te])
+    ytr, yte = run.labels[tr], run.labels[te]
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(xtr, ytr)
+    acc = float((clf.predict(xte) == yte).mean())
+    w, b = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
+    scale = np.abs(w).max(axis=1, keepdims=True) / 127.0          # per-class symmetric int8
+    wq = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    scores = (xte @ (wq.astype(np.float32) * scale).T) + b
+    if scores.shape[1] == 1:
+        pred = (scores[:, 0] > 0).astype(int)
+    else:
+        pred = scores.argmax(1)
+    acc8 = float((clf.classes_[np.asarray(pred).ravel()] == yte).mean())
+    vocab_bytes = sum(len(t.encode()) + 1 for t in vec.vocabulary_)
+    n_w = w.size
+    return {"accuracy": acc, "accuracy_int8": acc8, "features": len(vec.vocabulary_),
+            "bytes_fp32": 4 * (n_w + b.size) + vocab_bytes,
+            "bytes_int8": n_w + 4 * (b.size + scale.size) + vocab_bytes}
+
+
+# --------------------------------------------------------------------------- C targets
+
+def host_replies(exe: Path, lines: list[bytes], pre: list[bytes] = ()) -> tuple[list[str], float]:
+    """Send all lines to the host emulator through a pipe; replies and wall seconds."""
+    from beexgen.host.protocol import classify_request
+    payload = b"".join(pre) + b"".join(lines)
+    t0 = time.perf_counter()
+    r = subprocess.run([str(exe)], input=payload, capture_output=True, timeout=600)
+    wall = time.perf_counter() - t0
+    if r.returncode:
+        raise RuntimeError(f"{exe} exited {r.returncode}: {r.stderr[-400:]!r}")
+    out = r.stdout.decode("utf-8", "replace").splitlines()
+    return out[len(pre):], wall
+
+
+def qemu_replies(elf: Path, board: str, lines: list[bytes]) -> list[str]:
+    import serial
+
+    from beexgen.codegen import emulate
+
+    with emulate.start_qemu(elf, board, serial="tcp") as h:
+        ser = serial.serial_for_url(h.url, timeout=30)
+        try:
+            emulate.handshake(ser, timeout=20)
+            out = []
+            for ln in lines:
+                ser.write(ln)
+                reply = ser.readline()
+                if not reply.endswith(b"\n"):
+                    raise RuntimeError(f"QEMU {board}: no reply to {ln[:60]!r}")
+                out.append(reply.decode("utf-8", "replace").rstrip("\r\n"))
+            return out
+        finally:
+            ser.close()
+
+
+def inner_loop_instructions(build_dir: Path) -> int | None:
+    """Instructions in the loop of bx_bdot (one 32-bit word = 32 binary MACs per
+    iteration) in the compiled firmware, read from the disassembly: the instructions
+    between the backward branch's target and the branch itself."""
+    objdump = shutil.which("arm-none-eabi-objdump")
+    elf = build_dir / "fw.elf"
+    if not objdump or not elf.exists():
+        return None
+    dis = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(elf)], capture_output=True, text=True).stdout
+    m = re.search(r"<bx_bdot>:\n(.*?)\n\n", dis, re.S)
+    if not m:
+        return None
+    ins = []
+    for ln in m.group(1).splitlines():
+        mm = re.match(r"\s*([0-9a-f]+):\s+(\S+)\s*(.*)", ln)
+        if mm:
+            ins.append((int(mm.group(1), 16), mm.group(2), mm.group(3)))
+    for i, (addr, op, args) in enumerate(ins):
+        if op.startswith("b") and not op.startswith(("bl", "bx")):
+            t = re.match(r"([0-9a-f]+)", args)
+            if t and int(t.group(1), 16) < addr:
+                start = int(t.group(1), 16)
+                return sum(1 for a, _, _ in ins if start <= a <= addr)
+    return None
+
+
+# --------------------------------------------------------------------------- PyTorch speed
+
+def torch_batch1_us(model, ids: list[list[int]], repeat: int = 1) -> float:
+    import torch
+    model.eval()
+    xs = [(torch.tensor([s]), torch.tensor([len(s)])) for s in ids]
+    with torch.no_grad():
+        for x, n in xs[:20]:
+            model(x, n)
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            for x, n in xs:
+                model(x, n)
+        return (time.perf_counter() - t0) / (repeat * len(xs)) * 1e6
+
+
+# --------------------------------------------------------------------------- one data set
+
+def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n: int | None,
+                  budget: float = 0.5) -> dict:
+    import torch
+
+    from beexgen import artifact
+    from beexgen.codegen import build as build_mod, firmware
+    from beexgen.host.protocol import classify_request, parse_reply
+    from beexgen.train import calibrate, deploy, evaluate, policies
+    from beexgen.train.trainer import load_run
+
+    run_dir = out / ds
+    rec = {"dataset": ds, **ensure_run(ds, run_dir, reuse, epochs)}
+    run = load_run(run_dir)
+    art = artifact.load(run_dir / "artifact")
+    cfg = art.config
+    ids_t, y_t, idx_t = run.part("test")
+    ids_v, y_v, _ = run.part("val")
+    len_t = np.array([len(s) for s in ids_t])
+    len_v = np.array([len(s) for s in ids_v])
+    dm = deploy.DeployModel(art)
+    res_t, res_v = deploy.run(dm, ids_t), deploy.run(dm, ids_v)
+
+    # accuracy and compute per policy (calibrated on validation, measured on test)
+    pols = {"entropy": art.policy,
+            "confidence": policies.calibrate_confidence(res_v, y_v, tolerance=0.01, delta=0.05),
+            "budget": policies.calibrate_budget(res_v, y_v, len_v, cfg, budget=budget)}
+    rec["policies"] = {}
+    for name, pol in pols.items():
+        ev = policies.evaluate_policy(res_t, y_t, len_t, cfg, name, pol["thresholds"])
+        ev.pop("depth")
+        rec["policies"][name] = ev
+    rep = evaluate.evaluate(art, ids_t, y_t, res=res_t)
+    rec["exit_acc"] = rep["exit_acc"]
+    rec["bmacs_full"] = float(np.mean([__import__("beexgen.cost", fromlist=["x"]).sentence_cost(cfg, n, cfg["n_blocks"])[0] for n in len_t]))
+    rec["entropy_eval"] = {k: rep[k] for k in ("policy_acc", "mean_depth", "bmacs", "flops", "ops_rel")}
+    rec["twin_exit_acc"] = evaluate.twin_exit_accuracy(run_dir / "twin")
+    rec["size"] = {"artifact": rep["size"], "fp32_twin_bytes": rep["fp32_twin_bytes"],
+                   "ratio": rep["size_ratio"]}
+    rec["bow"] = bag_of_words(run)
+    log(f"{ds}: accuracy done (entropy {rec['policies']['entropy']['accuracy']:.4f}, "
+        f"twin {rec['twin_exit_acc'][-1]:.4f}, bow {rec['bow']['accuracy']:.4f})")
+
+    # firmware for the real board: size table
+    bdir = run_dir / "build"
+    fw = firmware.build_firmware(art, "nucleo-f411re", bdir / "nucleo-f411re")
+    rec["nucleo"] = {"flash_used": fw.flash_used, "flash_total": fw.flash_total, "ram_used": fw.ram_used,
+                     "ram_total": fw.ram_total, "stack_worst": fw.stack.worst, "stack_reserved": fw.stack_reserved,
+                     "table": firmware.format_size_table(fw)}
+
+    # host emulator vs PyTorch deploy vs QEMU, and speed
+    texts = [run.texts[i] for i in idx_t]
+    lines = [classify_request(t) for t in texts]
+    exe = build_mod.build_host(art, bdir / "host")
+    host, wall = host_replies(exe, lines)
+    host_full, wall_full = host_replies(exe, lines, pre=[b"!policy none\n"])
+    parsed = [parse_reply(r) for r in host]
+    depth_ref = res_t.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
+    cls_ref, logit_ref = res_t.at_exit(depth_ref)
+    same = sum(p.cls == c and p.exit_depth == d and np.array_equal(np.array(p.logits, np.float32), lg)
+               for p, c, d, lg in zip(parsed, cls_ref, depth_ref, logit_ref))
+    rec["host_vs_pytorch_identical"] = f"{same}/{len(parsed)}"
+    torch.set_num_threads(1)
+    torch_us = torch_batch1_us(run.model, ids_t)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    host_full_us = statistics.mean(parse_reply(r).cost for r in host_full) / 1e3
+    host_us = statistics.mean(p.cost for p in parsed) / 1e3
+    rec["speed"] = {"host_us_policy": host_us, "host_us_full": host_full_us,
+                    "host_wall_us_per_line": wall / len(lines) * 1e6,
+                    "torch_eager_b1_us_full": torch_us, "ratio_full": torch_us / host_full_us}
+    log(f"{ds}: host {host_full_us:.0f} us full depth vs PyTorch {torch_us:.0f} us")
+
+    # QEMU (mps2-an386): instruction counts and identity with the host emulator
+    qb = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386")
+    qd = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386-dsp", dsp=True)
+    n = len(lines) if not qemu_n else min(qemu_n, len(lines))
+    q = qemu_replies(qb.elf, "mps2-an386", lines[:n])
+    strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)
+    rec["qemu_vs_host_identical"] = f"{sum(strip(a) == strip(b) for a, b in zip(q, host[:n]))}/{n}"
+    qp = [parse_reply(r) for r in q]
+    cost = np.array([p.cost for p in qp], dtype=np.float64)
+    dep = np.array([p.exit_depth for p in qp])
+    rec["m4"] = {"n": n, "mean": float(cost.mean()), "p95": float(np.percentile(cost, 95)),
+                 "unit": qp[0].unit,
+                 "by_depth": {int(d): float(cost[dep == d].mean()) for d in sorted(set(dep.tolist()))},
+                 "cycles_ms_at_100mhz": [float(cost.mean() * c / 1e5) for c in CYCLES_PER_INSTR]}
+    rec["kernel"] = {"portable_instr_per_32_bmacs": inner_loop_instructions(qb.out_dir),
+                     "dsp_instr_per_32_bmacs": inner_loop_instructions(qd.out_dir)}
+    # whole-model instructions per binary MAC (all layers, floats included), full depth
+    rec["m4"]["instr_per_bmac_all"] = float(cost.mean() / np.mean([p.bmacs for p in qp]))
+    log(f"{ds}: M4 {rec['m4']['mean'] / 1e6:.2f} M instr/sentence mean; QEMU==host {rec['qemu_vs_host_identical']}")
+    return rec
+
+
+# --------------------------------------------------------------------------- tables
+
+def _pct(x): return f"{100 * x:.1f}"
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    L = []
+    L.append(f"Measured by `{meta['command']}` on {meta['machine']} ({meta['date']}, "
+             f"{meta['minutes']:.1f} min). Test split of each data set (seeded 80/10/10, "
+             "stratified); thresholds calibrated on the validation split.")
+    L.append("")
+    L.append("| | " + " | ".join(r["dataset"] for r in results) + " |")
+    L.append("|---|" + "---|" * len(results))
+    row = lambda name, f: L.append(f"| {name} | " + " | ".join(f(r) for r in results) + " |")
+    row("accuracy, final exit (binarized)", lambda r: _pct(r["exit_acc"][-1]))
+    for p in ("entropy", "confidence", "budget"):
+        row(f"accuracy, {p} policy", lambda r, p=p: _pct(r["policies"][p]["accuracy"]))
+    row("accuracy, full-precision twin (final exit)", lambda r: _pct(r["twin_exit_acc"][-1]))
+    row("accuracy, bag-of-words logistic regression fp32 / int8",
+        lambda r: f"{_pct(r['bow']['accuracy'])} / {_pct(r['bow']['accuracy_int8'])}")
+    row("mean exit depth, entropy policy (of 4)", lambda r: f"{r['policies']['entropy']['mean_depth']:.2f}")
+    row("compute vs full depth, entropy policy", lambda r: f"{r['policies']['entropy']['ops_rel']:.2f}")
+    row("binary MACs / float ops per sentence (entropy)",
+        lambda r: f"{r['entropy_eval']['bmacs'] / 1e6:.2f} M / {r['entropy_eval']['flops'] / 1e6:.2f} M")
+    row("artifact bytes (twin bytes, ratio)",
+        lambda r: f"{r['size']['artifact']['total'] / 1024:.0f} KB ({r['size']['fp32_twin_bytes'] / 1024:.0f} KB, {r['size']['ratio']:.1f}x)")
+    row("bag-of-words bytes fp32 / int8", lambda r: f"{r['bow']['bytes_fp32'] / 1024:.0f} / {r['bow']['bytes_int8'] / 1024:.0f} KB")
+    row("nucleo-f411re flash / RAM / stack",
+        lambda r: f"{r['nucleo']['flash_used'] / 1024:.0f} / {r['nucleo']['ram_used'] / 1024:.0f} KB / {r['nucleo']['stack_worst']} B")
+    row("M4 instructions / sentence, mean (p95)",
+        lambda r: f"{r['m4']['mean'] / 1e6:.2f} M ({r['m4']['p95'] / 1e6:.2f} M)")
+    row("M4 instructions by exit depth",
+        lambda r: ", ".join(f"{d}: {v / 1e6:.2f} M" for d, v in r["m4"]["by_depth"].items()))
+    row("est. ms / sentence at 100 MHz", lambda r: "{:.0f}-{:.0f}".format(*r["m4"]["cycles_ms_at_100mhz"]))
+    row("host emulator us / sentence, full depth", lambda r: f"{r['speed']['host_us_full']:.0f}")
+    row("PyTorch eager batch-1 us / sentence, full depth", lambda r: f"{r['speed']['torch_eager_b1_us_full']:.0f}")
+    row("speed-up of the C over PyTorch", lambda r: f"{r['speed']['ratio_full']:.0f}x")
+    row("C == PyTorch (class, depth, logits bits)", lambda r: r["host_vs_pytorch_identical"])
+    row("QEMU firmware == host emulator (replies)", lambda r: r["qemu_vs_host_identical"])
+    k = results[0]["kernel"]
+    L.append("")
+    L.append(f"Binary linear kernel, inner loop: {k['portable_instr_per_32_bmacs']} M4 instructions per "
+             f"32 binary MACs (portable SWAR popcount), {k['dsp_instr_per_32_bmacs']} with the DSP path "
+             "(USAD8), counted in the compiled loop. Whole model, all layers: "
+             + ", ".join(f"{r['dataset']} {r['m4']['instr_per_bmac_all']:.2f}" for r in results)
+             + " instructions per binary MAC.")
+    L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64.")
+    return "\n".join(L) + "\n"
+
+
+def update_readme(readme: Path, md: str) -> None:
+    text = readme.read_text()
+    a, b = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if a not in text or b not in text:
+        raise SystemExit(f"{readme}: no {a} ... {b} markers")
+    head, rest = text.split(a, 1)
+    _, tail = rest.split(b, 1)
+    readme.write_text(head + a + "\n" + md + b + tail)
+
+
+def main(datasets=DATASETS, out="runs/bench", reuse=True, epochs=None, qemu_n=None, readme=None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    results = [bench_dataset(ds, out, reuse=reuse, epochs=epochs, qemu_n=qemu_n) for ds in datasets]
+    meta = {"command": "beexgen bench" + ("" if not qemu_n else f" --qemu-n {qemu_n}"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+            "date": time.strftime("%Y-%m-%d"), "minutes": (time.time() - t0) / 60}
+    md = markdown(results, meta)
+    (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float) + "\n")
+    (out / "bench.md").write_text(md + "\n" + "\n\n".join(f"### {r['dataset']}: nucleo-f411re\n```\n{r['nucleo']['table']}\n```" for r in results) + "\n")
+    if readme:
+        update_readme(Path(readme), md)
+    print(md)
+    return {"meta": meta, "results": results}
