@@ -98,38 +98,30 @@ def bag_of_words(run) -> dict:
 
 # --------------------------------------------------------------------------- C targets
 
-def host_replies(exe: Path, lines: list[bytes], pre: list[bytes] = ()) -> tuple[list[str], float]:
-    """Send all lines to the host emulator through a pipe; replies and wall seconds."""
-    from beexgen.host.protocol import classify_request
-    payload = b"".join(pre) + b"".join(lines)
-    t0 = time.perf_counter()
-    r = subprocess.run([str(exe)], input=payload, capture_output=True, timeout=600)
-    wall = time.perf_counter() - t0
-    if r.returncode:
-        raise RuntimeError(f"{exe} exited {r.returncode}: {r.stderr[-400:]!r}")
-    out = r.stdout.decode("utf-8", "replace").splitlines()
-    return out[len(pre):], wall
+def device_replies(port: str, texts: list[str], policy: tuple | None = None) -> list:
+    """Classify texts through host/infer.py's Client (line-buffer cut, resync, checks);
+    a list of Reply (or DeviceError) in order."""
+    from beexgen.host.infer import Client
+    from beexgen.host.protocol import DeviceError
+    from beexgen.host.transport import open_transport
+
+    with Client(open_transport(port, timeout=30), timeout=60) as c:
+        c.handshake(30)
+        if policy:
+            c.set_policy(*policy)
+        out = []
+        for t in texts:
+            try:
+                out.append(c.classify(t))
+            except DeviceError as e:
+                out.append(e)
+        return out
 
 
-def qemu_replies(elf: Path, board: str, lines: list[bytes]) -> list[str]:
-    import serial
-
+def qemu_replies(elf: Path, board: str, texts: list[str]) -> list:
     from beexgen.codegen import emulate
-
     with emulate.start_qemu(elf, board, serial="tcp") as h:
-        ser = serial.serial_for_url(h.url, timeout=30)
-        try:
-            emulate.handshake(ser, timeout=20)
-            out = []
-            for ln in lines:
-                ser.write(ln)
-                reply = ser.readline()
-                if not reply.endswith(b"\n"):
-                    raise RuntimeError(f"QEMU {board}: no reply to {ln[:60]!r}")
-                out.append(reply.decode("utf-8", "replace").rstrip("\r\n"))
-            return out
-        finally:
-            ser.close()
+        return device_replies(h.url, texts)
 
 
 def inner_loop_instructions(build_dir: Path) -> int | None:
@@ -182,7 +174,6 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
 
     from beexgen import artifact
     from beexgen.codegen import build as build_mod, firmware
-    from beexgen.host.protocol import classify_request, parse_reply
     from beexgen.train import calibrate, deploy, evaluate, policies
     from beexgen.train.trainer import load_run
 
@@ -227,11 +218,12 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
 
     # host emulator vs PyTorch deploy vs QEMU, and speed
     texts = [run.texts[i] for i in idx_t]
-    lines = [classify_request(t) for t in texts]
     exe = build_mod.build_host(art, bdir / "host")
-    host, wall = host_replies(exe, lines)
-    host_full, wall_full = host_replies(exe, lines, pre=[b"!policy none\n"])
-    parsed = [parse_reply(r) for r in host]
+    parsed = device_replies(f"exec:{exe}", texts)
+    host_full = device_replies(f"exec:{exe}", texts, policy=("none", []))
+    if any(isinstance(p, Exception) for p in parsed + host_full):
+        raise RuntimeError(f"{ds}: the host emulator refused test sentences: "
+                           f"{[str(p) for p in parsed if isinstance(p, Exception)][:3]}")
     depth_ref = res_t.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
     cls_ref, logit_ref = res_t.at_exit(depth_ref)
     same = sum(p.cls == c and p.exit_depth == d and np.array_equal(np.array(p.logits, np.float32), lg)
@@ -240,21 +232,19 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
     torch.set_num_threads(1)
     torch_us = torch_batch1_us(run.model, ids_t)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    host_full_us = statistics.mean(parse_reply(r).cost for r in host_full) / 1e3
+    host_full_us = statistics.mean(r.cost for r in host_full) / 1e3
     host_us = statistics.mean(p.cost for p in parsed) / 1e3
     rec["speed"] = {"host_us_policy": host_us, "host_us_full": host_full_us,
-                    "host_wall_us_per_line": wall / len(lines) * 1e6,
                     "torch_eager_b1_us_full": torch_us, "ratio_full": torch_us / host_full_us}
     log(f"{ds}: host {host_full_us:.0f} us full depth vs PyTorch {torch_us:.0f} us")
 
     # QEMU (mps2-an386): instruction counts and identity with the host emulator
     qb = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386")
     qd = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386-dsp", dsp=True)
-    n = len(lines) if not qemu_n else min(qemu_n, len(lines))
-    q = qemu_replies(qb.elf, "mps2-an386", lines[:n])
+    n = len(texts) if not qemu_n else min(qemu_n, len(texts))
+    qp = qemu_replies(qb.elf, "mps2-an386", texts[:n])
     strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)
-    rec["qemu_vs_host_identical"] = f"{sum(strip(a) == strip(b) for a, b in zip(q, host[:n]))}/{n}"
-    qp = [parse_reply(r) for r in q]
+    rec["qemu_vs_host_identical"] = f"{sum(strip(a.line) == strip(b.line) for a, b in zip(qp, parsed[:n]))}/{n}"
     cost = np.array([p.cost for p in qp], dtype=np.float64)
     dep = np.array([p.exit_depth for p in qp])
     rec["m4"] = {"n": n, "mean": float(cost.mean()), "p95": float(np.percentile(cost, 95)),

@@ -109,7 +109,7 @@ def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
 @click.option("--ceiling", type=float, help="Compute ceiling for the entropy threshold (fraction of full depth).")
-@click.option("--tolerance", default=0.0025, show_default=True,
+@click.option("--tolerance", default=0.005, show_default=True,
               help="Accept this much validation accuracy below the best for a cheaper threshold.")
 def export(run_dir, out, ceiling, tolerance):
     """Freeze a trained run into a deployable artifact (packed bits, calibrated exits)."""
@@ -146,7 +146,7 @@ def _deploy_split(run, art, part):
               default="entropy", show_default=True, help="Exit policy to calibrate and write into the artifact.")
 @click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth).")
 @click.option("--tolerance", type=float, help="entropy: accept this much validation accuracy below the "
-              "best for a cheaper threshold [0.0025]. confidence: accuracy the early leavers may lose "
+              "best for a cheaper threshold [0.005]. confidence: accuracy the early leavers may lose "
               "against the last exit [0.01].")
 @click.option("--delta", default=0.05, show_default=True, help="confidence: the bound holds with probability 1-delta.")
 @click.option("--budget", type=float, help="budget: mean compute allowed, fraction of full depth (0..1].")
@@ -180,7 +180,7 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     try:
         if policy_name == "entropy":
             pol = cal.calibrate_entropy(art.config, res, y, lengths, ceiling=ceiling,
-                                        tolerance=0.0025 if tolerance is None else tolerance)
+                                        tolerance=0.005 if tolerance is None else tolerance)
         elif policy_name == "confidence":
             pol = policies.calibrate_confidence(res, y, tolerance=0.01 if tolerance is None else tolerance,
                                                 delta=delta)

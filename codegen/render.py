@@ -79,6 +79,11 @@ def render_to(env: jinja2.Environment, template: str, out: Path, **ctx) -> Path:
 
 # --------------------------------------------------------------------------- model
 
+def wire_label(label: str) -> str:
+    from beexgen.host.protocol import wire_label as w
+    return w(label)
+
+
 def c_name(tensor_name: str) -> str:
     """'blocks.0.qkv.bits' -> 'bx_blocks_0_qkv_bits'; 'embed.tok.bits' -> 'bx_tok_bits'."""
     return "bx_" + tensor_name.removeprefix("embed.").replace(".", "_")
@@ -99,7 +104,7 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
         "banner": {"command": command, "format_version": art.meta["format_version"], "hash": art.hash},
         "cfg": cfg,
         "special": art.meta.get("special_ids", {"cls": 2}),
-        "classes": art.classes,
+        "classes": [wire_label(c) for c in art.classes],
         "policies": list(art_mod.Policy),
         "policy": {"name": pol["name"].upper(), "thresholds": [np.float32(t) for t in pol["thresholds"]]},
         "tensors": tensors,

@@ -36,7 +36,9 @@ static float    bx_att[D];
 static uint32_t bx_ub[BX_WORDS(MAXIN)];     /* packed input of a binary layer */
 
 static int32_t  bx_policy = BX_DEFAULT_POLICY;
-static float    bx_thr[BX_N_BLOCKS] = BX_DEFAULT_THRESHOLDS;
+/* One spare entry: with a single block, policy_exits() never reads bx_thr[b] for
+ * b >= 1, but the compiler cannot see that and warns (-Warray-bounds). */
+static float    bx_thr[BX_N_BLOCKS + 1] = BX_DEFAULT_THRESHOLDS;
 static int      bx_n_thr = BX_DEFAULT_N_THRESHOLDS;
 static float    bx_h_prev;                  /* entropy of the previous exit */
 

@@ -7,7 +7,7 @@
  *     commands:
  *       !c <text>                    classify text (a text that itself begins with '!')
  *       !ping                        -> ok pong
- *       !info                        -> ok info format=.. hash=.. board=.. ... unit=..
+ *       !info                        -> ok info format=.. hash=.. board=.. ... unit=.. line=..
  *       !tok <text>                  -> ok tok n=<k> ids=<i1,...>   ([CLS] included)
  *       !policy                      -> ok policy=<name> thr=<hex32>,...   (query)
  *       !policy <name> [<t>{,<t>}]   set the exit policy; same reply
@@ -286,7 +286,8 @@ static void out_policy(void)
 }
 
 /* !info -> ok info format=<v> hash=<sha256> board=<name> classes=<C> blocks=<B> d=<d>
- *          heads=<h> seq=<L> vocab=<V> labels=<a,b,...> policy=<p> thr=<t,...> unit=<u> */
+ *          heads=<h> seq=<L> vocab=<V> labels=<a,b,...> policy=<p> thr=<t,...> unit=<u>
+ *          line=<BX_LINE_MAX> */
 static void cmd_info(const uint8_t *args, size_t n)
 {
     (void)args;
@@ -308,6 +309,7 @@ static void cmd_info(const uint8_t *args, size_t n)
     }
     out_policy();
     out_key("unit");    out_str(BX_COST_UNIT);
+    out_key("line");    out_u64(BX_LINE_MAX);
     out_end();
 }
 

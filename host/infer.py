@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import click
 
 from beexgen.host import protocol
-from beexgen.host.protocol import DeviceError, ProtocolError, Reply, Status
+from beexgen.host.protocol import DeviceError, ProtocolError, Reply, Status, wire_label
 from beexgen.host.transport import (Disconnected, PortNotFound, Transport, TransportError,
                                     TransportTimeout, open_transport)
 
@@ -130,8 +130,11 @@ def check_info(r: Reply) -> dict:
         raise _Garbage(f"info labels {f['labels']!r} do not match classes={f['classes']}")
     if not f["unit"] or not f["board"] or not f["policy"]:
         raise _Garbage("info has an empty field")
+    if "line" in f and not _INT.match(f["line"]):
+        raise _Garbage(f"info line={f['line']!r} is not an integer")
     info = dict(f)
     info.update({k: int(f[k]) for k in ("classes", "blocks", "d", "heads", "seq", "vocab")})
+    info["line"] = int(f["line"]) if "line" in f else None
     info["labels"] = labels
     info["thr"] = _floats(f["thr"])
     return info
@@ -213,9 +216,21 @@ class Client:
         return self._info
 
     def classify(self, text: str) -> Reply:
+        """Classify a text. A text longer than the device's line buffer is cut at its
+        last space that fits (`fit_line`): the model only reads the first `seq` ids,
+        and a cut at a space keeps the ids before it, so when the device still fills
+        all `seq` ids it computed exactly what it would have on the whole text.
+        Otherwise the cut would change the answer: DeviceError LINE_TOO_LONG."""
         info = self.info()
-        req = protocol.classify_request(text)
-        return self._request(req, lambda r: check_classify(r, info) if r.kind == "classify" else None)
+        req, cut = fit_line(protocol.classify_request(text), info.get("line"))
+        if cut and req.strip() in (b"", b"!c"):
+            raise DeviceError(Status.LINE_TOO_LONG, f"text does not fit the device's "
+                              f"{info['line']}-byte line and has no space to cut at")
+        r = self._request(req, lambda r: check_classify(r, info) if r.kind == "classify" else None)
+        if cut and r.tokens < info["seq"]:
+            raise DeviceError(Status.LINE_TOO_LONG, f"text of {len(req)}+ bytes does not fit the "
+                              f"device's {info['line']}-byte line and is too short in tokens to cut")
+        return r
 
     def tokenize(self, text: str) -> list[int]:
         """The device's token ids for `text`, [CLS] included."""
@@ -480,14 +495,26 @@ def shown(text: str) -> str:
     return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
+def fit_line(req: bytes, line_max: int | None) -> tuple[bytes, bool]:
+    """Cut a request line (ending in LF) to at most line_max bytes before the LF, at the
+    last ASCII space; (line, whether it was cut)."""
+    if not line_max or len(req) - 1 <= line_max:
+        return req, False
+    body = req[:line_max]
+    sp = body.rfind(b" ")
+    return (body[:sp] if sp > 0 else body[:0]) + b"\n", True
+
+
 def reply_text(r: Reply) -> str:
     return f"{r.label} (conf {r.confidence:.2f}) exit {r.exit_depth}/{r.n_blocks} cost {r.cost} {r.unit}"
 
 
 def is_correct(r: Reply, gold: str, labels: list[str]) -> bool:
-    """Gold labels are class names, or class indices when they are not names."""
-    if gold in labels or not gold.isdigit():
-        return gold == r.label
+    """Gold labels are class names (as in the data file, or in the device's wire form,
+    see protocol.wire_label), or class indices when they are not names."""
+    gold_w = wire_label(gold)
+    if gold_w in labels or not gold.isdigit():
+        return gold_w == r.label
     return int(gold) == r.cls
 
 

@@ -130,6 +130,23 @@ def parse_reply(line: str) -> Reply:
     return Reply("classify", f, line)
 
 
+def wire_label(label: str) -> str:
+    """A class label as the device sends it: reply fields are separated by spaces and
+    lists by commas, so whitespace/control characters become `_`, `,` becomes `;` and
+    `=` becomes `:`. Codegen stores labels in this form."""
+    out = []
+    for ch in label:
+        if ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("_")
+        elif ch == ",":
+            out.append(";")
+        elif ch == "=":
+            out.append(":")
+        else:
+            out.append(ch)
+    return "".join(out) or "_"
+
+
 def classify_request(text: str) -> bytes:
     """The request line for a text: `!c ` escapes a text that starts with `!`.
     Newlines inside the text would end the line early: they become spaces, which the

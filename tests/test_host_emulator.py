@@ -30,7 +30,7 @@ import pytest
 
 from beexgen import artifact, cost
 from beexgen.codegen import build as build_mod
-from beexgen.host.protocol import Status, float_to_hex
+from beexgen.host.protocol import Status, float_to_hex, wire_label
 from beexgen.train import deploy, exits
 from beexgen.train import tokenizer as tok_mod
 
@@ -152,8 +152,8 @@ class Reference:
         c = self.cfg
         return (f"ok info format={self.art.meta['format_version']} hash={self.art.hash} board=host "
                 f"classes={c['n_classes']} blocks={c['n_blocks']} d={c['d_model']} heads={c['n_heads']} "
-                f"seq={c['seq_max']} vocab={c['vocab_size']} labels={','.join(self.art.classes)} "
-                f"{self.policy_fields()} unit=ns")
+                f"seq={c['seq_max']} vocab={c['vocab_size']} labels={','.join(map(wire_label, self.art.classes))} "
+                f"{self.policy_fields()} unit=ns line={LINE_MAX}")
 
     def _text(self, b: bytes) -> str | None:
         try:

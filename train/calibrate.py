@@ -52,7 +52,7 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
 
 
 def calibrate_entropy(cfg, res, labels, lengths, *, ceiling: float | None = None,
-                      tolerance: float = 0.0025) -> dict:
+                      tolerance: float = 0.005) -> dict:
     rows = sweep_entropy(cfg, res, labels, lengths)
     ok = [r for r in rows if ceiling is None or r[2] <= ceiling]
     if not ok:

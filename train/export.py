@@ -67,7 +67,7 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
     return artifact.save(path, meta, model_tensors(model), tokenizer_json)
 
 
-def export_run(run_dir, out=None, *, ceiling: float | None = None, tolerance: float = 0.0025,
+def export_run(run_dir, out=None, *, ceiling: float | None = None, tolerance: float = 0.005,
                policy: dict | None = None) -> artifact.Artifact:
     """Run directory -> artifact (default RUN/artifact), with the entropy threshold
     calibrated on the validation split unless `policy` is given."""
