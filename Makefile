@@ -16,3 +16,7 @@ test: setup
 
 bench: setup
 	$(PYTHON) -m beexgen.cli bench --readme README.md
+
+# libFuzzer targets (tests/fuzz/): make fuzz [FUZZ_MINUTES=10] [FUZZ_TARGETS="tokenizer protocol"]
+fuzz:
+	@bash scripts/fuzz.sh $(or $(FUZZ_MINUTES),1) $(FUZZ_TARGETS)
