@@ -199,6 +199,10 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
         ev = policies.evaluate_policy(res_t, y_t, len_t, cfg, name, pol["thresholds"])
         ev.pop("depth")
         rec["policies"][name] = ev
+    from beexgen.train import report as report_mod
+    md = report_mod.make_report(res_t, y_t, len_t, cfg, pols, run_dir / "report", res_val=res_v,
+                                labels_val=y_v, lengths_val=len_v, title=f"{ds} (beexgen bench)")
+    rec["report"] = str(md)
     rep = evaluate.evaluate(art, ids_t, y_t, res=res_t)
     rec["exit_acc"] = rep["exit_acc"]
     rec["bmacs_full"] = float(np.mean([__import__("beexgen.cost", fromlist=["x"]).sentence_cost(cfg, n, cfg["n_blocks"])[0] for n in len_t]))
