@@ -355,7 +355,7 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:
-        while h.running() and not stop:
+        while h.running and not stop:
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass

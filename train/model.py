@@ -73,6 +73,7 @@ class Block(nn.Module):
         self.up = BinaryLinear(d, cfg.d_ff, cfg.binary)
         self.down = BinaryLinear(cfg.d_ff, d, cfg.binary)
         self.drop = nn.Dropout(cfg.dropout)
+        self.attn_drop = nn.Dropout(cfg.dropout)  # training only: on the attention weights
 
     def act(self, x):
         return binarize(x) if self.binary else x
@@ -84,7 +85,7 @@ class Block(nn.Module):
         q, k, v = heads(self.act(q)), heads(self.act(k)), heads(v)
         scores = (q @ k.transpose(-1, -2)) * self.tau.view(1, -1, 1, 1)
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        o = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, n, d)
+        o = (self.attn_drop(scores.softmax(-1)) @ v).transpose(1, 2).reshape(B, n, d)
         return x + self.drop(self.out(self.act(o)))
 
     def forward(self, x, key_mask):

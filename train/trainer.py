@@ -30,11 +30,17 @@ class TrainConfig:
     dataset: str
     out: str
     seed: int = 0
-    epochs: int = 5
+    epochs: int | None = None                  # None: derived from `steps`
+    steps: int = 1500                          # optimizer-step budget when epochs is None
     batch_size: int = 64
     lr: float = 2e-3
     warmup_frac: float = 0.05
     vocab_size: int = 3000
+    min_frequency: int = 2                     # tokenizer: minimum count of a piece
+    weight_decay: float = 0.0                  # AdamW on the non-binary parameters
+    label_smoothing: float = 0.0
+    token_dropout: float = 0.0                 # training: replace a token by [UNK] with this probability
+    grad_clip: float | None = None             # max global gradient norm
     exit_weights: list[float] | None = None   # soft-routing loss weights, one per exit
     full_precision: bool = False
     text_column: str | None = None
@@ -63,9 +69,11 @@ class Run:
         return [self.ids[i] for i in idx], self.labels[idx], idx
 
 
-def soft_routing_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def soft_routing_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
     """sum_b w_b * CE(exit_b, y) / sum_b w_b over the exits (B, E, C)."""
-    per_exit = torch.stack([F.cross_entropy(logits[:, b], y) for b in range(logits.shape[1])])
+    per_exit = torch.stack([F.cross_entropy(logits[:, b], y, label_smoothing=label_smoothing)
+                            for b in range(logits.shape[1])])
     return (weights * per_exit).sum() / weights.sum()
 
 
@@ -120,6 +128,13 @@ def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
     return ds, classes, labels, split
 
 
+def param_groups(model: BEExformer, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only (not on norms, biases, scales, temperatures)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +149,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if tokp.exists():
         tok = tok_mod.load_tokenizer(tokp)
     else:
-        tok = tok_mod.train_tokenizer([ds.texts[i] for i in train_idx], vocab_size=cfg.vocab_size)
+        tok = tok_mod.train_tokenizer([ds.texts[i] for i in train_idx], vocab_size=cfg.vocab_size,
+                                      min_frequency=cfg.min_frequency)
         tok_mod.save_tokenizer(tok, tokp)
 
     mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=len(classes),
@@ -150,9 +166,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if len(weights) != mcfg.n_blocks:
         raise ValueError(f"--exit-weights: {len(weights)} weights for {mcfg.n_blocks} exits")
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0 if mcfg.binary else 0.01)
+    groups = param_groups(model, cfg.weight_decay) if mcfg.binary else model.parameters()
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0 if mcfg.binary else 0.01)
     steps_per_epoch = math.ceil(len(tr_ids) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    epochs = cfg.epochs or max(1, math.ceil(cfg.steps / steps_per_epoch))
+    total = steps_per_epoch * epochs
     warm = max(1, int(cfg.warmup_frac * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
@@ -161,15 +179,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     hist_path.write_text("")
     kind = "full-precision twin" if cfg.full_precision else "binarized"
     t0 = time.time()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         bar = tqdm(batches(tr_ids, tr_y, cfg.batch_size, rng), total=steps_per_epoch,
-                   desc=f"{kind} epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+                   desc=f"{kind} epoch {epoch}/{epochs}", disable=not progress, leave=False)
         losses = []
         for x, lengths, y, _ in bar:
-            loss = soft_routing_loss(model(x, lengths), y, weights)
+            if cfg.token_dropout > 0:  # word dropout: [CLS] (position 0) and padding stay
+                hit = torch.rand(x.shape) < cfg.token_dropout
+                hit[:, 0] = False
+                x = torch.where(hit & (x != 0), torch.full_like(x, tok_mod.SPECIALS.index(tok_mod.UNK)), x)
+            loss = soft_routing_loss(model(x, lengths), y, weights, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             model.clip_()
@@ -190,7 +214,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                        run_dir / "checkpoint.pt")
         if progress:
             accs = " ".join(f"{a:.3f}" for a in acc)
-            tqdm.write(f"{kind} epoch {epoch:2d}  loss {rec['loss']:.4f}  val acc by exit [{accs}]{mark}")
+            tqdm.write(f"{kind} epoch {epoch:2d}/{epochs}  loss {rec['loss']:.4f}  val acc by exit [{accs}]{mark}")
     return run_dir
 
 
