@@ -38,10 +38,12 @@ def main():
 @click.argument("dataset")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<dataset>].")
 @click.option("--seed", default=0, show_default=True, help="Seeds the split, the initialisation and the batches.")
-@click.option("--epochs", default=5, show_default=True)
+@click.option("--epochs", type=int, help="Train this many epochs [derived from --steps].")
+@click.option("--steps", default=1500, show_default=True,
+              help="Optimizer-step budget, rounded up to whole epochs (ignored with --epochs).")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=2e-3, show_default=True)
-@click.option("--vocab-size", default=3000, show_default=True, help="WordPiece vocabulary (lives in flash).")
+@click.option("--vocab-size", default=3500, show_default=True, help="WordPiece vocabulary (lives in flash).")
 @click.option("--d-model", default=128, show_default=True)
 @click.option("--heads", default=4, show_default=True)
 @click.option("--d-ff", default=256, show_default=True)
@@ -54,10 +56,14 @@ def main():
 @click.option("--max-train", type=int, help="Use at most this many training sentences.")
 @click.option("--text-column", help="Text column of a CSV/TSV/JSONL file.")
 @click.option("--label-column", help="Label column of a CSV/TSV/JSONL file.")
-@click.option("--dropout", default=0.1, show_default=True)
+@click.option("--dropout", default=0.1, show_default=True, help="Training-only dropout: embeddings, block branches.")
+@click.option("--attn-dropout", default=0.0, show_default=True, help="Training-only dropout on the attention weights.")
+@click.option("--token-dropout", default=0.0, show_default=True,
+              help="Training-only: replace each token by [UNK] with this probability.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(dataset, out, seed, epochs, batch_size, lr, vocab_size, d_model, heads, d_ff, blocks, seq_max,
-          no_slfn, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout, quiet):
+def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model, heads, d_ff, blocks, seq_max,
+          no_slfn, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout,
+          attn_dropout, token_dropout, quiet):
     """Train a BEExformer on DATASET, export its artifact and print the eval table.
 
     DATASET is `rotten_tomatoes`, `sms_spam` or `trec6` (fetched once, offline
@@ -68,9 +74,10 @@ def train(dataset, out, seed, epochs, batch_size, lr, vocab_size, d_model, heads
     out = Path(out or f"runs/{Path(dataset).stem.replace('/', '_')}")
     model = dict(d_model=d_model, n_heads=heads, d_ff=d_ff, n_blocks=blocks, seq_max=seq_max,
                  slfn=not no_slfn, dropout=dropout)
-    common = dict(dataset=dataset, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                  vocab_size=vocab_size, exit_weights=_floats(exit_weights), max_train=max_train,
-                  text_column=text_column, label_column=label_column, model=model)
+    common = dict(dataset=dataset, seed=seed, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                  vocab_size=vocab_size, token_dropout=token_dropout, attn_dropout=attn_dropout,
+                  exit_weights=_floats(exit_weights),
+                  max_train=max_train, text_column=text_column, label_column=label_column, model=model)
     run_train(TrainConfig(out=str(out), full_precision=full_precision, **common), progress=not quiet)
     if with_twin and not full_precision:
         twin = out / "twin"

@@ -5,11 +5,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP's
+# spinning threads slow everything else (QEMU, the emulators) down.
+torch.set_num_threads(1)
 
 sys.path.insert(0, str(Path(__file__).parent))   # tests/fixtures.py, tests/cbuild.py
 
 # Tiny but trained: enough to make exits, ties and policies non-trivial, seconds to train.
-TINY_TRAIN = dict(seed=0, epochs=2, batch_size=32, lr=3e-3, vocab_size=800, max_train=1500,
+TINY_TRAIN = dict(seed=0, epochs=3, batch_size=32, lr=3e-3, vocab_size=800, max_train=1500,
                   model=dict(d_model=32, n_heads=2, d_ff=48, n_blocks=3, seq_max=48))
 
 

@@ -407,7 +407,7 @@ def test_tok_matches_tokenizer(emu, ref):
 
 def test_info(emu, ref, built):
     line = session(emu, ref, b"!info\n!ping\n!info extra\n!info\n")[0]
-    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(" unit=ns")
+    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(" unit=ns line=512")
     manifest = json.loads((built["dir"] / "build.json").read_text())
     assert manifest["artifact_hash"] == built["art"].hash and manifest["ram_bytes"] > 0
 

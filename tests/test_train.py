@@ -7,19 +7,16 @@ import pytest
 from beexgen import artifact
 from beexgen.train import deploy, export
 from beexgen.train.trainer import TrainConfig, load_run, predict_exits, train
+from conftest import TINY_TRAIN
 
-TINY = dict(d_model=32, n_heads=2, d_ff=48, n_blocks=2, seq_max=32)
 
-
-def tiny_run(out, seed=0):
-    cfg = TrainConfig(dataset="trec6", out=str(out), seed=seed, epochs=3, batch_size=32, lr=3e-3,
-                      vocab_size=600, max_train=1500, model=TINY)
-    return train(cfg, progress=False)
+def tiny_run(out):
+    return train(TrainConfig(dataset="trec6", out=str(out), **TINY_TRAIN), progress=False)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return tiny_run(tmp_path_factory.mktemp("trec6"))
+def run_dir(trained):
+    return trained("trec6")      # the session's tiny trec6 run (conftest.py)
 
 
 def test_tiny_model_beats_chance_clearly(run_dir):
@@ -37,11 +34,12 @@ def test_rerun_with_the_same_seed_is_identical(run_dir, tmp_path):
     assert h1 == h2
     assert (run_dir / "split.json").read_text() == (again / "split.json").read_text()
     assert (run_dir / "tokenizer.json").read_text() == (again / "tokenizer.json").read_text()
+    # and the exported artifact, hence the generated C, is the same to the byte
+    assert export.export_run(again).hash == artifact.load(run_dir / "artifact").hash
 
 
 def test_export_deploy_predictions_equal_eval_mode(run_dir):
-    art = export.export_run(run_dir)
-    assert artifact.load(art.path).hash == art.hash
+    art = artifact.load(run_dir / "artifact")
     run = load_run(run_dir)
     ids, _, _ = run.part("test")
     ref = predict_exits(run.model, ids)

@@ -73,7 +73,7 @@ class Block(nn.Module):
         self.up = BinaryLinear(d, cfg.d_ff, cfg.binary)
         self.down = BinaryLinear(cfg.d_ff, d, cfg.binary)
         self.drop = nn.Dropout(cfg.dropout)
-        self.attn_drop = nn.Dropout(cfg.dropout)  # training only: on the attention weights
+        self.attn_drop = nn.Dropout(0.0)  # training only, on the attention weights: TrainConfig.attn_dropout
 
     def act(self, x):
         return binarize(x) if self.binary else x

@@ -38,9 +38,17 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000, min_frequency: int
     if vocab_size < len(SPECIALS) + 1:
         raise ValueError(f"vocab_size {vocab_size} is too small")
     tok = build_empty()
+    # tokenizers' trainer creates the "##c" continuation pieces in hash-map order, and
+    # that order breaks ties between equally frequent merges (huggingface/tokenizers
+    # #1794), so the same texts could give another vocabulary on a rerun. Handing it
+    # every "##c" up front, sorted, as special tokens makes training deterministic.
+    cont: set[str] = set()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            cont.update(word[1:])
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=SPECIALS, continuing_subword_prefix="##",
-                                        show_progress=False)
+                                        special_tokens=SPECIALS + ["##" + c for c in sorted(cont)],
+                                        continuing_subword_prefix="##", show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     # Rebuild with the learnt vocabulary but no "added tokens": tokenizers would match
     # the literal text "[CLS]" in user input as the special token before normalising,

@@ -35,11 +35,12 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     warmup_frac: float = 0.05
-    vocab_size: int = 3000
+    vocab_size: int = 3500
     min_frequency: int = 2                     # tokenizer: minimum count of a piece
     weight_decay: float = 0.0                  # AdamW on the non-binary parameters
     label_smoothing: float = 0.0
     token_dropout: float = 0.0                 # training: replace a token by [UNK] with this probability
+    attn_dropout: float = 0.0                  # training: dropout on the attention weights
     grad_clip: float | None = None             # max global gradient norm
     exit_weights: list[float] | None = None   # soft-routing loss weights, one per exit
     full_precision: bool = False
@@ -160,6 +161,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         {"train": asdict(cfg), "model": mcfg.to_dict(), "classes": classes}, indent=2) + "\n")
 
     model = BEExformer(mcfg)
+    for block in model.blocks:
+        block.attn_drop.p = cfg.attn_dropout
     tr_ids, tr_y = [ids[i] for i in train_idx], labels[train_idx]
     va_ids, va_y = [ids[i] for i in split.val], labels[list(split.val)]
     weights = torch.tensor(cfg.exit_weights or [1.0] * mcfg.n_blocks, dtype=torch.float32)
