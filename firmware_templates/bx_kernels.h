@@ -32,6 +32,8 @@ int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n);
 
 /* Binary linear layer: W (n_out, BX_WORDS(n_in)) packed, alpha, bias (n_out,)
  * xb (BX_WORDS(n_in),) packed -> y (n_out,):  y[o] = alpha[o] * dot(xb, W[o]) + bias[o]. */
+void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
+                      const float *alpha, const float *bias, int n_in, int n_out);
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out);
 

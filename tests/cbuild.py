@@ -6,7 +6,9 @@ from pathlib import Path
 
 from beexgen.codegen import render
 
-HOST_CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-math-errno"]
+from beexgen.codegen.build import HOST_CFLAGS, HOST_OPT_CFLAGS
+
+HOST_CFLAGS = HOST_CFLAGS + HOST_OPT_CFLAGS      # test the optimised paths the emulator uses
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
 TESTS_C = Path(__file__).parent / "c"
 

@@ -35,7 +35,7 @@ def lib(tmp_path_factory):
     L.bx_pack_signs.argtypes = [u32p, f32p, ctypes.c_int]
     L.bx_bdot.argtypes = L.bx_bdot_ref.argtypes = [u32p, u32p, ctypes.c_int]
     L.bx_bdot.restype = L.bx_bdot_ref.restype = ctypes.c_int32
-    L.bx_binlinear.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
+    L.bx_binlinear.argtypes = L.bx_binlinear_ref.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
     L.bx_layernorm.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int]
     L.bx_attend.argtypes = [f32p, f32p, u32p, u32p, ctypes.c_int, f32p, ctypes.c_int, ctypes.c_int,
                             ctypes.c_int, ctypes.c_float]
@@ -81,10 +81,11 @@ def test_binary_dot_is_exact(lib, n):
         assert lib.bx_bdot(pa, pw, n) == want == lib.bx_bdot_ref(pa, pw, n)
 
 
+@pytest.mark.parametrize("n_out", [1, 3, 4, 5, 37])
 @pytest.mark.parametrize("n_in", SIZES)
-def test_binary_linear_layer(lib, n_in):
-    rng = np.random.default_rng(200 + n_in)
-    n_out = 37
+def test_binary_linear_layer(lib, n_in, n_out):
+    """The 4-row optimised kernel and the reference equal the +-1 float product."""
+    rng = np.random.default_rng(200 + n_in + 1000 * n_out)
     x = rng.standard_normal(n_in).astype(np.float32)
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     alpha = np.abs(rng.standard_normal(n_out)).astype(np.float32)
@@ -95,6 +96,10 @@ def test_binary_linear_layer(lib, n_in):
     dot = torch.from_numpy(np.where(w < 0, -1.0, 1.0).astype(np.float32) @ np.where(x < 0, -1.0, 1.0).astype(np.float32))
     want = dot * torch.from_numpy(alpha) + torch.from_numpy(bias)
     assert np.array_equal(bits(y), bits(want.numpy()))
+    y_ref = np.zeros(n_out, dtype=np.float32)
+    lib.bx_binlinear_ref(y_ref, artifact.pack_signs(x[None])[0], np.ascontiguousarray(artifact.pack_signs(w)),
+                         alpha, bias, n_in, n_out)
+    assert np.array_equal(bits(y_ref), bits(y))
 
 
 @pytest.mark.parametrize("d", SIZES)
