@@ -19,7 +19,28 @@ def _floats(s: str | None) -> list[float] | None:
         raise click.BadParameter(f"{s!r}: want comma-separated numbers, e.g. 1,1,1,1") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _known_errors() -> tuple:
+    """Errors that mean bad input (a file, a name, a size), not a bug: one line, no traceback."""
+    from beexgen.artifact import ArtifactError
+    from beexgen.train.data import DataError
+    out = [ArtifactError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
+    try:
+        from beexgen.codegen import boards, build, emulate, firmware
+        out += [boards.UnknownBoardError, build.BuildError, firmware.FirmwareTooBig, emulate.QemuError]
+    except ImportError:
+        pass
+    return tuple(out)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _known_errors() as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="beexgen")
 def main():
     """beexgen: a text classification data set -> a binarized early-exit transformer

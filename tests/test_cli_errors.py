@@ -1,0 +1,89 @@
+"""Bad input to the `beexgen` command: a clear one-line error naming the file or value,
+a non-zero exit, never a traceback, and nothing lost."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from beexgen import artifact
+from beexgen.cli import main
+from fixtures import tiny_artifact
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    return tiny_artifact(tmp_path_factory.mktemp("cli") / "artifact")
+
+
+def run(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert "Traceback" not in r.output
+    return r
+
+
+def copy(art, tmp_path):
+    d = tmp_path / "artifact"
+    shutil.copytree(art.path, d)
+    return d
+
+
+def test_truncated_weights(art, tmp_path):
+    d = copy(art, tmp_path)
+    w = d / "weights.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    r = run("build", d, "--target", "host", "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "content hash mismatch" in r.output and str(d) in r.output
+
+
+def test_corrupted_meta_and_missing_file(art, tmp_path):
+    d = copy(art, tmp_path)
+    (d / "meta.json").write_text("{not json")
+    r = run("build", d, "--target", "host", "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "meta.json: not valid JSON" in r.output
+    d2 = copy(art, tmp_path / "x")
+    (d2 / "tokenizer.json").unlink()
+    r = run("build", d2, "--target", "cortex-m4", "--board", "mps2-an386", "--out", tmp_path / "c")
+    assert r.exit_code == 1 and "tokenizer.json: missing" in r.output
+
+
+def test_wrong_format_version(art, tmp_path):
+    d = copy(art, tmp_path)
+    meta = json.loads((d / "meta.json").read_text())
+    meta["format_version"] = 999
+    (d / "meta.json").write_text(json.dumps(meta))
+    r = run("build", d, "--target", "host", "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "format version 999" in r.output
+
+
+def test_unknown_board(art, tmp_path):
+    r = run("build", art.path, "--board", "arduino-uno", "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "unknown board 'arduino-uno'" in r.output and "nucleo-f411re" in r.output
+    r = run("emulate", art.path, "--board", "nucleo-f411re")
+    assert r.exit_code == 1 and "real board" in r.output
+
+
+def test_model_too_big_for_the_board(tmp_path):
+    big = tiny_artifact(tmp_path / "big", d_model=64, n_heads=2, d_ff=64, seq_max=1024)
+    r = run("build", big.path, "--board", "nucleo-f411re", "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "does not fit nucleo-f411re" in r.output and "RAM" in r.output
+
+
+@pytest.mark.parametrize("content,match", [
+    ("text,label\na,x\nb,x\n", "only one class"),
+    ("words,stars\nhello,1\nbye,2\n", "cannot find a text column"),
+    (b"text,label\nok,a\ncaf\xe9,b\n", ":3: bytes that are not UTF-8"),
+])
+def test_malformed_data_file(tmp_path, content, match):
+    p = tmp_path / "data.csv"
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    r = run("train", p, "--out", tmp_path / "run", "--quiet")
+    assert r.exit_code == 1 and match in r.output and "data.csv" in r.output
+
+
+def test_not_a_run_directory(tmp_path):
+    r = run("eval", tmp_path)
+    assert r.exit_code == 1 and "no checkpoint.pt" in r.output
