@@ -152,11 +152,9 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
         e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
         if (j == 0 || e[j] > m) m = e[j];
     }
+    for (int j = 0; j < n; j++) e[j] = bx_expf(e[j] - m);   /* element-wise */
     float z = 0.0f;
-    for (int j = 0; j < n; j++) {
-        e[j] = bx_expf(e[j] - m);
-        z += e[j];
-    }
+    for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
     float inv = 1.0f / z;
     /* o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. The
      * loops run j outer, c inner: every o[c] still sees the same additions in the same

@@ -28,14 +28,15 @@ static inline float bx_floor_small(float t)
 {
     /* floor for |t| < 2^31: truncate toward zero, then step down for negatives. */
     int32_t k = (int32_t)t;
-    if ((float)k > t) k -= 1;
-    return (float)k;
+    return (float)k > t ? (float)(k - 1) : (float)k;   /* a select: no branch */
 }
 
 static inline float bx_expf(float x)
 {
-    if (x < BX_EXP_LO) x = BX_EXP_LO;
-    if (x > BX_EXP_HI) x = BX_EXP_HI;
+    /* selects, not branches, so that element-wise loops over bx_expf can run in SIMD
+     * lanes on the host (-fno-trapping-math); the values are the same either way */
+    x = x < BX_EXP_LO ? BX_EXP_LO : x;
+    x = x > BX_EXP_HI ? BX_EXP_HI : x;
     float kf = bx_floor_small(x * BX_LOG2E + 0.5f);
     float r = x - kf * BX_LN2_HI;
     r = r - kf * BX_LN2_LO;

@@ -25,6 +25,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import termios
 import time
 import tty
 
@@ -186,7 +187,7 @@ class SerialTransport(Transport):
                 return b""
             ser.timeout = 0                      # then whatever else is already there
             return first + ser.read(65536)
-        except (serial.SerialException, OSError) as e:
+        except (serial.SerialException, OSError, termios.error) as e:
             raise Disconnected(f"lost {self.spec}: {_why(e)}") from None
 
     def _write_all(self, data: bytes, timeout: float) -> None:
@@ -197,7 +198,7 @@ class SerialTransport(Transport):
             ser.flush()
         except serial.SerialTimeoutException:
             raise TransportTimeout(f"{self.spec}: write not accepted within {timeout:g} s") from None
-        except (serial.SerialException, OSError) as e:
+        except (serial.SerialException, OSError, termios.error) as e:   # tcdrain: termios.error
             raise Disconnected(f"lost {self.spec}: {_why(e)}") from None
 
     def close(self) -> None:
