@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models trained on the real offline data sets (fetched in set-up)."""
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,3 +38,25 @@ def trained(tmp_path_factory):
             cache[dataset] = out
         return cache[dataset]
     return get
+
+
+# --------------------------------------------------------------------------- tools
+
+def needs(*tools):
+    """Mark a test (or a module, via pytestmark) as needing these programs, or callables
+    returning True when a tool is there. scripts/setup.sh installs all of them, so a
+    missing one FAILS the test: a skip would hide a broken set-up on CI."""
+    return pytest.mark.needs_tools.with_args(*tools)   # with_args: a lone callable is an argument
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_tools(*tools): programs the test needs (missing = failure)")
+
+
+@pytest.fixture(autouse=True)
+def _check_tools(request):
+    for mark in request.node.iter_markers("needs_tools"):
+        missing = [getattr(t, "__doc__", None) or getattr(t, "__name__", str(t)) if callable(t) else t
+                   for t in mark.args if not (t() if callable(t) else shutil.which(t))]
+        if missing:
+            pytest.fail(f"missing {', '.join(missing)}: run `make setup` (scripts/setup.sh installs it)")

@@ -30,11 +30,10 @@ from beexgen.host.protocol import float_to_hex, parse_reply
 from beexgen.train import deploy, exits
 from beexgen.train import tokenizer as tok_mod
 
+from conftest import needs
 from fixtures import CORPUS, tiny_artifact
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(firmware.CC) is None or shutil.which("qemu-system-arm") is None,
-    reason="needs arm-none-eabi-gcc and qemu-system-arm (scripts/setup.sh installs them)")
+pytestmark = needs(firmware.CC, "qemu-system-arm")
 
 QEMU_BOARDS = ["mps2-an386", "netduinoplus2"]
 N_SENTENCES = 100

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs
+
 FUZZ_DIR = Path(__file__).parent / "fuzz"
 TARGETS = ["tokenizer", "protocol"]
 RUNS = 20000
@@ -32,12 +34,12 @@ TIMEOUT = 300
 
 
 def _have_libfuzzer() -> bool:
+    """clang with libFuzzer (libclang-rt-14-dev)"""
     return shutil.which("clang") is not None and bool(
         glob.glob("/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a"))
 
 
-pytestmark = pytest.mark.skipif(not _have_libfuzzer(),
-                                reason="needs clang with libFuzzer (libclang-rt-14-dev; scripts/setup.sh)")
+pytestmark = needs(_have_libfuzzer)
 
 
 def _load_build_fuzz():

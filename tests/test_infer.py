@@ -30,7 +30,7 @@ from beexgen.host.transport import Disconnected, PortNotFound, open_transport
 
 from fixtures import CORPUS, tiny_artifact
 
-build = pytest.importorskip("beexgen.codegen.build")
+from beexgen.codegen import build
 
 TEXTS = CORPUS + [
     "!starts with a bang", "mixed CASE and punctuation?!", "tabs\tand   spaces",

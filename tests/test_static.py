@@ -23,6 +23,7 @@ import pytest
 
 from beexgen.codegen import boards, build as build_mod, firmware, render
 
+from conftest import needs
 from fixtures import tiny_artifact
 
 TEMPLATES = Path(render.__file__).resolve().parent.parent / "firmware_templates"
@@ -40,10 +41,8 @@ SUPPRESS = [
      "0, but bx_model_ids returns [CLS] + ids, so n >= 1 (a `n < 1` guard would silence it)"),
 ]
 
-pytestmark = pytest.mark.skipif(shutil.which("cppcheck") is None and shutil.which(firmware.CC) is None,
-                                reason="needs cppcheck and/or arm-none-eabi-gcc (scripts/setup.sh)")
-need_cppcheck = pytest.mark.skipif(shutil.which("cppcheck") is None, reason="needs cppcheck")
-need_arm = pytest.mark.skipif(shutil.which(firmware.CC) is None, reason="needs arm-none-eabi-gcc")
+need_cppcheck = needs("cppcheck")
+need_arm = needs(firmware.CC)
 BOARDS = sorted(boards.BOARDS)
 
 

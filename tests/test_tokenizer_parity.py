@@ -20,6 +20,8 @@ from beexgen.codegen import render, vocab
 from beexgen.host.protocol import Status
 from beexgen.train import tokenizer as tok_mod
 
+from conftest import needs
+
 from cbuild import SANITIZE, TESTS_C, gcc
 from fixtures import CORPUS
 from hostile import hostile_strings
@@ -331,7 +333,7 @@ def test_non_conforming_tokenizer_rejected(name, tmp_path):
 
 # --------------------------------------------------------------------------- cross build
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@needs("arm-none-eabi-gcc")
 def test_cortex_m4_build_and_stack(built, tmp_path):
     b = built[VOCAB_SIZES[-1]]
     for src in ("bx_tokenizer.c", "bx_vocab_data.c"):
