@@ -175,7 +175,7 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
 
     from beexgen import artifact
     from beexgen.codegen import build as build_mod, firmware
-    from beexgen.train import calibrate, deploy, evaluate, policies
+    from beexgen.train import deploy, evaluate, policies
     from beexgen.train.trainer import load_run
 
     run_dir = out / ds
@@ -205,7 +205,6 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
     rec["report"] = str(md)
     rep = evaluate.evaluate(art, ids_t, y_t, res=res_t)
     rec["exit_acc"] = rep["exit_acc"]
-    rec["bmacs_full"] = float(np.mean([__import__("beexgen.cost", fromlist=["x"]).sentence_cost(cfg, n, cfg["n_blocks"])[0] for n in len_t]))
     rec["entropy_eval"] = {k: rep[k] for k in ("policy_acc", "mean_depth", "bmacs", "flops", "ops_rel")}
     rec["twin_exit_acc"] = evaluate.twin_exit_accuracy(run_dir / "twin")
     rec["size"] = {"artifact": rep["size"], "fp32_twin_bytes": rep["fp32_twin_bytes"],

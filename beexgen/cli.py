@@ -202,7 +202,7 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     run = load_run(run_dir)
     art_dir = Path(out) if out else run_dir / "artifact"
     if not (art_dir / "meta.json").exists():
-        export_run(run_dir, art_dir)
+        export_run(run_dir, art_dir, policy={"name": "none", "thresholds": []})   # weights only; re-exported below
     art = artifact.load(art_dir)
     res, y, lengths = _deploy_split(run, art, "val")
     try:

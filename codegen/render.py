@@ -16,6 +16,7 @@ import numpy as np
 
 from beexgen import artifact as art_mod
 from beexgen import cost, numerics
+from beexgen.host.protocol import DESCRIPTIONS, Status, wire_label
 
 TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
 
@@ -79,11 +80,6 @@ def render_to(env: jinja2.Environment, template: str, out: Path, **ctx) -> Path:
 
 # --------------------------------------------------------------------------- model
 
-def wire_label(label: str) -> str:
-    from beexgen.host.protocol import wire_label as w
-    return w(label)
-
-
 def c_name(tensor_name: str) -> str:
     """'blocks.0.qkv.bits' -> 'bx_blocks_0_qkv_bits'; 'embed.tok.bits' -> 'bx_tok_bits'."""
     return "bx_" + tensor_name.removeprefix("embed.").replace(".", "_")
@@ -122,7 +118,6 @@ def render_model(art: art_mod.Artifact, out_dir: Path, command: str) -> list[Pat
 
 
 def status_context() -> dict:
-    from beexgen.host.protocol import DESCRIPTIONS, Status
     return {"statuses": [{"name": s.name, "value": int(s), "description": DESCRIPTIONS[s]} for s in Status]}
 
 

@@ -163,6 +163,7 @@ int bx_classify(const uint8_t *text, size_t len, bx_result *out)
     static int32_t ids[BX_SEQ_MAX];
     int n = bx_model_ids(text, len, ids);
     if (n < 0) return n;
+    if (n <= 1) return -BX_STATUS_EMPTY;          /* only [CLS]: nothing to classify */
     out->n_tokens = n;
     int depth = bx_forward(ids, n, out);
     out->bmacs = bx_cost_bmacs[n - 1][depth - 1];

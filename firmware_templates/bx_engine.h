@@ -32,7 +32,8 @@ typedef struct {
 } bx_block_w;
 typedef struct { bx_norm_w ln; const float *w; const float *b; } bx_exit_w;  /* w (C, d) */
 
-/* Tokenize and classify UTF-8 text[0..len). Returns 0, or a negative bx_status. */
+/* Tokenize and classify UTF-8 text[0..len). Returns 0, or a negative bx_status:
+ * BX_STATUS_BAD_UTF8, or BX_STATUS_EMPTY when the text gives no token besides [CLS]. */
 int bx_classify(const uint8_t *text, size_t len, bx_result *out);
 
 /* Model input ids of a text: [CLS] + tokenizer ids, at most BX_SEQ_MAX.

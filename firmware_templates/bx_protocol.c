@@ -242,9 +242,6 @@ static size_t split_word(const uint8_t *s, size_t n, const uint8_t **rest, size_
  * cost is bx_platform_cost() across bx_classify (tokenizer included). */
 static void cmd_classify(const uint8_t *text, size_t n)
 {
-    int k = bx_model_ids(text, n, bx_ids);
-    if (k < 0) { reply_error(-k, NULL); return; }
-    if (k <= 1) { reply_error(BX_STATUS_EMPTY, NULL); return; }   /* only [CLS] */
     uint64_t before = bx_platform_cost();
     int st = bx_classify(text, n, &bx_res);
     uint64_t after = bx_platform_cost();

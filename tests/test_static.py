@@ -36,9 +36,6 @@ SUPPRESS = [
      "__data_end): one region to the linker, distinct objects to cppcheck"),
     ("comparePointers", "*platform_cm4.c",
      "_sbrk compares the heap pointer with the linker symbols __heap_start / __heap_end"),
-    ("negativeIndex", "*bx_engine.c",
-     "bx_classify indexes bx_cost_*[n - 1] after `if (n < 0) return n;`: cppcheck assumes n may be "
-     "0, but bx_model_ids returns [CLS] + ids, so n >= 1 (a `n < 1` guard would silence it)"),
 ]
 
 need_cppcheck = needs("cppcheck")

@@ -10,26 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from beexgen import cost
 from beexgen.artifact import Policy
 
 from .exits import decide
-
-
-def _ops_table(cfg: dict, lengths: np.ndarray) -> np.ndarray:
-    """ops of each sentence at each depth (N, B), computed once per distinct length."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    uniq, inv = np.unique(lengths, return_inverse=True)
-    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d)) for d in range(1, cfg["n_blocks"] + 1)]
-                    for n in uniq], dtype=np.float64).reshape(len(uniq), cfg["n_blocks"])
-    return tab[inv.reshape(-1)]
-
-
-def _ops_rel(cfg: dict, lengths: np.ndarray, depth: np.ndarray, table: np.ndarray | None = None) -> float:
-    """Sum of ops at the depths taken / sum at full depth (pass `table` to reuse _ops_table)."""
-    table = _ops_table(cfg, lengths) if table is None else table
-    depth = np.asarray(depth)
-    return float(table[np.arange(len(depth)), depth - 1].sum() / table[:, -1].sum())
+from .policies import compute_fraction, ops_table
 
 
 def sweep_entropy(cfg, res, labels, lengths, candidates=None):
@@ -42,12 +26,12 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
         qs = np.quantile(frac, np.linspace(0, 1, 101)) if frac.size else np.array([])
         candidates = np.unique(np.concatenate([[0.0, 1.0], qs, np.linspace(-0.5, 1.0, 31)]))
     rows = []
-    table = _ops_table(cfg, lengths)
+    table = ops_table(cfg, lengths)
     for tau in candidates:
         depth = decide(Policy.ENTROPY, [tau], res.conf, res.entropy)
         pred = res.cls[np.arange(len(depth)), depth - 1]
         rows.append((float(np.float32(tau)), float((pred == labels).mean()),
-                     _ops_rel(cfg, lengths, depth, table), float(depth.mean())))
+                     compute_fraction(table, depth), float(depth.mean())))
     return rows
 
 
