@@ -9,7 +9,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 need_apt=()
-command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi)
+# newlib (nano.specs) is a separate package: the compiler alone cannot link firmware
+case "$(arm-none-eabi-gcc -print-file-name=nano.specs 2>/dev/null)" in
+    /*) ;;
+    *) need_apt+=(libnewlib-arm-none-eabi) ;;
+esac
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 # fuzzing (libFuzzer) and static checks used by the tests
 command -v clang >/dev/null || need_apt+=(clang)
