@@ -27,16 +27,42 @@ HOST_CFLAGS = ["-std=c11", "-O3", "-Wall", "-Wextra", "-Werror", "-ffp-contract=
                "-fno-trapping-math"]
 
 
-def _host_has_popcnt() -> bool:
-    """The build machine's CPU has POPCNT (the emulator runs where it is built)."""
+def _host_cpu_flags() -> set[str]:
+    """The feature flags of the build machine's CPU (the emulator runs where it is built)."""
     try:
-        return " popcnt" in Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
     except OSError:
-        return False
+        pass
+    return set()
 
 
-# The kernels' POPCNT path (bx_kernels.c) is integer-exact: it changes speed, never results.
-HOST_OPT_CFLAGS = ["-mpopcnt"] if _host_has_popcnt() else []
+# Instruction sets the kernels' x86 paths use (bx_kernels.c), each enabled when the build
+# machine has every CPU flag it needs: (gcc options, /proc/cpuinfo flags). Their integer
+# work is exact and their float work is the same IEEE operations in the same order, so
+# they change speed, never results. None of them enables FMA, and -ffp-contract=off above
+# keeps gcc from fusing a multiply and an add even where AVX-512 has the instruction.
+HOST_ISA_LEVELS = (
+    (["-mpopcnt"], {"popcnt"}),
+    (["-mavx2"], {"avx2"}),
+    (["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vpopcntdq"],
+     {"avx512f", "avx512bw", "avx512vl", "avx512_vpopcntdq"}),
+)
+
+
+def host_isa_cflags(cpu_flags: set[str], max_level: int | None = None) -> list[str]:
+    """The gcc options of the ISA levels present in cpu_flags, up to max_level (each
+    level needs the ones before it)."""
+    out = []
+    for opts, need in HOST_ISA_LEVELS[:max_level]:
+        if not need <= cpu_flags:
+            break
+        out += opts
+    return out
+
+
+HOST_OPT_CFLAGS = host_isa_cflags(_host_cpu_flags())
 SANITIZE_CFLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
 HOST_PLATFORM = "platform_host.c"
 HOST_EXE = "bx_host"

@@ -93,7 +93,7 @@ static void slfn_token(const bx_block_w *blk, int i)
     norm_binlinear(bx_row, bx_att, &blk->ln2, &blk->slfn, 4 * D);
     /* the three gates first, in one flat element-wise loop (SIMD lanes on the host;
      * each value is the same float either way), then the mix */
-    for (int k = 0; k < 3 * D; k++) bx_row[k] = bx_sigmoidf(bx_row[k]);
+    bx_sigmoid_array(bx_row, 3 * D);
     for (int k = 0; k < D; k++) {
         float f1 = bx_row[k], f2 = bx_row[D + k], s = bx_row[2 * D + k];
         float keep = f1 * bx_x[i][k] + f2 * bx_att[k];

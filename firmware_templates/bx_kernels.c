@@ -5,6 +5,16 @@
 
 #include <string.h>
 
+/* x86 host paths (gcc -mavx2 / -mavx512*, which codegen passes when the build machine
+ * has them; never defined for the Cortex-M4). */
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512VPOPCNTDQ__)
+#define BX_X86_AVX512 1
+#endif
+#if defined(__AVX2__)
+#define BX_X86_AVX2 1
+#include <immintrin.h>
+#endif
+
 /* Portable popcount (SWAR): pairs, nibbles, bytes, then the four byte counts are
  * summed by the multiply (byte 3 of v * 0x01010101 holds their sum). */
 int bx_popcount_ref(uint32_t v)
@@ -35,9 +45,36 @@ int bx_popcount(uint32_t v) { return __builtin_popcount(v); }
 int bx_popcount(uint32_t v) { return bx_popcount_ref(v); }
 #endif
 
-void bx_pack_signs(uint32_t *out, const float *x, int n)
+/* Reference: bit by bit. */
+void bx_pack_signs_ref(uint32_t *out, const float *x, int n)
 {
     for (int w = 0; w < BX_WORDS(n); w++) {
+        uint32_t word = 0;
+        int end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
+        for (int i = w * 32; i < end; i++)
+            word |= (uint32_t)(x[i] < 0.0f) << (i & 31);
+        out[w] = word;
+    }
+}
+
+void bx_pack_signs(uint32_t *out, const float *x, int n)
+{
+    int w = 0;
+#if defined(BX_X86_AVX2)
+    /* Whole words, eight lanes at a time: an ordered x < 0 compare (false for +0.0 and
+     * -0.0 alike, as in the reference; a movemask of the raw sign bits would count -0.0
+     * as negative), then movemask puts lane i's result in bit i. */
+    const __m256 zero = _mm256_setzero_ps();
+    for (; (w + 1) * 32 <= n; w++) {
+        const float *p = x + w * 32;
+        uint32_t m0 = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p), zero, _CMP_LT_OQ));
+        uint32_t m1 = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + 8), zero, _CMP_LT_OQ));
+        uint32_t m2 = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + 16), zero, _CMP_LT_OQ));
+        uint32_t m3 = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + 24), zero, _CMP_LT_OQ));
+        out[w] = m0 | m1 << 8 | m2 << 16 | m3 << 24;
+    }
+#endif
+    for (; w < BX_WORDS(n); w++) {
         uint32_t word = 0;
         int end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
         for (int i = w * 32; i < end; i++)
@@ -73,6 +110,98 @@ void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
     }
 }
 
+#if defined(BX_X86_AVX512)
+/* x86 with AVX-512 VPOPCNTQ, n_in a multiple of 64 with q = n_in / 64 in {1, 2, 4, 8}
+ * 64-bit words per row: eight rows per step. Their 8q words are contiguous in W, so q
+ * 512-bit loads cover them, each XORed with x repeated 8/q times (xpat) and counted per
+ * 64-bit lane (VPOPCNTQ). Lanes holding consecutive words of one row are then summed
+ * pairwise, log2(q) times (fold_pairs8), which leaves the eight rows' popcounts in lane
+ * order. The epilogue is the reference's (float)dot * alpha + bias in eight lanes. */
+static inline __m512i fold_pairs8(__m512i a, __m512i b)
+{
+    /* (a, b) as 16 lanes -> lane j = lane 2j + lane 2j+1 */
+    const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_add_epi64(_mm512_permutex2var_epi64(a, even, b), _mm512_permutex2var_epi64(a, odd, b));
+}
+
+static inline __attribute__((always_inline))
+int binlinear_avx512(float *y, const uint32_t *xb, const uint32_t *w, const float *alpha,
+                     const float *bias, int n_in, int n_out, int q)
+{
+    uint64_t xq[8];
+    for (int k = 0; k < 8; k++) memcpy(&xq[k], xb + 2 * (k % q), 8);
+    const __m512i xpat = _mm512_loadu_si512(xq);
+    const __m256i nin = _mm256_set1_epi32(n_in);
+    int o = 0;
+    for (; o + 8 <= n_out; o += 8) {
+        const uint32_t *wo = w + (size_t)o * 2 * q;
+        __m512i c[8];
+        for (int k = 0; k < q; k++)
+            c[k] = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(wo + 16 * k), xpat));
+        for (int m = q; m > 1; m /= 2)
+            for (int k = 0; k < m / 2; k++) c[k] = fold_pairs8(c[2 * k], c[2 * k + 1]);
+        __m256i dot = _mm256_sub_epi32(nin, _mm256_slli_epi32(_mm512_cvtepi64_epi32(c[0]), 1));
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_loadu_ps(alpha + o));
+        _mm256_storeu_ps(y + o, _mm256_add_ps(v, _mm256_loadu_ps(bias + o)));
+    }
+    return o;
+}
+#elif defined(BX_X86_AVX2)
+/* x86 with AVX2: the same scheme in 256-bit registers (four 64-bit lanes). A lane's
+ * popcount is that of its bytes, each from a 16-entry table by VPSHUFB on the low and
+ * high nibble. The pairwise folds work on these byte counts (at most 8q <= 64 per byte
+ * after them, no overflow), one VPSADBW then sums each lane's eight bytes. Eight rows
+ * are 2q registers, folded down to two (rows 0-3 and 4-7), then merged to eight 32-bit
+ * lanes in row order. */
+static inline __m256i fold_pairs4(__m256i a, __m256i b)
+{
+    /* (a, b) as 8 lanes -> lane j = lane 2j + lane 2j+1; the unpacks give the sums in
+     * lane order 0, 2, 1, 3, which the permute puts back */
+    __m256i s = _mm256_add_epi8(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+    return _mm256_permute4x64_epi64(s, 0xD8);
+}
+
+static inline __m256i byte_popcounts(__m256i v)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
+    __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+    return _mm256_add_epi8(lo, hi);
+}
+
+static inline __attribute__((always_inline))
+int binlinear_avx2(float *y, const uint32_t *xb, const uint32_t *w, const float *alpha,
+                   const float *bias, int n_in, int n_out, int q)
+{
+    /* x repeated 4/q times, or for q = 8 (a row is two registers) its two halves */
+    uint64_t xq[8];
+    for (int k = 0; k < 8; k++) memcpy(&xq[k], xb + 2 * (k % q), 8);
+    const __m256i xpat[2] = {_mm256_loadu_si256((const __m256i *)xq),
+                             _mm256_loadu_si256((const __m256i *)(xq + 4))};
+    const __m256i nin = _mm256_set1_epi32(n_in), zero = _mm256_setzero_si256();
+    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    int o = 0;
+    for (; o + 8 <= n_out; o += 8) {
+        const uint32_t *wo = w + (size_t)o * 2 * q;
+        __m256i c[16];
+        for (int k = 0; k < 2 * q; k++)
+            c[k] = byte_popcounts(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wo + 8 * k)), xpat[k & 1]));
+        for (int m = 2 * q; m > 2; m /= 2)
+            for (int k = 0; k < m / 2; k++) c[k] = fold_pairs4(c[2 * k], c[2 * k + 1]);
+        /* rows 0-3 in the low and rows 4-7 in the high halves of the 64-bit lanes */
+        __m256i p = _mm256_or_si256(_mm256_sad_epu8(c[0], zero), _mm256_slli_epi64(_mm256_sad_epu8(c[1], zero), 32));
+        p = _mm256_permutevar8x32_epi32(p, order);
+        __m256i dot = _mm256_sub_epi32(nin, _mm256_slli_epi32(p, 1));
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_loadu_ps(alpha + o));
+        _mm256_storeu_ps(y + o, _mm256_add_ps(v, _mm256_loadu_ps(bias + o)));
+    }
+    return o;
+}
+#endif
+
 /* Optimised: four rows at a time, so each input word is loaded once for four
  * popcounts and the four sums are independent (no serial dependency between them);
  * the remaining rows go one by one. The integer dots are those of the reference, and
@@ -82,6 +211,24 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
 {
     const int words = BX_WORDS(n_in);
     int o = 0;
+#if defined(BX_X86_AVX512) || defined(BX_X86_AVX2)
+#if defined(BX_X86_AVX512)
+#define BX_BINLIN_SIMD binlinear_avx512
+#else
+#define BX_BINLIN_SIMD binlinear_avx2
+#endif
+    /* constant q per case, so the helper's loops over q unroll */
+    if (n_in % 64 == 0) {
+        switch (n_in / 64) {
+        case 1: o = BX_BINLIN_SIMD(y, xb, w, alpha, bias, n_in, n_out, 1); break;
+        case 2: o = BX_BINLIN_SIMD(y, xb, w, alpha, bias, n_in, n_out, 2); break;
+        case 4: o = BX_BINLIN_SIMD(y, xb, w, alpha, bias, n_in, n_out, 4); break;
+        case 8: o = BX_BINLIN_SIMD(y, xb, w, alpha, bias, n_in, n_out, 8); break;
+        default: break;
+        }
+    }
+#undef BX_BINLIN_SIMD
+#endif
 #if defined(__POPCNT__) && !defined(BX_USE_DSP)
     /* x86 host with POPCNT and an even number of words: the same four-row scheme on
      * 64-bit words (memcpy: no alignment or aliasing assumptions). */
@@ -152,7 +299,7 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
         e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
         if (j == 0 || e[j] > m) m = e[j];
     }
-    for (int j = 0; j < n; j++) e[j] = bx_expf(e[j] - m);   /* element-wise */
+    bx_exp_shift_array(e, m, n);                            /* element-wise */
     float z = 0.0f;
     for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
     float inv = 1.0f / z;

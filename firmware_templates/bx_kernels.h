@@ -24,6 +24,7 @@ int bx_popcount_ref(uint32_t v);
 int bx_popcount(uint32_t v);
 
 /* x (n,) float -> out (BX_WORDS(n),) packed signs (bit 1 where x[i] < 0). */
+void bx_pack_signs_ref(uint32_t *out, const float *x, int n);
 void bx_pack_signs(uint32_t *out, const float *x, int n);
 
 /* a, w (BX_WORDS(n),) packed -> n - 2 * popcount(a XOR w), in [-n, n]. */

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from beexgen.codegen import render
 
-from beexgen.codegen.build import HOST_CFLAGS, HOST_OPT_CFLAGS
+from beexgen.codegen import build
 
-HOST_CFLAGS = HOST_CFLAGS + HOST_OPT_CFLAGS      # test the optimised paths the emulator uses
+HOST_CFLAGS = build.HOST_CFLAGS + build.HOST_OPT_CFLAGS      # test the optimised paths the emulator uses
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
 TESTS_C = Path(__file__).parent / "c"
 
@@ -20,8 +20,25 @@ def render_numerics(out_dir: Path) -> Path:
                             constants=sorted(numerics.constants().items()))
 
 
-def gcc(out: Path, sources: list[Path], include: list[Path], extra: list[str] = ()) -> Path:
-    cmd = ["gcc", *HOST_CFLAGS, *extra, *[f"-I{p}" for p in include], "-o", str(out), *map(str, sources)]
+def isa_levels() -> dict[str, list[str]]:
+    """Every x86 kernel path this machine can run, by name -> its gcc options: "portable"
+    (none), then each of build.HOST_ISA_LEVELS the CPU has, so a test can compare each
+    path, not only the fastest, with the reference."""
+    cpu = build._host_cpu_flags()
+    out = {"portable": []}
+    for lvl, (opts, need) in enumerate(build.HOST_ISA_LEVELS, start=1):
+        if not need <= cpu:
+            break
+        out[opts[0].removeprefix("-m")] = build.host_isa_cflags(cpu, lvl)
+    return out
+
+
+def gcc(out: Path, sources: list[Path], include: list[Path], extra: list[str] = (),
+        isa: list[str] | None = None) -> Path:
+    """Compile with the host emulator's flags; isa replaces its x86 options (None: the
+    build machine's, as the emulator uses)."""
+    flags = HOST_CFLAGS if isa is None else build.HOST_CFLAGS + isa
+    cmd = ["gcc", *flags, *extra, *[f"-I{p}" for p in include], "-o", str(out), *map(str, sources)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise AssertionError(f"gcc failed:\n{' '.join(cmd)}\n{r.stderr[-4000:]}")

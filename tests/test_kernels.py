@@ -15,7 +15,7 @@ from beexgen.codegen import render
 from beexgen.train import fmath
 from beexgen.train.exits import exit_stats
 
-from cbuild import TESTS_C, gcc, render_numerics
+from cbuild import TESTS_C, gcc, isa_levels, render_numerics
 
 SIZES = [1, 31, 32, 33, 63, 64, 65, 127, 128, 129]
 f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -23,16 +23,22 @@ u32p = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    d = tmp_path_factory.mktemp("kernels")
+ISA = isa_levels()
+
+
+@pytest.fixture(scope="module", params=list(ISA))
+def lib(request, tmp_path_factory):
+    """The kernels built once per x86 path this machine has (portable C, POPCNT, AVX2,
+    AVX-512), so every optimised path is compared with the reference."""
+    d = tmp_path_factory.mktemp(f"kernels_{request.param}")
     for name in ("bx_kernels.c", "bx_kernels.h", "bx_math.h"):
         shutil.copy(render.TEMPLATE_DIR / name, d / name)
     render_numerics(d)
-    so = gcc(d / "libk.so", [d / "bx_kernels.c", TESTS_C / "kernels_shim.c"], [d], ["-shared", "-fPIC"])
+    so = gcc(d / "libk.so", [d / "bx_kernels.c", TESTS_C / "kernels_shim.c"], [d], ["-shared", "-fPIC"],
+             isa=ISA[request.param])
     L = ctypes.CDLL(str(so))
     L.bx_popcount_ref.argtypes = L.bx_popcount.argtypes = [ctypes.c_uint32]
-    L.bx_pack_signs.argtypes = [u32p, f32p, ctypes.c_int]
+    L.bx_pack_signs.argtypes = L.bx_pack_signs_ref.argtypes = [u32p, f32p, ctypes.c_int]
     L.bx_bdot.argtypes = L.bx_bdot_ref.argtypes = [u32p, u32p, ctypes.c_int]
     L.bx_bdot.restype = L.bx_bdot_ref.restype = ctypes.c_int32
     L.bx_binlinear.argtypes = L.bx_binlinear_ref.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
@@ -44,6 +50,8 @@ def lib(tmp_path_factory):
     for fn in ("shim_expf", "shim_logf", "shim_sigmoidf"):
         getattr(L, fn).argtypes = [ctypes.c_float]
         getattr(L, fn).restype = ctypes.c_float
+    L.shim_sigmoid_array.argtypes = [f32p, ctypes.c_int]
+    L.shim_exp_shift_array.argtypes = [f32p, ctypes.c_float, ctypes.c_int]
     return L
 
 
@@ -66,9 +74,11 @@ def test_pack_signs_matches_artifact_packing(lib, n):
     x = rng.standard_normal(n).astype(np.float32)
     x[:: max(1, n // 4)] = 0.0
     x[n // 2] = -0.0
-    out = np.zeros((n + 31) // 32, dtype=np.uint32)
-    lib.bx_pack_signs(out, x, n)
-    assert np.array_equal(out, artifact.pack_signs(x[None])[0])
+    want = artifact.pack_signs(x[None])[0]
+    for fn in (lib.bx_pack_signs, lib.bx_pack_signs_ref):
+        out = np.zeros((n + 31) // 32, dtype=np.uint32)
+        fn(out, x, n)
+        assert np.array_equal(out, want)
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -81,8 +91,8 @@ def test_binary_dot_is_exact(lib, n):
         assert lib.bx_bdot(pa, pw, n) == want == lib.bx_bdot_ref(pa, pw, n)
 
 
-@pytest.mark.parametrize("n_out", [1, 3, 4, 5, 37])
-@pytest.mark.parametrize("n_in", SIZES)
+@pytest.mark.parametrize("n_out", [1, 3, 4, 5, 8, 17, 37])
+@pytest.mark.parametrize("n_in", SIZES + [192, 256, 512])
 def test_binary_linear_layer(lib, n_in, n_out):
     """The 4-row optimised kernel and the reference equal the +-1 float product."""
     rng = np.random.default_rng(200 + n_in + 1000 * n_out)
@@ -147,6 +157,25 @@ def test_exp_log_sigmoid_bit_exact(lib):
     pos = np.concatenate([np.exp(rng.uniform(-80, 80, 3000)), [1.0, 2.0, 0.5, 1.17549435e-38]]).astype(np.float32)
     got = np.array([lib.shim_logf(float(x)) for x in pos], dtype=np.float32)
     assert np.array_equal(bits(got), bits(fmath.bx_log(torch.from_numpy(pos)).numpy()))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 17, 384])
+def test_element_wise_arrays_bit_exact(lib, n):
+    """bx_sigmoid_array and bx_exp_shift_array (SIMD lanes plus a scalar tail on x86)
+    equal fmath's sigmoid and exp of x - m element by element, clamps included."""
+    rng = np.random.default_rng(700 + n)
+    x = np.concatenate([rng.uniform(-100, 100, n), rng.standard_normal(n) * 3]).astype(np.float32)
+    x[:: 5] = 0.0
+    x[1:: 7] = -0.0
+    x[2:: 11] = 88.5
+    m = np.float32(1.25)
+    for chunk in (x[:n], x[n:]):
+        got = chunk.copy()
+        lib.shim_sigmoid_array(got, n)
+        assert np.array_equal(bits(got), bits(fmath.bx_sigmoid(torch.from_numpy(chunk)).numpy()))
+        got = chunk.copy()
+        lib.shim_exp_shift_array(got, m, n)
+        assert np.array_equal(bits(got), bits(fmath.bx_exp(torch.from_numpy(chunk) - torch.tensor(m)).numpy()))
 
 
 @pytest.mark.parametrize("c", [1, 2, 3, 6, 50])

@@ -5,3 +5,5 @@
 float shim_expf(float x) { return bx_expf(x); }
 float shim_logf(float x) { return bx_logf(x); }
 float shim_sigmoidf(float x) { return bx_sigmoidf(x); }
+void shim_sigmoid_array(float *x, int n) { bx_sigmoid_array(x, n); }
+void shim_exp_shift_array(float *x, float m, int n) { bx_exp_shift_array(x, m, n); }
