@@ -9,6 +9,12 @@
  * i, so attention output, SLFN and feed-forward run token by token and overwrite
  * x[i] in place: the static RAM is x and v (n x d floats each), the packed q and k
  * (n x d bits each) and a few per-token rows, independent of the number of blocks.
+ *
+ * Token groups. The per-token stages run on G tokens at a time, stage by stage, so
+ * that a layer norm gets G independent rows (bx_layernorm_rows runs them side by side
+ * in SIMD lanes on an x86 host; its serial sums make one row latency-bound). Every
+ * token's arithmetic is the same either way. G is 1 on the Cortex-M4 (no SIMD lanes
+ * to fill, and the per-token rows stay single) and 8 on an x86 host with AVX2.
  */
 #include "bx_engine.h"
 
@@ -24,15 +30,20 @@
 #define WDH BX_WORDS(DH)
 #define MAXW (F > 4 * D ? F : 4 * D)        /* widest per-token row: slfn (4d) or up (f) */
 #define MAXIN (F > D ? F : D)               /* widest binary-layer input */
+#if defined(__AVX2__)
+#define G   8
+#else
+#define G   1
+#endif
 
 static float    bx_x[BX_SEQ_MAX][D];        /* residual stream */
 static float    bx_v[BX_SEQ_MAX][D];        /* attention values */
 static uint32_t bx_qb[BX_SEQ_MAX][H][WDH];  /* packed queries, per head */
 static uint32_t bx_kb[BX_SEQ_MAX][H][WDH];  /* packed keys, per head */
 static float    bx_e[BX_SEQ_MAX];           /* attention weights of one query */
-static float    bx_row[MAXW];               /* per-token scratch rows */
-static float    bx_row2[D];
-static float    bx_att[D];
+static float    bx_row[G][MAXW];            /* per-token scratch rows, G tokens */
+static float    bx_row2[G][D];              /* layer-norm outputs */
+static float    bx_att[G][D];               /* x_att, then the SLFN output y */
 static uint32_t bx_ub[BX_WORDS(MAXIN)];     /* packed input of a binary layer */
 
 static int32_t  bx_policy = BX_DEFAULT_POLICY;
@@ -55,68 +66,80 @@ void bx_embed(const int32_t *ids, int n)
     }
 }
 
-/* LN, sign-pack and binary linear: y (n_out,) = BinLin(sign(LN(x))), x (D,). */
-static void norm_binlinear(float *y, const float *x, const bx_norm_w *ln, const bx_binlin_w *w, int n_out)
+/* Sign-pack and binary linear: y (n_out,) = BinLin(sign(u)), u (n_in,). */
+static void sign_binlinear(float *y, const float *u, const bx_binlin_w *w, int n_in, int n_out)
 {
-    bx_layernorm(bx_row2, x, ln->w, ln->b, D);
-    bx_pack_signs(bx_ub, bx_row2, D);
-    bx_binlinear(y, bx_ub, w->bits, w->alpha, w->bias, D, n_out);
+    bx_pack_signs(bx_ub, u, n_in);
+    bx_binlinear(y, bx_ub, w->bits, w->alpha, w->bias, n_in, n_out);
 }
 
 static void qkv_all(const bx_block_w *blk, int n)
 {
-    for (int i = 0; i < n; i++) {
-        norm_binlinear(bx_row, bx_x[i], &blk->ln1, &blk->qkv, 3 * D);
-        for (int hh = 0; hh < H; hh++) {
-            bx_pack_signs(bx_qb[i][hh], bx_row + hh * DH, DH);
-            bx_pack_signs(bx_kb[i][hh], bx_row + D + hh * DH, DH);
+    for (int i0 = 0; i0 < n; i0 += G) {
+        const int g = n - i0 < G ? n - i0 : G;
+        bx_layernorm_rows(bx_row2[0], bx_x[i0], blk->ln1.w, blk->ln1.b, g, D);
+        for (int r = 0; r < g; r++) {
+            const int i = i0 + r;
+            sign_binlinear(bx_row[r], bx_row2[r], &blk->qkv, D, 3 * D);
+            for (int hh = 0; hh < H; hh++) {
+                bx_pack_signs(bx_qb[i][hh], bx_row[r] + hh * DH, DH);
+                bx_pack_signs(bx_kb[i][hh], bx_row[r] + D + hh * DH, DH);
+            }
+            for (int k = 0; k < D; k++) bx_v[i][k] = bx_row[r][2 * D + k];
         }
-        for (int k = 0; k < D; k++) bx_v[i][k] = bx_row[2 * D + k];
     }
 }
 
-/* Token i: attention output and residual -> bx_att = x_att (D,). */
-static void attention_token(const bx_block_w *blk, int i, int n)
+/* Token i: attention output and residual -> att = x_att (D,). */
+static void attention_token(const bx_block_w *blk, float *att, int i, int n)
 {
     for (int hh = 0; hh < H; hh++)
-        bx_attend(bx_row + hh * DH, bx_e, bx_qb[i][hh], &bx_kb[0][hh][0], H * WDH,
+        bx_attend(bx_row[0] + hh * DH, bx_e, bx_qb[i][hh], &bx_kb[0][hh][0], H * WDH,
                   &bx_v[0][hh * DH], D, n, DH, blk->tau[hh]);
-    bx_pack_signs(bx_ub, bx_row, D);
-    bx_binlinear(bx_att, bx_ub, blk->out.bits, blk->out.alpha, blk->out.bias, D, D);
-    for (int k = 0; k < D; k++) bx_att[k] = bx_x[i][k] + bx_att[k];
+    sign_binlinear(att, bx_row[0], &blk->out, D, D);
+    for (int k = 0; k < D; k++) att[k] = bx_x[i][k] + att[k];
 }
 
-/* Token i: SLFN, y = f1 * x + f2 * x_att + s * c, written to bx_att (see model.py). */
-static void slfn_token(const bx_block_w *blk, int i)
+/* Tokens i0..i0+g-1: SLFN, y = f1 * x + f2 * x_att + s * c, written over bx_att (see model.py). */
+static void slfn_group(const bx_block_w *blk, int i0, int g)
 {
     if (blk->slfn.bits == NULL) return;          /* ablation: y = x_att */
-    norm_binlinear(bx_row, bx_att, &blk->ln2, &blk->slfn, 4 * D);
-    /* the three gates first, in one flat element-wise loop (SIMD lanes on the host;
-     * each value is the same float either way), then the mix */
-    bx_sigmoid_array(bx_row, 3 * D);
-    for (int k = 0; k < D; k++) {
-        float f1 = bx_row[k], f2 = bx_row[D + k], s = bx_row[2 * D + k];
-        float keep = f1 * bx_x[i][k] + f2 * bx_att[k];
-        bx_att[k] = keep + s * bx_row[3 * D + k];
+    bx_layernorm_rows(bx_row2[0], bx_att[0], blk->ln2.w, blk->ln2.b, g, D);
+    for (int r = 0; r < g; r++) {
+        float *row = bx_row[r], *att = bx_att[r];
+        const float *x = bx_x[i0 + r];
+        sign_binlinear(row, bx_row2[r], &blk->slfn, D, 4 * D);
+        /* the three gates first, in one flat element-wise pass (SIMD lanes on the host;
+         * each value is the same float either way), then the mix */
+        bx_sigmoid_array(row, 3 * D);
+        for (int k = 0; k < D; k++) {
+            float f1 = row[k], f2 = row[D + k], s = row[2 * D + k];
+            float keep = f1 * x[k] + f2 * att[k];
+            att[k] = keep + s * row[3 * D + k];
+        }
     }
 }
 
-/* Token i: x[i] = y + down(sign(up(sign(LN3(y))))), y = bx_att. */
-static void ffn_token(const bx_block_w *blk, int i)
+/* Tokens i0..i0+g-1: x[i] = y + down(sign(up(sign(LN3(y))))), y = bx_att. */
+static void ffn_group(const bx_block_w *blk, int i0, int g)
 {
-    norm_binlinear(bx_row, bx_att, &blk->ln3, &blk->up, F);
-    bx_pack_signs(bx_ub, bx_row, F);
-    bx_binlinear(bx_row, bx_ub, blk->down.bits, blk->down.alpha, blk->down.bias, F, D);
-    for (int k = 0; k < D; k++) bx_x[i][k] = bx_att[k] + bx_row[k];
+    bx_layernorm_rows(bx_row2[0], bx_att[0], blk->ln3.w, blk->ln3.b, g, D);
+    for (int r = 0; r < g; r++) {
+        float *row = bx_row[r];
+        sign_binlinear(row, bx_row2[r], &blk->up, D, F);
+        sign_binlinear(row, row, &blk->down, F, D);
+        for (int k = 0; k < D; k++) bx_x[i0 + r][k] = bx_att[r][k] + row[k];
+    }
 }
 
 void bx_block_forward(const bx_block_w *blk, int n)
 {
     qkv_all(blk, n);
-    for (int i = 0; i < n; i++) {
-        attention_token(blk, i, n);
-        slfn_token(blk, i);
-        ffn_token(blk, i);
+    for (int i0 = 0; i0 < n; i0 += G) {
+        const int g = n - i0 < G ? n - i0 : G;
+        for (int r = 0; r < g; r++) attention_token(blk, bx_att[r], i0 + r, n);
+        slfn_group(blk, i0, g);
+        ffn_group(blk, i0, g);
     }
 }
 

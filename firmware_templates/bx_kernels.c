@@ -276,6 +276,14 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
     }
 }
 
+/* y (d,) = ((x - mean) * r) * gamma + beta, element-wise */
+static void layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,
+                            float mean, float r)
+{
+    for (int i = 0; i < d; i++)
+        y[i] = ((x[i] - mean) * r) * gamma[i] + beta[i];
+}
+
 void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
 {
     float s = 0.0f;
@@ -287,14 +295,128 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
         s2 += t * t;
     }
     float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
-    for (int i = 0; i < d; i++)
-        y[i] = ((x[i] - mean) * r) * gamma[i] + beta[i];
+    layernorm_apply(y, x, gamma, beta, d, mean, r);
 }
+
+#if defined(BX_X86_AVX2)
+/* Columns k..k+7 of eight rows (rp[l] + k, eight floats each): c[j] lane l = rp[l][k + j].
+ * The standard 8x8 transpose: unpack pairs of rows, shuffle to half-columns, then
+ * join the 128-bit halves. */
+static inline void transpose8(__m256 *c, const float *const *rp, int k)
+{
+    __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(rp[0] + k), _mm256_loadu_ps(rp[1] + k));
+    __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(rp[0] + k), _mm256_loadu_ps(rp[1] + k));
+    __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(rp[2] + k), _mm256_loadu_ps(rp[3] + k));
+    __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(rp[2] + k), _mm256_loadu_ps(rp[3] + k));
+    __m256 t4 = _mm256_unpacklo_ps(_mm256_loadu_ps(rp[4] + k), _mm256_loadu_ps(rp[5] + k));
+    __m256 t5 = _mm256_unpackhi_ps(_mm256_loadu_ps(rp[4] + k), _mm256_loadu_ps(rp[5] + k));
+    __m256 t6 = _mm256_unpacklo_ps(_mm256_loadu_ps(rp[6] + k), _mm256_loadu_ps(rp[7] + k));
+    __m256 t7 = _mm256_unpackhi_ps(_mm256_loadu_ps(rp[6] + k), _mm256_loadu_ps(rp[7] + k));
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);   /* cols 0|4, 1|5 */
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);   /* cols 2|6, 3|7 */
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    c[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    c[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    c[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    c[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    c[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    c[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    c[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    c[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* column k of eight rows, for d % 8 trailing columns */
+static inline __m256 column8(const float *const *rp, int k)
+{
+    return _mm256_setr_ps(rp[0][k], rp[1][k], rp[2][k], rp[3][k], rp[4][k], rp[5][k], rp[6][k], rp[7][k]);
+}
+#endif
+
+/* The two sums of a layer norm are serial chains of d float additions (their order is
+ * part of the result), so one row is bound by the adder's latency. Rows are
+ * independent, though: on an x86 host with AVX2 eight rows run in the eight lanes of
+ * one register, lane l summing row l's columns in the reference's order (the columns
+ * come from 8x8 transposes of the row-major input). A last group of fewer than eight
+ * rows repeats its last row in the spare lanes and ignores them. The final
+ * element-wise step is row by row, as in bx_layernorm. */
+void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d)
+{
+#if defined(BX_X86_AVX2)
+    const __m256 dv = _mm256_set1_ps((float)d);
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+        const float *rp[8];
+        for (int l = 0; l < 8; l++) rp[l] = x + (size_t)(r0 + l < rows ? r0 + l : rows - 1) * d;
+        __m256 c[8], s = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 8 <= d; k += 8) {
+            transpose8(c, rp, k);
+            for (int j = 0; j < 8; j++) s = _mm256_add_ps(s, c[j]);
+        }
+        for (; k < d; k++) s = _mm256_add_ps(s, column8(rp, k));
+        const __m256 mean = _mm256_div_ps(s, dv);
+        __m256 s2 = _mm256_setzero_ps();
+        for (k = 0; k + 8 <= d; k += 8) {
+            transpose8(c, rp, k);
+            for (int j = 0; j < 8; j++) {
+                __m256 t = _mm256_sub_ps(c[j], mean);
+                s2 = _mm256_add_ps(s2, _mm256_mul_ps(t, t));
+            }
+        }
+        for (; k < d; k++) {
+            __m256 t = _mm256_sub_ps(column8(rp, k), mean);
+            s2 = _mm256_add_ps(s2, _mm256_mul_ps(t, t));
+        }
+        __m256 var = _mm256_add_ps(_mm256_div_ps(s2, dv), _mm256_set1_ps(BX_LN_EPS));
+        __m256 r = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_sqrt_ps(var));
+        float mv[8], rv[8];
+        _mm256_storeu_ps(mv, mean);
+        _mm256_storeu_ps(rv, r);
+        for (int l = 0; l < 8 && r0 + l < rows; l++)
+            layernorm_apply(y + (size_t)(r0 + l) * d, rp[l], gamma, beta, d, mv[l], rv[l]);
+    }
+#else
+    for (int r = 0; r < rows; r++)
+        bx_layernorm(y + (size_t)r * d, x + (size_t)r * d, gamma, beta, d);
+#endif
+}
+
+#if defined(BX_X86_AVX2)
+/* o (8nb,) = inv * sum_j e[j] * v_j, v_j = v + j * v_stride: the reference's sums in
+ * nb registers of eight lanes (one lane per c, the additions in j order from 0.0f)
+ * instead of memory, so each j costs a multiply and an add per register. */
+static inline __attribute__((always_inline))
+void weigh_values_avx2(float *o, const float *e, const float *v, int v_stride, int n, int nb, float inv)
+{
+    __m256 acc[8];
+    for (int b = 0; b < nb; b++) acc[b] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const __m256 ej = _mm256_set1_ps(e[j]);
+        const float *vj = v + (size_t)j * v_stride;
+        for (int b = 0; b < nb; b++)
+            acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(ej, _mm256_loadu_ps(vj + 8 * b)));
+    }
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (int b = 0; b < nb; b++) _mm256_storeu_ps(o + 8 * b, _mm256_mul_ps(acc[b], iv));
+}
+#endif
 
 void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau)
 {
     float m = 0.0f;
+#if defined(__POPCNT__) && !defined(BX_USE_DSP)
+    if (dh <= 32) {
+        /* x86 host, one word per key: the dots without bx_bdot's word loop, then the
+         * max as its own loop; m = e[j] > m ? e[j] : m is the reference's update (a
+         * MAXSS, no branch) */
+        const uint32_t q0 = q[0];
+        for (int j = 0; j < n; j++)
+            e[j] = (float)(dh - 2 * __builtin_popcount(q0 ^ k[(size_t)j * k_stride])) * tau;
+        m = e[0];
+        for (int j = 1; j < n; j++) m = e[j] > m ? e[j] : m;
+    } else
+#endif
     for (int j = 0; j < n; j++) {
         e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
         if (j == 0 || e[j] > m) m = e[j];
@@ -303,6 +425,14 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
     float z = 0.0f;
     for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
     float inv = 1.0f / z;
+#if defined(BX_X86_AVX2)
+    switch (dh) {   /* constant register counts, so the helper's loops over them unroll */
+    case 16: weigh_values_avx2(o, e, v, v_stride, n, 2, inv); return;
+    case 32: weigh_values_avx2(o, e, v, v_stride, n, 4, inv); return;
+    case 64: weigh_values_avx2(o, e, v, v_stride, n, 8, inv); return;
+    default: break;
+    }
+#endif
     /* o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. The
      * loops run j outer, c inner: every o[c] still sees the same additions in the same
      * order (so the same float), but V is read row by row and the c loop has no

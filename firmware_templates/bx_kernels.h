@@ -41,6 +41,8 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
 /* Layer norm over d: x, gamma, beta (d,) -> y (d,); y may alias x.
  * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
 void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);
+/* The same for rows independent rows: x, y (rows, d) row-major; y may alias x. */
+void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
 
 /* One attention head for one query. q (BX_WORDS(dh),) packed query; keys: n packed
  * keys, key j at k + j * k_stride words; values: v + j * v_stride floats, dh of them;

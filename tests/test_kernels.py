@@ -43,6 +43,7 @@ def lib(request, tmp_path_factory):
     L.bx_bdot.restype = L.bx_bdot_ref.restype = ctypes.c_int32
     L.bx_binlinear.argtypes = L.bx_binlinear_ref.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
     L.bx_layernorm.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int]
+    L.bx_layernorm_rows.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
     L.bx_attend.argtypes = [f32p, f32p, u32p, u32p, ctypes.c_int, f32p, ctypes.c_int, ctypes.c_int,
                             ctypes.c_int, ctypes.c_float]
     L.bx_exit_stats.argtypes = [f32p, ctypes.c_int, ctypes.POINTER(ctypes.c_int32),
@@ -124,7 +125,23 @@ def test_layernorm_bit_exact(lib, d):
         assert np.array_equal(bits(y), bits(want))
 
 
-@pytest.mark.parametrize("n,dh", [(1, 1), (1, 32), (5, 31), (33, 32), (64, 33), (17, 65)])
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 17])
+@pytest.mark.parametrize("d", [1, 7, 8, 31, 128, 129])
+def test_layernorm_rows_bit_exact(lib, rows, d):
+    """Rows side by side (SIMD lanes on x86, a last partial group) equal fmath's layer
+    norm row by row, also when y is x."""
+    rng = np.random.default_rng(350 + 31 * rows + d)
+    x = (rng.standard_normal((rows, d)) * rng.choice([1e-3, 1.0, 1e3], (rows, 1))).astype(np.float32)
+    g, b = rng.standard_normal((2, d)).astype(np.float32)
+    want = fmath.layer_norm(torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)).numpy()
+    y = np.zeros_like(x)
+    lib.bx_layernorm_rows(y, x, g, b, rows, d)
+    assert np.array_equal(bits(y), bits(want))
+    lib.bx_layernorm_rows(x, x, g, b, rows, d)
+    assert np.array_equal(bits(x), bits(want))
+
+
+@pytest.mark.parametrize("n,dh", [(1, 1), (1, 32), (5, 31), (33, 32), (64, 33), (17, 65), (9, 16), (40, 64), (7, 48)])
 def test_attention_head_bit_exact(lib, n, dh):
     rng = np.random.default_rng(400 + n * dh)
     q = rng.standard_normal(dh).astype(np.float32)
