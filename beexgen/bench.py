@@ -240,6 +240,17 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
     host_us = statistics.mean(p.cost for p in parsed) / 1e3
     rec["speed"] = {"host_us_policy": host_us, "host_us_full": host_full_us,
                     "torch_eager_b1_us_full": torch_us, "ratio_full": torch_us / host_full_us}
+    # the same emulator built for each x86 kernel path this machine has (portable C up to
+    # the fastest): what a user on an older CPU would see; replies must not change
+    strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)
+    by_isa = {}
+    for name in build_mod.host_isa_levels():
+        reps = device_replies(f"exec:{build_mod.build_host(art, bdir / ('host-' + name), isa=name)}",
+                              texts, policy=("none", []))
+        if any(isinstance(p, Exception) or strip(p.line) != strip(q.line) for p, q in zip(reps, host_full)):
+            raise RuntimeError(f"{ds}: the host emulator's {name} path answers differently from the default build")
+        by_isa[name] = statistics.mean(r.cost for r in reps) / 1e3
+    rec["speed"]["host_us_full_by_isa"] = by_isa
     log(f"{ds}: host {host_full_us:.0f} us full depth vs PyTorch {torch_us:.0f} us")
 
     # QEMU (mps2-an386): instruction counts and identity with the host emulator
@@ -247,7 +258,6 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
     qd = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386-dsp", dsp=True)
     n = len(texts) if not qemu_n else min(qemu_n, len(texts))
     qp = qemu_replies(qb.elf, "mps2-an386", texts[:n])
-    strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)
     rec["qemu_vs_host_identical"] = f"{sum(strip(a.line) == strip(b.line) for a, b in zip(qp, parsed[:n]))}/{n}"
     cost = np.array([p.cost for p in qp], dtype=np.float64)
     dep = np.array([p.exit_depth for p in qp])
@@ -300,6 +310,14 @@ def markdown(results: list[dict], meta: dict) -> str:
     row("host emulator us / sentence, full depth", lambda r: f"{r['speed']['host_us_full']:.0f}")
     row("PyTorch eager batch-1 us / sentence, full depth", lambda r: f"{r['speed']['torch_eager_b1_us_full']:.0f}")
     row("speed-up of the C over PyTorch", lambda r: f"{r['speed']['ratio_full']:.0f}x")
+    from beexgen.codegen.build import HOST_ISA_NAMES
+    isa_names = [n for n in HOST_ISA_NAMES if all(n in r["speed"].get("host_us_full_by_isa", {}) for r in results)]
+    if isa_names:
+        by = lambda r, n: r["speed"]["host_us_full_by_isa"][n]
+        row(f"host emulator us by x86 path ({' / '.join(isa_names)})",
+            lambda r: " / ".join(f"{by(r, n):.0f}" for n in isa_names))
+        row("speed-up over PyTorch by x86 path",
+            lambda r: " / ".join(f"{r['speed']['torch_eager_b1_us_full'] / by(r, n):.0f}x" for n in isa_names))
     row("C == PyTorch (class, depth, logits bits)", lambda r: r["host_vs_pytorch_identical"])
     row("QEMU firmware == host emulator (replies)", lambda r: r["qemu_vs_host_identical"])
     k = results[0]["kernel"]

@@ -298,7 +298,10 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
               help="A CMSIS-Core include directory to take core register definitions from.")
 @click.option("--sanitize", is_flag=True, help="host: build with AddressSanitizer + UndefinedBehaviorSanitizer.")
 @click.option("--stack", "stack_bytes", type=int, help="Stack bytes the linker reserves (cortex-m4).")
-def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_bytes):
+@click.option("--isa", type=click.Choice(["portable", "popcnt", "avx2", "avx512"]),
+              help="host: the x86 kernel path to compile (each gives the same replies) "
+                   "[the fastest this machine has].")
+def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_bytes, isa):
     """Generate the C for an artifact and compile it.
 
     ARTIFACT_DIR is an artifact (or a run directory holding one). For cortex-m4, prints
@@ -313,9 +316,11 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
         raise click.ClickException(str(e)) from None
     out_dir = Path(out) if out else _build_dir(art_dir, target, board if target == "cortex-m4" else "host")
     cmd = "beexgen build " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "beexgen build"
+    if isa and target != "host":
+        raise click.UsageError("--isa is for --target host (the Cortex-M4 build has its own --dsp)")
     try:
         if target == "host":
-            exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd)
+            exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd, isa=isa)
             click.echo(f"host emulator: {exe}")
             click.echo(f"try: beexgen-infer --emulator {exe} --artifact {art_dir}")
             return

@@ -39,30 +39,35 @@ def _host_cpu_flags() -> set[str]:
 
 
 # Instruction sets the kernels' x86 paths use (bx_kernels.c), each enabled when the build
-# machine has every CPU flag it needs: (gcc options, /proc/cpuinfo flags). Their integer
-# work is exact and their float work is the same IEEE operations in the same order, so
-# they change speed, never results. None of them enables FMA, and -ffp-contract=off above
-# keeps gcc from fusing a multiply and an add even where AVX-512 has the instruction.
+# machine has every CPU flag it needs: (name, gcc options, /proc/cpuinfo flags). Their
+# integer work is exact and their float work is the same IEEE operations in the same
+# order, so they change speed, never results. None of them enables FMA, and
+# -ffp-contract=off above keeps gcc from fusing a multiply and an add even where AVX-512
+# has the instruction. Each level needs the ones before it.
 HOST_ISA_LEVELS = (
-    (["-mpopcnt"], {"popcnt"}),
-    (["-mavx2"], {"avx2"}),
-    (["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vpopcntdq"],
+    ("popcnt", ["-mpopcnt"], {"popcnt"}),
+    ("avx2", ["-mavx2"], {"avx2"}),
+    ("avx512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vpopcntdq"],
      {"avx512f", "avx512bw", "avx512vl", "avx512_vpopcntdq"}),
 )
+HOST_ISA_NAMES = ("portable",) + tuple(name for name, _, _ in HOST_ISA_LEVELS)
 
 
-def host_isa_cflags(cpu_flags: set[str], max_level: int | None = None) -> list[str]:
-    """The gcc options of the ISA levels present in cpu_flags, up to max_level (each
-    level needs the ones before it)."""
-    out = []
-    for opts, need in HOST_ISA_LEVELS[:max_level]:
-        if not need <= cpu_flags:
+def host_isa_levels(cpu_flags: set[str] | None = None) -> dict[str, list[str]]:
+    """The x86 kernel paths a CPU (default: this machine's) can run, name -> gcc options:
+    "portable" (no x86 extension: the code the Cortex-M4 compiles, with the portable
+    popcount), then each level of HOST_ISA_LEVELS it has, in order; the last is the fastest."""
+    cpu = _host_cpu_flags() if cpu_flags is None else cpu_flags
+    out, opts = {"portable": []}, []
+    for name, level_opts, need in HOST_ISA_LEVELS:
+        if not need <= cpu:
             break
-        out += opts
+        opts = opts + level_opts
+        out[name] = opts
     return out
 
 
-HOST_OPT_CFLAGS = host_isa_cflags(_host_cpu_flags())
+HOST_OPT_CFLAGS = list(host_isa_levels().values())[-1]
 SANITIZE_CFLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
 HOST_PLATFORM = "platform_host.c"
 HOST_EXE = "bx_host"
@@ -162,23 +167,29 @@ def ram_of_objects(objects: list[Path]) -> dict[str, int]:
 
 def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *, sanitize: bool = False,
                line_max: int = 512, command: str = "beexgen build --target host",
-               jobs: int = 2) -> Path:
+               jobs: int = 2, isa: str | None = None) -> Path:
     """Generate the project into out_dir/src, add platform_host.c and compile the host
     emulator out_dir/bx_host with gcc. Returns the executable's path.
 
     The emulator reads requests on stdin and writes replies on stdout (pipes or a raw
-    pty); cost is in ns. sanitize=True builds with ASan + UBSan. Writes
+    pty); cost is in ns. sanitize=True builds with ASan + UBSan. isa picks the x86 kernel
+    path by name (host_isa_levels(); None: the fastest this machine has). Writes
     out_dir/build.json: sources, artifact hash, flags and the static RAM of the portable
     code (`ram_bytes`: .data + .bss of every object except the platform file).
     Raises BuildError with gcc's stderr when compiling fails."""
     art = _as_artifact(art_or_dir)
+    levels = host_isa_levels()
+    if isa is not None and isa not in levels:
+        raise BuildError(f"x86 path {isa!r} is not available on this machine (it has: {', '.join(levels)}; "
+                         f"known: {', '.join(HOST_ISA_NAMES)})")
+    isa_cflags = levels[isa] if isa is not None else HOST_OPT_CFLAGS
     out = Path(out_dir)
     src, obj = out / "src", out / "obj"
     obj.mkdir(parents=True, exist_ok=True)
     files = generate_sources(art, src, board_name="host", cost_unit="ns", line_max=line_max,
                              command=command)
     files += render.copy_sources([HOST_PLATFORM], src)
-    cflags = HOST_CFLAGS + HOST_OPT_CFLAGS + (SANITIZE_CFLAGS if sanitize else [])
+    cflags = HOST_CFLAGS + isa_cflags + (SANITIZE_CFLAGS if sanitize else [])
     c_files = sorted(p for p in files if p.suffix == ".c")
     objects = [obj / (p.stem + ".o") for p in c_files]
 
@@ -195,7 +206,8 @@ def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *
     manifest = {
         "target": "host", "board": "host", "unit": "ns", "line_max": line_max,
         "artifact_hash": art.hash, "artifact": str(art.path) if art.path else None,
-        "executable": str(exe), "sanitize": sanitize, "cc": "gcc", "cflags": cflags,
+        "executable": str(exe), "sanitize": sanitize,
+        "isa": isa or list(levels)[-1], "cc": "gcc", "cflags": cflags,
         "sources": [p.relative_to(out).as_posix() for p in sorted(files)],
         "ram_bytes": sum(ram.values()), "ram_by_source": ram,
     }

@@ -21,16 +21,9 @@ def render_numerics(out_dir: Path) -> Path:
 
 
 def isa_levels() -> dict[str, list[str]]:
-    """Every x86 kernel path this machine can run, by name -> its gcc options: "portable"
-    (none), then each of build.HOST_ISA_LEVELS the CPU has, so a test can compare each
-    path, not only the fastest, with the reference."""
-    cpu = build._host_cpu_flags()
-    out = {"portable": []}
-    for lvl, (opts, need) in enumerate(build.HOST_ISA_LEVELS, start=1):
-        if not need <= cpu:
-            break
-        out[opts[0].removeprefix("-m")] = build.host_isa_cflags(cpu, lvl)
-    return out
+    """Every x86 kernel path this machine can run (name -> gcc options), so a test can
+    compare each path, not only the fastest, with the reference."""
+    return build.host_isa_levels()
 
 
 def gcc(out: Path, sources: list[Path], include: list[Path], extra: list[str] = (),

@@ -722,3 +722,23 @@ def test_build_errors_carry_gcc_stderr(plain, tmp_path, monkeypatch):
     monkeypatch.setattr(build_mod, "HOST_CFLAGS", build_mod.HOST_CFLAGS + ["-DBX_LINE_MAX=oops"])
     with pytest.raises(build_mod.BuildError, match="BX_LINE_MAX"):
         build_mod.build_host(plain["art"], tmp_path / "b")
+
+
+@pytest.mark.parametrize("isa", [n for n in build_mod.HOST_ISA_NAMES if n in build_mod.host_isa_levels()])
+def test_every_x86_path_gives_the_same_replies(plain, tmp_path, isa):
+    """`build --isa`: each kernel path this machine has (portable C up to AVX-512) is
+    compiled and must answer exactly as the deploy mirror, like the default build."""
+    exe = build_mod.build_host(plain["art"], tmp_path / isa, isa=isa)
+    assert json.loads((tmp_path / isa / build_mod.MANIFEST).read_text())["isa"] == isa
+    ref = Reference(plain["art"])
+    emu = Emulator(exe)
+    session(emu, ref, b"".join(request(t) for t in pool(ref, 1, 60)))
+    assert not emu.close()
+
+
+def test_unavailable_x86_path_is_refused(plain, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_mod, "_host_cpu_flags", lambda: {"popcnt"})
+    with pytest.raises(build_mod.BuildError, match=r"'avx2' is not available on this machine \(it has: portable, popcnt"):
+        build_mod.build_host(plain["art"], tmp_path / "b", isa="avx2")
+    with pytest.raises(build_mod.BuildError, match="known: portable, popcnt, avx2, avx512"):
+        build_mod.build_host(plain["art"], tmp_path / "b", isa="neon")
