@@ -66,6 +66,13 @@ def test_unknown_board(art, tmp_path):
     assert r.exit_code == 1 and "real board" in r.output
 
 
+def test_unknown_x86_path(art, tmp_path):
+    r = run("build", art.path, "--target", "host", "--isa", "neon", "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "x86 path 'neon' is not available" in r.output
+    r = run("build", art.path, "--target", "cortex-m4", "--isa", "avx2", "--out", tmp_path / "c")
+    assert r.exit_code == 2 and "--isa is for --target host" in r.output
+
+
 def test_model_too_big_for_the_board(tmp_path):
     big = tiny_artifact(tmp_path / "big", d_model=64, n_heads=2, d_ff=64, seq_max=1024)
     r = run("build", big.path, "--board", "nucleo-f411re", "--out", tmp_path / "b")
