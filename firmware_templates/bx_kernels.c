@@ -74,13 +74,7 @@ void bx_pack_signs(uint32_t *out, const float *x, int n)
         out[w] = m0 | m1 << 8 | m2 << 16 | m3 << 24;
     }
 #endif
-    for (; w < BX_WORDS(n); w++) {
-        uint32_t word = 0;
-        int end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
-        for (int i = w * 32; i < end; i++)
-            word |= (uint32_t)(x[i] < 0.0f) << (i & 31);
-        out[w] = word;
-    }
+    bx_pack_signs_ref(out + w, x + w * 32, n - w * 32);   /* the rest (all of it without AVX2) */
 }
 
 int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
