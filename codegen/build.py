@@ -182,14 +182,14 @@ def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *
     if isa is not None and isa not in levels:
         raise BuildError(f"x86 path {isa!r} is not available on this machine (it has: {', '.join(levels)}; "
                          f"known: {', '.join(HOST_ISA_NAMES)})")
-    isa_cflags = levels[isa] if isa is not None else HOST_OPT_CFLAGS
+    isa = isa or list(levels)[-1]
     out = Path(out_dir)
     src, obj = out / "src", out / "obj"
     obj.mkdir(parents=True, exist_ok=True)
     files = generate_sources(art, src, board_name="host", cost_unit="ns", line_max=line_max,
                              command=command)
     files += render.copy_sources([HOST_PLATFORM], src)
-    cflags = HOST_CFLAGS + isa_cflags + (SANITIZE_CFLAGS if sanitize else [])
+    cflags = HOST_CFLAGS + levels[isa] + (SANITIZE_CFLAGS if sanitize else [])
     c_files = sorted(p for p in files if p.suffix == ".c")
     objects = [obj / (p.stem + ".o") for p in c_files]
 
@@ -207,7 +207,7 @@ def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *
         "target": "host", "board": "host", "unit": "ns", "line_max": line_max,
         "artifact_hash": art.hash, "artifact": str(art.path) if art.path else None,
         "executable": str(exe), "sanitize": sanitize,
-        "isa": isa or list(levels)[-1], "cc": "gcc", "cflags": cflags,
+        "isa": isa, "cc": "gcc", "cflags": cflags,
         "sources": [p.relative_to(out).as_posix() for p in sorted(files)],
         "ram_bytes": sum(ram.values()), "ram_by_source": ram,
     }
