@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_NAME = "beexgen-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 
 
@@ -103,11 +103,12 @@ class Artifact:
     def size_report(self) -> dict:
         """Bytes of what goes to flash: tensors by kind, and the vocabulary strings."""
         bits = sum(t.nbytes for k, t in self.tensors.items() if k.endswith(".bits"))
-        floats = sum(t.nbytes for k, t in self.tensors.items() if not k.endswith(".bits"))
+        int8 = sum(t.nbytes for t in self.tensors.values() if t.dtype == np.int8)
+        floats = sum(t.nbytes for t in self.tensors.values() if t.dtype == np.float32)
         vocab = json.loads(self.tokenizer_json)["model"]["vocab"]
         vocab_bytes = sum(len(p.encode("utf-8")) + 1 for p in vocab)
-        return {"bits": bits, "floats": floats, "vocab": vocab_bytes,
-                "total": bits + floats + vocab_bytes}
+        return {"bits": bits, "int8": int8, "floats": floats, "vocab": vocab_bytes,
+                "total": bits + int8 + floats + vocab_bytes}
 
 
 def _canonical(meta: dict) -> bytes:
@@ -132,8 +133,8 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
     meta.pop("hash", None)
     tensors = {k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}
     for k, v in tensors.items():
-        if v.dtype not in (np.uint32, np.float32):
-            raise ValueError(f"tensor {k}: dtype {v.dtype}, want uint32 or float32")
+        if v.dtype not in (np.uint32, np.float32, np.int8):
+            raise ValueError(f"tensor {k}: dtype {v.dtype}, want uint32, float32 or int8")
     wbytes = st_save(tensors)
     tbytes = tokenizer_json.encode()
     meta["hash"] = content_hash(meta, wbytes, tbytes)

@@ -68,9 +68,12 @@ def main():
 @click.option("--d-model", default=128, show_default=True)
 @click.option("--heads", default=4, show_default=True)
 @click.option("--d-ff", default=256, show_default=True)
-@click.option("--blocks", default=4, show_default=True, help="Transformer blocks = exits.")
+@click.option("--blocks", default=2, show_default=True, help="Transformer blocks (each with an exit head).")
 @click.option("--seq-max", default=64, show_default=True, help="Maximum tokens per sentence, [CLS] included.")
 @click.option("--no-slfn", is_flag=True, help="Ablation: blocks without the Selective Learn-Forget Network.")
+@click.option("--no-wide", is_flag=True, help="The paper's architecture alone: no wide exit 0 (bag of ids + bigrams).")
+@click.option("--bigram-buckets", type=int,
+              help="Hashed bigram buckets of the wide exit (a power of two, 0: none) [most that fit 256 KB].")
 @click.option("--full-precision", is_flag=True, help="Train the full-precision twin (binarization off).")
 @click.option("--with-twin", is_flag=True, help="Also train the full-precision twin into RUN/twin.")
 @click.option("--exit-weights", help="Soft-routing loss weight of each exit, e.g. 1,1,1,2 [all 1].")
@@ -83,7 +86,7 @@ def main():
               help="Training-only: replace each token by [UNK] with this probability.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model, heads, d_ff, blocks, seq_max,
-          no_slfn, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout,
+          no_slfn, no_wide, bigram_buckets, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout,
           attn_dropout, token_dropout, quiet):
     """Train a BEExformer on DATASET, export its artifact and print the eval table.
 
@@ -94,7 +97,9 @@ def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model
 
     out = Path(out or f"runs/{Path(dataset).stem.replace('/', '_')}")
     model = dict(d_model=d_model, n_heads=heads, d_ff=d_ff, n_blocks=blocks, seq_max=seq_max,
-                 slfn=not no_slfn, dropout=dropout)
+                 slfn=not no_slfn, dropout=dropout, wide=not no_wide)
+    if bigram_buckets is not None:
+        model["bigram_buckets"] = bigram_buckets
     common = dict(dataset=dataset, seed=seed, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                   vocab_size=vocab_size, token_dropout=token_dropout, attn_dropout=attn_dropout,
                   exit_weights=_floats(exit_weights),
@@ -123,7 +128,7 @@ def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
     run = load_run(run_dir)
     art = artifact.load(run_dir / "artifact")
     ids, y, _ = run.part("test")
-    rep = evaluate.evaluate(art, ids, y)
+    rep = evaluate.evaluate(art, ids, y, all_ids=run.all_part("test"))
     twin_acc = evaluate.twin_exit_accuracy(twin) if twin else None
     rep["twin_exit_acc"] = twin_acc
     if as_json:
@@ -165,7 +170,7 @@ def _deploy_split(run, art, part):
     from beexgen.train import deploy
     import numpy as np
     ids, y, _ = run.part(part)
-    return deploy.run(deploy.DeployModel(art), ids), y, np.array([len(s) for s in ids])
+    return deploy.run(deploy.DeployModel(art), ids, run.all_part(part)), y, np.array([len(s) for s in ids])
 
 
 @main.command()

@@ -7,8 +7,13 @@
                    per output.
   ops = flops + bmacs / 64: the BOPs -> FLOPs convention of Bi-Real Net and
   ReActNet, used for every "compute relative to full depth" figure.
-The C reports bmacs/flops from tables generated from these functions (never
-re-derived on the device); the M4 instruction count is measured separately.
+The wide exit 0 (beexgen/wide.py) costs per tokenizer id C integer adds for its
+unigram and, with bigrams, C for the bigram it starts (counted as flops), plus
+a fixed 2 C (scale, bias) + the exit statistics; each deep exit then adds C more
+(the wide logits). Exit numbers: 0 (wide) .. B; depth 0 runs no embedding and no block.
+The C reports bmacs/flops from tables generated from these functions, indexed by the
+block input length n and the exit, plus wide_flops_per_id x the line's id count
+(never re-derived on the device); the M4 instruction count is measured separately.
 """
 from __future__ import annotations
 
@@ -36,23 +41,43 @@ def block_cost(cfg: dict, n: int) -> tuple[int, int]:
 
 def exit_flops(cfg: dict, n: int) -> int:
     d, c = cfg["d_model"], cfg["n_classes"]
-    return n * d + d + _ln(d) + 2 * d * c + c + 8 * c
+    return n * d + d + _ln(d) + 2 * d * c + c + 8 * c + (c if cfg.get("wide") else 0)
 
 
-def sentence_cost(cfg: dict, n: int, depth: int) -> tuple[int, int]:
-    """(bmacs, flops) of one sentence of n tokens leaving after `depth` blocks."""
-    bm, fl = block_cost(cfg, n)
-    return depth * bm, 3 * n * cfg["d_model"] + depth * (fl + exit_flops(cfg, n))
+def first_exit(cfg: dict) -> int:
+    """Exit number of the first exit: 0 with a wide exit, else 1."""
+    return 0 if cfg.get("wide") else 1
+
+
+def wide_flops_per_id(cfg: dict) -> int:
+    if not cfg.get("wide"):
+        return 0
+    return cfg["n_classes"] * (1 + (1 if cfg.get("bigram_buckets") else 0))
+
+
+def sentence_cost(cfg: dict, n: int, depth: int, n_ids: int | None = None) -> tuple[int, int]:
+    """(bmacs, flops) of one sentence, n block input ids ([CLS] included), leaving at exit
+    `depth` (= blocks run); n_ids: tokenizer ids of the whole line (default n - 1)."""
+    fl = 0
+    if cfg.get("wide"):
+        c = cfg["n_classes"]
+        fl += wide_flops_per_id(cfg) * (n - 1 if n_ids is None else n_ids) + 2 * c + 8 * c
+    if depth == 0:
+        return 0, fl
+    bm, fb = block_cost(cfg, n)
+    return depth * bm, fl + 3 * n * cfg["d_model"] + depth * (fb + exit_flops(cfg, n))
 
 
 def cost_tables(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(bmacs, flops) uint32 tables indexed [n - 1, depth - 1]."""
-    L, B = cfg["seq_max"], cfg["n_blocks"]
-    bm = np.zeros((L, B), dtype=np.uint64)
-    fl = np.zeros((L, B), dtype=np.uint64)
+    """(bmacs, flops) uint32 tables indexed [n - 1, exit - first_exit], without the
+    per-id part of the wide exit (the C adds wide_flops_per_id x ids)."""
+    L, B, e0 = cfg["seq_max"], cfg["n_blocks"], first_exit(cfg)
+    E = B + 1 - e0
+    bm = np.zeros((L, E), dtype=np.uint64)
+    fl = np.zeros((L, E), dtype=np.uint64)
     for n in range(1, L + 1):
-        for depth in range(1, B + 1):
-            bm[n - 1, depth - 1], fl[n - 1, depth - 1] = sentence_cost(cfg, n, depth)
+        for k in range(E):
+            bm[n - 1, k], fl[n - 1, k] = sentence_cost(cfg, n, e0 + k, n_ids=0)
     if bm.max() >= 2**32 or fl.max() >= 2**32:
         raise ValueError("per-sentence cost does not fit in uint32")
     return bm.astype(np.uint32), fl.astype(np.uint32)
@@ -60,3 +85,32 @@ def cost_tables(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def ops(bmacs, flops):
     return np.asarray(flops, dtype=np.float64) + np.asarray(bmacs, dtype=np.float64) / BOPS_PER_FLOP
+
+
+# --------------------------------------------------------------------------- size
+
+ARTIFACT_BUDGET = 256 * 1024   # bytes of weights + vocabulary the default recipe fills at most
+
+
+def artifact_bytes(cfg: dict, vocab_bytes: int) -> int:
+    """Bytes of an artifact's tensors + vocabulary strings (= Artifact.size_report()
+    ["total"]), from the config alone: the shapes train/export.py writes."""
+    d, f, h, V, L, C, B = (cfg[k] for k in ("d_model", "d_ff", "n_heads", "vocab_size", "seq_max",
+                                             "n_classes", "n_blocks"))
+    w = lambda k: 4 * ((k + 31) // 32)  # noqa: E731  bytes of one packed row
+    n = V * w(d) + L * w(d) + 4 * 2 * d                                   # embeddings + scales
+    rows = [(3 * d, d), (d, d), (f, d), (d, f)] + ([(4 * d, d)] if cfg["slfn"] else [])
+    per_block = sum(r * w(k) + 4 * 2 * r for r, k in rows) + 4 * (6 * d + h)
+    n += B * (per_block + 4 * (2 * d + C * d + C))
+    if cfg.get("wide"):
+        n += (V + cfg.get("bigram_buckets", 0)) * C + 4 * 2 * C
+    return n + vocab_bytes
+
+
+def budget_buckets(cfg: dict, vocab_bytes: int, budget: int = ARTIFACT_BUDGET) -> int:
+    """Most bigram buckets (a power of two, or 0) that keep artifact_bytes <= budget."""
+    base = artifact_bytes(dict(cfg, bigram_buckets=0), vocab_bytes)
+    k = 0
+    while base + 2 * max(k, 1) * cfg["n_classes"] <= budget and k < 2**24:
+        k = 2 * max(k, 1)
+    return k if k >= 2 else 0

@@ -15,7 +15,7 @@ import jinja2
 import numpy as np
 
 from beexgen import artifact as art_mod
-from beexgen import cost, numerics
+from beexgen import cost, numerics, wide
 from beexgen.host.protocol import DESCRIPTIONS, Status, wire_label
 
 TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
@@ -80,6 +80,10 @@ def render_to(env: jinja2.Environment, template: str, out: Path, **ctx) -> Path:
 
 # --------------------------------------------------------------------------- model
 
+C_TYPES = {np.dtype(np.uint32).str: "uint32_t", np.dtype(np.float32).str: "float",
+           np.dtype(np.int8).str: "int8_t"}
+
+
 def c_name(tensor_name: str) -> str:
     """'blocks.0.qkv.bits' -> 'bx_blocks_0_qkv_bits'; 'embed.tok.bits' -> 'bx_tok_bits'."""
     return "bx_" + tensor_name.removeprefix("embed.").replace(".", "_")
@@ -92,7 +96,7 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
         v = art.tensors[name]
         tensors.append({
             "name": name, "cname": c_name(name), "shape": tuple(v.shape), "size": int(v.size),
-            "ctype": "uint32_t" if v.dtype == np.uint32 else "float", "data": v.reshape(-1),
+            "ctype": C_TYPES[v.dtype.str], "data": v.reshape(-1),
         })
     pol = art.policy
     bm, fl = cost.cost_tables(cfg)
@@ -105,6 +109,10 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
         "policy": {"name": pol["name"].upper(), "thresholds": [np.float32(t) for t in pol["thresholds"]]},
         "tensors": tensors,
         "cost_bmacs": bm, "cost_flops": fl,
+        "h_prior": np.float32(art.meta["h_prior"]),
+        "wide": {"shift": 32 - wide.log2_exact(cfg["bigram_buckets"]) if cfg.get("bigram_buckets") else 32,
+                 "hash_a": f"0x{wide.HASH_A:08x}", "hash_b": f"0x{wide.HASH_B:08x}",
+                 "flops_per_id": cost.wide_flops_per_id(cfg)},
         "constants": sorted(numerics.constants().items()),
     }
 

@@ -10,6 +10,14 @@
  * x[i] in place: the static RAM is x and v (n x d floats each), the packed q and k
  * (n x d bits each) and a few per-token rows, independent of the number of blocks.
  *
+ * Wide exit 0 (beexgen/wide.py). bx_classify tokenizes the whole line (a line of at
+ * most BX_LINE_MAX bytes has at most BX_LINE_MAX ids), sums the wide head's int8
+ * weights over every id and every hashed bigram in int32 (exact: |S| <= 254 k), and
+ * turns the sums into logits with one float multiply and one add per class, as
+ * train/deploy.py does. Those logits are exit 0 and are added to every deep exit's
+ * logits. The blocks see [CLS] + the ids, or [CLS] + head + tail of them past
+ * BX_SEQ_MAX.
+ *
  * Token groups. The per-token stages run on G tokens at a time, stage by stage, so
  * that a layer norm gets G independent rows (bx_layernorm_rows runs them side by side
  * in SIMD lanes on an x86 host; its serial sums make one row latency-bound). Every
@@ -18,6 +26,7 @@
  */
 #include "bx_engine.h"
 
+#include "bx_board.h"                       /* BX_LINE_MAX */
 #include "bx_kernels.h"
 #include "bx_math.h"
 #include "bx_status.h"
@@ -46,12 +55,19 @@ static float    bx_row2[G][D];              /* layer-norm outputs */
 static float    bx_att[G][D];               /* x_att, then the SLFN output y */
 static uint32_t bx_ub[BX_WORDS(MAXIN)];     /* packed input of a binary layer */
 
+#define BX_IDS_MAX BX_LINE_MAX              /* tokenizer ids of one line, at most */
+static int32_t  bx_all_ids[BX_IDS_MAX];     /* every tokenizer id of the line */
+#if BX_HAS_WIDE
+extern const bx_wide_w bx_wide;
+static float    bx_wide_logits[BX_N_CLASSES];
+#endif
+
 static int32_t  bx_policy = BX_DEFAULT_POLICY;
-/* One spare entry: with a single block, policy_exits() never reads bx_thr[b] for
- * b >= 1, but the compiler cannot see that and warns (-Warray-bounds). */
-static float    bx_thr[BX_N_BLOCKS + 1] = BX_DEFAULT_THRESHOLDS;
+/* One spare entry: with a single exit, policy_exits() never reads bx_thr[k] for
+ * k >= 1, but the compiler cannot see that and warns (-Warray-bounds). */
+static float    bx_thr[BX_N_EXITS + 1] = BX_DEFAULT_THRESHOLDS;
 static int      bx_n_thr = BX_DEFAULT_N_THRESHOLDS;
-static float    bx_h_prev;                  /* entropy of the previous exit */
+static float    bx_h_prev;                  /* entropy of the previous exit (BX_H_PRIOR first) */
 
 void bx_embed(const int32_t *ids, int n)
 {
@@ -143,54 +159,116 @@ void bx_block_forward(const bx_block_w *blk, int n)
     }
 }
 
-static int policy_exits(int b, float conf, float h)
+/* Exit column k (exit BX_FIRST_EXIT + k): does the policy leave here? */
+static int policy_exits(int k, float conf, float h)
 {
-    if (b == BX_N_BLOCKS - 1) return 1;
+    if (k == BX_N_EXITS - 1) return 1;
     switch (bx_policy) {
     case BX_POLICY_ENTROPY:      /* (H_prev - H) / H_prev < tau, without the division */
-        return b >= 1 && (bx_h_prev - h) < bx_thr[0] * bx_h_prev;
+        return (bx_h_prev - h) < bx_thr[0] * bx_h_prev;
     case BX_POLICY_CONFIDENCE:
     case BX_POLICY_BUDGET:
-        return conf >= bx_thr[b];
+        return conf >= bx_thr[k];
     default:
         return 0;
     }
 }
 
-int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
+/* out->logits hold exit column k's logits: statistics, policy, and the result if it exits. */
+static int exit_here(int k, bx_result *out)
 {
-    static float scratch[2 * D];
     int32_t cls;
     float conf, h;
-    bx_exit_head(out->logits, scratch, &bx_x[0][0], n, D, ex->ln.w, ex->ln.b, ex->w, ex->b, BX_N_CLASSES);
     bx_exit_stats(out->logits, BX_N_CLASSES, &cls, &conf, &h);
-    int take = policy_exits(b, conf, h);
+    int take = policy_exits(k, conf, h);
     bx_h_prev = h;
     if (take) {
         out->cls = cls;
         out->confidence = conf;
-        out->exit_depth = b + 1;
+        out->exit_depth = BX_FIRST_EXIT + k;
     }
     return take;
 }
 
+int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
+{
+    static float scratch[2 * D];
+    bx_exit_head(out->logits, scratch, &bx_x[0][0], n, D, ex->ln.w, ex->ln.b, ex->w, ex->b, BX_N_CLASSES);
+#if BX_HAS_WIDE
+    for (int c = 0; c < BX_N_CLASSES; c++) out->logits[c] = out->logits[c] + bx_wide_logits[c];
+#endif
+    return exit_here(b + BX_HAS_WIDE, out);
+}
+
+#if BX_HAS_WIDE
+/* S (C,) over ids[0..k): S_c = sum_i U[t_i][c] + sum_{i < k-1} G[bucket(t_i, t_{i+1})][c],
+ * in int32: exact, since |S_c| <= 2 * 127 * k and k <= BX_IDS_MAX. */
+void bx_wide_sums(int32_t *s, const int32_t *ids, int k)
+{
+    for (int c = 0; c < BX_N_CLASSES; c++) s[c] = 0;
+    for (int i = 0; i < k; i++) {
+        const int8_t *u = bx_wide.uni + (size_t)ids[i] * BX_N_CLASSES;
+        for (int c = 0; c < BX_N_CLASSES; c++) s[c] += u[c];
+    }
+#if BX_WIDE_BUCKETS
+    for (int i = 0; i + 1 < k; i++) {
+        const int8_t *g = bx_wide.big + (size_t)bx_wide_bucket(ids[i], ids[i + 1]) * BX_N_CLASSES;
+        for (int c = 0; c < BX_N_CLASSES; c++) s[c] += g[c];
+    }
+#endif
+}
+
+/* logits (C,) of the wide exit: scale_c * float(S_c) + bias_c (float(S_c) is exact). */
+static void wide_logits(float *logits, const int32_t *ids, int k)
+{
+    int32_t s[BX_N_CLASSES];
+    bx_wide_sums(s, ids, k);
+    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)s[c] + bx_wide.bias[c];
+}
+
+int bx_exit_wide(bx_result *out)
+{
+    for (int c = 0; c < BX_N_CLASSES; c++) out->logits[c] = bx_wide_logits[c];
+    return exit_here(0, out);
+}
+#endif
+
+/* ids (BX_SEQ_MAX,) <- [CLS] + all[0..k), or [CLS] + head + tail of it. */
+static int compose_ids(int32_t *ids, const int32_t *all, int k)
+{
+    const int keep = BX_SEQ_MAX - 1, head = keep / 2;
+    ids[0] = BX_CLS_ID;
+    if (k <= keep) {
+        for (int i = 0; i < k; i++) ids[1 + i] = all[i];
+        return k + 1;
+    }
+    for (int i = 0; i < head; i++) ids[1 + i] = all[i];
+    for (int i = 0; i < keep - head; i++) ids[1 + head + i] = all[k - (keep - head) + i];
+    return keep + 1;
+}
+
 int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids)
 {
-    ids[0] = BX_CLS_ID;
-    int k = bx_tokenize(text, len, ids + 1, BX_SEQ_MAX - 1);
-    return k < 0 ? k : k + 1;
+    int k = bx_tokenize(text, len, bx_all_ids, BX_IDS_MAX);
+    return k < 0 ? k : compose_ids(ids, bx_all_ids, k);
 }
 
 int bx_classify(const uint8_t *text, size_t len, bx_result *out)
 {
     static int32_t ids[BX_SEQ_MAX];
-    int n = bx_model_ids(text, len, ids);
-    if (n < 0) return n;
-    if (n <= 1) return -BX_STATUS_EMPTY;          /* only [CLS]: nothing to classify */
+    int k = bx_tokenize(text, len, bx_all_ids, BX_IDS_MAX);
+    if (k < 0) return k;
+    if (k == 0) return -BX_STATUS_EMPTY;          /* no token besides [CLS]: nothing to classify */
+    int n = compose_ids(ids, bx_all_ids, k);
     out->n_tokens = n;
-    int depth = bx_forward(ids, n, out);
-    out->bmacs = bx_cost_bmacs[n - 1][depth - 1];
-    out->flops = bx_cost_flops[n - 1][depth - 1];
+    out->n_ids = k;
+#if BX_HAS_WIDE
+    wide_logits(bx_wide_logits, bx_all_ids, k);
+#endif
+    bx_h_prev = BX_H_PRIOR;
+    int e = bx_forward(ids, n, out);
+    out->bmacs = bx_cost_bmacs[n - 1][e - BX_FIRST_EXIT];
+    out->flops = bx_cost_flops[n - 1][e - BX_FIRST_EXIT] + BX_WIDE_FLOPS_PER_ID * (uint32_t)k;
     return 0;
 }
 
@@ -201,7 +279,7 @@ int bx_engine_set_policy(int32_t policy, const float *thr, int n_thr)
     case BX_POLICY_NONE: want = 0; break;
     case BX_POLICY_ENTROPY: want = 1; break;
     case BX_POLICY_CONFIDENCE:
-    case BX_POLICY_BUDGET: want = BX_N_BLOCKS - 1; break;
+    case BX_POLICY_BUDGET: want = BX_N_EXITS - 1; break;
     default: return -BX_STATUS_BAD_ARGUMENT;
     }
     if (n_thr != want) return -BX_STATUS_BAD_ARGUMENT;

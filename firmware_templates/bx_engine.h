@@ -10,10 +10,12 @@
 
 typedef struct {
     int32_t  cls;                    /* predicted class index */
-    int32_t  exit_depth;             /* 1..BX_N_BLOCKS: blocks run */
+    int32_t  exit_depth;             /* exit taken = blocks run: BX_FIRST_EXIT..BX_N_BLOCKS
+                                        (0: the wide exit) */
     float    confidence;             /* softmax probability of cls at the exit */
     float    logits[BX_N_CLASSES];   /* logits of the exit taken */
-    int32_t  n_tokens;               /* ids fed to the model, [CLS] included */
+    int32_t  n_tokens;               /* ids fed to the blocks, [CLS] included (<= BX_SEQ_MAX) */
+    int32_t  n_ids;                  /* tokenizer ids of the whole line (the wide exit's bag) */
     uint32_t bmacs;                  /* binary multiply-accumulates executed */
     uint32_t flops;                  /* float operations executed (deploy.py convention) */
 } bx_result;
@@ -31,30 +33,54 @@ typedef struct {
     bx_binlin_w down;                /* (d, f) */
 } bx_block_w;
 typedef struct { bx_norm_w ln; const float *w; const float *b; } bx_exit_w;  /* w (C, d) */
+/* Wide exit 0: uni (V, C) and big (BX_WIDE_BUCKETS, C) int8 (big NULL without bigrams),
+ * scale and bias (C,) float. */
+typedef struct { const int8_t *uni; const int8_t *big; const float *scale; const float *bias; } bx_wide_w;
 
 /* Tokenize and classify UTF-8 text[0..len). Returns 0, or a negative bx_status:
  * BX_STATUS_BAD_UTF8, or BX_STATUS_EMPTY when the text gives no token besides [CLS]. */
 int bx_classify(const uint8_t *text, size_t len, bx_result *out);
 
-/* Model input ids of a text: [CLS] + tokenizer ids, at most BX_SEQ_MAX.
- * Returns the count, or a negative bx_status. */
+/* Block input ids of a text: [CLS] + its tokenizer ids, or [CLS] + the first
+ * (BX_SEQ_MAX - 1) / 2 and the last rest of them when there are more (head + tail,
+ * beexgen/wide.py). ids has room for BX_SEQ_MAX. Returns the count, or a negative
+ * bx_status. */
 int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids);
 
 /* Exit policy (values of beexgen.artifact.Policy, generated as BX_POLICY_*).
- * n_thr must be 0 (NONE), 1 (ENTROPY) or BX_N_BLOCKS - 1 (CONFIDENCE, BUDGET).
+ * n_thr must be 0 (NONE), 1 (ENTROPY) or BX_N_EXITS - 1 (CONFIDENCE, BUDGET).
  * Returns 0, or -BX_STATUS_BAD_ARGUMENT. */
 int bx_engine_set_policy(int32_t policy, const float *thr, int n_thr);
-/* Current policy; writes its thresholds to thr (room for BX_N_BLOCKS floats),
+/* Current policy; writes its thresholds to thr (room for BX_N_EXITS floats),
  * their count to *n_thr. */
 int32_t bx_engine_get_policy(float *thr, int *n_thr);
 const char *bx_policy_name(int32_t policy);   /* "none", "entropy", ... or NULL */
 int32_t bx_policy_from_name(const char *name, size_t len);  /* -1 if unknown */
 
+#if BX_HAS_WIDE
+/* Bigram bucket of consecutive ids a, b (beexgen/wide.py): multiplicative hashing in
+ * uint32 arithmetic, which wraps mod 2^32 as the Python reference does. */
+static inline uint32_t bx_wide_bucket(int32_t a, int32_t b)
+{
+#if BX_WIDE_BUCKETS
+    return (((uint32_t)a * BX_WIDE_HASH_A + (uint32_t)b) * BX_WIDE_HASH_B) >> BX_WIDE_SHIFT;
+#else
+    (void)a; (void)b;
+    return 0;                        /* no bigram table */
+#endif
+}
+/* S (C,) int32 = the wide exit's integer sums over ids[0..k) (exact; see bx_engine.c). */
+void bx_wide_sums(int32_t *s, const int32_t *ids, int k);
+#endif
+
 /* Pieces used by the rendered forward pass (bx_forward.c). */
 void bx_embed(const int32_t *ids, int n);
 void bx_block_forward(const bx_block_w *blk, int n);
-/* Runs exit head `b`; returns 1 (and fills out) when the policy exits here. */
+/* Runs exit head `b` (after block b + 1); returns 1 (and fills out) when the policy
+ * exits here. */
 int  bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out);
-int  bx_forward(const int32_t *ids, int n, bx_result *out);  /* returns the exit depth */
+/* Exit 0 on the wide logits bx_classify summed; returns 1 (and fills out) to exit. */
+int  bx_exit_wide(bx_result *out);
+int  bx_forward(const int32_t *ids, int n, bx_result *out);  /* returns the exit taken */
 
 #endif /* BX_ENGINE_H */

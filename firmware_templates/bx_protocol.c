@@ -223,7 +223,7 @@ void bx_protocol_reject(int status) { reply_error(status, NULL); }
 
 static bx_result bx_res;
 static int32_t   bx_ids[BX_SEQ_MAX];
-static float     bx_thr_arg[BX_N_BLOCKS];
+static float     bx_thr_arg[BX_N_EXITS];
 
 /* The first word of s[0..n) (up to a space or the end); *rest is what follows that
  * space. Returns the word's length. */
@@ -342,7 +342,7 @@ static void cmd_policy(const uint8_t *args, size_t n)
     while (list_n) {
         size_t t = 0;
         while (t < list_n && list[t] != ',') t++;
-        if (n_thr == BX_N_BLOCKS) { reply_error(BX_STATUS_BAD_ARGUMENT, "too many thresholds"); return; }
+        if (n_thr == BX_N_EXITS) { reply_error(BX_STATUS_BAD_ARGUMENT, "too many thresholds"); return; }
         float *v = &bx_thr_arg[n_thr];
         if (bx_parse_f32(list, t, v) < 0 || *v != *v) {              /* syntax, or NaN */
             reply_error(BX_STATUS_BAD_ARGUMENT, "bad threshold");

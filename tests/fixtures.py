@@ -13,6 +13,7 @@ import torch
 
 from beexgen import artifact
 from beexgen.train import tokenizer as tok_mod
+from beexgen.train.exits import prior_entropy
 from beexgen.train.export import export
 from beexgen.train.model import BEExformer, ModelConfig
 
@@ -33,17 +34,22 @@ CORPUS = [
 
 
 def tiny_artifact(out: Path, *, d_model=32, n_heads=2, d_ff=48, n_blocks=3, seq_max=24,
-                  n_classes=3, slfn=True, vocab_size=200, seed=0,
+                  n_classes=3, slfn=True, vocab_size=200, seed=0, wide=True, bigram_buckets=None,
                   policy: dict | None = None) -> artifact.Artifact:
     torch.manual_seed(seed)
     tok = tok_mod.train_tokenizer(CORPUS * 3, vocab_size=vocab_size, min_frequency=1)
     cfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=n_classes, d_model=d_model,
-                      n_heads=n_heads, d_ff=d_ff, n_blocks=n_blocks, seq_max=seq_max, slfn=slfn)
+                      n_heads=n_heads, d_ff=d_ff, n_blocks=n_blocks, seq_max=seq_max, slfn=slfn,
+                      wide=wide, bigram_buckets=bigram_buckets)
     model = BEExformer(cfg)
     # random exit heads are nearly uniform: scale them so exits and ties are non-trivial
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1.0 + 2.0 * torch.rand_like(p))
+        if model.wide is not None:  # a trained bag of words is far from zero: draw one
+            model.wide.table.normal_(0.0, 0.5)
+            model.wide.bias.normal_(0.0, 0.5)
     classes = [f"class{i}" for i in range(n_classes)]
     return export(model, out, classes=classes, tokenizer_json=tok.to_str(),
-                  policy=policy or {"name": "entropy", "thresholds": [0.25]})
+                  policy=policy or {"name": "entropy", "thresholds": [0.25]},
+                  h_prior=prior_entropy(list(range(n_classes)), n_classes))

@@ -43,8 +43,9 @@ ECHO_MAX = 16
 DEC_DIGITS_MAX = 18
 CONFIGS = {
     "default": {},
+    # the paper's architecture (no wide exit) at awkward sizes
     "awkward": dict(d_model=33, n_heads=3, d_ff=65, slfn=False, n_blocks=2, seq_max=17, n_classes=5,
-                    seed=1, policy={"name": "confidence", "thresholds": [0.55]}),
+                    seed=1, wide=False, policy={"name": "confidence", "thresholds": [0.55]}),
 }
 BUILDS = [("default", False), ("awkward", False), ("default", True), ("awkward", True)]
 
@@ -123,26 +124,40 @@ class Reference:
         self.policy = self.default_policy
 
     def ids(self, text: str) -> list[int]:
-        return tok_mod.encode_for_model(self.tok, text, self.cfg["seq_max"])
+        """Block input ids ([CLS] + head/tail), as `!tok` reports them."""
+        return tok_mod.model_ids(self.all_ids(text), self.cfg["seq_max"])
 
-    def stats(self, ids_list: list[list[int]]) -> dict[tuple, tuple]:
-        """(logits (E, C), cls (E,), conf (E,), entropy (E,)) of every exit, per id list."""
-        todo = sorted({tuple(i) for i in ids_list} - self._cache.keys())
+    def all_ids(self, text: str) -> list[int]:
+        """Every tokenizer id of the text (the wide exit's bag)."""
+        return tok_mod.encode_all(self.tok, text)
+
+    def stats(self, all_list: list[list[int]]) -> dict[tuple, tuple]:
+        """(logits (E, C), cls (E,), conf (E,), entropy (E,)) of every exit, per text's ids."""
+        todo = sorted({tuple(i) for i in all_list} - self._cache.keys())
         if todo:
-            r = deploy.run(self.model, [list(t) for t in todo])
+            seq = self.cfg["seq_max"]
+            r = deploy.run(self.model, [tok_mod.model_ids(list(t), seq) for t in todo], [list(t) for t in todo])
             for k, t in enumerate(todo):
                 self._cache[t] = (r.logits[k], r.cls[k], r.conf[k], r.entropy[k])
-        return {tuple(i): self._cache[tuple(i)] for i in ids_list}
+        return {tuple(i): self._cache[tuple(i)] for i in all_list}
 
-    def classify_reply(self, ids: list[int], policy=None) -> str:
+    def classify_reply(self, all_ids: list[int], policy=None) -> str:
         policy = policy or self.policy
-        logits, cls, conf, ent = self.stats([ids])[tuple(ids)]
-        depth = int(exits.decide(policy[0], policy[1], conf[None], ent[None])[0])
-        c, B, n = int(cls[depth - 1]), self.cfg["n_blocks"], len(ids)
-        bm, fl = cost.sentence_cost(self.cfg, n, depth)
-        return (f"ok cls={c} label={self.art.classes[c]} conf={float(conf[depth - 1]):.4f} "
+        logits, cls, conf, ent = self.stats([all_ids])[tuple(all_ids)]
+        first = cost.first_exit(self.cfg)
+        depth = int(exits.decide(policy[0], policy[1], conf[None], ent[None], first_exit=first,
+                                 h_prior=self.art.meta["h_prior"])[0])
+        k = depth - first
+        c, B = int(cls[k]), self.cfg["n_blocks"]
+        n = len(tok_mod.model_ids(all_ids, self.cfg["seq_max"]))
+        bm, fl = cost.sentence_cost(self.cfg, n, depth, len(all_ids))
+        return (f"ok cls={c} label={self.art.classes[c]} conf={float(conf[k]):.4f} "
                 f"exit={depth}/{B} tokens={n} cost=* unit=ns bmacs={bm} flops={fl} "
-                f"logits={','.join(float_to_hex(float(v)) for v in logits[depth - 1])}")
+                f"logits={','.join(float_to_hex(float(v)) for v in logits[k])}")
+
+    @property
+    def n_exits(self) -> int:
+        return self.cfg["n_blocks"] + (1 if self.cfg.get("wide") else 0)
 
     def policy_fields(self) -> str:
         p, thr = self.policy
@@ -165,8 +180,8 @@ class Reference:
         text = self._text(b)
         if text is None:
             return err(Status.BAD_UTF8)
-        ids = self.ids(text)
-        return err(Status.EMPTY) if len(ids) <= 1 else self.classify_reply(ids)
+        ids = self.all_ids(text)
+        return err(Status.EMPTY) if not ids else self.classify_reply(ids)
 
     def _policy(self, args: bytes) -> str:
         if not args:
@@ -181,13 +196,13 @@ class Reference:
         items = lst.split(b",") if lst else []
         thr = []
         for it in items:
-            if len(thr) == self.cfg["n_blocks"]:
+            if len(thr) == self.n_exits:
                 return err(Status.BAD_ARGUMENT, "too many thresholds")
             v = parse_threshold(it)
             if v is None or np.isnan(v):
                 return err(Status.BAD_ARGUMENT, "bad threshold")
             thr.append(v)
-        if len(thr) != exits.n_thresholds(p, self.cfg["n_blocks"]):
+        if len(thr) != exits.n_thresholds(p, self.n_exits):
             return err(Status.BAD_ARGUMENT, "wrong number of thresholds for this policy")
         self.policy = (p, thr)
         return "ok " + self.policy_fields()
@@ -224,8 +239,8 @@ class Reference:
             body = line[3:] if line.startswith(b"!c ") else line
             if st is None and (not line.startswith(b"!") or line.startswith(b"!c ")):
                 t = self._text(body)
-                if t is not None and len(self.ids(t)) > 1:
-                    texts.append(self.ids(t))
+                if t is not None and self.all_ids(t):
+                    texts.append(self.all_ids(t))
         if texts:
             self.stats(texts)
         return [self.reply(line, st) for line, st in lines]
@@ -413,8 +428,7 @@ def test_info(emu, ref, built):
 
 
 def policy_commands(ref: Reference) -> list[bytes]:
-    B = ref.cfg["n_blocks"]
-    early = B - 1
+    early = ref.n_exits - 1
     return [
         b"!policy none",
         b"!policy entropy 0.25",
@@ -424,7 +438,7 @@ def policy_commands(ref: Reference) -> list[bytes]:
         b"!policy confidence " + b",".join(b"0x3f%02x0000" % (0x10 + 8 * i) for i in range(early)),
         b"!policy budget " + b",".join([b".9"] * early),
         b"!policy confidence " + b",".join([b"1.5"] * early),   # never exits early
-        b"!policy confidence " + b",".join([b"-0"] * early),    # always exits at block 1
+        b"!policy confidence " + b",".join([b"-0"] * early),    # always takes the first exit
     ]
 
 
@@ -448,6 +462,36 @@ def test_policy_switch_at_run_time(emu, ref):
     got = session(emu, ref, data)
     # the depths really change with the policy (the test is not vacuous)
     assert len({g.split(" exit=")[1].split(" ")[0] for g in got if " exit=" in g}) >= 2
+
+
+def long_lines(ref: Reference, seed: int, n: int = 40) -> list[str]:
+    """Lines of up to LINE_MAX bytes with far more ids than seq_max (head + tail, and
+    a wide exit that counts every id), plus lines just around seq_max - 1 ids."""
+    rng = np.random.default_rng(seed)
+    words = [w for w in tok_mod.vocab_list(ref.tok) if w.isalpha()] or ["a"]
+    out = []
+    while len(out) < n:
+        line = " ".join(rng.choice(words, size=int(rng.integers(5, 200))))[:LINE_MAX - 8].rstrip()
+        if line:
+            out.append(line)
+    seq = ref.cfg["seq_max"]
+    for k in (seq - 2, seq - 1, seq, seq + 1):   # ids around the cut
+        out.append(" ".join(rng.choice(words, size=max(k, 1))))
+    return [t for t in out if len(t.encode()) <= LINE_MAX - 8]   # room for "!tok "
+
+
+def test_long_lines_every_exit_and_policy(emu, ref):
+    """Whole lines longer than seq_max: block ids are head + tail, the wide exit counts
+    every id; C == the deploy mirror under every policy, exit 0 included."""
+    texts = long_lines(ref, 7)
+    assert any(len(ref.all_ids(t)) > 3 * ref.cfg["seq_max"] for t in texts)
+    probe = b"".join(request(t) for t in texts)
+    got_tok = session(emu, ref, b"".join(b"!tok " + t.encode() + b"\n" for t in texts))
+    assert all(g.startswith("ok tok") for g in got_tok)
+    data = b""
+    for cmd in policy_commands(ref):
+        data += cmd + b"\n" + probe
+    session(emu, ref, data)
 
 
 def test_bad_policy_arguments_keep_the_old_policy(emu, ref):

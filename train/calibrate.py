@@ -12,7 +12,6 @@ import numpy as np
 
 from beexgen.artifact import Policy
 
-from .exits import decide
 from .policies import compute_fraction, ops_table
 
 
@@ -20,6 +19,7 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
     """[(tau, accuracy, ops_rel, mean_depth)] for each candidate threshold."""
     if candidates is None:
         h = res.entropy.astype(np.float64)
+        h = np.concatenate([np.full((h.shape[0], 1), res.h_prior), h], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = (h[:, :-1] - h[:, 1:]) / h[:, :-1]
         frac = np.clip(frac[np.isfinite(frac)], -1.0, 1.0)   # beyond +-1 nothing changes but the look
@@ -28,10 +28,10 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
     rows = []
     table = ops_table(cfg, lengths)
     for tau in candidates:
-        depth = decide(Policy.ENTROPY, [tau], res.conf, res.entropy)
-        pred = res.cls[np.arange(len(depth)), depth - 1]
+        depth = res.depth(Policy.ENTROPY, [tau])
+        pred = res.at_exit(depth)[0]
         rows.append((float(np.float32(tau)), float((pred == labels).mean()),
-                     compute_fraction(table, depth), float(depth.mean())))
+                     compute_fraction(table, depth, res.first_exit), float(depth.mean())))
     return rows
 
 
@@ -41,7 +41,7 @@ def calibrate_entropy(cfg, res, labels, lengths, *, ceiling: float | None = None
     ok = [r for r in rows if ceiling is None or r[2] <= ceiling]
     if not ok:
         raise ValueError(f"no entropy threshold meets the compute ceiling {ceiling}: the cheapest "
-                         f"reaches {min(r[2] for r in rows):.3f} of full depth (the rule needs 2 blocks)")
+                         f"reaches {min(r[2] for r in rows):.3f} of full depth ")
     best = max(r[1] for r in ok)
     tau, acc, rel, depth = min((r for r in ok if r[1] >= best - tolerance), key=lambda r: (r[2], -r[1]))
     return {"name": "entropy", "thresholds": [tau],

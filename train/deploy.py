@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from beexgen import wide as wide_rules
 from beexgen.artifact import Artifact, unpack_signs
 
 from . import fmath
@@ -34,12 +35,18 @@ class DeployModel:
         self.d, self.h, self.f = c["d_model"], c["n_heads"], c["d_ff"]
         self.n_blocks, self.seq_max, self.slfn = c["n_blocks"], c["seq_max"], c["slfn"]
         self.n_classes = c["n_classes"]
+        self.wide = bool(c.get("wide", False))
+        self.first_exit = 0 if self.wide else 1       # exit numbers: first_exit .. n_blocks
+        self.n_exits = self.n_blocks + int(self.wide)
         self.dh = self.d // self.h
         t = {k: torch.from_numpy(np.array(v)) for k, v in art.tensors.items()}
         self.t = t
         self.tok = torch.from_numpy(unpack_signs(art.tensors["embed.tok.bits"], self.d))
         self.pos = torch.from_numpy(unpack_signs(art.tensors["embed.pos.bits"], self.d))
         self.w = {}
+        if self.wide:
+            self.uni = art.tensors["wide.uni"]
+            self.big = art.tensors.get("wide.big")
         for k, v in art.tensors.items():
             if k.endswith(".bits") and k.startswith("blocks."):
                 cols = self.f if k.endswith("down.bits") else self.d
@@ -101,10 +108,18 @@ class DeployModel:
         acc = fmath.seq_sum(e[:, None, :] * w[None, :, :])  # (N, C), in order over d
         return acc + self.t[p + "fc.bias"]
 
+    def wide_logits(self, all_ids: list[list[int]]) -> torch.Tensor:
+        """Exit 0 (N, C): scale * float32(S) + bias, S the exact integer sums (beexgen/wide.py)."""
+        s = np.stack([wide_rules.integer_sums(a, self.uni, self.big) for a in all_ids])
+        return torch.from_numpy(s.astype(np.float32)) * self.t["wide.scale"] + self.t["wide.bias"]
+
     # --- forward -----------------------------------------------------------------
     @torch.no_grad()
-    def forward_ids(self, ids: list[list[int]], n_blocks: int | None = None) -> torch.Tensor:
-        """Token ids ([CLS] first) of N sentences -> logits of every exit (N, E, C) float32."""
+    def forward_ids(self, ids: list[list[int]], all_ids: list[list[int]] | None = None,
+                    n_blocks: int | None = None) -> torch.Tensor:
+        """Token ids ([CLS] first) of N sentences -> logits of every exit (N, E, C) float32,
+        exit 0 (the wide exit) first when the model has one. all_ids: every tokenizer id
+        of each text (default ids[1:], right for texts the blocks see whole)."""
         n_blocks = n_blocks or self.n_blocks
         N, n = len(ids), max(len(s) for s in ids)
         idt = torch.zeros((N, n), dtype=torch.long)
@@ -113,19 +128,25 @@ class DeployModel:
         lengths = torch.tensor([len(s) for s in ids])
         valid = torch.arange(n)[None, :] < lengths[:, None]
         x = self.t["embed.tok.scale"] * self.tok[idt] + self.t["embed.pos.scale"] * self.pos[:n]
-        outs = []
+        outs, w = [], None
+        if self.wide:
+            w = self.wide_logits(all_ids if all_ids is not None else [s[1:] for s in ids])
+            outs.append(w)
         for b in range(n_blocks):
             x = self.block(b, x, valid)
-            outs.append(self.exit_logits(b, x, valid, lengths))
+            lg = self.exit_logits(b, x, valid, lengths)
+            outs.append(lg + w if w is not None else lg)
         return torch.stack(outs, dim=1)
 
-    def forward_batched(self, ids: list[list[int]], batch: int = 256) -> torch.Tensor:
+    def forward_batched(self, ids: list[list[int]], all_ids: list[list[int]] | None = None,
+                        batch: int = 256) -> torch.Tensor:
         """forward_ids over sentences grouped by length (less padding, same results)."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = torch.empty((len(ids), self.n_blocks, self.n_classes), dtype=F32)
+        out = torch.empty((len(ids), self.n_exits, self.n_classes), dtype=F32)
         for s in range(0, len(order), batch):
             sel = order[s:s + batch]
-            out[sel] = self.forward_ids([ids[i] for i in sel])
+            out[sel] = self.forward_ids([ids[i] for i in sel],
+                                        None if all_ids is None else [all_ids[i] for i in sel])
         return out
 
 
@@ -135,17 +156,26 @@ class DeployResult:
     cls: np.ndarray         # (N, E)
     conf: np.ndarray        # (N, E)
     entropy: np.ndarray     # (N, E)
+    first_exit: int = 1     # exit number of column 0: 0 with a wide exit, else 1
+    h_prior: float = float("inf")  # entropy before any exit (the entropy rule's H_{-1}, exits.py)
 
     def depth(self, policy: Policy | int, thresholds) -> np.ndarray:
-        return decide(policy, thresholds, self.conf, self.entropy)
+        """Exit number taken by each sentence (= blocks run)."""
+        return decide(policy, thresholds, self.conf, self.entropy, first_exit=self.first_exit,
+                      h_prior=self.h_prior)
 
     def at_exit(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted class, logits at the exit taken) for 1-based depths."""
-        rows = np.arange(len(depth))
-        return self.cls[rows, depth - 1], self.logits[rows, depth - 1]
+        """(predicted class, logits at the exit taken) for exit numbers `depth`."""
+        rows, col = np.arange(len(depth)), np.asarray(depth) - self.first_exit
+        return self.cls[rows, col], self.logits[rows, col]
 
 
-def run(model: DeployModel, ids: list[list[int]]) -> DeployResult:
-    logits = model.forward_batched(ids)
+def run(model: DeployModel, ids: list[list[int]], all_ids: list[list[int]] | None = None) -> DeployResult:
+    logits = model.forward_batched(ids, all_ids)
     cls, conf, ent = exit_stats(logits)
-    return DeployResult(logits.numpy(), cls, conf, ent)
+    return DeployResult(logits.numpy(), cls, conf, ent, model.first_exit, prior_entropy(model.art))
+
+
+def prior_entropy(art: Artifact) -> float:
+    """H_{-1} of the entropy rule: the entropy of the training class prior, float32, from meta."""
+    return float(np.float32(art.meta.get("h_prior", float("inf"))))

@@ -25,25 +25,33 @@ def fp32_bytes(cfg: dict, vocab_bytes: int) -> int:
 
 
 def evaluate(art: art_mod.Artifact, ids: list[list[int]], labels: np.ndarray,
-             policy: dict | None = None, res: deploy.DeployResult | None = None) -> dict:
+             policy: dict | None = None, res: deploy.DeployResult | None = None,
+             all_ids: list[list[int]] | None = None) -> dict:
+    """ids: block input ids; all_ids: every tokenizer id of each text (default ids[1:])."""
     policy = policy or art.policy
     if res is None:
-        res = deploy.run(deploy.DeployModel(art), ids)
+        res = deploy.run(deploy.DeployModel(art), ids, all_ids)
     cfg = art.config
     depth = res.depth(art_mod.Policy[policy["name"].upper()], policy["thresholds"])
     pred, _ = res.at_exit(depth)
     lengths = np.array([len(s) for s in ids])
-    bm_full, fl_full = np.array([cost.sentence_cost(cfg, n, cfg["n_blocks"]) for n in lengths]).T
-    bm, fl = np.array([cost.sentence_cost(cfg, n, d) for n, d in zip(lengths, depth)]).T
+    n_ids = np.array([len(a) for a in all_ids]) if all_ids is not None else lengths - 1
+    B = cfg["n_blocks"]
+    bm_full, fl_full = np.array([cost.sentence_cost(cfg, n, B, k) for n, k in zip(lengths, n_ids)]).T
+    bm, fl = np.array([cost.sentence_cost(cfg, n, d, k) for n, d, k in zip(lengths, depth, n_ids)]).T
     size = art.size_report()
     twin = fp32_bytes(cfg, size["vocab"])
+    e0 = cost.first_exit(cfg)
     return {
         "n": int(len(labels)),
+        "first_exit": e0,
         "exit_acc": [float(a) for a in (res.cls == labels[:, None]).mean(0)],
         "policy": policy,
         "policy_acc": float((pred == labels).mean()),
         "mean_depth": float(depth.mean()),
-        "depth_hist": [int((depth == d).sum()) for d in range(1, cfg["n_blocks"] + 1)],
+        "depth_hist": [int((depth == d).sum()) for d in range(e0, B + 1)],
+        "over_seq_max": int((n_ids > cfg["seq_max"] - 1).sum()),
+        "mean_ids_over": float(n_ids[n_ids > cfg["seq_max"] - 1].mean()) if (n_ids > cfg["seq_max"] - 1).any() else 0.0,
         "bmacs": float(bm.mean()), "flops": float(fl.mean()),
         "ops_rel": float(cost.ops(bm, fl).sum() / cost.ops(bm_full, fl_full).sum()),
         "size": size, "fp32_twin_bytes": twin, "size_ratio": twin / size["total"],
@@ -51,11 +59,14 @@ def evaluate(art: art_mod.Artifact, ids: list[list[int]], labels: np.ndarray,
 
 
 def format_report(rep: dict, title: str = "", twin_acc: list[float] | None = None) -> str:
-    B = len(rep["exit_acc"])
+    E, e0 = len(rep["exit_acc"]), rep.get("first_exit", 1)
+    B = E + e0 - 1
+    names = ["0 (wide)" if e == 0 else str(e) for e in range(e0, e0 + E)]
     lines = [f"## {title}" if title else "", "",
-             f"test sentences: {rep['n']}", "",
-             "| exit | " + " | ".join(str(b + 1) for b in range(B)) + " |",
-             "|---|" + "---|" * B,
+             f"test sentences: {rep['n']}; {rep.get('over_seq_max', 0)} longer than seq_max "
+             f"(mean {rep.get('mean_ids_over', 0):.0f} ids; the blocks see head + tail, the wide exit every id)", "",
+             "| exit | " + " | ".join(names) + " |",
+             "|---|" + "---|" * E,
              "| accuracy (binarized) | " + " | ".join(f"{a:.4f}" for a in rep["exit_acc"]) + " |"]
     if twin_acc:
         lines.append("| accuracy (full-precision twin) | " + " | ".join(f"{a:.4f}" for a in twin_acc) + " |")
@@ -63,6 +74,7 @@ def format_report(rep: dict, title: str = "", twin_acc: list[float] | None = Non
     p = rep["policy"]
     thr = ", ".join(f"{t:.4g}" for t in p["thresholds"]) or "-"
     s = rep["size"]
+    int8 = f" + {s['int8']:,} int8" if s.get("int8") else ""
     lines += ["",
               "| metric | value |", "|---|---|",
               f"| exit policy | {p['name']} (thresholds {thr}) |",
@@ -72,7 +84,8 @@ def format_report(rep: dict, title: str = "", twin_acc: list[float] | None = Non
               f"| binary MACs / sentence | {rep['bmacs']:,.0f} |",
               f"| float ops / sentence | {rep['flops']:,.0f} |",
               f"| compute vs full depth (flops + bmacs/64) | {rep['ops_rel']:.3f} ({(1 - rep['ops_rel']) * 100:.1f} % saved) |",
-              f"| artifact bytes (bits + floats + vocab) | {s['total']:,} ({s['bits']:,} + {s['floats']:,} + {s['vocab']:,}) |",
+              f"| artifact bytes (bits{' + int8' if int8 else ''} + floats + vocab) | {s['total']:,} "
+              f"({s['bits']:,}{int8} + {s['floats']:,} + {s['vocab']:,}) |",
               f"| full-precision twin bytes (float32) | {rep['fp32_twin_bytes']:,} |",
               f"| size ratio | {rep['size_ratio']:.1f}x smaller |"]
     return "\n".join(lines).strip() + "\n"
@@ -84,7 +97,7 @@ def twin_exit_accuracy(run_dir) -> list[float]:
 
     run = load_run(run_dir)
     ids, y, _ = run.part("test")
-    logits = predict_exits(run.model, ids)
+    logits = predict_exits(run.model, ids, all_ids=run.all_part("test"))
     return [float(a) for a in (logits.argmax(-1) == y[:, None]).mean(0)]
 
 

@@ -10,6 +10,8 @@ C = classes, W(k) = ceil(k / 32) words):
     blocks.{b}.up.bits (f, W(d))    .alpha .bias (f,)
     blocks.{b}.down.bits (d, W(f))  .alpha .bias (d,)
     exits.{b}.ln.weight|bias (d,)   exits.{b}.fc.weight (C, d)  exits.{b}.fc.bias (C,)
+    wide.uni (V, C) i8   wide.big (K, C) i8 (absent when K = 0)   wide.scale (C,)  wide.bias (C,)
+                                    (absent without a wide exit; beexgen/wide.py)
 """
 from __future__ import annotations
 
@@ -17,8 +19,14 @@ import numpy as np
 import torch
 
 from beexgen import artifact
+from beexgen import wide as wide_rules
 
 from .model import BEExformer
+
+
+def special_ids() -> dict[str, int]:
+    from .tokenizer import CLS, PAD, SPECIALS, UNK
+    return {"pad": SPECIALS.index(PAD), "unk": SPECIALS.index(UNK), "cls": SPECIALS.index(CLS)}
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:
@@ -51,17 +59,25 @@ def model_tensors(model: BEExformer) -> dict[str, np.ndarray]:
         p = f"exits.{b}."
         out[p + "ln.weight"], out[p + "ln.bias"] = _f32(ex.ln.weight), _f32(ex.ln.bias)
         out[p + "fc.weight"], out[p + "fc.bias"] = _f32(ex.fc.weight), _f32(ex.fc.bias)
+    if model.wide is not None:
+        q, scale = wide_rules.quantize(_f32(model.wide.table))
+        V = model.cfg.vocab_size
+        out["wide.uni"], out["wide.scale"], out["wide.bias"] = q[:V], scale, _f32(model.wide.bias)
+        if model.cfg.bigram_buckets:
+            out["wide.big"] = q[V:]
     return out
 
 
 def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
-           policy: dict, extra_meta: dict | None = None) -> artifact.Artifact:
+           policy: dict, h_prior: float, extra_meta: dict | None = None) -> artifact.Artifact:
+    """h_prior: the entropy of the training class prior (the entropy rule's H_{-1})."""
     model.eval()
     meta = {
         "config": model.cfg.to_dict(),
         "classes": list(classes),
         "exit_policy": policy,
-        "special_ids": {"pad": 0, "unk": 1, "cls": 2},
+        "h_prior": float(np.float32(h_prior)),
+        "special_ids": special_ids(),
         **(extra_meta or {}),
     }
     return artifact.save(path, meta, model_tensors(model), tokenizer_json)
@@ -74,22 +90,24 @@ def export_run(run_dir, out=None, *, ceiling: float | None = None, tolerance: fl
     from pathlib import Path
 
     from . import calibrate, deploy
+    from .exits import prior_entropy
     from .trainer import load_run
 
     run = load_run(run_dir)
     out = Path(out) if out else Path(run_dir) / "artifact"
     tensors = model_tensors(run.model)
     tok_json = run.tokenizer.to_str()
+    h_prior = prior_entropy(run.part("train")[1], len(run.classes))
     meta = {"config": run.model.cfg.to_dict(), "classes": run.classes,
-            "exit_policy": {"name": "none", "thresholds": []},
-            "special_ids": {"pad": 0, "unk": 1, "cls": 2}, "format_version": artifact.FORMAT_VERSION}
+            "exit_policy": {"name": "none", "thresholds": []}, "h_prior": h_prior,
+            "special_ids": special_ids(), "format_version": artifact.FORMAT_VERSION}
     if policy is None:
         probe = artifact.Artifact(meta, tensors, tok_json)
         ids, y, _ = run.part("val")
-        res = deploy.run(deploy.DeployModel(probe), ids)
+        res = deploy.run(deploy.DeployModel(probe), ids, run.all_part("val"))
         policy = calibrate.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
                                              ceiling=ceiling, tolerance=tolerance)
     extra = {"dataset": run.config.dataset, "seed": run.config.seed,
              "split_sha256": getattr(run.split, "sha256", None)}
     return export(run.model, out, classes=run.classes, tokenizer_json=tok_json, policy=policy,
-                  extra_meta={"source": extra})
+                  h_prior=h_prior, extra_meta={"source": extra})

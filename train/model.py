@@ -19,7 +19,12 @@ Block b (pre-norm):
              each context stream is retained, the selective gate what new content is
              learned; with slfn=False, y = x_att: the ablation.)
   feed-fwd   x_out = y + BinLin_down(sign(BinLin_up(sign(LN3(y)))))     (n, d)
-  exit b     m = mean_i x_out_i;  logits_b = W_b LNe_b(m) + c_b          (C,)
+  exit b     m = mean_i x_out_i;  logits_b = (W_b LNe_b(m) + c_b) + wide   (C,)
+Wide exit 0 (wide=True, beexgen/wide.py): over every tokenizer id of the line t_i and
+the hashed bigrams of consecutive ids, wide = scale * (sum_i U[t_i] + sum_i G[bucket_i])
++ bias with int8 U, G (fake-quantised in training, straight-through rounding; float
+in the full-precision twin). Its logits are exit 0 and are added to every deep exit.
+Exits are numbered by the blocks they follow: 0 (wide), 1 .. n_blocks.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from beexgen import wide as wide_rules
 
 from .binarize import BinaryLinear, binarize
 
@@ -39,15 +46,28 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 256
-    n_blocks: int = 4
+    n_blocks: int = 2
     seq_max: int = 64
     binary: bool = True
     slfn: bool = True
     dropout: float = 0.1
+    wide: bool = True                  # wide exit 0 (bag of ids + hashed bigrams); False: the paper's model
+    bigram_buckets: int | None = None  # None: wide.default_buckets(n_classes); 0: unigrams only
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        if not self.wide:
+            self.bigram_buckets = 0
+        elif self.bigram_buckets is None:
+            self.bigram_buckets = wide_rules.default_buckets(self.n_classes)
+        elif self.bigram_buckets:
+            if wide_rules.log2_exact(self.bigram_buckets) < 1:
+                raise ValueError("bigram_buckets: 0 (no bigrams) or a power of two >= 2")
+
+    @property
+    def n_exits(self) -> int:
+        return self.n_blocks + int(self.wide)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +131,38 @@ class ExitHead(nn.Module):
         return self.fc(self.ln(m))
 
 
+class RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class WideExit(nn.Module):
+    """Exit 0: a linear head over the bag of ids and hashed bigrams (beexgen/wide.py).
+
+    Input: a flat LongTensor of feature rows (ids, and V + bucket for bigrams) with
+    bag offsets, as nn.EmbeddingBag takes them. Table (V + K, C), one int8 scale per class."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.quantize = cfg.binary
+        self.table = nn.Parameter(torch.zeros(cfg.vocab_size + cfg.bigram_buckets, cfg.n_classes))
+        self.bias = nn.Parameter(torch.zeros(cfg.n_classes))
+
+    def weight(self) -> torch.Tensor:
+        if not self.quantize:
+            return self.table
+        scale = (self.table.detach().abs().amax(dim=0) / wide_rules.INT8_MAX).clamp_min(1e-8)
+        return RoundSTE.apply(self.table / scale) * scale
+
+    def forward(self, feats: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(feats, self.weight(), offsets, mode="sum") + self.bias
+
+
 class BEExformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -123,6 +175,7 @@ class BEExformer(nn.Module):
         self.a_pos = nn.Parameter(torch.full((d,), 0.5))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         self.exits = nn.ModuleList(ExitHead(cfg) for _ in range(cfg.n_blocks))
+        self.wide = WideExit(cfg) if cfg.wide else None
         self.drop = nn.Dropout(cfg.dropout)
 
     def embed(self, ids):
@@ -131,15 +184,21 @@ class BEExformer(nn.Module):
             return self.a_tok * binarize(self.tok[ids]) + self.a_pos * binarize(self.pos[:n])
         return self.tok[ids] + self.pos[:n]
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, n_blocks: int | None = None):
-        """ids (B, n) padded with 0, lengths (B,) -> logits of every exit (B, n_exits, C)."""
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, wide=None, n_blocks: int | None = None):
+        """ids (B, n) padded with 0, lengths (B,), wide = (feats, offsets) of the wide exit
+        (required when cfg.wide) -> logits of every exit (B, n_exits, C): exit 0 first."""
         n = ids.shape[1]
         valid = torch.arange(n)[None, :] < lengths[:, None]  # (B, n)
         x = self.drop(self.embed(ids)) * valid[..., None]
-        outs = []
+        outs, w = [], 0.0
+        if self.wide is not None:
+            if wide is None:
+                raise ValueError("this model has a wide exit: pass its features (trainer.wide_batch)")
+            w = self.wide(*wide)
+            outs.append(w)
         for block, head in list(zip(self.blocks, self.exits))[: n_blocks or len(self.blocks)]:
             x = block(x, valid) * valid[..., None]
-            outs.append(head(x, lengths))
+            outs.append(head(x, lengths) + w)
         return torch.stack(outs, dim=1)
 
     @torch.no_grad()

@@ -55,33 +55,37 @@ def _policy(p) -> Policy:
 
 # --------------------------------------------------------------------------- compute
 
-def ops_table(cfg: dict, lengths) -> np.ndarray:
-    """ops (flops + bmacs/64) of each sentence at each depth: (N, B) float64."""
+def ops_table(cfg: dict, lengths, n_ids=None) -> np.ndarray:
+    """ops (flops + bmacs/64) of each sentence at each exit: (N, E) float64, column k =
+    exit first_exit + k. lengths: block input lengths; n_ids: whole-line id counts
+    (default lengths - 1)."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    B = cfg["n_blocks"]
-    uniq, inv = np.unique(lengths, return_inverse=True)
-    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d)) for d in range(1, B + 1)]
-                    for n in uniq], dtype=np.float64).reshape(len(uniq), B)
+    n_ids = lengths - 1 if n_ids is None else np.asarray(n_ids, dtype=np.int64)
+    e0, B = cost.first_exit(cfg), cfg["n_blocks"]
+    pairs = np.stack([lengths, n_ids], axis=1)
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d, int(k))) for d in range(e0, B + 1)]
+                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), B + 1 - e0)
     return tab[inv.reshape(-1)]
 
 
-def compute_fraction(ops: np.ndarray, depth: np.ndarray) -> float:
-    """Sum of ops at the depths taken / sum of ops at full depth."""
+def compute_fraction(ops: np.ndarray, depth: np.ndarray, first_exit: int = 1) -> float:
+    """Sum of ops at the exits taken / sum of ops at full depth."""
     rows = np.arange(len(depth))
-    return float(ops[rows, np.asarray(depth) - 1].sum() / ops[:, -1].sum())
+    return float(ops[rows, np.asarray(depth) - first_exit].sum() / ops[:, -1].sum())
 
 
 def _accuracy(res, labels, depth) -> float:
-    pred = res.cls[np.arange(len(depth)), np.asarray(depth) - 1]
+    pred = res.at_exit(np.asarray(depth))[0]
     return float((pred == np.asarray(labels)).mean())
 
 
 def point(res, labels, ops: np.ndarray, depth: np.ndarray) -> tuple[float, float, float]:
-    """(compute fraction, accuracy, mean depth) of one assignment of exit depths."""
-    return compute_fraction(ops, depth), _accuracy(res, labels, depth), float(np.mean(depth))
+    """(compute fraction, accuracy, mean depth) of one assignment of exit numbers."""
+    return compute_fraction(ops, depth, res.first_exit), _accuracy(res, labels, depth), float(np.mean(depth))
 
 
-def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None) -> dict:
+def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None, n_ids=None) -> dict:
     """Accuracy, mean depth, compute fraction and depth histogram of one policy.
 
     `policy` is a Policy, its name, or a policy dict (then `thresholds` defaults to
@@ -89,13 +93,14 @@ def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None) -> dict:
     if thresholds is None:
         thresholds = policy["thresholds"] if isinstance(policy, dict) else []
     pol = _policy(policy)
-    depth = decide(pol, thresholds, res.conf, res.entropy)
-    ops = ops_table(cfg, lengths)
+    depth = res.depth(pol, thresholds)
+    ops = ops_table(cfg, lengths, n_ids)
     comp, acc, mdepth = point(res, labels, ops, depth)
-    B = res.conf.shape[1]
+    E, B = res.conf.shape[1], cfg["n_blocks"]
     return {"policy": pol.name.lower(), "thresholds": [f32(t) for t in np.ravel(thresholds)],
             "accuracy": acc, "mean_depth": mdepth, "depth_frac": mdepth / B, "ops_rel": comp,
-            "depth_hist": np.bincount(depth - 1, minlength=B).tolist(), "depth": depth}
+            "first_exit": int(res.first_exit),
+            "depth_hist": np.bincount(depth - res.first_exit, minlength=E).tolist(), "depth": depth}
 
 
 # --------------------------------------------------------------------------- curves
@@ -104,8 +109,9 @@ def fixed_exit_points(res, labels, lengths, cfg) -> list[tuple[float, float, flo
     """(compute fraction, accuracy, depth) when every sentence leaves at exit b, b = 1..B.
     The last entry is the full-depth point."""
     ops = ops_table(cfg, lengths)
-    N, B = res.conf.shape
-    return [point(res, labels, ops, np.full(N, b, dtype=np.int64)) for b in range(1, B + 1)]
+    N, E = res.conf.shape
+    e0 = res.first_exit
+    return [point(res, labels, ops, np.full(N, b, dtype=np.int64)) for b in range(e0, e0 + E)]
 
 
 def full_depth_point(res, labels, lengths, cfg) -> tuple[float, float, float]:
@@ -124,7 +130,7 @@ def policy_curve(res, labels, lengths, cfg, policy, thresholds_grid) -> list[tup
     out = []
     for thr in thresholds_grid:
         thr = np.full(n_thr, thr, dtype=np.float32) if np.ndim(thr) == 0 else np.asarray(thr, np.float32)
-        out.append(point(res, labels, ops, decide(pol, thr, res.conf, res.entropy)))
+        out.append(point(res, labels, ops, res.depth(pol, thr)))
     return out
 
 
@@ -281,10 +287,11 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
             "first_failure": f32(grid[j_fail]) if j_fail is not None else None,
         })
         alive &= ~leave
-    depth = decide(Policy.CONFIDENCE, thresholds, conf, res.entropy)
-    assert int((depth < B).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
-    pred = cls[np.arange(N), depth - 1]
-    early = depth < B
+    col = res.depth(Policy.CONFIDENCE, thresholds) - res.first_exit
+    assert int((col < B - 1).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
+    depth = col + res.first_exit
+    pred = cls[np.arange(N), col]
+    early = col < B - 1
     info = {
         "method": "per-exit fixed-sequence Clopper-Pearson test (LAMA-style calibrated confidence)",
         "criterion": criterion, "tolerance": float(tolerance), "delta": float(delta),
@@ -365,20 +372,21 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
         raise ValueError("unit is 'depth' or 'compute'")
     labels = np.asarray(labels)
     conf = np.asarray(res.conf, dtype=np.float32)
-    N, B = conf.shape
+    N, B = conf.shape                      # B: exits here (exit 0 included with a wide exit)
+    e0, nb = res.first_exit, cfg["n_blocks"]
     ops = ops_table(cfg, lengths)
     if unit == "depth":
-        c = np.arange(1, B + 1) / B
-        realised = lambda d: float(d.mean()) / B  # noqa: E731
+        c = np.arange(e0, nb + 1) / nb
+        realised = lambda d: float(d.mean()) / nb  # noqa: E731
     else:
         c = ops.sum(0) / ops[:, -1].sum()
-        realised = lambda d: compute_fraction(ops, d)  # noqa: E731
+        realised = lambda d: compute_fraction(ops, d, e0)  # noqa: E731
     if budget < c[0] - 1e-12:
-        raise ValueError(f"budget {budget} is below the cost of leaving at exit 1 ({c[0]:.4f} of full, unit {unit})")
+        raise ValueError(f"budget {budget} is below the cost of leaving at exit {e0} ({c[0]:.4f} of full, unit {unit})")
     R = 1.0 - (np.asarray(res.cls) == labels[:, None]).mean(0)
 
     def run(thr):
-        d = decide(Policy.BUDGET, thr, conf, res.entropy)
+        d = res.depth(Policy.BUDGET, thr)
         return realised(d), _accuracy(res, labels, d), float(d.mean())
 
     cands = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from beexgen.wide import head_tail
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
@@ -62,9 +63,20 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000, min_frequency: int
     return build_empty(vocab)
 
 
+def encode_all(tok: Tokenizer, text: str) -> list[int]:
+    """Every WordPiece id of a text (no [CLS]): what the wide exit counts."""
+    return tok.encode(text, add_special_tokens=False).ids
+
+
+def model_ids(all_ids: list[int], seq_max: int) -> list[int]:
+    """Block input ids: [CLS] + the ids, or [CLS] + head + tail of them when there are
+    more than seq_max - 1 (beexgen/wide.py: head_tail)."""
+    return [SPECIALS.index(CLS)] + head_tail(all_ids, seq_max - 1)
+
+
 def encode_for_model(tok: Tokenizer, text: str, seq_max: int) -> list[int]:
-    """Model input ids: [CLS] + WordPiece ids, truncated to seq_max in total."""
-    return ([SPECIALS.index(CLS)] + tok.encode(text, add_special_tokens=False).ids)[:seq_max]
+    """Model input ids of a text: [CLS] + WordPiece ids, head + tail past seq_max."""
+    return model_ids(encode_all(tok, text), seq_max)
 
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
@@ -81,6 +93,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
 def from_str(s: str) -> Tokenizer:
     return Tokenizer.from_str(s)
+
+
+def vocab_bytes(tok: Tokenizer) -> int:
+    """Flash bytes of the vocabulary strings (each piece NUL-terminated), as
+    Artifact.size_report counts them."""
+    return sum(len(p.encode("utf-8")) + 1 for p in tok.get_vocab(with_added_tokens=True))
 
 
 def vocab_list(tok: Tokenizer) -> list[str]:

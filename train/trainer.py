@@ -20,8 +20,12 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from beexgen import cost
+from beexgen import wide as wide_rules
+
 from . import data as data_mod
 from . import tokenizer as tok_mod
+from . import wide_fit
 from .model import BEExformer, ModelConfig
 
 
@@ -42,6 +46,11 @@ class TrainConfig:
     token_dropout: float = 0.0                 # training: replace a token by [UNK] with this probability
     attn_dropout: float = 0.0                  # training: dropout on the attention weights
     grad_clip: float | None = None             # max global gradient norm
+    wide_prefit: bool = True                   # fit the wide exit alone first (train/wide_fit.py)
+    wide_l2: float | None = None               # L2 on the wide table; None: tuned on validation by the pre-fit
+    wide_lr: float = 0.1                       # the wide exit's learning rate after the pre-fit, relative to lr
+    deep_alone: float = 1.0                    # weight of each deep head's own loss, without the wide logits
+    size_budget: int = cost.ARTIFACT_BUDGET    # bytes: the default bigram buckets fill the artifact up to this
     exit_weights: list[float] | None = None   # soft-routing loss weights, one per exit
     full_precision: bool = False
     text_column: str | None = None
@@ -63,19 +72,35 @@ class Run:
     texts: list[str]
     labels: np.ndarray
     split: object
-    ids: list[list[int]]
+    ids: list[list[int]]          # block input ids ([CLS] + head/tail), one list per text
+    all_ids: list[list[int]]      # every tokenizer id of each text (the wide exit's bag)
 
     def part(self, name: str) -> tuple[list[list[int]], np.ndarray, list[int]]:
         idx = list(getattr(self.split, name))
         return [self.ids[i] for i in idx], self.labels[idx], idx
 
+    def all_part(self, name: str) -> list[list[int]]:
+        return [self.all_ids[i] for i in getattr(self.split, name)]
+
 
 def soft_routing_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
-    """sum_b w_b * CE(exit_b, y) / sum_b w_b over the exits (B, E, C)."""
+                      label_smoothing: float = 0.0, wide: bool = False, alone: float = 0.0) -> torch.Tensor:
+    """sum_e w_e * CE(exit_e, y) / sum_e w_e over the exits (B, E, C).
+
+    With a wide exit (column 0) and alone > 0, each deep exit also pays alone * w_e *
+    CE(head_e, y) for its head without the wide logits (head_e = exit_e - exit_0): the
+    wide exit alone already fits the training split, so without this term a deep head
+    only learns a residual of a nearly-zero training loss and adds nothing on held-out
+    data; with it, the head must classify on its own and the sum acts as a fusion."""
     per_exit = torch.stack([F.cross_entropy(logits[:, b], y, label_smoothing=label_smoothing)
                             for b in range(logits.shape[1])])
-    return (weights * per_exit).sum() / weights.sum()
+    loss = (weights * per_exit).sum()
+    if wide and alone > 0 and logits.shape[1] > 1:
+        heads = logits[:, 1:] - logits[:, :1]
+        own = torch.stack([F.cross_entropy(heads[:, b], y, label_smoothing=label_smoothing)
+                           for b in range(heads.shape[1])])
+        loss = loss + alone * (weights[1:] * own).sum()
+    return loss / weights.sum()
 
 
 def batch_order(lengths: np.ndarray, bs: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -94,7 +119,28 @@ def batch_order(lengths: np.ndarray, bs: int, rng: np.random.Generator | None) -
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def batches(ids: list[list[int]], labels: np.ndarray, bs: int, rng: np.random.Generator | None):
+def wide_rows(cfg: ModelConfig, ids: list[list[int]], all_ids: list[list[int]] | None) -> list[np.ndarray] | None:
+    """Per text, the rows of the wide table it sums (beexgen/wide.py); None without a wide exit.
+    all_ids None: the texts were not cut, their bag is ids[1:] (after [CLS])."""
+    if not cfg.wide:
+        return None
+    bags = all_ids if all_ids is not None else [s[1:] for s in ids]
+    return [wide_rules.feature_rows(b, cfg.vocab_size, cfg.bigram_buckets) for b in bags]
+
+
+def wide_batch(rows: list[np.ndarray] | None, sel) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(flat feature rows, bag offsets) of the texts `sel`, for WideExit."""
+    if rows is None:
+        return None
+    parts = [rows[i] for i in sel]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])[:-1]])
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return torch.from_numpy(flat.astype(np.int64)), torch.from_numpy(offsets.astype(np.int64))
+
+
+def batches(ids: list[list[int]], labels: np.ndarray, bs: int, rng: np.random.Generator | None,
+            wide: list[np.ndarray] | None = None):
+    """(ids, lengths, labels, selection, wide features) per batch."""
     lengths = np.array([len(s) for s in ids])
     for sel in batch_order(lengths, bs, rng):
         n = max(len(ids[i]) for i in sel)
@@ -102,16 +148,18 @@ def batches(ids: list[list[int]], labels: np.ndarray, bs: int, rng: np.random.Ge
         for r, i in enumerate(sel):
             x[r, : len(ids[i])] = torch.tensor(ids[i])
         lengths = torch.tensor([len(ids[i]) for i in sel])
-        yield x, lengths, torch.from_numpy(labels[sel]).long(), sel
+        yield x, lengths, torch.from_numpy(labels[sel]).long(), sel, wide_batch(wide, sel)
 
 
 @torch.no_grad()
-def predict_exits(model: BEExformer, ids: list[list[int]], bs: int = 256) -> np.ndarray:
-    """Eval-mode logits of every exit, (N, E, C) float32."""
+def predict_exits(model: BEExformer, ids: list[list[int]], bs: int = 256,
+                  all_ids: list[list[int]] | None = None) -> np.ndarray:
+    """Eval-mode logits of every exit, (N, E, C) float32 (exit 0 first with a wide exit)."""
     model.eval()
-    out = np.zeros((len(ids), model.cfg.n_blocks, model.cfg.n_classes), dtype=np.float32)
-    for x, lengths, _, sel in batches(ids, np.zeros(len(ids), dtype=np.int64), bs, None):
-        out[sel] = model(x, lengths).numpy()
+    out = np.zeros((len(ids), model.cfg.n_exits, model.cfg.n_classes), dtype=np.float32)
+    rows = wide_rows(model.cfg, ids, all_ids)
+    for x, lengths, _, sel, w in batches(ids, np.zeros(len(ids), dtype=np.int64), bs, None, rows):
+        out[sel] = model(x, lengths, w).numpy()
     return out
 
 
@@ -129,11 +177,27 @@ def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
     return ds, classes, labels, split
 
 
-def param_groups(model: BEExformer, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only (not on norms, biases, scales, temperatures)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def param_groups(model: BEExformer, weight_decay: float, lr: float, wide_lr: float) -> list[dict]:
+    """Weight decay on matrices only (not on norms, biases, scales, temperatures); the
+    wide exit in a group of its own (its L2 is in the loss, its learning rate lr * wide_lr)."""
+    wide = set(model.wide.parameters()) if model.wide is not None else set()
+    deep = [p for p in model.parameters() if p not in wide]
+    groups = [{"params": [p for p in deep if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in deep if p.ndim < 2], "weight_decay": 0.0}]
+    if wide:
+        groups.append({"params": list(model.wide.parameters()), "weight_decay": 0.0, "lr": lr * wide_lr})
+    return groups
+
+
+def model_config(cfg: TrainConfig, tok, n_classes: int) -> ModelConfig:
+    """The model's configuration: cfg.model overrides, the vocabulary and classes from the
+    data, and (unless given) the most bigram buckets that keep the artifact in cfg.size_budget."""
+    over = dict(cfg.model)
+    mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=n_classes, binary=not cfg.full_precision,
+                       **{**over, "bigram_buckets": over.get("bigram_buckets", 0)})
+    if mcfg.wide and over.get("bigram_buckets") is None:
+        mcfg.bigram_buckets = cost.budget_buckets(mcfg.to_dict(), tok_mod.vocab_bytes(tok), cfg.size_budget)
+    return mcfg
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -154,9 +218,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                                       min_frequency=cfg.min_frequency)
         tok_mod.save_tokenizer(tok, tokp)
 
-    mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=len(classes),
-                       binary=not cfg.full_precision, **cfg.model)
-    ids = [tok_mod.encode_for_model(tok, t, mcfg.seq_max) for t in ds.texts]
+    mcfg = model_config(cfg, tok, len(classes))
+    all_ids = [tok_mod.encode_all(tok, t) for t in ds.texts]
+    ids = [tok_mod.model_ids(a, mcfg.seq_max) for a in all_ids]
+    report_lengths(all_ids, mcfg.seq_max, progress)
     (run_dir / "config.json").write_text(json.dumps(
         {"train": asdict(cfg), "model": mcfg.to_dict(), "classes": classes}, indent=2) + "\n")
 
@@ -165,12 +230,26 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         block.attn_drop.p = cfg.attn_dropout
     tr_ids, tr_y = [ids[i] for i in train_idx], labels[train_idx]
     va_ids, va_y = [ids[i] for i in split.val], labels[list(split.val)]
-    weights = torch.tensor(cfg.exit_weights or [1.0] * mcfg.n_blocks, dtype=torch.float32)
-    if len(weights) != mcfg.n_blocks:
-        raise ValueError(f"--exit-weights: {len(weights)} weights for {mcfg.n_blocks} exits")
+    tr_wide = wide_rows(mcfg, tr_ids, [all_ids[i] for i in train_idx])
+    va_all = [all_ids[i] for i in split.val]
+    weights = torch.tensor(cfg.exit_weights or [1.0] * mcfg.n_exits, dtype=torch.float32)
+    if len(weights) != mcfg.n_exits:
+        raise ValueError(f"--exit-weights: {len(weights)} weights for {mcfg.n_exits} exits")
 
-    groups = param_groups(model, cfg.weight_decay) if mcfg.binary else model.parameters()
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0 if mcfg.binary else 0.01)
+    wide_l2 = 0.0
+    if model.wide is not None:
+        va_wide = wide_rows(mcfg, va_ids, va_all)
+        every = range(len(tr_ids))
+        if cfg.wide_prefit:
+            fit = wide_fit.prefit(model.wide, (wide_batch(tr_wide, every), tr_y),
+                                  (wide_batch(va_wide, range(len(va_ids))), va_y), l2=cfg.wide_l2)
+            wide_l2 = fit["l2"]
+            if progress:
+                tqdm.write(f"wide exit 0 fitted alone: C = {fit['C']:.3g}, validation accuracy {fit['val_acc']:.4f}")
+        else:
+            wide_l2 = cfg.wide_l2 or 0.0
+    wd = cfg.weight_decay if mcfg.binary else 0.01
+    opt = torch.optim.AdamW(param_groups(model, wd, cfg.lr, cfg.wide_lr), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(tr_ids) / cfg.batch_size)
     epochs = cfg.epochs or max(1, math.ceil(cfg.steps / steps_per_epoch))
     total = steps_per_epoch * epochs
@@ -184,15 +263,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     t0 = time.time()
     for epoch in range(1, epochs + 1):
         model.train()
-        bar = tqdm(batches(tr_ids, tr_y, cfg.batch_size, rng), total=steps_per_epoch,
+        bar = tqdm(batches(tr_ids, tr_y, cfg.batch_size, rng, tr_wide), total=steps_per_epoch,
                    desc=f"{kind} epoch {epoch}/{epochs}", disable=not progress, leave=False)
         losses = []
-        for x, lengths, y, _ in bar:
+        for x, lengths, y, _, w in bar:
             if cfg.token_dropout > 0:  # word dropout: [CLS] (position 0) and padding stay
                 hit = torch.rand(x.shape) < cfg.token_dropout
                 hit[:, 0] = False
                 x = torch.where(hit & (x != 0), torch.full_like(x, tok_mod.SPECIALS.index(tok_mod.UNK)), x)
-            loss = soft_routing_loss(model(x, lengths), y, weights, cfg.label_smoothing)
+            loss = soft_routing_loss(model(x, lengths, w), y, weights, cfg.label_smoothing,
+                                     wide=model.wide is not None, alone=cfg.deep_alone)
+            if wide_l2:
+                loss = loss + wide_fit.penalty(model.wide, wide_l2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -202,7 +284,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             model.clip_()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        va_logits = predict_exits(model, va_ids)
+        va_logits = predict_exits(model, va_ids, all_ids=va_all)
         acc = (va_logits.argmax(-1) == va_y[:, None]).mean(0)
         score = float(acc.mean())
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "val_acc": [round(float(a), 4) for a in acc],
@@ -234,5 +316,28 @@ def load_run(path: str | Path, progress: bool = False) -> Run:
     model.eval()
     tok = tok_mod.load_tokenizer(path / "tokenizer.json")
     ds, classes, labels, split = prepare_data(cfg, path, progress)
-    ids = [tok_mod.encode_for_model(tok, t, model.cfg.seq_max) for t in ds.texts]
-    return Run(path, cfg, model, tok, classes, ds.texts, labels, split, ids)
+    all_ids = [tok_mod.encode_all(tok, t) for t in ds.texts]
+    ids = [tok_mod.model_ids(a, model.cfg.seq_max) for a in all_ids]
+    return Run(path, cfg, model, tok, classes, ds.texts, labels, split, ids, all_ids)
+
+
+def length_report(all_ids: list[list[int]], seq_max: int) -> dict:
+    """How many texts the blocks see cut (more than seq_max - 1 ids; the wide exit sees all)."""
+    n = np.array([len(a) for a in all_ids], dtype=np.int64)
+    over = n > seq_max - 1
+    return {"texts": int(n.size), "over_seq_max": int(over.sum()), "seq_max": int(seq_max),
+            "mean_ids": float(n.mean()) if n.size else 0.0, "max_ids": int(n.max()) if n.size else 0,
+            "p95_ids": float(np.percentile(n, 95)) if n.size else 0.0,
+            "mean_ids_over": float(n[over].mean()) if over.any() else 0.0}
+
+
+def report_lengths(all_ids, seq_max: int, progress: bool) -> dict:
+    rep = length_report(all_ids, seq_max)
+    if progress:
+        msg = (f"texts: {rep['texts']:,}, ids per text mean {rep['mean_ids']:.1f}, p95 {rep['p95_ids']:.0f}, "
+               f"max {rep['max_ids']}; {rep['over_seq_max']:,} exceed seq_max - 1 = {seq_max - 1}")
+        if rep["over_seq_max"]:
+            msg += (f" (mean {rep['mean_ids_over']:.0f} ids: the blocks see their first {(seq_max - 1) // 2} "
+                    f"and last {seq_max - 1 - (seq_max - 1) // 2}, the wide exit all of them)")
+        tqdm.write(msg)
+    return rep
