@@ -74,6 +74,37 @@ def unpack_signs(bits: np.ndarray, cols: int) -> np.ndarray:
     return np.where(b[:, :cols] == 1, np.float32(-1), np.float32(1))
 
 
+# --------------------------------------------------------------------------- shapes
+
+def tensor_shapes(cfg: dict) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Every tensor an artifact of this config holds: name -> (dtype, shape), as
+    train/export.py writes them (its docstring lists the layout)."""
+    d, f, h, V, L, C = (cfg[k] for k in ("d_model", "d_ff", "n_heads", "vocab_size", "seq_max", "n_classes"))
+    u32, f32, i8 = np.dtype(np.uint32), np.dtype(np.float32), np.dtype(np.int8)
+    out = {"embed.tok.bits": (u32, (V, words_for(d))), "embed.tok.scale": (f32, (d,)),
+           "embed.pos.bits": (u32, (L, words_for(d))), "embed.pos.scale": (f32, (d,))}
+    layers = {"qkv": (3 * d, d), "out": (d, d), "up": (f, d), "down": (d, f)}
+    if cfg.get("slfn", True):
+        layers["slfn"] = (4 * d, d)
+    for b in range(cfg["n_blocks"]):
+        p = f"blocks.{b}."
+        for ln in ("ln1", "ln2", "ln3"):
+            out[p + ln + ".weight"] = out[p + ln + ".bias"] = (f32, (d,))
+        out[p + "tau"] = (f32, (h,))
+        for name, (rows, cols) in layers.items():
+            out[p + name + ".bits"] = (u32, (rows, words_for(cols)))
+            out[p + name + ".alpha"] = out[p + name + ".bias"] = (f32, (rows,))
+        q = f"exits.{b}."
+        out[q + "ln.weight"] = out[q + "ln.bias"] = (f32, (d,))
+        out[q + "fc.weight"], out[q + "fc.bias"] = (f32, (C, d)), (f32, (C,))
+    if cfg.get("wide"):
+        out["wide.uni"] = (i8, (V, C))
+        if cfg.get("bigram_buckets"):
+            out["wide.big"] = (i8, (cfg["bigram_buckets"], C))
+        out["wide.scale"] = out["wide.bias"] = (f32, (C,))
+    return out
+
+
 # --------------------------------------------------------------------------- artifact
 
 @dataclass

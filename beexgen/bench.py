@@ -40,33 +40,127 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- training
 
-def ensure_run(ds: str, run_dir: Path, reuse: bool, epochs: int | None) -> dict:
-    """Train the default binarized model and its twin (or reuse them); return timings."""
-    from beexgen.train.export import export_run
+SEEDS = (0, 1, 2)          # the shipped model and both baselines are reported as a 3-seed mean
+
+
+def run_dirs(ds: str, out: Path) -> dict[str, Path]:
+    """Runs of one data set: the shipped model (seed 0), its full-precision twin and the
+    paper's architecture (--no-wide) on the same split and tokenizer, and seeds 1, 2
+    (each seed its own split, tokenizer and model)."""
+    base = out / ds
+    return {"model": base, "twin": base / "twin", "paper": base / "paper",
+            **{f"seed{s}": base / f"seed{s}" for s in SEEDS[1:]}}
+
+
+def _train_job(job: tuple) -> tuple[str, float]:
+    """One training in a worker process (one torch thread: several run side by side)."""
+    import torch
+    torch.set_num_threads(1)
     from beexgen.train.trainer import TrainConfig, train
 
-    times = {}
+    name, kw = job
+    t0 = time.time()
+    train(TrainConfig(**kw), progress=False)
+    return name, time.time() - t0
+
+
+def ensure_runs(datasets, out: Path, reuse: bool, epochs: int | None, jobs: int) -> dict:
+    """Train what is missing (everything with reuse=False), `jobs` trainings at a time,
+    then export the binarized runs. Returns training seconds by run name."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from beexgen.train.export import export_run
+    from beexgen.train.trainer import TrainConfig, prepare
+
     kw = {"epochs": epochs} if epochs else {}
-    if not (reuse and (run_dir / "checkpoint.pt").exists()):
-        log(f"{ds}: training the binarized model")
-        t0 = time.time()
-        train(TrainConfig(dataset=ds, out=str(run_dir), **kw), progress=False)
-        times["train_s"] = time.time() - t0
-    twin = run_dir / "twin"
-    if not (reuse and (twin / "checkpoint.pt").exists()):
-        log(f"{ds}: training the full-precision twin")
-        twin.mkdir(parents=True, exist_ok=True)
-        for f in ("split.json", "tokenizer.json"):
-            shutil.copyfile(run_dir / f, twin / f)
-        t0 = time.time()
-        train(TrainConfig(dataset=ds, out=str(twin), full_precision=True, **kw), progress=False)
-        times["twin_train_s"] = time.time() - t0
-    if not (reuse and (run_dir / "artifact" / "meta.json").exists()):
-        export_run(run_dir)
+    spec = {"model": {}, "twin": {"full_precision": True}, "paper": {"model": {"wide": False}},
+            **{f"seed{s}": {"seed": s} for s in SEEDS[1:]}}
+    todo = []
+    for ds in datasets:
+        dirs = run_dirs(ds, out)
+        prepare(TrainConfig(dataset=ds, out=str(dirs["model"]), **kw), progress=False)  # split + tokenizer
+        for name, extra in spec.items():
+            d = dirs[name]
+            if reuse and (d / "checkpoint.pt").exists():
+                continue
+            d.mkdir(parents=True, exist_ok=True)
+            if name in ("twin", "paper"):        # the same data and ids as the shipped model
+                for f in ("split.json", "tokenizer.json"):
+                    shutil.copyfile(dirs["model"] / f, d / f)
+            todo.append((f"{ds}/{name}", {"dataset": ds, "out": str(d), **kw, **extra}))
+    times = {}
+    if todo:
+        log(f"training {len(todo)} runs, {jobs} at a time: {', '.join(n for n, _ in todo)}")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+            for name, secs in ex.map(_train_job, todo):
+                times[name] = secs
+                log(f"{name}: trained in {secs / 60:.1f} min")
+    for ds in datasets:
+        for name, d in run_dirs(ds, out).items():
+            fresh = f"{ds}/{name}" in times
+            if name != "twin" and (fresh or not (d / "artifact" / "meta.json").exists()):
+                export_run(d)
     return times
 
 
 # --------------------------------------------------------------------------- baselines
+
+def wilson(acc: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of an accuracy measured on n sentences."""
+    if n == 0:
+        return (0.0, 1.0)
+    den = 1 + z * z / n
+    mid = (acc + z * z / (2 * n)) / den
+    half = z * float(np.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n))) / den
+    return (float(mid - half), float(mid + half))
+
+
+TFIDF_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def tfidf_lr(run) -> dict:
+    """TF-IDF of word uni+bigrams (sublinear tf, min_df 2) + logistic regression with C
+    tuned on the validation split: the stronger linear baseline."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    tr, va, te = (list(getattr(run.split, k)) for k in ("train", "val", "test"))
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)
+    xtr = vec.fit_transform([run.texts[i] for i in tr])
+    xva, xte = (vec.transform([run.texts[i] for i in idx]) for idx in (va, te))
+    best = None
+    for c in TFIDF_C_GRID:
+        clf = LogisticRegression(C=c, max_iter=3000).fit(xtr, run.labels[tr])
+        v = float((clf.predict(xva) == run.labels[va]).mean())
+        if best is None or v > best[0]:
+            best = (v, c, clf)
+    v, c, clf = best
+    return {"accuracy": float((clf.predict(xte) == run.labels[te]).mean()), "C": c, "val_accuracy": v,
+            "features": len(vec.vocabulary_)}
+
+
+def seed_accuracy(run_dir: Path) -> dict:
+    """Test accuracy of a run's artifact (default policy, full depth) and of both
+    baselines on that run's split: one seed of the 3-seed means."""
+    from beexgen import artifact
+    from beexgen.train import deploy
+    from beexgen.train.trainer import load_run
+
+    run = load_run(run_dir)
+    art = artifact.load(run_dir / "artifact")
+    ids, y, _ = run.part("test")
+    res = deploy.run(deploy.DeployModel(art), ids, run.all_part("test"))
+    depth = res.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
+    return {"default_policy": float((res.at_exit(depth)[0] == y).mean()),
+            "full_depth": float((res.cls[:, -1] == y).mean()),
+            "bow": bag_of_words(run)["accuracy"], "tfidf": tfidf_lr(run)["accuracy"], "n": int(len(y))}
+
+
+def calibrate_mod_entropy(cfg, res_v, y_v, len_v) -> dict:
+    from beexgen.train import calibrate
+    return calibrate.calibrate_entropy(cfg, res_v, y_v, len_v)
+
 
 def bag_of_words(run) -> dict:
     """Logistic regression on binary bag-of-words (sklearn), same split; float32 and int8."""
@@ -172,8 +266,30 @@ def torch_batch1_us(model, ids: list[list[int]], repeat: int = 1) -> float:
 
 # --------------------------------------------------------------------------- one data set
 
-def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n: int | None,
-                  budget: float = 0.5) -> dict:
+def accuracy_block(run_dir: Path, art, run, res_t, y_t) -> dict:
+    """Accuracy of the shipped model and its peers on the seed-0 test split, each with
+    its 95 % Wilson interval."""
+    from beexgen import artifact
+    from beexgen.train import deploy, evaluate
+
+    n = len(y_t)
+    depth = res_t.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
+    acc = {"default_policy": float((res_t.at_exit(depth)[0] == y_t).mean()),
+           "full_depth": float((res_t.cls[:, -1] == y_t).mean())}
+    paper = artifact.load(run_dir / "paper" / "artifact")
+    ids_t, _, _ = run.part("test")
+    rp = deploy.run(deploy.DeployModel(paper), ids_t, run.all_part("test"))
+    pd = rp.depth(artifact.Policy[paper.policy["name"].upper()], paper.policy["thresholds"])
+    acc["paper_model"] = float((rp.cls[:, -1] == y_t).mean())
+    acc["paper_default_policy"] = float((rp.at_exit(pd)[0] == y_t).mean())
+    acc["twin"] = evaluate.twin_exit_accuracy(run_dir / "twin")[-1]
+    acc["bow_lr"] = bag_of_words(run)["accuracy"]
+    acc["tfidf_lr"] = tfidf_lr(run)["accuracy"]
+    return {"n": n, "accuracy": acc, "wilson95": {k: wilson(v, n) for k, v in acc.items()},
+            "paper_size": paper.size_report()["total"], "paper_policy": paper.policy["name"]}
+
+
+def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3) -> dict:
     import torch
 
     from beexgen import artifact
@@ -182,39 +298,54 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
     from beexgen.train.trainer import load_run
 
     run_dir = out / ds
-    rec = {"dataset": ds, **ensure_run(ds, run_dir, reuse, epochs)}
+    rec = {"dataset": ds}
     run = load_run(run_dir)
     art = artifact.load(run_dir / "artifact")
     cfg = art.config
     ids_t, y_t, idx_t = run.part("test")
     ids_v, y_v, _ = run.part("val")
+    all_t, all_v = run.all_part("test"), run.all_part("val")
     len_t = np.array([len(s) for s in ids_t])
     len_v = np.array([len(s) for s in ids_v])
+    nid_t = np.array([len(a) for a in all_t])
     dm = deploy.DeployModel(art)
-    res_t, res_v = deploy.run(dm, ids_t), deploy.run(dm, ids_v)
+    res_t, res_v = deploy.run(dm, ids_t, all_t), deploy.run(dm, ids_v, all_v)
+    rec.update(accuracy_block(run_dir, art, run, res_t, y_t))
+    rec["seeds"] = {"0": {"default_policy": rec["accuracy"]["default_policy"],
+                          "full_depth": rec["accuracy"]["full_depth"],
+                          "bow": rec["accuracy"]["bow_lr"], "tfidf": rec["accuracy"]["tfidf_lr"], "n": len(y_t)}}
+    for s in SEEDS[1:]:
+        rec["seeds"][str(s)] = seed_accuracy(run_dirs(ds, out)[f"seed{s}"])
+    rec["seed_mean"] = {k: float(np.mean([v[k] for v in rec["seeds"].values()]))
+                        for k in ("default_policy", "full_depth", "bow", "tfidf")}
 
     # accuracy and compute per policy (calibrated on validation, measured on test)
-    pols = {"entropy": art.policy,
+    pols = {"default": art.policy,
+            "entropy": calibrate_mod_entropy(cfg, res_v, y_v, len_v),
             "confidence": policies.calibrate_confidence(res_v, y_v, tolerance=0.01, delta=0.05),
-            "budget": policies.calibrate_budget(res_v, y_v, len_v, cfg, budget=budget)}
+            "budget": policies.calibrate_budget(res_v, y_v, len_v, cfg, budget=budget, unit="compute")}
     rec["policies"] = {}
     for name, pol in pols.items():
-        ev = policies.evaluate_policy(res_t, y_t, len_t, cfg, name, pol["thresholds"])
+        ev = policies.evaluate_policy(res_t, y_t, len_t, cfg, pol["name"], pol["thresholds"], n_ids=nid_t)
         ev.pop("depth")
         rec["policies"][name] = ev
     from beexgen.train import report as report_mod
-    md = report_mod.make_report(res_t, y_t, len_t, cfg, pols, run_dir / "report", res_val=res_v,
-                                labels_val=y_v, lengths_val=len_v, title=f"{ds} (beexgen bench)")
+    md = report_mod.make_report(res_t, y_t, len_t, cfg, {k: v for k, v in pols.items() if k != "default"},
+                                run_dir / "report", res_val=res_v, labels_val=y_v, lengths_val=len_v,
+                                title=f"{ds} (beexgen bench)")
     rec["report"] = str(md)
-    rep = evaluate.evaluate(art, ids_t, y_t, res=res_t)
+    rep = evaluate.evaluate(art, ids_t, y_t, res=res_t, all_ids=all_t)
     rec["exit_acc"] = rep["exit_acc"]
-    rec["entropy_eval"] = {k: rep[k] for k in ("policy_acc", "mean_depth", "bmacs", "flops", "ops_rel")}
+    rec["first_exit"] = rep["first_exit"]
+    rec["default_eval"] = {k: rep[k] for k in ("policy_acc", "mean_depth", "bmacs", "flops", "ops_rel",
+                                               "depth_hist", "over_seq_max")}
     rec["twin_exit_acc"] = evaluate.twin_exit_accuracy(run_dir / "twin")
     rec["size"] = {"artifact": rep["size"], "fp32_twin_bytes": rep["fp32_twin_bytes"],
                    "ratio": rep["size_ratio"]}
     rec["bow"] = bag_of_words(run)
-    log(f"{ds}: accuracy done (entropy {rec['policies']['entropy']['accuracy']:.4f}, "
-        f"twin {rec['twin_exit_acc'][-1]:.4f}, bow {rec['bow']['accuracy']:.4f})")
+    rec["tfidf"] = tfidf_lr(run)
+    log(f"{ds}: accuracy done (default policy {rec['accuracy']['default_policy']:.4f}, "
+        f"twin {rec['accuracy']['twin']:.4f}, bow {rec['bow']['accuracy']:.4f}, tfidf {rec['tfidf']['accuracy']:.4f})")
 
     # firmware for the real board: size table
     bdir = run_dir / "build"
@@ -288,35 +419,60 @@ def bench_dataset(ds: str, out: Path, *, reuse: bool, epochs: int | None, qemu_n
 def _pct(x): return f"{100 * x:.1f}"
 
 
+def _ci(r, key) -> str:
+    lo, hi = r["wilson95"][key]
+    return f"{_pct(r['accuracy'][key])} [{_pct(lo)}-{_pct(hi)}]"
+
+
+def _exit_name(e: int) -> str:
+    return "0 (wide)" if e == 0 else str(e)
+
+
 def markdown(results: list[dict], meta: dict) -> str:
     L = []
     L.append(f"Measured by `{meta['command']}` on {meta['machine']} ({meta['date']}, "
              f"{meta['minutes']:.1f} min). Test split of each data set (seeded 80/10/10, "
-             "stratified); thresholds calibrated on the validation split.")
+             "stratified; seed 0 unless a row says otherwise); thresholds calibrated on the validation "
+             "split; [a-b] is the 95 % Wilson interval.")
     L.append("")
     L.append("| | " + " | ".join(r["dataset"] for r in results) + " |")
     L.append("|---|" + "---|" * len(results))
     row = lambda name, f: L.append(f"| {name} | " + " | ".join(f(r) for r in results) + " |")
-    row("accuracy, final exit (binarized)", lambda r: _pct(r["exit_acc"][-1]))
+    row("**accuracy, shipped model, default policy** ", lambda r: f"**{_ci(r, 'default_policy')}**")
+    row("accuracy, shipped model, full depth", lambda r: _ci(r, "full_depth"))
+    row("bag-of-words LR (binary words) / TF-IDF uni+bigram LR (C tuned)",
+        lambda r: f"{_ci(r, 'bow_lr')} / {_ci(r, 'tfidf_lr')}")
+    row("mean of 3 seeds: shipped (default policy) / BoW LR / TF-IDF LR",
+        lambda r: " / ".join(_pct(r["seed_mean"][k]) for k in ("default_policy", "bow", "tfidf")))
+    row("per seed 0, 1, 2: shipped (default policy)",
+        lambda r: ", ".join(_pct(v["default_policy"]) for v in r["seeds"].values()))
+    row("paper's architecture (--no-wide): full depth / its default policy",
+        lambda r: f"{_ci(r, 'paper_model')} / {_pct(r['accuracy']['paper_default_policy'])}")
+    row("full-precision twin (same wide exit in float32), final exit", lambda r: _ci(r, "twin"))
+    row("accuracy by exit (" + ", ".join(_exit_name(e) for e in range(results[0]["first_exit"],
+                                                                     results[0]["first_exit"] + len(results[0]["exit_acc"])))
+        + ")", lambda r: " / ".join(_pct(a) for a in r["exit_acc"]))
+    row("default policy (calibrated)", lambda r: f"{r['policies']['default']['policy']} "
+        + ",".join(f"{t:.3g}" for t in r["policies"]["default"]["thresholds"]))
+    row("sentences leaving at each exit, default policy",
+        lambda r: " / ".join(str(h) for h in r["policies"]["default"]["depth_hist"]))
+    row("**compute saved vs full depth, default policy**",
+        lambda r: f"**{100 * (1 - r['policies']['default']['ops_rel']):.0f} %**")
     for p in ("entropy", "confidence", "budget"):
-        row(f"accuracy, {p} policy", lambda r, p=p: _pct(r["policies"][p]["accuracy"]))
-    row("accuracy, full-precision twin (final exit)", lambda r: _pct(r["twin_exit_acc"][-1]))
-    row("accuracy, bag-of-words logistic regression fp32 / int8",
-        lambda r: f"{_pct(r['bow']['accuracy'])} / {_pct(r['bow']['accuracy_int8'])}")
-    row("mean exit depth, entropy policy (of 4)", lambda r: f"{r['policies']['entropy']['mean_depth']:.2f}")
-    row("compute vs full depth, entropy policy", lambda r: f"{r['policies']['entropy']['ops_rel']:.2f}")
-    row("binary MACs / float ops per sentence (entropy)",
-        lambda r: f"{r['entropy_eval']['bmacs'] / 1e6:.2f} M / {r['entropy_eval']['flops'] / 1e6:.2f} M")
-    row("artifact bytes (twin bytes, ratio)",
-        lambda r: f"{r['size']['artifact']['total'] / 1024:.0f} KB ({r['size']['fp32_twin_bytes'] / 1024:.0f} KB, {r['size']['ratio']:.1f}x)")
-    row("bag-of-words bytes fp32 / int8", lambda r: f"{r['bow']['bytes_fp32'] / 1024:.0f} / {r['bow']['bytes_int8'] / 1024:.0f} KB")
+        row(f"{p} policy: accuracy / compute saved",
+            lambda r, p=p: f"{_pct(r['policies'][p]['accuracy'])} / {100 * (1 - r['policies'][p]['ops_rel']):.0f} %")
+    row("test texts longer than seq_max (head + tail)", lambda r: str(r["default_eval"]["over_seq_max"]))
+    row("artifact bytes, shipped (paper model) [twin, ratio]",
+        lambda r: f"{r['size']['artifact']['total'] / 1024:.0f} KB ({r['paper_size'] / 1024:.0f} KB) "
+                  f"[{r['size']['fp32_twin_bytes'] / 1024:.0f} KB, {r['size']['ratio']:.1f}x]")
+    row("bag-of-words LR bytes fp32 / int8", lambda r: f"{r['bow']['bytes_fp32'] / 1024:.0f} / {r['bow']['bytes_int8'] / 1024:.0f} KB")
     row("nucleo-f411re flash / RAM / stack",
         lambda r: f"{r['nucleo']['flash_used'] / 1024:.0f} / {r['nucleo']['ram_used'] / 1024:.0f} KB / {r['nucleo']['stack_worst']} B")
     row("M4 instructions / sentence, mean (p95)",
         lambda r: f"{r['m4']['mean'] / 1e6:.2f} M ({r['m4']['p95'] / 1e6:.2f} M)")
-    row("M4 instructions by exit depth",
+    row("M4 instructions by exit",
         lambda r: ", ".join(f"{d}: {v / 1e6:.2f} M" for d, v in r["m4"]["by_depth"].items()))
-    row("est. ms / sentence at 100 MHz", lambda r: "{:.0f}-{:.0f}".format(*r["m4"]["cycles_ms_at_100mhz"]))
+    row("est. ms / sentence at 100 MHz", lambda r: "{:.1f}-{:.1f}".format(*r["m4"]["cycles_ms_at_100mhz"]))
     row("host emulator us / sentence, full depth", lambda r: f"{r['speed']['host_us_full']:.0f}")
     row("PyTorch eager batch-1 us / sentence, full depth", lambda r: f"{r['speed']['torch_eager_b1_us_full']:.0f}")
     row("speed-up of the C over PyTorch", lambda r: f"{r['speed']['ratio_full']:.0f}x")
@@ -324,21 +480,51 @@ def markdown(results: list[dict], meta: dict) -> str:
     isa_names = [n for n in HOST_ISA_NAMES if all(n in r["speed"].get("host_us_full_by_isa", {}) for r in results)]
     if isa_names:
         by = lambda r, n: r["speed"]["host_us_full_by_isa"][n]
-        row(f"host emulator us by x86 path ({' / '.join(isa_names)})",
-            lambda r: " / ".join(f"{by(r, n):.0f}" for n in isa_names))
-        row("speed-up over PyTorch by x86 path",
+        row(f"speed-up over PyTorch by x86 path ({' / '.join(isa_names)})",
             lambda r: " / ".join(f"{r['speed']['torch_eager_b1_us_full'] / by(r, n):.0f}x" for n in isa_names))
-    row("C == PyTorch (class, depth, logits bits)", lambda r: r["host_vs_pytorch_identical"])
+    row("C == PyTorch (class, exit, logits bits)", lambda r: r["host_vs_pytorch_identical"])
     row("QEMU firmware == host emulator (replies)", lambda r: r["qemu_vs_host_identical"])
     k = results[0]["kernel"]
     L.append("")
     L.append(f"Binary linear kernel, inner loop: {k['portable_instr_per_32_bmacs']} M4 instructions per "
              f"32 binary MACs (portable SWAR popcount), {k['dsp_instr_per_32_bmacs']} with the DSP path "
-             "(USAD8), counted in the compiled loop. Whole model, all layers: "
-             + ", ".join(f"{r['dataset']} {r['m4']['instr_per_bmac_all']:.2f}" for r in results)
-             + " instructions per binary MAC.")
-    L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64.")
+             "(USAD8), counted in the compiled loop.")
+    L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64 (beexgen/cost.py).")
     return "\n".join(L) + "\n"
+
+
+def bench_json(results: list[dict], meta: dict) -> dict:
+    """docs/bench.json: the keys of shared BENCH.md, from the same run as the table."""
+    def pct(x): return round(100 * float(x), 2)
+    out = {"meta": meta, "datasets": {}, "kernel": results[0].get("kernel_bench", {}), "cores": {}}
+    for r in results:
+        a, e0 = r["accuracy"], r["first_exit"]
+        hist = r["policies"]["default"]["depth_hist"]
+        nb = lambda s: [int(x) for x in s.split("/")]  # noqa: E731
+        out["datasets"][r["dataset"]] = {
+            "accuracy_default_policy": pct(a["default_policy"]), "accuracy_full_depth": pct(a["full_depth"]),
+            "accuracy_paper_model": pct(a["paper_model"]), "accuracy_twin": pct(a["twin"]),
+            "accuracy_bow_lr": pct(a["bow_lr"]), "accuracy_tfidf_lr": pct(a["tfidf_lr"]),
+            "wilson95": {k: [pct(lo), pct(hi)] for k, (lo, hi) in r["wilson95"].items()},
+            "seed_mean": {k: pct(v) for k, v in r["seed_mean"].items()},
+            "seeds": {s: {k: (pct(v) if k != "n" else v) for k, v in d.items()} for s, d in r["seeds"].items()},
+            "default_policy": {"name": r["policies"]["default"]["policy"],
+                               "thresholds": r["policies"]["default"]["thresholds"]},
+            "artifact_bytes": int(r["size"]["artifact"]["total"]), "twin_bytes": int(r["size"]["fp32_twin_bytes"]),
+            "paper_model_bytes": int(r["paper_size"]),
+            "compute_saved_default_policy": round(1 - r["policies"]["default"]["ops_rel"], 4),
+            "exit_histogram": {str(e0 + i): int(h) for i, h in enumerate(hist)},
+            "m4_instructions_mean": int(round(r["m4"]["mean"])), "m4_instructions_p95": int(round(r["m4"]["p95"])),
+            "m4_by_exit": {str(k): int(round(v)) for k, v in r["m4"]["by_depth"].items()},
+            **({"m4_profile": r["m4_profile"]} if "m4_profile" in r else {}),
+            "host_us_per_sentence": round(r["speed"]["host_us_full"], 2),
+            "pytorch_us_per_sentence": round(r["speed"]["torch_eager_b1_us_full"], 2),
+            "host_speedup": round(r["speed"]["ratio_full"], 2),
+            "c_equals_pytorch": nb(r["host_vs_pytorch_identical"]),
+            "qemu_equals_host": nb(r["qemu_vs_host_identical"]),
+            "texts_over_seq_max": int(r["default_eval"]["over_seq_max"]),
+        }
+    return out
 
 
 def update_readme(readme: Path, md: str) -> None:
@@ -351,18 +537,33 @@ def update_readme(readme: Path, md: str) -> None:
     readme.write_text(head + a + "\n" + md + b + tail)
 
 
-def main(datasets=DATASETS, out="runs/bench", reuse=True, epochs=None, qemu_n=None, readme=None) -> dict:
+def main(datasets=DATASETS, out="runs/bench", reuse=True, epochs=None, qemu_n=None, readme=None,
+         jobs: int = 2, json_out: str | None = "docs/bench.json") -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    results = [bench_dataset(ds, out, reuse=reuse, epochs=epochs, qemu_n=qemu_n) for ds in datasets]
+    train_times = ensure_runs(datasets, out, reuse, epochs, jobs)
+    results = [bench_dataset(ds, out, qemu_n=qemu_n) for ds in datasets]
     meta = {"command": "beexgen bench" + ("" if not qemu_n else f" --qemu-n {qemu_n}"),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
-            "date": time.strftime("%Y-%m-%d"), "minutes": (time.time() - t0) / 60}
+            "date": time.strftime("%Y-%m-%d"), "minutes": round((time.time() - t0) / 60, 1),
+            "commit": _commit(), "train_seconds": {k: round(v) for k, v in train_times.items()}}
     md = markdown(results, meta)
+    doc = bench_json(results, meta)
     (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float) + "\n")
     (out / "bench.md").write_text(md + "\n" + "\n\n".join(f"### {r['dataset']}: nucleo-f411re\n```\n{r['nucleo']['table']}\n```" for r in results) + "\n")
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(doc, indent=2, default=float) + "\n")
     if readme:
         update_readme(Path(readme), md)
     print(md)
     return {"meta": meta, "results": results}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"

@@ -84,10 +84,12 @@ def main():
 @click.option("--attn-dropout", default=0.0, show_default=True, help="Training-only dropout on the attention weights.")
 @click.option("--token-dropout", default=0.0, show_default=True,
               help="Training-only: replace each token by [UNK] with this probability.")
+@click.option("--board", default="nucleo-f411re", show_default=True,
+              help="Check before training that the model's RAM (seq_max tokens) fits this board; 'none' skips.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model, heads, d_ff, blocks, seq_max,
           no_slfn, no_wide, bigram_buckets, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout,
-          attn_dropout, token_dropout, quiet):
+          attn_dropout, token_dropout, board, quiet):
     """Train a BEExformer on DATASET, export its artifact and print the eval table.
 
     DATASET is `rotten_tomatoes`, `sms_spam` or `trec6` (fetched once, offline
@@ -100,6 +102,8 @@ def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model
                  slfn=not no_slfn, dropout=dropout, wide=not no_wide)
     if bigram_buckets is not None:
         model["bigram_buckets"] = bigram_buckets
+    if board != "none":
+        _ram_check(model, vocab_size, board)
     common = dict(dataset=dataset, seed=seed, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                   vocab_size=vocab_size, token_dropout=token_dropout, attn_dropout=attn_dropout,
                   exit_weights=_floats(exit_weights),
@@ -118,6 +122,29 @@ def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model
     art = export_run(out)
     click.echo(f"artifact: {art.path} (hash {art.hash[:16]}...)")
     _print_eval(out, twin=out / "twin" if (out / "twin" / "checkpoint.pt").exists() else None)
+
+
+def _ram_check(model: dict, vocab_size: int, board: str) -> None:
+    """Refuse, before any training, a seq_max (or width) whose activations do not fit
+    the board's RAM; print what the model will need (codegen/fit.py measures it)."""
+    from beexgen.codegen import firmware, fit
+    from beexgen.codegen.build import BuildError
+    from beexgen.train.model import ModelConfig
+    from beexgen.train.tokenizer import build_empty
+
+    cfg = ModelConfig(vocab_size=vocab_size, n_classes=2, **{**model, "bigram_buckets": 0}).to_dict()
+    try:
+        b = fit.ram_check(cfg, build_empty(fit.placeholder_vocab(vocab_size)).to_str(), board)
+    except firmware.FirmwareTooBig as e:
+        raise click.ClickException(
+            f"--seq-max {cfg['seq_max']} with d_model {cfg['d_model']} needs {e.build.ram_used / 1024:.1f} KB "
+            f"of RAM on {board} ({e.build.ram_total / 1024:.0f} KB there): lower --seq-max or --d-model, or "
+            f"pick another --board (checked before training)\n{firmware.format_size_table(e.build)}") from None
+    except BuildError as e:
+        click.echo(f"RAM check for {board} skipped: {e}", err=True)
+        return
+    click.echo(f"RAM on {board}: {b.ram_used / 1024:.1f} of {b.ram_total / 1024:.0f} KB "
+               f"(seq_max {cfg['seq_max']}, d_model {cfg['d_model']}, stack and line buffers included)", err=True)
 
 
 def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
@@ -141,13 +168,16 @@ def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
-@click.option("--ceiling", type=float, help="Compute ceiling for the entropy threshold (fraction of full depth).")
-@click.option("--tolerance", default=0.005, show_default=True,
-              help="Accept this much validation accuracy below the best for a cheaper threshold.")
-def export(run_dir, out, ceiling, tolerance):
+@click.option("--policy", "policy_name", type=click.Choice(["confidence", "entropy"]), default="confidence",
+              show_default=True, help="Default exit policy to calibrate on the validation split.")
+@click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth).")
+@click.option("--tolerance", default=0.01, show_default=True,
+              help="confidence: accuracy the early leavers may lose (bounded with prob. 1-delta); "
+                   "entropy: validation accuracy given up for a cheaper threshold.")
+def export(run_dir, out, policy_name, ceiling, tolerance):
     """Freeze a trained run into a deployable artifact (packed bits, calibrated exits)."""
     from beexgen.train.export import export_run
-    art = export_run(run_dir, out, ceiling=ceiling, tolerance=tolerance)
+    art = export_run(run_dir, out, policy_name=policy_name, ceiling=ceiling, tolerance=tolerance)
     size = art.size_report()
     click.echo(f"artifact {art.path}: {size['total']:,} bytes, hash {art.hash[:16]}..., "
                f"policy {art.policy['name']} {art.policy['thresholds']}")
@@ -427,17 +457,20 @@ def flash(artifact_dir, board):
 @click.option("--reuse/--retrain", default=True, show_default=True, help="Reuse trained runs found in --out.")
 @click.option("--epochs", type=int, help="Override the default epochs (quick looks only).")
 @click.option("--qemu-n", type=int, help="Send only this many test sentences to QEMU [all].")
+@click.option("--jobs", default=2, show_default=True, help="Trainings run side by side (one torch thread each).")
 @click.option("--readme", type=click.Path(dir_okay=False), help="Write the summary table into this README "
-              "between its <!-- bench:begin/end --> markers.")
-def bench_cmd(datasets, out, reuse, epochs, qemu_n, readme):
+              "between its <!-- bench:begin/end --> markers (and docs/bench.json beside it).")
+def bench_cmd(datasets, out, reuse, epochs, qemu_n, jobs, readme):
     """The results table: accuracy, compute, size, M4 instructions and speed, side by side.
 
-    Trains (or reuses) the default model and its full-precision twin on each offline data
-    set, fits a bag-of-words logistic regression, builds the host emulator and the
-    firmware, runs the test split through PyTorch, the host emulator and QEMU, and writes
-    OUT/bench.md and OUT/bench.json."""
+    Trains (or reuses) on each offline data set the default model (seeds 0, 1, 2), its
+    full-precision twin and the paper's architecture (--no-wide), fits the two linear
+    baselines (binary bag-of-words LR, TF-IDF uni+bigram LR), builds the host emulator and
+    the firmware, runs the test split through PyTorch, the host emulator and QEMU, and
+    writes OUT/bench.md and OUT/bench.json (and docs/bench.json with --readme)."""
     from beexgen import bench
-    bench.main(datasets or bench.DATASETS, out, reuse=reuse, epochs=epochs, qemu_n=qemu_n, readme=readme)
+    bench.main(datasets or bench.DATASETS, out, reuse=reuse, epochs=epochs, qemu_n=qemu_n, readme=readme,
+               jobs=jobs, json_out=str(Path(readme).parent / "docs" / "bench.json") if readme else None)
 
 
 if __name__ == "__main__":

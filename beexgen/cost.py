@@ -94,17 +94,9 @@ ARTIFACT_BUDGET = 256 * 1024   # bytes of weights + vocabulary the default recip
 
 def artifact_bytes(cfg: dict, vocab_bytes: int) -> int:
     """Bytes of an artifact's tensors + vocabulary strings (= Artifact.size_report()
-    ["total"]), from the config alone: the shapes train/export.py writes."""
-    d, f, h, V, L, C, B = (cfg[k] for k in ("d_model", "d_ff", "n_heads", "vocab_size", "seq_max",
-                                             "n_classes", "n_blocks"))
-    w = lambda k: 4 * ((k + 31) // 32)  # noqa: E731  bytes of one packed row
-    n = V * w(d) + L * w(d) + 4 * 2 * d                                   # embeddings + scales
-    rows = [(3 * d, d), (d, d), (f, d), (d, f)] + ([(4 * d, d)] if cfg["slfn"] else [])
-    per_block = sum(r * w(k) + 4 * 2 * r for r, k in rows) + 4 * (6 * d + h)
-    n += B * (per_block + 4 * (2 * d + C * d + C))
-    if cfg.get("wide"):
-        n += (V + cfg.get("bigram_buckets", 0)) * C + 4 * 2 * C
-    return n + vocab_bytes
+    ["total"]), from the config alone."""
+    from beexgen.artifact import tensor_shapes
+    return sum(dt.itemsize * int(np.prod(shape)) for dt, shape in tensor_shapes(cfg).values()) + vocab_bytes
 
 
 def budget_buckets(cfg: dict, vocab_bytes: int, budget: int = ARTIFACT_BUDGET) -> int:

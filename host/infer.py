@@ -147,7 +147,7 @@ def check_classify(r: Reply, info: dict) -> Reply:
         if not _INT.match(f[k]):
             raise _Garbage(f"{k}={f[k]!r} is not an integer")
     d, _, b = f["exit"].partition("/")
-    if not (_INT.match(d) and _INT.match(b)) or int(b) != info["blocks"] or not 1 <= int(d) <= int(b):
+    if not (_INT.match(d) and _INT.match(b)) or int(b) != info["blocks"] or not 0 <= int(d) <= int(b):
         raise _Garbage(f"exit={f['exit']!r} with {info['blocks']} blocks")
     cls = int(f["cls"])
     if cls >= info["classes"] or f["label"] != info["labels"][cls]:
@@ -216,21 +216,16 @@ class Client:
         return self._info
 
     def classify(self, text: str) -> Reply:
-        """Classify a text. A text longer than the device's line buffer is cut at its
-        last space that fits (`fit_line`): the model only reads the first `seq` ids,
-        and a cut at a space keeps the ids before it, so when the device still fills
-        all `seq` ids it computed exactly what it would have on the whole text.
-        Otherwise the cut would change the answer: DeviceError LINE_TOO_LONG."""
+        """Classify a text. The model reads the whole line (the wide exit counts every
+        id, the blocks see its head and tail), so a text longer than the device's line
+        buffer cannot be cut without changing the answer: DeviceError LINE_TOO_LONG,
+        before anything is sent (build the firmware with a longer line for such texts)."""
         info = self.info()
-        req, cut = fit_line(protocol.classify_request(text), info.get("line"))
-        if cut and req.strip() in (b"", b"!c"):
-            raise DeviceError(Status.LINE_TOO_LONG, f"text does not fit the device's "
-                              f"{info['line']}-byte line and has no space to cut at")
-        r = self._request(req, lambda r: check_classify(r, info) if r.kind == "classify" else None)
-        if cut and r.tokens < info["seq"]:
-            raise DeviceError(Status.LINE_TOO_LONG, f"text of {len(req)}+ bytes does not fit the "
-                              f"device's {info['line']}-byte line and is too short in tokens to cut")
-        return r
+        req = protocol.classify_request(text)
+        if info.get("line") and len(req) - 1 > info["line"]:
+            raise DeviceError(Status.LINE_TOO_LONG, f"text of {len(req) - 1} bytes does not fit the "
+                              f"device's {info['line']}-byte line (the whole text is the input)")
+        return self._request(req, lambda r: check_classify(r, info) if r.kind == "classify" else None)
 
     def tokenize(self, text: str) -> list[int]:
         """The device's token ids for `text`, [CLS] included."""
@@ -495,16 +490,6 @@ def shown(text: str) -> str:
     return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
-def fit_line(req: bytes, line_max: int | None) -> tuple[bytes, bool]:
-    """Cut a request line (ending in LF) to at most line_max bytes before the LF, at the
-    last ASCII space; (line, whether it was cut)."""
-    if not line_max or len(req) - 1 <= line_max:
-        return req, False
-    body = req[:line_max]
-    sp = body.rfind(b" ")
-    return (body[:sp] if sp > 0 else body[:0]) + b"\n", True
-
-
 def reply_text(r: Reply) -> str:
     return f"{r.label} (conf {r.confidence:.2f}) exit {r.exit_depth}/{r.n_blocks} cost {r.cost} {r.unit}"
 
@@ -547,8 +532,8 @@ class Tally:
             b = blocks or max(r.n_blocks for _, r in self.replies)
             hist = Counter(r.exit_depth for _, r in self.replies)
             top = max(hist.values())
-            out.append(f"exit depth (blocks run, of {b}):")
-            for d in range(1, b + 1):
+            out.append(f"exit taken (blocks run, of {b}; 0 = the wide exit):")
+            for d in range(0 if hist[0] else 1, b + 1):
                 bar = "#" * round(30 * hist[d] / top) if top else ""
                 out.append(f"  {d:>2}  {bar:<30} {hist[d]:>6}  {100.0 * hist[d] / len(self.replies):5.1f}%")
             costs = [r.cost for _, r in self.replies]

@@ -20,17 +20,21 @@ from beexgen.host.infer import Client
 from beexgen.host.protocol import DeviceError
 from beexgen.host.transport import open_transport
 from beexgen.train import calibrate, deploy, policies
-from beexgen.train.exits import Policy, decide
+from beexgen.train.exits import Policy
 from beexgen.train.tokenizer import encode_for_model, from_str
 from beexgen.train.trainer import load_run
 
 DATASETS = ["rotten_tomatoes", "sms_spam", "trec6"]
 
 
-def split_texts(run_dir, part="test"):
+def split_texts(run_dir, part="test", line_max=512):
+    """Texts of a split that fit the device's line (the others are refused whole: the
+    model reads every id of a line), with their block ids, every id, and labels."""
     run = load_run(run_dir)
     ids, y, idx = run.part(part)
-    return run, [run.texts[i] for i in idx], ids, y
+    keep = [k for k, i in enumerate(idx) if len(run.texts[i].encode()) <= line_max - 4]
+    return (run, [run.texts[idx[k]] for k in keep], [ids[k] for k in keep],
+            y[keep], [run.all_ids[idx[k]] for k in keep])
 
 
 def classify_all(port: str, texts, *, policy=None, tok=False):
@@ -49,9 +53,9 @@ def classify_all(port: str, texts, *, policy=None, tok=False):
         return out, toks
 
 
-def reference(art, ids, policy):
-    res = deploy.run(deploy.DeployModel(art), ids)
-    depth = decide(Policy[policy["name"].upper()], policy["thresholds"], res.conf, res.entropy)
+def reference(art, ids, all_ids, policy):
+    res = deploy.run(deploy.DeployModel(art), ids, all_ids)
+    depth = res.depth(Policy[policy["name"].upper()], policy["thresholds"])
     cls, logits = res.at_exit(depth)
     return res, depth, cls, logits
 
@@ -72,31 +76,30 @@ def compare(replies, depth, cls, logits):
 def test_host_emulator_equals_pytorch_on_the_whole_test_split(dataset, trained, tmp_path):
     run_dir = trained(dataset)
     art = artifact.load(run_dir / "artifact")
-    run, texts, ids, _ = split_texts(run_dir)
+    run, texts, ids, _, all_ids = split_texts(run_dir)
     exe = build_mod.build_host(art, tmp_path / "host")
     replies, toks = classify_all(f"exec:{exe}", texts, tok=True)
     tok = from_str(art.tokenizer_json)
     seq = art.config["seq_max"]
-    # ids: the device's !tok on the whole text (long texts are cut at a space by the
-    # client for classification only when all `seq` ids are filled either way)
+    # ids: the device's !tok (block ids: [CLS] + head + tail) on the whole text
     want = [encode_for_model(tok, t, seq) for t in texts]
-    too_long = [i for i, t in enumerate(toks) if t == "LINE_TOO_LONG"]
+    too_long = [i for i, t in enumerate(toks) if t == "LINE_TOO_LONG"]   # "!tok " + text > the line
     assert all(len(texts[i].encode()) > 500 for i in too_long)
     assert all(toks[i] == want[i] for i in range(len(texts)) if i not in too_long)
-    print(f"\n{dataset}: {len(texts) - len(too_long)} id sequences identical, {len(too_long)} texts "
-          "longer than the line buffer (classified after a cut at a space, see Client.classify)")
+    print(f"\n{dataset}: {len(texts) - len(too_long)} id sequences identical, "
+          f"{len(run.part('test')[0]) - len(texts)} texts longer than the line buffer left out")
     assert [r.tokens for r in replies] == [len(i) for i in ids]
-    compare(replies, *reference(art, ids, art.policy)[1:])
+    compare(replies, *reference(art, ids, all_ids, art.policy)[1:])
 
 
 def test_sanitized_emulator_whole_test_split(trained, tmp_path):
     """ASan + UBSan build, every rotten_tomatoes test sentence, must exit clean."""
     run_dir = trained("rotten_tomatoes")
     art = artifact.load(run_dir / "artifact")
-    _, texts, ids, _ = split_texts(run_dir)
+    _, texts, ids, _, all_ids = split_texts(run_dir)
     exe = build_mod.build_host(art, tmp_path / "asan", sanitize=True)
     replies, _ = classify_all(f"exec:{exe}", texts)
-    compare(replies, *reference(art, ids, art.policy)[1:])
+    compare(replies, *reference(art, ids, all_ids, art.policy)[1:])
 
 
 @pytest.fixture(scope="module")
@@ -112,30 +115,30 @@ def trec(trained, tmp_path_factory):
 @pytest.mark.parametrize("board", ["mps2-an386", "netduinoplus2"])
 def test_qemu_firmware_equals_host_emulator_and_pytorch(trec, board):
     run_dir, art, exe, fws = trec
-    _, texts, ids, _ = split_texts(run_dir)
+    _, texts, ids, _, all_ids = split_texts(run_dir)
     host, _ = classify_all(f"exec:{exe}", texts)
     with emulate.start_qemu(fws[board].elf, board, serial="tcp") as h:
         dev, _ = classify_all(h.url, texts)
     strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)
     assert [strip(r.line) for r in dev] == [strip(r.line) for r in host]
     assert all(r.unit == "instr" and r.cost > 0 for r in dev)
-    compare(dev, *reference(art, ids, art.policy)[1:])
+    compare(dev, *reference(art, ids, all_ids, art.policy)[1:])
 
 
 def test_three_policies_same_depth_in_pytorch_host_and_qemu(trec):
     """Calibrate each policy on validation, switch it at run time with !policy, and check
     every test sentence's exit depth (and class) in all three implementations."""
     run_dir, art, exe, fws = trec
-    run, texts, ids, y = split_texts(run_dir)
-    _, _, ids_v, y_v = split_texts(run_dir, "val")
-    res_v = deploy.run(deploy.DeployModel(art), ids_v)
+    run, texts, ids, y, all_ids = split_texts(run_dir)
+    _, _, ids_v, y_v, all_v = split_texts(run_dir, "val", line_max=1 << 30)
+    res_v = deploy.run(deploy.DeployModel(art), ids_v, all_v)
     len_v = np.array([len(s) for s in ids_v])
     pols = [calibrate.calibrate_entropy(art.config, res_v, y_v, len_v),
             policies.calibrate_confidence(res_v, y_v, tolerance=0.05, delta=0.1),
             policies.calibrate_budget(res_v, y_v, len_v, art.config, budget=0.6)]
     with emulate.start_qemu(fws["mps2-an386"].elf, "mps2-an386", serial="tcp") as h:
         for pol in pols:
-            _, depth, cls, logits = reference(art, ids, pol)
+            _, depth, cls, logits = reference(art, ids, all_ids, pol)
             for port in (f"exec:{exe}", h.url):
                 replies, _ = classify_all(port, texts, policy=pol)
                 compare(replies, depth, cls, logits)

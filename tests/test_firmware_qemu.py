@@ -69,7 +69,7 @@ def request_script(art: artifact.Artifact) -> list[bytes]:
     """All requests of one session: info, tokenizer, classification under three exit
     policies (the artifact's, none, confidence), errors."""
     sents = sentences(art, N_SENTENCES)
-    n_early = art.config["n_blocks"] - 1
+    n_early = art.config["n_blocks"] + int(art.config.get("wide", False)) - 1   # every exit but the last
     reqs = [b"!info\n"]
     reqs += [b"!tok " + s + b"\n" for s in sents[:20]]
     reqs += [as_request(s) for s in sents]
@@ -112,14 +112,16 @@ class Mirror:
                           [np.uint32(int(h, 16)).view(np.float32) for h in r.fields["thr"].split(",") if h])
             elif rep.startswith("ok cls="):
                 text = req[3:] if req.startswith(b"!c ") else req
-                ids = tok_mod.encode_for_model(self.tok, text.rstrip(b"\n").decode("utf-8"), self.cfg["seq_max"])
-                todo.append((ids, policy, parse_reply(rep)))
-        res = deploy.run(self.model, [t[0] for t in todo])
-        for k, (ids, (pol, thr), rep) in enumerate(todo):
-            depth = int(exits.decide(pol, thr, res.conf[k:k + 1], res.entropy[k:k + 1])[0])
-            want_logits = [float_to_hex(float(v)) for v in res.logits[k, depth - 1]]
+                every = tok_mod.encode_all(self.tok, text.rstrip(b"\n").decode("utf-8"))
+                todo.append((tok_mod.model_ids(every, self.cfg["seq_max"]), every, policy, parse_reply(rep)))
+        res = deploy.run(self.model, [t[0] for t in todo], [t[1] for t in todo])
+        for k, (ids, _, (pol, thr), rep) in enumerate(todo):
+            depth = int(exits.decide(pol, thr, res.conf[k:k + 1], res.entropy[k:k + 1], first_exit=res.first_exit,
+                                     h_prior=res.h_prior)[0])
+            col = depth - res.first_exit
+            want_logits = [float_to_hex(float(v)) for v in res.logits[k, col]]
             got = (rep.cls, rep.exit_depth, rep.tokens, rep.logits_hex)
-            assert got == (int(res.cls[k, depth - 1]), depth, len(ids), want_logits), \
+            assert got == (int(res.cls[k, col]), depth, len(ids), want_logits), \
                 f"firmware {got} != deploy mirror for ids {ids}"
         return len(todo)
 

@@ -56,7 +56,7 @@ QEMU_FLOOD = 64 << 10
 REPLY_TIMEOUT = 30.0            # per batch of replies: a hang fails here
 QUIET = {"host": 0.15, "qemu": 0.4}   # silence expected after the last reply of a batch
 BOARD_FIELDS = re.compile(r"\b(cost|unit|board)=\S*")
-POLICY_SET = b"!policy confidence 0.5,0x3f400000\n"    # n_blocks = 3 -> 2 thresholds
+POLICY_SET = b"!policy confidence 0.5,0x3f400000,0.75\n"    # wide exit + 3 blocks -> 3 thresholds
 
 HAVE_QEMU = shutil.which(firmware.CC) is not None and shutil.which("qemu-system-arm") is not None
 

@@ -83,10 +83,19 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
     return artifact.save(path, meta, model_tensors(model), tokenizer_json)
 
 
-def export_run(run_dir, out=None, *, ceiling: float | None = None, tolerance: float = 0.005,
+DEFAULT_POLICY = "confidence"      # the shipped exit policy (train/policies.py: LAMA-style)
+DEFAULT_TOLERANCE = 0.01           # accuracy the early leavers may lose, bounded with probability 1 - delta
+DEFAULT_DELTA = 0.05
+
+
+def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, tolerance: float = DEFAULT_TOLERANCE,
+               delta: float = DEFAULT_DELTA, ceiling: float | None = None,
                policy: dict | None = None) -> artifact.Artifact:
-    """Run directory -> artifact (default RUN/artifact), with the entropy threshold
-    calibrated on the validation split unless `policy` is given."""
+    """Run directory -> artifact (default RUN/artifact), with the exit policy calibrated
+    on the validation split unless `policy` is given: `confidence` (the default; every
+    early exit, exit 0 included, gets the lowest threshold whose leavers provably lose
+    at most `tolerance` accuracy, with probability 1 - delta) or `entropy` (the paper's
+    rule; `tolerance` is then the validation accuracy given up for compute)."""
     from pathlib import Path
 
     from . import calibrate, deploy
@@ -102,11 +111,18 @@ def export_run(run_dir, out=None, *, ceiling: float | None = None, tolerance: fl
             "exit_policy": {"name": "none", "thresholds": []}, "h_prior": h_prior,
             "special_ids": special_ids(), "format_version": artifact.FORMAT_VERSION}
     if policy is None:
+        from . import policies
         probe = artifact.Artifact(meta, tensors, tok_json)
         ids, y, _ = run.part("val")
         res = deploy.run(deploy.DeployModel(probe), ids, run.all_part("val"))
-        policy = calibrate.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
-                                             ceiling=ceiling, tolerance=tolerance)
+        if policy_name == "confidence":
+            policy = policies.calibrate_confidence(res, y, tolerance=tolerance, delta=delta)
+        elif policy_name == "entropy":
+            policy = calibrate.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
+                                                 ceiling=ceiling, tolerance=tolerance)
+        else:
+            raise ValueError(f"export calibrates 'confidence' or 'entropy', not {policy_name!r} "
+                             f"(use `beexgen calibrate` for the others)")
     extra = {"dataset": run.config.dataset, "seed": run.config.seed,
              "split_sha256": getattr(run.split, "sha256", None)}
     return export(run.model, out, classes=run.classes, tokenizer_json=tok_json, policy=policy,

@@ -49,7 +49,7 @@ class TrainConfig:
     wide_prefit: bool = True                   # fit the wide exit alone first (train/wide_fit.py)
     wide_l2: float | None = None               # L2 on the wide table; None: tuned on validation by the pre-fit
     wide_lr: float = 0.1                       # the wide exit's learning rate after the pre-fit, relative to lr
-    deep_alone: float = 1.0                    # weight of each deep head's own loss, without the wide logits
+    deep_alone: float = 0.0                    # weight of each deep head's own loss, without the wide logits
     size_budget: int = cost.ARTIFACT_BUDGET    # bytes: the default bigram buckets fill the artifact up to this
     exit_weights: list[float] | None = None   # soft-routing loss weights, one per exit
     full_precision: bool = False
@@ -200,12 +200,13 @@ def model_config(cfg: TrainConfig, tok, n_classes: int) -> ModelConfig:
     return mcfg
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
+def prepare(cfg: TrainConfig, progress: bool = True, rng: np.random.Generator | None = None):
+    """The run directory's data half: split.json and tokenizer.json (made once, reused
+    after), so that other runs (the twin, ablations) can share them before training.
+    Returns (data set, classes, labels, split, training indices, tokenizer)."""
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-
+    rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     ds, classes, labels, split = prepare_data(cfg, run_dir, progress)
     train_idx = list(split.train)
     if cfg.max_train:
@@ -217,6 +218,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         tok = tok_mod.train_tokenizer([ds.texts[i] for i in train_idx], vocab_size=cfg.vocab_size,
                                       min_frequency=cfg.min_frequency)
         tok_mod.save_tokenizer(tok, tokp)
+    return ds, classes, labels, split, train_idx, tok
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    run_dir = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    ds, classes, labels, split, train_idx, tok = prepare(cfg, progress, rng)
 
     mcfg = model_config(cfg, tok, len(classes))
     all_ids = [tok_mod.encode_all(tok, t) for t in ds.texts]
