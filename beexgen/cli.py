@@ -68,7 +68,7 @@ def main():
 @click.option("--d-model", default=128, show_default=True)
 @click.option("--heads", default=4, show_default=True)
 @click.option("--d-ff", default=256, show_default=True)
-@click.option("--blocks", default=2, show_default=True, help="Transformer blocks (each with an exit head).")
+@click.option("--blocks", type=int, help="Transformer blocks, each with an exit head [2 with the wide exit, 4 without].")
 @click.option("--seq-max", default=64, show_default=True, help="Maximum tokens per sentence, [CLS] included.")
 @click.option("--no-slfn", is_flag=True, help="Ablation: blocks without the Selective Learn-Forget Network.")
 @click.option("--no-wide", is_flag=True, help="The paper's architecture alone: no wide exit 0 (bag of ids + bigrams).")
@@ -98,8 +98,10 @@ def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model
     from beexgen.train.trainer import TrainConfig, train as run_train
 
     out = Path(out or f"runs/{Path(dataset).stem.replace('/', '_')}")
-    model = dict(d_model=d_model, n_heads=heads, d_ff=d_ff, n_blocks=blocks, seq_max=seq_max,
+    model = dict(d_model=d_model, n_heads=heads, d_ff=d_ff, seq_max=seq_max,
                  slfn=not no_slfn, dropout=dropout, wide=not no_wide)
+    if blocks is not None:
+        model["n_blocks"] = blocks
     if bigram_buckets is not None:
         model["bigram_buckets"] = bigram_buckets
     if board != "none":

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))   # tests/fixtures.py, tests/cbui
 
 # Tiny but trained: enough to make exits, ties and policies non-trivial, seconds to train.
 TINY_TRAIN = dict(seed=0, epochs=3, batch_size=32, lr=3e-3, vocab_size=800, max_train=1500,
-                  model=dict(d_model=32, n_heads=2, d_ff=48, n_blocks=3, seq_max=48))
+                  model=dict(d_model=32, n_heads=2, d_ff=48, n_blocks=3, seq_max=48, bigram_buckets=1024))
 
 
 @pytest.fixture(scope="session")

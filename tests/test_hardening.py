@@ -320,7 +320,7 @@ def test_no_reset_after_all_cases(device):
     pid = device.pid
     got, want = drive(device, [b"!policy\n!ping\n"])
     check_same(device, got, want, "final")
-    assert got == ["ok policy=confidence thr=3f000000,3f400000", "ok pong"]
+    assert got == ["ok policy=confidence thr=3f000000,3f400000,3f400000", "ok pong"]
     assert device.alive() and device.pid == pid
     if isinstance(device, HostDevice):
         rc, stderr = device.close()

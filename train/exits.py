@@ -68,10 +68,11 @@ def decide(policy: Policy | int, thresholds, conf: np.ndarray, entropy: np.ndarr
         if thr.size != 1:
             raise ValueError("the entropy policy takes one threshold")
         prev = np.full(n, np.float32(h_prior), dtype=np.float32)
-        for b in range(n_exits - 1):
-            drop = prev - entropy[:, b]
-            take[:, b] = drop < thr[0] * prev
-            prev = entropy[:, b]
+        with np.errstate(invalid="ignore"):      # inf - inf, inf * 0: NaN compares false, as in C
+            for b in range(n_exits - 1):
+                drop = prev - entropy[:, b]
+                take[:, b] = drop < thr[0] * prev
+                prev = entropy[:, b]
     elif policy in (Policy.CONFIDENCE, Policy.BUDGET):
         if thr.size != n_exits - 1:
             raise ValueError(f"the {policy.name.lower()} policy takes {n_exits - 1} thresholds (one per early exit)")

@@ -39,6 +39,11 @@ from beexgen import wide as wide_rules
 from .binarize import BinaryLinear, binarize
 
 
+# Blocks by default: the paper's stack of 4 without the wide exit; beside a wide exit
+# the 256 KB budget buys bigram buckets instead of blocks (docs/ABLATIONS.md).
+DEFAULT_BLOCKS = {False: 4, True: 2}
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int
@@ -46,7 +51,7 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 256
-    n_blocks: int = 2
+    n_blocks: int | None = None        # None: DEFAULT_BLOCKS[wide]
     seq_max: int = 64
     binary: bool = True
     slfn: bool = True
@@ -55,6 +60,8 @@ class ModelConfig:
     bigram_buckets: int | None = None  # None: wide.default_buckets(n_classes); 0: unigrams only
 
     def __post_init__(self):
+        if self.n_blocks is None:
+            self.n_blocks = DEFAULT_BLOCKS[bool(self.wide)]
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
         if not self.wide:

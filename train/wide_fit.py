@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)     # inverse regularisation strengths tried
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)     # inverse regularisation strengths tried
 
 
 def l2_for(c: float, n: int) -> float:
