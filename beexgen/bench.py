@@ -458,9 +458,12 @@ def markdown(results: list[dict], meta: dict) -> str:
         lambda r: " / ".join(str(h) for h in r["policies"]["default"]["depth_hist"]))
     row("**compute saved vs full depth, default policy**",
         lambda r: f"**{100 * (1 - r['policies']['default']['ops_rel']):.0f} %**")
+    def pol(r, p):
+        a, n = r["policies"][p]["accuracy"], r["n"]
+        lo, hi = wilson(a, n)
+        return f"{_pct(a)} [{_pct(lo)}-{_pct(hi)}] / {100 * (1 - r['policies'][p]['ops_rel']):.0f} %"
     for p in ("entropy", "confidence", "budget"):
-        row(f"{p} policy: accuracy / compute saved",
-            lambda r, p=p: f"{_pct(r['policies'][p]['accuracy'])} / {100 * (1 - r['policies'][p]['ops_rel']):.0f} %")
+        row(f"{p} policy: accuracy / compute saved", lambda r, p=p: pol(r, p))
     row("test texts longer than seq_max (head + tail)", lambda r: str(r["default_eval"]["over_seq_max"]))
     row("artifact bytes, shipped (paper model) [twin, ratio]",
         lambda r: f"{r['size']['artifact']['total'] / 1024:.0f} KB ({r['paper_size'] / 1024:.0f} KB) "

@@ -86,10 +86,12 @@ def main():
               help="Training-only: replace each token by [UNK] with this probability.")
 @click.option("--board", default="nucleo-f411re", show_default=True,
               help="Check before training that the model's RAM (seq_max tokens) fits this board; 'none' skips.")
+@click.option("--threads", default=1, show_default=True,
+              help="Torch threads (more help little on a model this small, and hurt on a loaded machine).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model, heads, d_ff, blocks, seq_max,
           no_slfn, no_wide, bigram_buckets, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout,
-          attn_dropout, token_dropout, board, quiet):
+          attn_dropout, token_dropout, board, threads, quiet):
     """Train a BEExformer on DATASET, export its artifact and print the eval table.
 
     DATASET is `rotten_tomatoes`, `sms_spam` or `trec6` (fetched once, offline
@@ -108,10 +110,12 @@ def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model
         _ram_check(model, vocab_size, board)
     common = dict(dataset=dataset, seed=seed, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
                   vocab_size=vocab_size, token_dropout=token_dropout, attn_dropout=attn_dropout,
-                  exit_weights=_floats(exit_weights),
+                  exit_weights=_floats(exit_weights), threads=threads,
                   max_train=max_train, text_column=text_column, label_column=label_column, model=model)
     run_train(TrainConfig(out=str(out), full_precision=full_precision, **common), progress=not quiet)
     if with_twin and not full_precision:
+        click.echo("binarized model done; now its full-precision twin (--with-twin), same split and tokenizer",
+                   err=True)
         twin = out / "twin"
         twin.mkdir(parents=True, exist_ok=True)
         for f in ("split.json", "tokenizer.json"):  # the twin sees exactly the same data and ids
@@ -208,7 +212,7 @@ def _deploy_split(run, art, part):
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--policy", "policy_name", type=click.Choice(["entropy", "confidence", "budget", "none"]),
-              default="entropy", show_default=True, help="Exit policy to calibrate and write into the artifact.")
+              default="confidence", show_default=True, help="Exit policy to calibrate and write into the artifact.")
 @click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth).")
 @click.option("--tolerance", type=float, help="entropy: accept this much validation accuracy below the "
               "best for a cheaper threshold [0.005]. confidence: accuracy the early leavers may lose "
@@ -235,12 +239,15 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     from beexgen.train.export import export_run
     from beexgen.train.trainer import load_run
 
+    if policy_name == "budget" and (budget is None or not 0 < budget <= 1):   # before the slow loading
+        raise click.UsageError("--budget must be given as a fraction in (0, 1], e.g. --budget 0.5")
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     art_dir = Path(out) if out else run_dir / "artifact"
     if not (art_dir / "meta.json").exists():
         export_run(run_dir, art_dir, policy={"name": "none", "thresholds": []})   # weights only; re-exported below
     art = artifact.load(art_dir)
+    before = dict(art.policy)
     res, y, lengths = _deploy_split(run, art, "val")
     try:
         if policy_name == "entropy":
@@ -250,20 +257,27 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
             pol = policies.calibrate_confidence(res, y, tolerance=0.01 if tolerance is None else tolerance,
                                                 delta=delta)
         elif policy_name == "budget":
-            if budget is None or not 0 < budget <= 1:
-                raise click.UsageError("--budget must be given as a fraction in (0, 1], e.g. --budget 0.5")
             pol = policies.calibrate_budget(res, y, lengths, art.config, budget=budget, unit=unit)
         else:
             pol = {"name": "none", "thresholds": []}
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    art = export_run(run_dir, art_dir, policy={k: pol[k] for k in ("name", "thresholds")})
+    new = {k: pol[k] for k in ("name", "thresholds")}
+    if policy_name in ("confidence", "budget") and pol["thresholds"] and min(pol["thresholds"]) > 1.0:
+        click.echo(f"warning: the {policy_name} calibration disables every early exit (thresholds above 1: "
+                   f"no threshold passes on {len(y)} validation sentences); every sentence runs all blocks. "
+                   f"Loosen --tolerance/--delta or calibrate on a larger validation split.", err=True)
+    if new["name"] == before["name"] and [float(t) for t in new["thresholds"]] == [float(t) for t in before["thresholds"]]:
+        click.echo(f"artifact {art_dir} unchanged: its policy already is {new['name']} {new['thresholds']}")
+    else:
+        art = export_run(run_dir, art_dir, policy=new)
+        click.echo(f"default policy of {art.path}: {new['name']} (was {before['name']}); hash {art.hash[:16]}...")
     store = run_dir / "policies.json"
     saved = json.loads(store.read_text()) if store.exists() else {}
     saved[policy_name] = json.loads(json.dumps(pol, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     store.write_text(json.dumps(saved, indent=2) + "\n")
     thr = ", ".join(f"{t:.4g}" for t in pol["thresholds"]) or "-"
-    click.echo(f"{policy_name}: thresholds [{thr}] -> artifact {art.path} (hash {art.hash[:16]}...)")
+    click.echo(f"{policy_name}: thresholds [{thr}]")
     ev = policies.evaluate_policy(res, y, lengths, art.config, pol["name"], pol["thresholds"])
     click.echo("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if isinstance(v, float)))
 
@@ -315,6 +329,9 @@ def _artifact_arg(path: str):
     p = Path(path)
     if not (p / "meta.json").exists() and (p / "artifact" / "meta.json").exists():
         p = p / "artifact"
+    elif not (p / "meta.json").exists() and (p / "checkpoint.pt").exists():
+        raise click.ClickException(f"{p} is a training run without an artifact: export it first "
+                                   f"(`beexgen export {p}`)")
     return p
 
 

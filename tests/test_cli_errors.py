@@ -121,3 +121,27 @@ def test_ram_check_measures_what_the_trained_build_uses(tmp_path):
     pre = fit.ram_check(cfg, build_empty(fit.placeholder_vocab(cfg["vocab_size"])).to_str(), "nucleo-f411re")
     real = firmware.build_firmware(art, "nucleo-f411re", tmp_path / "fw")
     assert abs(pre.ram_used - real.ram_used) <= 16, (pre.ram_parts, real.ram_parts)
+
+
+def test_calibrate_budget_needs_budget_before_loading(tmp_path):
+    r = run("calibrate", tmp_path, "--policy", "budget")      # an empty directory: never loaded
+    assert r.exit_code != 0 and "--budget must be given" in r.output
+
+
+def test_calibrate_says_what_changed_and_warns_when_no_exit_survives(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained("trec6"), run_dir)
+    r = run("calibrate", run_dir, "--policy", "entropy")
+    assert r.exit_code == 0 and "default policy of" in r.output
+    h = artifact.load(run_dir / "artifact").hash
+    r = run("calibrate", run_dir, "--policy", "entropy")              # same thresholds again
+    assert r.exit_code == 0 and "unchanged" in r.output
+    assert artifact.load(run_dir / "artifact").hash == h            # not rewritten
+    r = run("calibrate", run_dir, "--policy", "confidence", "--tolerance", "0.0001", "--delta", "0.0001")
+    assert r.exit_code == 0 and "disables every early exit" in r.output
+
+
+def test_build_of_a_run_without_artifact_says_export(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    r = run("build", tmp_path, "--target", "host")
+    assert r.exit_code == 1 and "beexgen export" in r.output

@@ -51,6 +51,8 @@ class TrainConfig:
     wide_lr: float = 0.1                       # the wide exit's learning rate after the pre-fit, relative to lr
     deep_alone: float = 0.0                    # weight of each deep head's own loss, without the wide logits
     size_budget: int = cost.ARTIFACT_BUDGET    # bytes: the default bigram buckets fill the artifact up to this
+    threads: int = 1                           # torch threads: the tiny model gains little from more, and two
+                                               # processes at the default thread count slow each other ~10x
     exit_weights: list[float] | None = None   # soft-routing loss weights, one per exit
     full_precision: bool = False
     text_column: str | None = None
@@ -215,6 +217,8 @@ def prepare(cfg: TrainConfig, progress: bool = True, rng: np.random.Generator | 
     if tokp.exists():
         tok = tok_mod.load_tokenizer(tokp)
     else:
+        if progress:
+            tqdm.write(f"training the tokenizer on {len(train_idx):,} texts (vocabulary {cfg.vocab_size:,})")
         tok = tok_mod.train_tokenizer([ds.texts[i] for i in train_idx], vocab_size=cfg.vocab_size,
                                       min_frequency=cfg.min_frequency)
         tok_mod.save_tokenizer(tok, tokp)
@@ -223,6 +227,7 @@ def prepare(cfg: TrainConfig, progress: bool = True, rng: np.random.Generator | 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     run_dir = Path(cfg.out)
+    torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     ds, classes, labels, split, train_idx, tok = prepare(cfg, progress, rng)
@@ -250,6 +255,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         va_wide = wide_rows(mcfg, va_ids, va_all)
         every = range(len(tr_ids))
         if cfg.wide_prefit:
+            if progress:
+                tqdm.write(f"fitting the wide exit 0 alone ({mcfg.vocab_size:,} ids + {mcfg.bigram_buckets:,} "
+                           f"bigram buckets, C over {len(wide_fit.C_GRID)} values)")
             fit = wide_fit.prefit(model.wide, (wide_batch(tr_wide, every), tr_y),
                                   (wide_batch(va_wide, range(len(va_ids))), va_y), l2=cfg.wide_l2)
             wide_l2 = fit["l2"]
@@ -308,7 +316,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                        run_dir / "checkpoint.pt")
         if progress:
             accs = " ".join(f"{a:.3f}" for a in acc)
-            tqdm.write(f"{kind} epoch {epoch:2d}/{epochs}  loss {rec['loss']:.4f}  val acc by exit [{accs}]{mark}")
+            left = (time.time() - t0) / epoch * (epochs - epoch)
+            tqdm.write(f"{kind} epoch {epoch:2d}/{epochs}  loss {rec['loss']:.4f}  val acc by exit [{accs}]{mark}"
+                       f"  {time.time() - t0:.0f} s, about {left / 60:.1f} min left")
     return run_dir
 
 
