@@ -200,8 +200,8 @@ int binlinear_avx2(float *y, const uint32_t *xb, const uint32_t *w, const float 
  * popcounts and the four sums are independent (no serial dependency between them);
  * the remaining rows go one by one. The integer dots are those of the reference, and
  * the float epilogue is the same expression, so y is bit-identical. */
-void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
-                  const float *alpha, const float *bias, int n_in, int n_out)
+void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
+                           const float *alpha, const float *bias, int n_in, int n_out)
 {
     const int words = BX_WORDS(n_in);
     int o = 0;
@@ -269,6 +269,13 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
         y[o] = (float)dot * alpha[o] + bias[o];
     }
 }
+
+/* The kernel the engine calls. This definition is weak: an ISA file linked into the
+ * build (bx_kernels_arm.c in Cortex-M4 firmware) replaces it with a stronger one, which
+ * falls back to bx_binlinear_portable for the shapes it does not specialise. */
+void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+                  const float *alpha, const float *bias, int n_in, int n_out)
+    __attribute__((weak, alias("bx_binlinear_portable")));
 
 /* y (d,) = ((x - mean) * r) * gamma + beta, element-wise */
 static void layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,

@@ -35,6 +35,11 @@ int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n);
  * xb (BX_WORDS(n_in),) packed -> y (n_out,):  y[o] = alpha[o] * dot(xb, W[o]) + bias[o]. */
 void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
                       const float *alpha, const float *bias, int n_in, int n_out);
+/* bx_binlinear_portable: the C path (with the x86 extensions the build enables), any
+ * shape. bx_binlinear: what the engine calls; the portable path unless an ISA file
+ * (bx_kernels_arm.c on the Cortex-M4) provides it. All three give the same y bits. */
+void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
+                           const float *alpha, const float *bias, int n_in, int n_out);
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out);
 

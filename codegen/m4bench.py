@@ -1,0 +1,293 @@
+"""Cortex-M4 figures for the bench, as plain dicts: the binary kernel, its int8 peer
+(CMSIS-DSP arm_mat_vec_mult_q7), the whole-model int8 estimate and the per-stage profile.
+
+    from beexgen.codegen import m4bench
+    m4bench.kernel_figures()          # instructions per 32 binary MACs, per shape and path
+    m4bench.q7_figures()              # CMSIS-DSP q7 instructions per shape, ratio to ours
+    m4bench.int8_estimate(art)        # int8 model of the same shape: instructions, flash
+    m4bench.profile(art, texts)       # instructions per stage of bx_classify, per sentence
+
+Every count is of instructions executed by the arm-none-eabi-gcc build of the real C,
+run in unicorn (codegen/m4emu.py: QEMU's CPU, counted by translation block), over whole
+calls: the kernel's entry, loops, tails and return. Kernels are built into a small
+bench ELF with the firmware's flags (codegen/firmware.py ARM_CFLAGS); the profile runs
+the firmware ELF itself. Inputs are random (seeded); each measured call's output is
+checked bit for bit against the portable reference run on the same emulator, so a
+figure is never reported for a kernel that computed something else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from beexgen.codegen import firmware as fw_mod
+from beexgen.codegen import render
+from beexgen.codegen.m4emu import M4
+
+# (n_in, n_out) of the default model's binary layers (train/model.py ModelConfig,
+# d_model 128, d_ff 256): qkv 128->384, slfn 128->512, up 128->256, down 256->128
+# (the attention output 128->128 has the qkv row length).
+MODEL_SHAPES = ((128, 384), (128, 512), (128, 256), (256, 128))
+KERNEL_SOURCES = ("bx_kernels.c", *(f for f in fw_mod.CM4_KERNEL_SOURCES if f.endswith(".c")))
+KERNEL_HEADERS = ("bx_kernels.h", "bx_math.h", *(f for f in fw_mod.CM4_KERNEL_SOURCES if f.endswith(".h")))
+CACHE = Path(os.environ.get("BEEXGEN_CACHE", Path.home() / ".cache" / "beexgen"))
+CMSISDSP_VERSION = "1.10.3"
+CMSISDSP_SDIST = f"cmsisdsp-{CMSISDSP_VERSION}.tar.gz"
+Q7_SOURCE = "Source/MatrixFunctions/arm_mat_vec_mult_q7.c"
+
+
+def shape_key(n_in: int, n_out: int) -> str:
+    return f"{n_in}x{n_out}"
+
+
+# --------------------------------------------------------------------------- builds
+
+def _cc(args: list[str], what: str) -> None:
+    r = subprocess.run([fw_mod.CC, *args], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{what} failed:\n{fw_mod.CC} {' '.join(args)}\n{r.stderr[-4000:]}")
+
+
+def _bench_cflags(dsp: bool) -> list[str]:
+    """The firmware's compiler flags (codegen/firmware.py) minus the stack/call-graph
+    reports, plus -DBX_USE_DSP for the DSP path."""
+    drop = {"-fstack-usage", "-fcallgraph-info=su"}
+    return [f for f in fw_mod.ARM_CFLAGS if f not in drop] + (["-DBX_USE_DSP"] if dsp else [])
+
+
+def _link_bench(out: Path, objects: list[Path], cflags: list[str]) -> Path:
+    """A bare ELF of the objects: code at 0 (flash), data at 0x20000000 (RAM), no start-up:
+    unicorn calls its functions directly."""
+    _cc([*cflags, "-nostartfiles", "--specs=nano.specs", "-Wl,-Ttext=0x0", "-Wl,-Tdata=0x20000000",
+         "-Wl,-e,bx_binlinear", "-o", str(out), *map(str, objects)], "linking the kernel bench")
+    return out
+
+
+def build_kernel_bench(out_dir: str | Path, *, dsp: bool = False, q7: bool = True) -> Path:
+    """The kernels (bx_kernels.c + the Cortex-M4 files), and CMSIS-DSP's q7 matrix-vector
+    product when q7, compiled with the firmware's flags into out_dir/kernels[_dsp].elf."""
+    from beexgen import numerics
+
+    out = Path(out_dir)
+    src = out / ("src_dsp" if dsp else "src")
+    src.mkdir(parents=True, exist_ok=True)
+    render.copy_sources(list(KERNEL_SOURCES + KERNEL_HEADERS), src)
+    render.render_to(render.environment(), "bx_numerics.h.j2", src / "bx_numerics.h",
+                     constants=sorted(numerics.constants().items()))
+    cflags = _bench_cflags(dsp)
+    objects = []
+    for name in KERNEL_SOURCES:
+        o = src / (Path(name).stem + ".o")
+        _cc([*cflags, f"-I{src}", "-c", "-o", str(o), str(src / name)], f"compiling {name}")
+        objects.append(o)
+    if q7:
+        objects.append(build_q7_object(src, dsp=True))
+    return _link_bench(out / ("kernels_dsp.elf" if dsp else "kernels.elf"), objects, cflags)
+
+
+# --------------------------------------------------------------------------- the int8 peer
+
+def cmsisdsp_sdist(cache: Path = CACHE, fetch: bool = True) -> Path:
+    """The cmsisdsp sdist (Apache-2.0), fetched once with pip into the cache."""
+    path = Path(cache) / "cmsisdsp" / CMSISDSP_SDIST
+    if path.exists() or not fetch:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import sys
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        f"cmsisdsp=={CMSISDSP_VERSION}", "-d", str(path.parent)], capture_output=True, text=True)
+    if r.returncode or not path.exists():
+        raise RuntimeError(f"pip download cmsisdsp=={CMSISDSP_VERSION} failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return path
+
+
+# CMSIS-DSP includes CMSIS-Core's cmsis_compiler.h for the intrinsics; the sdist does not
+# ship it. These are the few it uses in arm_mat_vec_mult_q7 and its headers, on top of
+# ACLE (arm_acle.h), with the semantics of CMSIS-Core 5's cmsis_gcc.h.
+CMSIS_COMPILER_SHIM = """\
+/* cmsis_compiler.h: a minimal stand-in for CMSIS-Core's, on ACLE (beexgen m4bench). */
+#ifndef CMSIS_COMPILER_SHIM_H
+#define CMSIS_COMPILER_SHIM_H
+#include <stdint.h>
+#include <arm_acle.h>
+#ifndef __STATIC_FORCEINLINE
+#define __STATIC_FORCEINLINE static inline __attribute__((always_inline))
+#endif
+#ifndef __STATIC_INLINE
+#define __STATIC_INLINE static inline
+#endif
+#ifndef __ALIGNED
+#define __ALIGNED(x) __attribute__((aligned(x)))
+#endif
+#ifndef __PACKED
+#define __PACKED __attribute__((packed))
+#endif
+#ifndef __RESTRICT
+#define __RESTRICT __restrict
+#endif
+#ifndef __WEAK
+#define __WEAK __attribute__((weak))
+#endif
+#ifndef __ASM
+#define __ASM __asm
+#endif
+#define __SSAT(x, n) __ssat(x, n)
+#define __USAT(x, n) __usat(x, n)
+#define __CLZ(x) __clz(x)
+#define __SXTB16(x) __sxtb16(x)
+#define __SXTB16_RORn(x, r) __sxtb16(__ror(x, r))
+#define __SXTAB16(a, b) __sxtab16(a, b)
+#define __SMLAD(a, b, c) __smlad(a, b, c)
+#define __SMUAD(a, b) __smuad(a, b)
+#define __SMLADX(a, b, c) __smladx(a, b, c)
+#define __QADD8(a, b) __qadd8(a, b)
+#define __QSUB8(a, b) __qsub8(a, b)
+#define __QADD16(a, b) __qadd16(a, b)
+#define __QSUB16(a, b) __qsub16(a, b)
+#define __SHADD16(a, b) __shadd16(a, b)
+#define __PKHBT(a, b, s) ((((uint32_t)(a)) & 0x0000FFFFUL) | ((((uint32_t)(b)) << (s)) & 0xFFFF0000UL))
+#define __PKHTB(a, b, s) ((((uint32_t)(a)) & 0xFFFF0000UL) | ((((uint32_t)(b)) >> (s)) & 0x0000FFFFUL))
+#define __ROR(x, r) __ror(x, r)
+#define __QADD(a, b) __qadd(a, b)
+#define __QSUB(a, b) __qsub(a, b)
+#endif
+"""
+
+
+def build_q7_object(out_dir: Path, *, dsp: bool = True) -> Path:
+    """arm_mat_vec_mult_q7.o from the cmsisdsp sdist, for the Cortex-M4 with the DSP
+    extension (ARM_MATH_DSP, as CMSIS-DSP selects it for -mcpu=cortex-m4)."""
+    out = Path(out_dir) / "cmsis"
+    if not (out / "Include" / "arm_math.h").exists():
+        with tarfile.open(cmsisdsp_sdist()) as tar:
+            prefix = f"cmsisdsp-{CMSISDSP_VERSION}/"
+            want = ("Include/", "PrivateInclude/", Q7_SOURCE)
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix)
+                       and m.name[len(prefix):].startswith(want) and (m.isfile() or m.isdir())]
+            for m in members:
+                m.name = m.name[len(prefix):]
+            tar.extractall(out, members=members, filter="data")
+        (out / "shim").mkdir(exist_ok=True)
+        (out / "shim" / "cmsis_compiler.h").write_text(CMSIS_COMPILER_SHIM)
+    o = out / "arm_mat_vec_mult_q7.o"
+    flags = _bench_cflags(False) + ["-Wno-error", "-w", "-DARM_MATH_LOOPUNROLL"] + (["-DARM_MATH_DSP"] if dsp else [])
+    _cc([*flags, f"-I{out / 'shim'}", f"-I{out / 'Include'}", f"-I{out / 'PrivateInclude'}",
+         "-c", "-o", str(o), str(out / Q7_SOURCE)], "compiling arm_mat_vec_mult_q7.c")
+    return o
+
+
+# --------------------------------------------------------------------------- measuring
+
+def _pack(rng, rows: int, n: int) -> np.ndarray:
+    from beexgen import artifact
+    return np.ascontiguousarray(artifact.pack_signs(rng.standard_normal((rows, n)).astype(np.float32)))
+
+
+def binlinear_call(m4: M4, fn: str, n_in: int, n_out: int, seed: int = 0) -> tuple[int, np.ndarray, np.ndarray]:
+    """One call of a binary linear kernel (bx_binlinear, bx_binlinear_portable or
+    bx_binlinear_ref) on random inputs: (instructions, y it wrote, y of the reference)."""
+    rng = np.random.default_rng(seed)
+    x = _pack(rng, 1, n_in)[0]
+    w = _pack(rng, n_out, n_in)
+    alpha = np.abs(rng.standard_normal(n_out)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    m4.reset_heap()
+    px, pw, pa, pb = (m4.put(a.tobytes()) for a in (x, w, alpha, bias))
+    py, pr = m4.alloc(4 * n_out), m4.alloc(4 * n_out)
+    _, n = m4.call(fn, py, px, pw, pa, pb, n_in, n_out)
+    m4.call("bx_binlinear_ref", pr, px, pw, pa, pb, n_in, n_out)
+    y = np.frombuffer(m4.read(py, 4 * n_out), dtype=np.uint32)
+    ref = np.frombuffer(m4.read(pr, 4 * n_out), dtype=np.uint32)
+    return n, y, ref
+
+
+def kernel_figures(shapes=MODEL_SHAPES, work_dir: str | Path | None = None, seed: int = 0) -> dict:
+    """Instructions of whole binary-linear calls on the M4, per shape "n_inxn_out":
+
+        binary_instr              bx_binlinear as the default firmware runs it (Armv7-M loops)
+        binary_instr_per_32_macs  the same per 32 binary MACs (n_in * n_out / 32)
+        dsp_instr, dsp_instr_per_32_macs          the --dsp firmware's (USADA8) loops
+        portable_instr_per_32_macs                bx_binlinear_portable (the C path)
+        reference_instr_per_32_macs               bx_binlinear_ref (one row at a time)
+
+    Raises AssertionError when a kernel's output differs from the reference's bits."""
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bx_m4bench_")
+        work_dir = tmp.name
+    try:
+        out: dict = {k: {} for k in ("binary_instr", "binary_instr_per_32_macs", "dsp_instr",
+                                     "dsp_instr_per_32_macs", "portable_instr_per_32_macs",
+                                     "reference_instr_per_32_macs")}
+        plain = M4(build_kernel_bench(work_dir, dsp=False, q7=False))
+        dsp = M4(build_kernel_bench(work_dir, dsp=True, q7=False))
+        for n_in, n_out in shapes:
+            key, units = shape_key(n_in, n_out), n_in * n_out / 32
+            for m4, fn, count_key, per_key in ((plain, "bx_binlinear", "binary_instr", "binary_instr_per_32_macs"),
+                                               (dsp, "bx_binlinear", "dsp_instr", "dsp_instr_per_32_macs"),
+                                               (plain, "bx_binlinear_portable", None, "portable_instr_per_32_macs"),
+                                               (plain, "bx_binlinear_ref", None, "reference_instr_per_32_macs")):
+                n, y, ref = binlinear_call(m4, fn, n_in, n_out, seed)
+                assert np.array_equal(y, ref), f"{fn} ({'dsp' if m4 is dsp else 'armv7-m'}) {key}: output differs"
+                if count_key:
+                    out[count_key][key] = n
+                out[per_key][key] = round(n / units, 3)
+        return out
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def q7_call(m4: M4, n_in: int, n_out: int, seed: int = 0) -> tuple[int, np.ndarray, np.ndarray]:
+    """arm_mat_vec_mult_q7 on a random (n_out, n_in) q7 matrix and q7 vector:
+    (instructions, its output, numpy's (sum >> 7) saturated to q7)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (n_out, n_in), dtype=np.int8)
+    v = rng.integers(-128, 128, n_in, dtype=np.int8)
+    m4.reset_heap()
+    pa, pv = m4.put(a.tobytes()), m4.put(v.tobytes())
+    pdst = m4.alloc(n_out)
+    mat = m4.put(struct.pack("<HHI", n_out, n_in, pa))    # arm_matrix_instance_q7
+    _, n = m4.call("arm_mat_vec_mult_q7", mat, pv, pdst)
+    got = np.frombuffer(m4.read(pdst, n_out), dtype=np.int8)
+    want = np.clip((a.astype(np.int64) @ v.astype(np.int64)) >> 7, -128, 127).astype(np.int8)
+    return n, got, want
+
+
+def q7_figures(shapes=MODEL_SHAPES, work_dir: str | Path | None = None, seed: int = 0,
+               binary: dict | None = None) -> dict:
+    """CMSIS-DSP arm_mat_vec_mult_q7 (SMLAD) on the same shapes and core:
+
+        cmsis_dsp_q7_instr        instructions of one call, per shape
+        cmsis_dsp_q7_instr_per_mac
+        q7_over_binary            q7 instructions / ours (bx_binlinear, default build)
+
+    binary: kernel_figures()'s dict, to reuse (measured here when None)."""
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bx_m4q7_")
+        work_dir = tmp.name
+    try:
+        m4 = M4(build_kernel_bench(Path(work_dir) / "q7", dsp=False, q7=True))
+        binary = binary or kernel_figures(shapes, Path(work_dir) / "bin", seed)
+        out = {"cmsis_dsp_q7_instr": {}, "cmsis_dsp_q7_instr_per_mac": {}, "q7_over_binary": {}}
+        for n_in, n_out in shapes:
+            key = shape_key(n_in, n_out)
+            n, got, want = q7_call(m4, n_in, n_out, seed)
+            assert np.array_equal(got, want), f"arm_mat_vec_mult_q7 {key}: output differs from numpy"
+            out["cmsis_dsp_q7_instr"][key] = n
+            out["cmsis_dsp_q7_instr_per_mac"][key] = round(n / (n_in * n_out), 4)
+            out["q7_over_binary"][key] = round(n / binary["binary_instr"][key], 2)
+        return out
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

@@ -1,0 +1,207 @@
+/* bx_kernels_arm.c: the binary linear layer on the Cortex-M4 (Armv7-M Thumb-2 + FPv4).
+ *
+ * Linked into Cortex-M4 builds only (codegen/firmware.py, CM4_SOURCES); its
+ * bx_binlinear replaces the weak portable one of bx_kernels.c. The integer part of the
+ * model's shapes (rows of 4 or 8 words: n_in = 128 or 256, n_out a multiple of 8) runs
+ * in the hand-written loops below; every other shape, and the rows past the last
+ * multiple of 8, run in bx_binlinear_portable. The words-4 and words-8 dot loops come
+ * in two versions: here the Armv7-M one (no DSP instruction), and in
+ * bx_kernels_arm_dsp.c the one using USADA8 (built with -DBX_USE_DSP).
+ *
+ * Counting the bits of a row (p = popcount(x XOR w), dot = n - 2p; bx_kernels.h).
+ * Instructions, not cycles, are what we minimise, so:
+ * - LDM loads a row's four words in one instruction; the four input words stay in
+ *   r8-r11 for the whole call.
+ * - A full adder folds three of the XORed words a, b, c into two: with t = a ^ b,
+ *       s = t ^ c,  cy = a ^ (t & (a ^ c))   (the majority of a, b, c)
+ *   and a + b + c = s + 2 cy bit by bit, so pop(a) + pop(b) + pop(c) = pop(s) + 2 pop(cy):
+ *   five logic instructions save one word's popcount.
+ * - SWAR counts: cnt4(v) leaves the number of set bits of each nibble in that nibble
+ *   (0..4), in five instructions (masks as Thumb-2 immediates: no mask registers):
+ *       v = v - ((v & 0xAAAAAAAA) >> 1);  v = (v & 0x33333333) + ((v & 0xCCCCCCCC) >> 2).
+ * - Nibble counts of several words add up in one word while each nibble stays <= 15:
+ *   z = cnt4(s) + 2 cnt4(cy) is <= 4 + 8 = 12 per nibble. Adding a fourth word's counts
+ *   could reach 16 (all 16 bits of a nibble column set), so the fourth word d gets its
+ *   own nibble word.
+ * - Nibbles to bytes: (v & 0x0F0F0F0F) + ((v & 0xF0F0F0F0) >> 4) (three instructions;
+ *   bytes <= 30); when every nibble is <= 7, (v + (v >> 4)) & 0x0F0F0F0F (two: the low
+ *   nibble sum stays below 16 and nothing carries into the next byte).
+ * - Bytes to the total: T * 0x01010101 holds b0 + b1 + b2 + b3 in its top byte. With
+ *   every byte <= 32 (words-4 rows, p <= 128) the three lower sums stay below 128, so
+ *   bit 23 is 0 and (T * 0x01010101) >> 23 is exactly 2p: dot = n - (T * 0x01010101 >> 23)
+ *   in two instructions. Words-8 rows have p <= 256, which a byte cannot hold: bytes
+ *   <= 64 are added to halfwords (<= 128), T + (T << 16) holds p in its top halfword and
+ *   bit 15 is 0, so dot = n - (that >> 15).
+ * - Words-8 rows: four full adders (Harley-Seal: ones of w0..w6 folded three at a time,
+ *   then the three carries) leave planes s (1), w7 (1), t (2), f (4):
+ *       p = pop(s) + pop(w7) + 2 pop(t) + 4 pop(f)
+ *         = bytes(cnt4(s) + 2 cnt4(t)) + bytes(cnt4(w7) + 2 cnt4(f)) + 2 bytes(cnt4(f)).
+ *
+ * The float epilogue y[o] = (float)dot * alpha[o] + bias[o] is the reference's
+ * expression. The dot loops store the integer dots into y; bx_m4_affine then converts
+ * eight at a time (VLDM, VCVT) and computes bias + dot * alpha with VMLA.F32. VMLA is not
+ * fused: the Armv7-M architecture defines it as FPMul then FPAdd, each rounded (VFMA is
+ * the fused one), so it is the same float as VMUL then VADD; tests/test_m4_kernels.py
+ * checks this on the built code against the reference. Flush-to-zero is off (FPSCR
+ * reset value), as for the reference.
+ */
+#include "bx_kernels.h"
+#include "bx_kernels_arm.h"
+
+__asm__(BX_ARM_ASM_MACROS);
+
+#if !defined(BX_USE_DSP)
+__asm__(
+    /* One words-4 row: r0 = W row (advanced), r8-r11 = x, r2 = 0x01010101, lr = n,
+     * dot stored at r1 (advanced). Planes: after the adder r5 = s, r4 = cy; r7 = d. */
+    "   .macro bx_row4\n"
+    "   ldm     r0!, {r4-r7}\n"
+    "   eor     r4, r4, r8\n"
+    "   eor     r5, r5, r9\n"
+    "   eor     r6, r6, r10\n"
+    "   eor     r7, r7, r11\n"
+    "   bx_fa   r4, r5, r6\n"               /* r6 = s, r4 = cy */
+    "   bx_cnt4 r6\n"
+    "   bx_cnt4 r4\n"
+    "   add     r6, r6, r4, lsl #1\n"       /* z = cnt4(s) + 2 cnt4(cy), <= 12 */
+    "   bx_cnt4 r7\n"                       /* <= 4 */
+    "   bx_nib2bytes r6\n"                  /* <= 24 */
+    "   bx_nib2bytes_small r7\n"            /* <= 8 */
+    "   add     r6, r6, r7\n"               /* T, bytes <= 32 */
+    "   mul     r6, r6, r2\n"
+    "   sub     r6, lr, r6, lsr #23\n"      /* n - 2p */
+    "   str     r6, [r1], #4\n"
+    "   .endm\n"
+    "   .text\n"
+    "   .global bx_m4_dots4\n"
+    "   .type   bx_m4_dots4, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_dots4:\n"
+    "   push    {r4-r11, lr}\n"
+    "   ldm     r1, {r8-r11}\n"
+    "   mov     r1, r0\n"
+    "   mov     r0, r2\n"
+    "   add     r3, r0, r3, lsl #4\n"       /* end of W */
+    "   mov     r2, #0x01010101\n"
+    "   mov     lr, #128\n"
+    "1: bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   cmp     r0, r3\n"
+    "   bne     1b\n"
+    "   pop     {r4-r11, pc}\n"
+    "   .size   bx_m4_dots4, . - bx_m4_dots4\n"
+
+    /* One words-8 row: r0 = W row (advanced), r2 = x, dot stored at r1 (advanced).
+     * Half one: w0..w3 ^ x0..x3 in r4-r7, adder (r4, r5, r6) -> r6 = s_a, r4 = c_a,
+     * r7 = w3. Half two: w4..w7 in r8-r11, x4..x7 two at a time through r5, r12 ... */
+    "   .macro bx_row8\n"
+    "   ldm     r0!, {r4-r7}\n"
+    "   ldm     r2, {r8-r11}\n"
+    "   eor     r4, r4, r8\n"
+    "   eor     r5, r5, r9\n"
+    "   eor     r6, r6, r10\n"
+    "   eor     r7, r7, r11\n"
+    "   bx_fa   r4, r5, r6\n"               /* r6 = s_a, r4 = c_a; r5 free */
+    "   ldm     r0!, {r8-r11}\n"
+    "   ldrd    r5, r12, [r2, #16]\n"
+    "   eor     r8, r8, r5\n"
+    "   eor     r9, r9, r12\n"
+    "   ldrd    r5, r12, [r2, #24]\n"
+    "   eor     r10, r10, r5\n"
+    "   eor     r11, r11, r12\n"            /* w4..w7 in r8-r11 */
+    "   bx_fa   r6, r7, r8\n"               /* r8 = s_b, r6 = c_b */
+    "   bx_fa   r8, r9, r10\n"              /* r10 = s_c, r8 = c_c */
+    "   bx_fa   r4, r6, r8\n"               /* r8 = t (2), r4 = f (4) */
+    "   bx_cnt4 r10\n"
+    "   bx_cnt4 r8\n"
+    "   add     r10, r10, r8, lsl #1\n"     /* A = cnt4(s_c) + 2 cnt4(t), <= 12 */
+    "   bx_cnt4 r11\n"
+    "   bx_cnt4 r4\n"
+    "   add     r11, r11, r4, lsl #1\n"     /* B = cnt4(w7) + 2 cnt4(f), <= 12 */
+    "   bx_nib2bytes r10\n"
+    "   bx_nib2bytes r11\n"
+    "   bx_nib2bytes_small r4\n"            /* bytes(cnt4(f)) <= 8 */
+    "   add     r10, r10, r11\n"
+    "   add     r10, r10, r4, lsl #1\n"     /* T, bytes <= 64 */
+    "   and     r12, r10, #0xFF00FF00\n"
+    "   and     r10, r10, #0x00FF00FF\n"
+    "   add     r10, r10, r12, lsr #8\n"    /* halfwords <= 128 */
+    "   add     r10, r10, r10, lsl #16\n"   /* top halfword = p <= 256, bit 15 = 0 */
+    "   sub     r10, lr, r10, lsr #15\n"    /* n - 2p */
+    "   str     r10, [r1], #4\n"
+    "   .endm\n"
+    "   .global bx_m4_dots8\n"
+    "   .type   bx_m4_dots8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_dots8:\n"
+    "   push    {r4-r11, lr}\n"
+    "   mov     r12, r1\n"
+    "   mov     r1, r0\n"
+    "   mov     r0, r2\n"
+    "   mov     r2, r12\n"
+    "   add     r3, r0, r3, lsl #5\n"       /* end of W */
+    "   mov     lr, #256\n"
+    "1: bx_row8\n"
+    "   bx_row8\n"
+    "   cmp     r0, r3\n"
+    "   bne     1b\n"
+    "   pop     {r4-r11, pc}\n"
+    "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
+);
+#endif
+
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_affine\n"
+    "   .type   bx_m4_affine, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_affine:\n"                       /* r0 = y (dots in, floats out), r1 = alpha, r2 = bias, r3 = n */
+    "   vpush   {s16-s23}\n"
+    "   add     r3, r0, r3, lsl #2\n"
+    "1: vldm    r0, {s0-s7}\n"
+    "   vcvt.f32.s32 s0, s0\n"
+    "   vcvt.f32.s32 s1, s1\n"
+    "   vcvt.f32.s32 s2, s2\n"
+    "   vcvt.f32.s32 s3, s3\n"
+    "   vcvt.f32.s32 s4, s4\n"
+    "   vcvt.f32.s32 s5, s5\n"
+    "   vcvt.f32.s32 s6, s6\n"
+    "   vcvt.f32.s32 s7, s7\n"
+    "   vldm    r1!, {s8-s15}\n"
+    "   vldm    r2!, {s16-s23}\n"
+    "   vmla.f32 s16, s0, s8\n"
+    "   vmla.f32 s17, s1, s9\n"
+    "   vmla.f32 s18, s2, s10\n"
+    "   vmla.f32 s19, s3, s11\n"
+    "   vmla.f32 s20, s4, s12\n"
+    "   vmla.f32 s21, s5, s13\n"
+    "   vmla.f32 s22, s6, s14\n"
+    "   vmla.f32 s23, s7, s15\n"
+    "   vstm    r0!, {s16-s23}\n"
+    "   cmp     r0, r3\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s23}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_affine, . - bx_m4_affine\n"
+);
+
+/* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of
+ * the shapes they handle, bx_binlinear_portable for the rest. */
+void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+                  const float *alpha, const float *bias, int n_in, int n_out)
+{
+    const int n8 = n_out & ~7;
+    int o = 0;
+    if (n8 > 0 && (n_in == 128 || n_in == 256)) {
+        if (n_in == 128)
+            bx_m4_dots4((int32_t *)(void *)y, xb, w, n8);
+        else
+            bx_m4_dots8((int32_t *)(void *)y, xb, w, n8);
+        bx_m4_affine(y, alpha, bias, n8);
+        o = n8;
+    }
+    if (o < n_out)
+        bx_binlinear_portable(y + o, xb, w + (size_t)o * BX_WORDS(n_in), alpha + o, bias + o, n_in, n_out - o);
+}
