@@ -291,3 +291,203 @@ def q7_figures(shapes=MODEL_SHAPES, work_dir: str | Path | None = None, seed: in
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+# --------------------------------------------------------------------------- whole model
+
+def int8_estimate(art, q7: dict | None = None, binary: dict | None = None) -> dict:
+    """An int8 model of the same shape as art, on the same M4: its binary layers become
+    q7 matrix-vector products at CMSIS-DSP's measured instructions per MAC (the mean over
+    MODEL_SHAPES, from q7_figures), per sentence at the artifact's cost table's full depth
+    for seq_max tokens... reported per binary MAC so that any token count can be scaled:
+
+        instr_per_mac             measured, arm_mat_vec_mult_q7
+        binary_instr_per_mac      ours, bx_binlinear (default build), same shapes
+        layer_macs_per_token      sum of n_in * n_out over one block's binary layers
+        flash_bytes               int8 weights of every binary layer plus int8
+                                  embeddings (token and position tables, vocab x d and
+                                  seq x d bytes); the float parameters as ours
+        binary_flash_bytes        the same parameters as this artifact stores them
+    """
+    from beexgen import artifact as art_mod
+
+    a = art if isinstance(art, art_mod.Artifact) else art_mod.load(art)
+    q7 = q7 or q7_figures(binary=binary)
+    macs = {k: int(k.split("x")[0]) * int(k.split("x")[1]) for k in q7["cmsis_dsp_q7_instr"]}
+    per_mac = sum(q7["cmsis_dsp_q7_instr"].values()) / sum(macs.values())
+    bits = int8 = floats = 0
+    for name, t in a.tensors.items():
+        if name.endswith(".bits"):
+            rows = int(np.prod(t.shape[:-1]))
+            n = a.config.d_model if name.startswith("embed.") else None
+            cols = n if n is not None else _binary_in(a, name)
+            bits += t.nbytes
+            int8 += rows * cols
+        else:
+            floats += t.nbytes
+    cfg = a.config
+    d, f = cfg.d_model, cfg.d_ff
+    layer = 3 * d * d + d * d + (4 * d * d if cfg.slfn else 0) + d * f + f * d
+    return {"instr_per_mac": round(per_mac, 4),
+            "layer_macs_per_token": layer,
+            "instr_per_token_per_block": round(layer * per_mac),
+            "flash_bytes": int8 + floats,
+            "binary_flash_bytes": bits + floats}
+
+
+def _binary_in(a, name: str) -> int:
+    """n_in of a binary layer tensor 'blocks.<b>.<layer>.bits' (rows are padded words)."""
+    cfg = a.config
+    layer = name.split(".")[-2]
+    return cfg.d_ff if layer == "down" else cfg.d_model
+
+
+# --------------------------------------------------------------------------- profile
+
+ADDR2LINE = "arm-none-eabi-addr2line"
+STAGE_ORDER = ("tokenizer", "embedding", "layer norms", "sign packing", "binary qkv", "binary out",
+               "binary slfn", "binary up", "binary down", "attention scores", "softmax", "V weighting",
+               "SLFN gates", "residuals and glue", "exit heads", "cost counter")
+
+
+def _inline_chains(elf: Path, addrs: list[int]) -> dict[int, tuple[str, ...]]:
+    """addr -> the functions its code belongs to, innermost first (DWARF inline info)."""
+    if not addrs:
+        return {}
+    r = subprocess.run([ADDR2LINE, "-a", "-f", "-i", "-e", str(elf)], input="\n".join(f"{a:#x}" for a in addrs),
+                       capture_output=True, text=True, check=True)
+    out, cur, chain = {}, None, []
+    lines = r.stdout.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("0x"):
+            if cur is not None:
+                out[cur] = tuple(chain)
+            cur, chain = int(line, 16), []
+            i += 1
+            continue
+        chain.append(line.strip())
+        i += 2                                   # function, then file:line
+    if cur is not None:
+        out[cur] = tuple(chain)
+    return out
+
+
+def _static_stage(chain: tuple[str, ...]) -> str:
+    """Stage of engine code that is no function of its own (inlined into bx_block_forward)."""
+    return "SLFN gates" if "slfn_group" in chain else "residuals and glue"
+
+
+def _stage_map(m4: M4) -> dict:
+    layers = sorted((addr, addr + size, name[len("bx_"):-len("_bits")].split("_")[-1])
+                    for name, (addr, size, typ) in m4.symbols.items()
+                    if name.startswith("bx_blocks_") and name.endswith("_bits"))
+
+    def binary(m, _cur):
+        w = m.reg(2)
+        for lo, hi, layer in layers:
+            if lo <= w < hi:
+                return f"binary {layer}"
+        return "binary other"
+
+    def norm(_m, cur):
+        return None if cur == "exit heads" else "layer norms"
+
+    return {"bx_tokenize": "tokenizer", "bx_embed": "embedding", "bx_pack_signs": "sign packing",
+            "bx_binlinear": binary, "bx_layernorm_rows": norm, "bx_layernorm": norm,
+            "bx_attend": "attention scores", "attend_scores": "attention scores", "attend_softmax": "softmax",
+            "attend_weigh": "V weighting", "bx_exit_after": "exit heads"}
+
+
+def _qemu_costs(elf: Path, board: str, texts: list[bytes], log: Path) -> list[int]:
+    """The firmware's cost= of each text, under QEMU -icount (instructions)."""
+    import serial
+
+    from beexgen.codegen.emulate import handshake, start_qemu
+    from beexgen.host.protocol import parse_reply
+
+    out = []
+    with start_qemu(elf, board, serial="tcp", log=log) as q:
+        ser = serial.serial_for_url(q.url, timeout=30)
+        try:
+            handshake(ser, timeout=15)
+            for t in texts:
+                ser.write((b"!c " + t if t.startswith(b"!") else t) + b"\n")
+                out.append(parse_reply(ser.readline().decode("utf-8", "replace")).cost)
+        finally:
+            ser.close()
+    return out
+
+
+def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, qemu: bool = True,
+            work_dir: str | Path | None = None) -> dict:
+    """Instructions per stage of bx_classify on the Cortex-M4 firmware, mean per sentence.
+
+    art_or_elf: an artifact (path or Artifact; the firmware is built for `board`, with the
+    DSP loops when dsp) or a built fw.elf. texts: sentences (str or bytes).
+    Every instruction bx_classify executes is charged to one stage (STAGE_ORDER): by the
+    kernel function it runs in (the binary layers told apart by their weight tensor),
+    engine code inlined into bx_block_forward by its DWARF inline chain (SLFN gates,
+    the rest "residuals and glue"). qemu: also run the texts through the firmware in
+    QEMU and add "cost counter", the instructions `cost=` counts around bx_classify
+    (the two timer reads), so that the stages sum to the mean cost= exactly.
+
+    Returns {"stages": {stage: mean instructions}, "total": mean (== sum of stages),
+    "classify_mean": mean of bx_classify alone, "cost_mean": mean cost= (qemu),
+    "sentences": n, "exit_depth_mean", "tokens_mean", "per_sentence": [{"tokens",
+    "exit", "instructions", "cost"}]}."""
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bx_m4prof_")
+        work_dir = tmp.name
+    try:
+        src = Path(art_or_elf)
+        if src.suffix == ".elf":
+            elf = src
+        else:
+            elf = fw_mod.build_firmware(art_or_elf, board, Path(work_dir) / "fw", dsp=dsp).elf
+        m4 = M4(elf)
+        stages = _stage_map(m4)
+        texts = [t.encode() if isinstance(t, str) else bytes(t) for t in texts]
+        totals: dict[str, int] = {}
+        rows, engine_blocks = [], {}
+        res = m4.alloc(512)
+        for t in texts:
+            m4.reset_heap()
+            res = m4.alloc(512)
+            p = m4.put(t or b"\0")
+            r0, tr = m4.trace("bx_classify", p, len(t), res, stages=stages, root="engine")
+            if r0 != 0:
+                raise ValueError(f"bx_classify({t[:40]!r}) returned {r0 - (1 << 32) if r0 >> 31 else r0}")
+            for (name, a, s), c in m4.last_blocks.items():
+                if name == "engine":
+                    engine_blocks[(a, s)] = engine_blocks.get((a, s), 0) + c
+                else:
+                    totals[name] = totals.get(name, 0) + c * m4.block_instructions(a, s)
+            depth, = struct.unpack("<i", m4.read(res + 4, 4))
+            rows.append({"exit": depth, "instructions": tr.total})
+        addrs = sorted({i for (a, s) in engine_blocks for i in m4.block_addresses(a, s)})
+        chains = _inline_chains(elf, addrs)
+        for (a, s), c in engine_blocks.items():
+            for i in m4.block_addresses(a, s):
+                st = _static_stage(chains.get(i, ()))
+                totals[st] = totals.get(st, 0) + c
+        n = len(texts)
+        from beexgen.host.protocol import parse_reply  # noqa: F401  (same reply format as the bench)
+        out = {"sentences": n, "classify_mean": sum(r["instructions"] for r in rows) / n,
+               "exit_depth_mean": sum(r["exit"] for r in rows) / n}
+        if qemu:
+            costs = _qemu_costs(elf, board, texts, Path(work_dir) / "qemu.log")
+            for r, c in zip(rows, costs):
+                r["cost"] = c
+            totals["cost counter"] = sum(c - r["instructions"] for r, c in zip(rows, costs))
+            out["cost_mean"] = sum(costs) / n
+        order = [s for s in STAGE_ORDER if s in totals] + sorted(set(totals) - set(STAGE_ORDER))
+        out["stages"] = {s: round(totals[s] / n, 1) for s in order}
+        out["total"] = round(sum(totals.values()) / n, 1)
+        out["per_sentence"] = rows
+        return out
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

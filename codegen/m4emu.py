@@ -221,9 +221,9 @@ class M4:
               max_instructions: int = 500_000_000) -> tuple[int, Trace]:
         """Call fn like `call`, charging each executed instruction to a stage.
 
-        stages: {function symbol: stage name, or a callable (m4) -> stage name evaluated
-        at the function's entry (arguments are in r0-r3 and on the stack), returning None
-        to stay in the caller's stage}. Code outside every named function is `root`.
+        stages: {function symbol: stage name, or a callable (m4, caller's stage) -> stage
+        name evaluated at the function's entry (arguments are in r0-r3 and on the stack),
+        returning None to stay in the caller's stage}. Code outside every named function is `root`.
         Returns (r0, Trace)."""
         from unicorn import UC_HOOK_BLOCK
         from unicorn.arm_const import UC_ARM_REG_LR, UC_ARM_REG_R0, UC_ARM_REG_SP
@@ -244,7 +244,7 @@ class M4:
                     stack.pop()
             how = entries.get(addr)
             if how is not None:
-                name = how(self) if callable(how) else how
+                name = how(self, names[stack[-1][0]]) if callable(how) else how
                 if name is not None:
                     if name not in index:
                         index[name] = len(names)
@@ -258,12 +258,16 @@ class M4:
             self._run(pc, max_instructions)
         finally:
             uc.hook_del(h)
+        self.last_blocks = {(names[si], a, s): c for (si, a, s), c in counts.items() if a != RETURN_PAD}
         tr = Trace({n: 0 for n in names})
-        for (si, a, s), c in counts.items():
-            if a != RETURN_PAD:
-                tr.stages[names[si]] += c * self.block_instructions(a, s)
+        for (name, a, s), c in self.last_blocks.items():
+            tr.stages[name] += c * self.block_instructions(a, s)
         tr.stages = {k: v for k, v in tr.stages.items() if v}
         return uc.reg_read(UC_ARM_REG_R0), tr
+
+    def block_addresses(self, addr: int, size: int) -> list[int]:
+        """The instruction addresses of the block [addr, addr + size)."""
+        return self.insns[bisect.bisect_left(self.insns, addr):bisect.bisect_left(self.insns, addr + size)]
 
     def reg(self, n: int) -> int:
         """Core register rN (0..12)."""

@@ -402,8 +402,12 @@ void weigh_values_avx2(float *o, const float *e, const float *v, int v_stride, i
 }
 #endif
 
-void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
-               const float *v, int v_stride, int n, int dh, float tau)
+/* The three steps of bx_attend are separate functions (noinline) so that an
+ * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
+ * a call costs a few instructions per head.
+ * Scores: e (n,) = tau * dot(q, k_j); returns their max. */
+static __attribute__((noinline))
+float attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
 {
     float m = 0.0f;
 #if defined(__POPCNT__) && !defined(BX_USE_DSP)
@@ -416,16 +420,45 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
             e[j] = (float)(dh - 2 * __builtin_popcount(q0 ^ k[(size_t)j * k_stride])) * tau;
         m = e[0];
         for (int j = 1; j < n; j++) m = e[j] > m ? e[j] : m;
-    } else
+        return m;
+    }
 #endif
     for (int j = 0; j < n; j++) {
         e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
         if (j == 0 || e[j] > m) m = e[j];
     }
+    return m;
+}
+
+/* Softmax weights: e[j] = exp(e[j] - m) in place; returns 1 / sum_j e[j] (sum in j order). */
+static __attribute__((noinline))
+float attend_softmax(float *e, int n, float m)
+{
     bx_exp_shift_array(e, m, n);                            /* element-wise */
     float z = 0.0f;
     for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
-    float inv = 1.0f / z;
+    return 1.0f / z;
+}
+
+/* o (8,) = inv * sum_j e[j] * v_j[0..8): eight running sums in registers, each the
+ * reference's additions in j order from 0.0f (so the same floats), V read row by row. */
+static inline void weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv)
+{
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float ej = e[j];
+        const float *vj = v + (size_t)j * v_stride;
+        a0 = a0 + ej * vj[0]; a1 = a1 + ej * vj[1]; a2 = a2 + ej * vj[2]; a3 = a3 + ej * vj[3];
+        a4 = a4 + ej * vj[4]; a5 = a5 + ej * vj[5]; a6 = a6 + ej * vj[6]; a7 = a7 + ej * vj[7];
+    }
+    o[0] = a0 * inv; o[1] = a1 * inv; o[2] = a2 * inv; o[3] = a3 * inv;
+    o[4] = a4 * inv; o[5] = a5 * inv; o[6] = a6 * inv; o[7] = a7 * inv;
+}
+
+/* V weighting: o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. */
+static __attribute__((noinline))
+void attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
+{
 #if defined(BX_X86_AVX2)
     switch (dh) {   /* constant register counts, so the helper's loops over them unroll */
     case 16: weigh_values_avx2(o, e, v, v_stride, n, 2, inv); return;
@@ -434,17 +467,26 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
     default: break;
     }
 #endif
-    /* o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. The
-     * loops run j outer, c inner: every o[c] still sees the same additions in the same
-     * order (so the same float), but V is read row by row and the c loop has no
-     * dependency between iterations (the compiler may use SIMD lanes for it). */
-    for (int c = 0; c < dh; c++) o[c] = 0.0f;
+    int c0 = 0;
+    for (; c0 + 8 <= dh; c0 += 8)                          /* eight columns at a time */
+        weigh8(o + c0, e, v + c0, v_stride, n, inv);
+    /* the last dh % 8 columns: j outer, c inner; every o[c] sees the same additions in
+     * the same order */
+    for (int c = c0; c < dh; c++) o[c] = 0.0f;
     for (int j = 0; j < n; j++) {
         const float ej = e[j];
         const float *vj = v + (size_t)j * v_stride;
-        for (int c = 0; c < dh; c++) o[c] += ej * vj[c];
+        for (int c = c0; c < dh; c++) o[c] += ej * vj[c];
     }
-    for (int c = 0; c < dh; c++) o[c] *= inv;
+    for (int c = c0; c < dh; c++) o[c] *= inv;
+}
+
+void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau)
+{
+    float m = attend_scores(e, q, k, k_stride, n, dh, tau);
+    float inv = attend_softmax(e, n, m);
+    attend_weigh(o, e, v, v_stride, n, dh, inv);
 }
 
 void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
