@@ -103,7 +103,7 @@ def cmsisdsp_sdist(cache: Path = CACHE, fetch: bool = True) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     import sys
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
                         f"cmsisdsp=={CMSISDSP_VERSION}", "-d", str(path.parent)], capture_output=True, text=True)
     if r.returncode or not path.exists():
         raise RuntimeError(f"pip download cmsisdsp=={CMSISDSP_VERSION} failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
@@ -142,9 +142,23 @@ CMSIS_COMPILER_SHIM = """\
 #endif
 #define __SSAT(x, n) __ssat(x, n)
 #define __USAT(x, n) __usat(x, n)
-#define __CLZ(x) __clz(x)
+#define __CLZ(x) ((uint8_t)((x) == 0U ? 32U : (uint32_t)__builtin_clz(x)))
 #define __SXTB16(x) __sxtb16(x)
-#define __SXTB16_RORn(x, r) __sxtb16(__ror(x, r))
+__STATIC_FORCEINLINE uint32_t __ROR(uint32_t x, uint32_t r)
+{
+    r %= 32U;
+    return r == 0U ? x : (x >> r) | (x << (32U - r));
+}
+/* as CMSIS-Core: one SXTB16 with its rotate operand for the constant rotations */
+__STATIC_FORCEINLINE uint32_t __SXTB16_RORn(uint32_t x, uint32_t r)
+{
+    uint32_t y;
+    if (__builtin_constant_p(r) && (r == 8U || r == 16U || r == 24U))
+        __ASM volatile("sxtb16 %0, %1, ROR %2" : "=r"(y) : "r"(x), "i"(r));
+    else
+        y = __sxtb16(__ROR(x, r));
+    return y;
+}
 #define __SXTAB16(a, b) __sxtab16(a, b)
 #define __SMLAD(a, b, c) __smlad(a, b, c)
 #define __SMUAD(a, b) __smuad(a, b)
@@ -156,7 +170,6 @@ CMSIS_COMPILER_SHIM = """\
 #define __SHADD16(a, b) __shadd16(a, b)
 #define __PKHBT(a, b, s) ((((uint32_t)(a)) & 0x0000FFFFUL) | ((((uint32_t)(b)) << (s)) & 0xFFFF0000UL))
 #define __PKHTB(a, b, s) ((((uint32_t)(a)) & 0xFFFF0000UL) | ((((uint32_t)(b)) >> (s)) & 0x0000FFFFUL))
-#define __ROR(x, r) __ror(x, r)
 #define __QADD(a, b) __qadd(a, b)
 #define __QSUB(a, b) __qsub(a, b)
 #endif
@@ -179,7 +192,7 @@ def build_q7_object(out_dir: Path, *, dsp: bool = True) -> Path:
         (out / "shim").mkdir(exist_ok=True)
         (out / "shim" / "cmsis_compiler.h").write_text(CMSIS_COMPILER_SHIM)
     o = out / "arm_mat_vec_mult_q7.o"
-    flags = _bench_cflags(False) + ["-Wno-error", "-w", "-DARM_MATH_LOOPUNROLL"] + (["-DARM_MATH_DSP"] if dsp else [])
+    flags = _bench_cflags(False) + ["-Wno-error", "-Werror=implicit-function-declaration", "-DARM_MATH_LOOPUNROLL"] + (["-DARM_MATH_DSP"] if dsp else [])
     _cc([*flags, f"-I{out / 'shim'}", f"-I{out / 'Include'}", f"-I{out / 'PrivateInclude'}",
          "-c", "-o", str(o), str(out / Q7_SOURCE)], "compiling arm_mat_vec_mult_q7.c")
     return o
@@ -296,18 +309,18 @@ def q7_figures(shapes=MODEL_SHAPES, work_dir: str | Path | None = None, seed: in
 # --------------------------------------------------------------------------- whole model
 
 def int8_estimate(art, q7: dict | None = None, binary: dict | None = None) -> dict:
-    """An int8 model of the same shape as art, on the same M4: its binary layers become
-    q7 matrix-vector products at CMSIS-DSP's measured instructions per MAC (the mean over
-    MODEL_SHAPES, from q7_figures), per sentence at the artifact's cost table's full depth
-    for seq_max tokens... reported per binary MAC so that any token count can be scaled:
+    """An int8 model of art's shape on the same M4: every binary layer a q7
+    matrix-vector product at CMSIS-DSP's measured instructions per MAC (all MODEL_SHAPES
+    together, from q7_figures; q7: its dict, measured here when None):
 
-        instr_per_mac             measured, arm_mat_vec_mult_q7
-        binary_instr_per_mac      ours, bx_binlinear (default build), same shapes
-        layer_macs_per_token      sum of n_in * n_out over one block's binary layers
-        flash_bytes               int8 weights of every binary layer plus int8
-                                  embeddings (token and position tables, vocab x d and
-                                  seq x d bytes); the float parameters as ours
-        binary_flash_bytes        the same parameters as this artifact stores them
+        instr_per_mac              arm_mat_vec_mult_q7, measured
+        layer_macs_per_token       MACs of one block's binary layers for one token
+        instr_per_token_per_block  layer_macs_per_token * instr_per_mac (the matrix
+                                   products only: multiply by tokens and blocks run)
+        flash_bytes                int8 weights of every binary layer and of the token
+                                   and position embeddings, plus the float parameters
+                                   as this artifact stores them
+        binary_flash_bytes         the same parameters as this artifact stores them
     """
     from beexgen import artifact as art_mod
 
@@ -315,31 +328,23 @@ def int8_estimate(art, q7: dict | None = None, binary: dict | None = None) -> di
     q7 = q7 or q7_figures(binary=binary)
     macs = {k: int(k.split("x")[0]) * int(k.split("x")[1]) for k in q7["cmsis_dsp_q7_instr"]}
     per_mac = sum(q7["cmsis_dsp_q7_instr"].values()) / sum(macs.values())
+    cfg = a.config if isinstance(a.config, dict) else vars(a.config)
+    d, f = int(cfg["d_model"]), int(cfg["d_ff"])
     bits = int8 = floats = 0
     for name, t in a.tensors.items():
+        t = np.asarray(t)
         if name.endswith(".bits"):
-            rows = int(np.prod(t.shape[:-1]))
-            n = a.config.d_model if name.startswith("embed.") else None
-            cols = n if n is not None else _binary_in(a, name)
+            n_in = f if name.split(".")[-2] == "down" else d
             bits += t.nbytes
-            int8 += rows * cols
+            int8 += int(np.prod(t.shape[:-1])) * n_in
         else:
             floats += t.nbytes
-    cfg = a.config
-    d, f = cfg.d_model, cfg.d_ff
-    layer = 3 * d * d + d * d + (4 * d * d if cfg.slfn else 0) + d * f + f * d
+    layer = 3 * d * d + d * d + (4 * d * d if cfg.get("slfn", True) else 0) + d * f + f * d
     return {"instr_per_mac": round(per_mac, 4),
             "layer_macs_per_token": layer,
             "instr_per_token_per_block": round(layer * per_mac),
             "flash_bytes": int8 + floats,
             "binary_flash_bytes": bits + floats}
-
-
-def _binary_in(a, name: str) -> int:
-    """n_in of a binary layer tensor 'blocks.<b>.<layer>.bits' (rows are padded words)."""
-    cfg = a.config
-    layer = name.split(".")[-2]
-    return cfg.d_ff if layer == "down" else cfg.d_model
 
 
 # --------------------------------------------------------------------------- profile
