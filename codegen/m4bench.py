@@ -447,9 +447,8 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
         tmp = tempfile.TemporaryDirectory(prefix="bx_m4prof_")
         work_dir = tmp.name
     try:
-        src = Path(art_or_elf)
-        if src.suffix == ".elf":
-            elf = src
+        if isinstance(art_or_elf, (str, Path)) and Path(art_or_elf).suffix == ".elf":
+            elf = Path(art_or_elf)
         else:
             elf = fw_mod.build_firmware(art_or_elf, board, Path(work_dir) / "fw", dsp=dsp).elf
         m4 = M4(elf)
@@ -457,7 +456,6 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
         texts = [t.encode() if isinstance(t, str) else bytes(t) for t in texts]
         totals: dict[str, int] = {}
         rows, engine_blocks = [], {}
-        res = m4.alloc(512)
         for t in texts:
             m4.reset_heap()
             res = m4.alloc(512)
@@ -479,7 +477,6 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
                 st = _static_stage(chains.get(i, ()))
                 totals[st] = totals.get(st, 0) + c
         n = len(texts)
-        from beexgen.host.protocol import parse_reply  # noqa: F401  (same reply format as the bench)
         out = {"sentences": n, "classify_mean": sum(r["instructions"] for r in rows) / n,
                "exit_depth_mean": sum(r["exit"] for r in rows) / n}
         if qemu:
@@ -490,7 +487,7 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
             out["cost_mean"] = sum(costs) / n
         order = [s for s in STAGE_ORDER if s in totals] + sorted(set(totals) - set(STAGE_ORDER))
         out["stages"] = {s: round(totals[s] / n, 1) for s in order}
-        out["total"] = round(sum(totals.values()) / n, 1)
+        out["total"] = sum(totals.values()) / n
         out["per_sentence"] = rows
         return out
     finally:
