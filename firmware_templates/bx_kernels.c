@@ -57,7 +57,7 @@ void bx_pack_signs_ref(uint32_t *out, const float *x, int n)
     }
 }
 
-void bx_pack_signs(uint32_t *out, const float *x, int n)
+void bx_pack_signs_portable(uint32_t *out, const float *x, int n)
 {
     int w = 0;
 #if defined(BX_X86_AVX2)
@@ -76,6 +76,9 @@ void bx_pack_signs(uint32_t *out, const float *x, int n)
 #endif
     bx_pack_signs_ref(out + w, x + w * 32, n - w * 32);   /* the rest (all of it without AVX2) */
 }
+
+/* What the engine calls: weak, like bx_binlinear below (bx_kernels_arm.c on the M4). */
+void bx_pack_signs(uint32_t *out, const float *x, int n) __attribute__((weak, alias("bx_pack_signs_portable")));
 
 int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
 {

@@ -25,7 +25,8 @@ int bx_popcount(uint32_t v);
 
 /* x (n,) float -> out (BX_WORDS(n),) packed signs (bit 1 where x[i] < 0). */
 void bx_pack_signs_ref(uint32_t *out, const float *x, int n);
-void bx_pack_signs(uint32_t *out, const float *x, int n);
+void bx_pack_signs_portable(uint32_t *out, const float *x, int n);   /* C (and AVX2) */
+void bx_pack_signs(uint32_t *out, const float *x, int n);            /* the engine's: see bx_binlinear */
 
 /* a, w (BX_WORDS(n),) packed -> n - 2 * popcount(a XOR w), in [-n, n]. */
 int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n);

@@ -16,6 +16,9 @@ void bx_m4_dots8(int32_t *dots, const uint32_t *x, const uint32_t *w, int n_rows
 /* y (n,) in place: int32 dots in, (float)dot * alpha + bias out; n % 8 == 0 */
 void bx_m4_affine(float *y, const float *alpha, const float *bias, int n);
 
+/* out (words,) packed signs of x (32 * words,) floats: bit i = x[i] < 0 */
+void bx_m4_pack_words(uint32_t *out, const float *x, int words);
+
 #define BX_ARM_ASM_MACROS \
     "   .syntax unified\n" \
     "   .thumb\n" \

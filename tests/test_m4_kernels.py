@@ -112,3 +112,23 @@ def test_profile_sums_to_firmware_cost(tmp_path):
                   "binary slfn", "binary up", "binary down", "attention scores", "softmax",
                   "V weighting", "SLFN gates", "exit heads"):
         assert p["stages"].get(stage, 0) > 0, (stage, p["stages"])
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 63, 64, 65, 128, 256, 257])
+def test_pack_signs_on_the_m4(m4, n):
+    """The carry-chain sign packing equals numpy's x < 0, special floats included
+    (-0.0 and NaNs of either sign are not negative, -inf and -denormals are)."""
+    rng = np.random.default_rng(1300 + n)
+    x = rng.standard_normal(n).astype(np.float32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, -3.4e38], np.float32)
+    bits = special.view(np.uint32).copy()
+    bits[4] = 0xFFC00001                                       # a negative NaN
+    special = bits.view(np.float32)
+    x[: min(n, len(special))] = special[: min(n, len(special))]
+    rng.shuffle(x)
+    want = artifact.pack_signs(x[None])[0]
+    for fn in ("bx_pack_signs", "bx_pack_signs_ref"):
+        m4.reset_heap()
+        px, po = m4.put(x.tobytes()), m4.alloc(4 * len(want))
+        m4.call(fn, po, px, n)
+        assert np.array_equal(np.frombuffer(m4.read(po, 4 * len(want)), np.uint32), want), fn
