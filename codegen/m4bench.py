@@ -17,10 +17,8 @@ figure is never reported for a kernel that computed something else.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import struct
 import subprocess
 import tarfile
@@ -405,8 +403,8 @@ def _stage_map(m4: M4) -> dict:
             "attend_weigh": "V weighting", "bx_exit_after": "exit heads"}
 
 
-def _qemu_costs(elf: Path, board: str, texts: list[bytes], log: Path) -> list[int]:
-    """The firmware's cost= of each text, under QEMU -icount (instructions)."""
+def _qemu_replies(elf: Path, board: str, texts: list[bytes], log: Path) -> list:
+    """The firmware's reply (host.protocol.Reply) to each text, under QEMU -icount."""
     import serial
 
     from beexgen.codegen.emulate import handshake, start_qemu
@@ -419,7 +417,7 @@ def _qemu_costs(elf: Path, board: str, texts: list[bytes], log: Path) -> list[in
             handshake(ser, timeout=15)
             for t in texts:
                 ser.write((b"!c " + t if t.startswith(b"!") else t) + b"\n")
-                out.append(parse_reply(ser.readline().decode("utf-8", "replace")).cost)
+                out.append(parse_reply(ser.readline().decode("utf-8", "replace")))
         finally:
             ser.close()
     return out
@@ -453,7 +451,11 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
             elf = fw_mod.build_firmware(art_or_elf, board, Path(work_dir) / "fw", dsp=dsp).elf
         m4 = M4(elf)
         stages = _stage_map(m4)
-        texts = [t.encode() if isinstance(t, str) else bytes(t) for t in texts]
+        # one request line per text: CR and LF (line ends on the wire) become spaces, which
+        # the tokenizer's normaliser does to every control character anyway
+        texts = [(t.encode() if isinstance(t, str) else bytes(t)).replace(b"\r", b" ").replace(b"\n", b" ")
+                 for t in texts]
+        n_classes = m4.symbols["bx_labels"][1] // 4
         totals: dict[str, int] = {}
         rows, engine_blocks = [], {}
         for t in texts:
@@ -469,7 +471,8 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
                 else:
                     totals[name] = totals.get(name, 0) + c * m4.block_instructions(a, s)
             depth, = struct.unpack("<i", m4.read(res + 4, 4))
-            rows.append({"exit": depth, "instructions": tr.total})
+            tokens, = struct.unpack("<i", m4.read(res + 12 + 4 * n_classes, 4))
+            rows.append({"tokens": tokens, "exit": depth, "instructions": tr.total})
         addrs = sorted({i for (a, s) in engine_blocks for i in m4.block_addresses(a, s)})
         chains = _inline_chains(elf, addrs)
         for (a, s), c in engine_blocks.items():
@@ -478,11 +481,15 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
                 totals[st] = totals.get(st, 0) + c
         n = len(texts)
         out = {"sentences": n, "classify_mean": sum(r["instructions"] for r in rows) / n,
-               "exit_depth_mean": sum(r["exit"] for r in rows) / n}
+               "exit_depth_mean": sum(r["exit"] for r in rows) / n,
+               "tokens_mean": sum(r["tokens"] for r in rows) / n}
         if qemu:
-            costs = _qemu_costs(elf, board, texts, Path(work_dir) / "qemu.log")
-            for r, c in zip(rows, costs):
-                r["cost"] = c
+            replies = _qemu_replies(elf, board, texts, Path(work_dir) / "qemu.log")
+            for t, r, rep in zip(texts, rows, replies):
+                if (rep.tokens, rep.exit_depth) != (r["tokens"], r["exit"]):
+                    raise RuntimeError(f"QEMU and unicorn disagree on {t[:60]!r}: {rep} vs {r}")
+                r["cost"] = rep.cost
+            costs = [r["cost"] for r in rows]
             totals["cost counter"] = sum(c - r["instructions"] for r, c in zip(rows, costs))
             out["cost_mean"] = sum(costs) / n
         order = [s for s in STAGE_ORDER if s in totals] + sorted(set(totals) - set(STAGE_ORDER))
@@ -493,3 +500,38 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def test_texts(run: str | Path, n: int) -> list[str]:
+    """The first n test-split sentences of a training run (RUN/split.json)."""
+    from beexgen.train import data
+
+    meta = json.loads((Path(run) / "split.json").read_text())
+    ds = data.load_dataset(meta["dataset"])
+    split = data.load_split(Path(run) / "split.json", ds)
+    return [ds.texts[i] for i in split.test[:n]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m beexgen.codegen.m4bench kernels | q7 | profile RUN [N] [--dsp]"""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("kernels", "q7", "profile"):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    if argv[0] == "kernels":
+        out = kernel_figures()
+    elif argv[0] == "q7":
+        out = q7_figures()
+    else:
+        run = Path(argv[1])
+        n = int(argv[2]) if len(argv) > 2 and argv[2].isdigit() else 50
+        art = run / "artifact" if (run / "artifact").is_dir() else run
+        out = profile(art, test_texts(run, n), dsp="--dsp" in argv)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
