@@ -444,8 +444,10 @@ float attend_softmax(float *e, int n, float m)
 }
 
 /* o (8,) = inv * sum_j e[j] * v_j[0..8): eight running sums in registers, each the
- * reference's additions in j order from 0.0f (so the same floats), V read row by row. */
-static inline void weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv)
+ * reference's additions in j order from 0.0f (so the same floats), V read row by row.
+ * Weak: bx_kernels_arm.c has a VMLA loop for the Cortex-M4. */
+__attribute__((weak))
+void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv)
 {
     float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
     for (int j = 0; j < n; j++) {
@@ -472,7 +474,7 @@ void attend_weigh(float *o, const float *e, const float *v, int v_stride, int n,
 #endif
     int c0 = 0;
     for (; c0 + 8 <= dh; c0 += 8)                          /* eight columns at a time */
-        weigh8(o + c0, e, v + c0, v_stride, n, inv);
+        bx_weigh8(o + c0, e, v + c0, v_stride, n, inv);
     /* the last dh % 8 columns: j outer, c inner; every o[c] sees the same additions in
      * the same order */
     for (int c = c0; c < dh; c++) o[c] = 0.0f;

@@ -56,6 +56,10 @@ void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float
 void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau);
 
+/* Eight columns of bx_attend's V weighting: o (8,) = inv * sum_{j<n} e[j] * v[j * v_stride + 0..8),
+ * each sum in j order from 0.0f. A weak portable definition; ISA files may replace it. */
+void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+
 /* Exit head. x (n, d) row-major residual stream -> logits (c,):
  * m = mean over the n rows; logits = W . LN(m) + b with W (c, d). scratch (2d,). */
 void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,

@@ -240,6 +240,52 @@ void bx_pack_signs(uint32_t *out, const float *x, int n)
     if (n % 32) bx_pack_signs_ref(out + words, x + 32 * words, n - 32 * words);
 }
 
+/* V weighting, eight columns: the eight sums in s8-s15 for the whole loop over j, one
+ * VLDM of the row's eight values and eight VMLA (bias + round(e_j * v), the reference's
+ * vmul then vadd) per j; the sums start at +0.0 as the reference's do. */
+__asm__(
+    "   .text\n"
+    "   .global bx_weigh8\n"
+    "   .type   bx_weigh8, %function\n"
+    "   .thumb_func\n"
+    "bx_weigh8:\n"                         /* r0 = o, r1 = e, r2 = v, r3 = v_stride, [sp] = n, s0 = inv */
+    "   mov     r12, #0\n"
+    "   vmov    s8, s9, r12, r12\n"
+    "   vmov    s10, s11, r12, r12\n"
+    "   vmov    s12, s13, r12, r12\n"
+    "   vmov    s14, s15, r12, r12\n"
+    "   ldr     r12, [sp]\n"
+    "   vpush   {s16-s23}\n"
+    "   lsl     r3, r3, #2\n"
+    "   cmp     r12, #0\n"
+    "   ble     2f\n"
+    "1: vldmia  r1!, {s1}\n"
+    "   vldm    r2, {s16-s23}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s8, s1, s16\n"
+    "   vmla.f32 s9, s1, s17\n"
+    "   vmla.f32 s10, s1, s18\n"
+    "   vmla.f32 s11, s1, s19\n"
+    "   vmla.f32 s12, s1, s20\n"
+    "   vmla.f32 s13, s1, s21\n"
+    "   vmla.f32 s14, s1, s22\n"
+    "   vmla.f32 s15, s1, s23\n"
+    "   subs    r12, r12, #1\n"
+    "   bne     1b\n"
+    "2: vmul.f32 s8, s8, s0\n"
+    "   vmul.f32 s9, s9, s0\n"
+    "   vmul.f32 s10, s10, s0\n"
+    "   vmul.f32 s11, s11, s0\n"
+    "   vmul.f32 s12, s12, s0\n"
+    "   vmul.f32 s13, s13, s0\n"
+    "   vmul.f32 s14, s14, s0\n"
+    "   vmul.f32 s15, s15, s0\n"
+    "   vstm    r0, {s8-s15}\n"
+    "   vpop    {s16-s23}\n"
+    "   bx      lr\n"
+    "   .size   bx_weigh8, . - bx_weigh8\n"
+);
+
 /* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of
  * the shapes they handle, bx_binlinear_portable for the rest. */
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,

@@ -132,3 +132,31 @@ def test_pack_signs_on_the_m4(m4, n):
         px, po = m4.put(x.tobytes()), m4.alloc(4 * len(want))
         m4.call(fn, po, px, n)
         assert np.array_equal(np.frombuffer(m4.read(po, 4 * len(want)), np.uint32), want), fn
+
+
+@pytest.mark.parametrize("n,dh", [(1, 32), (2, 8), (5, 31), (28, 32), (64, 33), (17, 65), (9, 16)])
+def test_attend_on_the_m4(m4, n, dh):
+    """bx_attend as the firmware runs it (VMLA V weighting on the M4) equals fmath's."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(1400 + n * dh)
+    q = rng.standard_normal(dh).astype(np.float32)
+    k = rng.standard_normal((n, dh)).astype(np.float32)
+    v = rng.standard_normal((n, dh)).astype(np.float32)
+    v[0, : min(dh, 3)] = [-0.0, 0.0, -0.0][: min(dh, 3)]
+    tau = np.float32(0.37)
+    kp = np.ascontiguousarray(artifact.pack_signs(k))
+    m4.reset_heap()
+    po, pe = m4.alloc(4 * dh), m4.alloc(4 * n)
+    pq, pk, pv = (m4.put(a.tobytes()) for a in (artifact.pack_signs(q[None])[0], kp, v))
+    m4.call("bx_attend", po, pe, pq, pk, kp.shape[1], pv, dh, n, dh, fargs=(tau,))
+    got = np.frombuffer(m4.read(po, 4 * dh), np.uint32)
+    s = torch.from_numpy(np.where(k < 0, -1.0, 1.0).astype(np.float32) @ np.where(q < 0, -1.0, 1.0).astype(np.float32))
+    logit = s * torch.tensor(tau)
+    ex = fmath.bx_exp(logit - logit.max())
+    z = fmath.seq_sum(ex)
+    acc = torch.zeros(dh)
+    for j in range(n):
+        acc = acc + ex[j] * torch.from_numpy(v[j])
+    want = (acc * (fmath.ONE / z)).numpy().view(np.uint32)
+    assert np.array_equal(got, want)
