@@ -405,12 +405,12 @@ void weigh_values_avx2(float *o, const float *e, const float *v, int v_stride, i
 }
 #endif
 
-/* The three steps of bx_attend are separate functions (noinline) so that an
+/* The three steps of bx_attend are separate functions (not inlined) so that an
  * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
  * a call costs a few instructions per head.
  * Scores: e (n,) = tau * dot(q, k_j); returns their max. */
-static __attribute__((noinline))
-float attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                float tau)
 {
     float m = 0.0f;
 #if defined(__POPCNT__) && !defined(BX_USE_DSP)
@@ -433,10 +433,11 @@ float attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride
     return m;
 }
 
-/* Softmax weights: e[j] = exp(e[j] - m) in place; returns 1 / sum_j e[j] (sum in j order). */
-static __attribute__((noinline))
-float attend_softmax(float *e, int n, float m)
+/* Softmax weights: e[j] = exp(e[j] - m) in place; returns 1 / sum_j e[j] (sum in j order).
+ * span bounds m - e[j] (the caller's 2 * dh * |tau|); the portable path does not need it. */
+float bx_attend_softmax_portable(float *e, int n, float m, float span)
 {
+    (void)span;
     bx_exp_shift_array(e, m, n);                            /* element-wise */
     float z = 0.0f;
     for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
@@ -459,6 +460,11 @@ void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, fl
     o[0] = a0 * inv; o[1] = a1 * inv; o[2] = a2 * inv; o[3] = a3 * inv;
     o[4] = a4 * inv; o[5] = a5 * inv; o[6] = a6 * inv; o[7] = a7 * inv;
 }
+
+/* The engine-facing steps are weak (bx_kernels_arm.c replaces them on the M4). */
+float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+    __attribute__((weak, alias("bx_attend_scores_portable")));
+float bx_attend_softmax(float *e, int n, float m, float span) __attribute__((weak, alias("bx_attend_softmax_portable")));
 
 /* V weighting: o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. */
 static __attribute__((noinline))
@@ -489,8 +495,8 @@ void attend_weigh(float *o, const float *e, const float *v, int v_stride, int n,
 void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau)
 {
-    float m = attend_scores(e, q, k, k_stride, n, dh, tau);
-    float inv = attend_softmax(e, n, m);
+    float m = bx_attend_scores(e, q, k, k_stride, n, dh, tau);
+    float inv = bx_attend_softmax(e, n, m, 2.0f * (float)dh * (tau < 0.0f ? -tau : tau));
     attend_weigh(o, e, v, v_stride, n, dh, inv);
 }
 

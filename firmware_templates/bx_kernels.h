@@ -56,6 +56,16 @@ void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float
 void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau);
 
+/* bx_attend's first two steps: scores e (n,) = tau * dot(q, k_j), returning their max;
+ * softmax weights e[j] = exp(e[j] - m) in place, returning 1 / sum_j e[j], where span
+ * >= m - min_j e[j] (or NaN) may let an ISA path skip exp's clamps. Portable paths and
+ * the weak engine-facing names (ISA files may replace them). */
+float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                float tau);
+float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
+float bx_attend_softmax_portable(float *e, int n, float m, float span);
+float bx_attend_softmax(float *e, int n, float m, float span);
+
 /* Eight columns of bx_attend's V weighting: o (8,) = inv * sum_{j<n} e[j] * v[j * v_stride + 0..8),
  * each sum in j order from 0.0f. A weak portable definition; ISA files may replace it. */
 void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);

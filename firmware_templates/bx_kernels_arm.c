@@ -47,6 +47,7 @@
  */
 #include "bx_kernels.h"
 #include "bx_kernels_arm.h"
+#include "bx_numerics.h"
 
 __asm__(BX_ARM_ASM_MACROS);
 
@@ -285,6 +286,123 @@ __asm__(
     "   bx      lr\n"
     "   .size   bx_weigh8, . - bx_weigh8\n"
 );
+
+/* Attention scores of a one-word head (dh = 32): per key one LDR, EOR, the nibble count
+ * and byte sum of the words-4 rows (bytes <= 8, so (T * 0x01010101) >> 23 = 2p), then
+ * VCVT and VMUL by tau; the running max is the reference's `e[j] > m` (an IT'd VMOV).
+ * m starts at -inf, which e[0] exceeds when tau is finite (the C path runs otherwise),
+ * so the first step takes m = e[0] as the reference's j == 0 does. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_scores32\n"
+    "   .type   bx_m4_scores32, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_scores32:\n"         /* r0 = e, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n, s0 = tau */
+    "   push    {r4, r5, lr}\n"
+    "   ldr     lr, [sp, #12]\n"
+    "   lsl     r3, r3, #2\n"
+    "   mov     r5, #0x01010101\n"
+    "   movw    r4, #0\n"
+    "   movt    r4, #0xFF80\n"
+    "   vmov    s2, r4\n"                   /* m = -inf */
+    "1: ldr     r4, [r2]\n"
+    "   add     r2, r2, r3\n"
+    "   eor     r4, r4, r1\n"
+    "   bx_cnt4 r4\n"
+    "   bx_nib2bytes_small r4\n"
+    "   mul     r4, r4, r5\n"
+    "   lsr     r4, r4, #23\n"
+    "   rsb     r4, r4, #32\n"              /* dot */
+    "   vmov    s1, r4\n"
+    "   vcvt.f32.s32 s1, s1\n"
+    "   vmul.f32 s1, s1, s0\n"
+    "   vstmia  r0!, {s1}\n"
+    "   vcmp.f32 s1, s2\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   it      gt\n"
+    "   vmovgt.f32 s2, s1\n"
+    "   subs    lr, lr, #1\n"
+    "   bne     1b\n"
+    "   vmov.f32 s0, s2\n"
+    "   pop     {r4, r5, pc}\n"
+    "   .size   bx_m4_scores32, . - bx_m4_scores32\n"
+);
+
+float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+{
+    const float a = tau < 0.0f ? -tau : tau;
+    if (dh == 32 && n > 0 && a <= 3.4e38f)       /* finite tau: e[0] > -inf */
+        return bx_m4_scores32(e, q[0], k, k_stride, n, tau);
+    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+}
+
+/* Softmax exp without clamps. x = e[j] - m lies in [-span, 0] (span = 2 dh |tau| bounds
+ * max - min of the scores), so when span < 80 neither of bx_expf's clamps [-87, 88] can
+ * act and dropping them changes no value. The rest is bx_expf's sequence, instruction
+ * for instruction: floor by truncation and a compare (the IT'd correction subtracts 1.0
+ * from (float)k, which is (float)(k - 1) for these small k), r by VMLS (round(kf * c)
+ * subtracted, as vmul then vsub), the polynomial, (p * r^2 + r) + 1 by VMLA, 2^k from its
+ * exponent bits; the sum z is taken in the same loop, in j order. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_softmax_noclamp\n"
+    "   .type   bx_m4_softmax_noclamp, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_softmax_noclamp:\n"  /* r0 = e, r1 = n, r2 = constants, s0 = m; returns s0 = 1 / z */
+    "   vpush   {s16-s26}\n"
+    "   vldm    r2, {s16-s26}\n"
+    "   mov     r3, #0\n"
+    "   vmov    s1, r3\n"                   /* z = +0.0 */
+    "1: vldr    s2, [r0]\n"
+    "   vsub.f32 s2, s2, s0\n"              /* x */
+    "   vmul.f32 s3, s2, s16\n"
+    "   vadd.f32 s3, s3, s17\n"             /* t = x * LOG2E + 0.5 */
+    "   vcvt.s32.f32 s4, s3\n"
+    "   vcvt.f32.s32 s5, s4\n"
+    "   vmov    r3, s4\n"
+    "   vcmp.f32 s5, s3\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   itt     gt\n"
+    "   subgt   r3, r3, #1\n"
+    "   vsubgt.f32 s5, s5, s26\n"           /* kf = floor(t) */
+    "   vmls.f32 s2, s5, s18\n"
+    "   vmls.f32 s2, s5, s19\n"             /* r */
+    "   vmul.f32 s6, s20, s2\n"
+    "   vadd.f32 s6, s6, s21\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s22\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s23\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s24\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s25\n"             /* p */
+    "   vmul.f32 s7, s2, s2\n"
+    "   vmla.f32 s2, s6, s7\n"
+    "   vadd.f32 s2, s2, s26\n"             /* er */
+    "   add     r3, r3, #127\n"
+    "   lsl     r3, r3, #23\n"
+    "   vmov    s7, r3\n"
+    "   vmul.f32 s2, s2, s7\n"
+    "   vstmia  r0!, {s2}\n"
+    "   vadd.f32 s1, s1, s2\n"
+    "   subs    r1, r1, #1\n"
+    "   bne     1b\n"
+    "   vdiv.f32 s0, s26, s1\n"
+    "   vpop    {s16-s26}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_softmax_noclamp, . - bx_m4_softmax_noclamp\n"
+);
+
+static const float bx_exp_consts[11] = {BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO, BX_EXP_P0, BX_EXP_P1,
+                                        BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5, 1.0f};
+
+float bx_attend_softmax(float *e, int n, float m, float span)
+{
+    if (n > 0 && span < 80.0f)                   /* false for NaN */
+        return bx_m4_softmax_noclamp(e, n, bx_exp_consts, m);
+    return bx_attend_softmax_portable(e, n, m, span);
+}
 
 /* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of
  * the shapes they handle, bx_binlinear_portable for the rest. */

@@ -134,9 +134,12 @@ def test_pack_signs_on_the_m4(m4, n):
         assert np.array_equal(np.frombuffer(m4.read(po, 4 * len(want)), np.uint32), want), fn
 
 
+@pytest.mark.parametrize("tau", [0.37, -0.5, 3.0])
 @pytest.mark.parametrize("n,dh", [(1, 32), (2, 8), (5, 31), (28, 32), (64, 33), (17, 65), (9, 16)])
-def test_attend_on_the_m4(m4, n, dh):
-    """bx_attend as the firmware runs it (VMLA V weighting on the M4) equals fmath's."""
+def test_attend_on_the_m4(m4, n, dh, tau):
+    """bx_attend as the firmware runs it (one-word scores, clamp-free exp when
+    2 dh |tau| < 80, VMLA V weighting on the M4) equals fmath's; tau 3.0 takes the
+    clamped path, where exp's lower clamp acts."""
     from beexgen.train import fmath
 
     rng = np.random.default_rng(1400 + n * dh)
@@ -144,7 +147,7 @@ def test_attend_on_the_m4(m4, n, dh):
     k = rng.standard_normal((n, dh)).astype(np.float32)
     v = rng.standard_normal((n, dh)).astype(np.float32)
     v[0, : min(dh, 3)] = [-0.0, 0.0, -0.0][: min(dh, 3)]
-    tau = np.float32(0.37)
+    tau = np.float32(tau)
     kp = np.ascontiguousarray(artifact.pack_signs(k))
     m4.reset_heap()
     po, pe = m4.alloc(4 * dh), m4.alloc(4 * n)
