@@ -47,6 +47,7 @@
  */
 #include "bx_kernels.h"
 #include "bx_kernels_arm.h"
+#include "bx_math.h"
 #include "bx_numerics.h"
 
 __asm__(BX_ARM_ASM_MACROS);
@@ -402,6 +403,82 @@ float bx_attend_softmax(float *e, int n, float m, float span)
     if (n > 0 && span < 80.0f)                   /* false for NaN */
         return bx_m4_softmax_noclamp(e, n, bx_exp_consts, m);
     return bx_attend_softmax_portable(e, n, m, span);
+}
+
+/* Sigmoid, 1 / (1 + bx_expf(-x)), operation for operation (as the softmax loop above).
+ * bx_expf's clamps to [-87, 88] leave every y = -x with |y| <= 87 (and NaN) unchanged, so
+ * one compare of |y| with 87 decides whether the two clamps need running (a branch to
+ * them, rarely taken) instead of two compares per element. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_sigmoid_loop\n"
+    "   .type   bx_m4_sigmoid_loop, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {87, LO, HI, LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1} */
+    "   vpush   {s16-s29}\n"
+    "   vldm    r2, {s16-s29}\n"
+    "1: vldr    s2, [r0]\n"
+    "   vneg.f32 s2, s2\n"                  /* y = -x */
+    "   vabs.f32 s3, s2\n"
+    "   vcmp.f32 s3, s16\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   bgt     3f\n"
+    "2: vmul.f32 s3, s2, s19\n"
+    "   vadd.f32 s3, s3, s20\n"             /* t = y * LOG2E + 0.5 */
+    "   vcvt.s32.f32 s4, s3\n"
+    "   vcvt.f32.s32 s5, s4\n"
+    "   vmov    r3, s4\n"
+    "   vcmp.f32 s5, s3\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   itt     gt\n"
+    "   subgt   r3, r3, #1\n"
+    "   vsubgt.f32 s5, s5, s29\n"           /* kf */
+    "   vmls.f32 s2, s5, s21\n"
+    "   vmls.f32 s2, s5, s22\n"             /* r */
+    "   vmul.f32 s6, s23, s2\n"
+    "   vadd.f32 s6, s6, s24\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s25\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s26\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s27\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s28\n"             /* p */
+    "   vmul.f32 s7, s2, s2\n"
+    "   vmla.f32 s2, s6, s7\n"
+    "   vadd.f32 s2, s2, s29\n"             /* er */
+    "   add     r3, r3, #127\n"
+    "   lsl     r3, r3, #23\n"
+    "   vmov    s7, r3\n"
+    "   vmul.f32 s2, s2, s7\n"              /* exp(y) */
+    "   vadd.f32 s2, s2, s29\n"
+    "   vdiv.f32 s2, s29, s2\n"
+    "   vstmia  r0!, {s2}\n"
+    "   subs    r1, r1, #1\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s29}\n"
+    "   bx      lr\n"
+    "3: vcmp.f32 s2, s17\n"                 /* y < LO ? LO : y */
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   it      mi\n"
+    "   vmovmi.f32 s2, s17\n"
+    "   vcmp.f32 s2, s18\n"                 /* y > HI ? HI : y */
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   it      gt\n"
+    "   vmovgt.f32 s2, s18\n"
+    "   b       2b\n"
+    "   .size   bx_m4_sigmoid_loop, . - bx_m4_sigmoid_loop\n"
+);
+void bx_m4_sigmoid_loop(float *x, int n, const float *c);
+
+static const float bx_sigmoid_consts[14] = {87.0f, BX_EXP_LO, BX_EXP_HI, BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO,
+                                            BX_EXP_P0, BX_EXP_P1, BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5,
+                                            1.0f};
+
+void bx_m4_sigmoid_array(float *x, int n)
+{
+    if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts);
 }
 
 /* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of

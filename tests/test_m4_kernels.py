@@ -106,8 +106,10 @@ def test_profile_sums_to_firmware_cost(tmp_path):
     p = m4bench.profile(art, texts, work_dir=tmp_path / "prof")
     assert p["total"] == pytest.approx(p["cost_mean"], abs=1e-6)
     assert sum(p["stages"].values()) == pytest.approx(p["total"], abs=0.5)
-    overhead = {r["cost"] - r["instructions"] for r in p["per_sentence"]}
-    assert len(overhead) == 1 and 0 < overhead.pop() < 100     # the timer reads: a constant
+    # the two timer reads around bx_classify: a constant, plus a few instructions when
+    # the 32-bit counter wraps in between
+    overhead = [r["cost"] - r["instructions"] for r in p["per_sentence"]]
+    assert all(20 < o < 60 for o in overhead) and max(overhead) - min(overhead) <= 8, overhead
     for stage in ("tokenizer", "embedding", "layer norms", "sign packing", "binary qkv", "binary out",
                   "binary slfn", "binary up", "binary down", "attention scores", "softmax",
                   "V weighting", "SLFN gates", "exit heads"):
@@ -163,3 +165,22 @@ def test_attend_on_the_m4(m4, n, dh, tau):
         acc = acc + ex[j] * torch.from_numpy(v[j])
     want = (acc * (fmath.ONE / z)).numpy().view(np.uint32)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 384])
+def test_sigmoid_array_on_the_m4(m4, n):
+    """The firmware's sigmoid loop equals fmath's sigmoid, clamps included (|x| > 87,
+    the boundaries, zeros of both signs, infinities)."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(1500 + n)
+    x = np.concatenate([rng.uniform(-100, 100, n // 2 + 1), rng.standard_normal(n) * 4]).astype(np.float32)[:n]
+    special = np.array([0.0, -0.0, 87.0, -87.0, 88.0, -88.0, 87.00001, -88.5, np.inf, -np.inf], np.float32)
+    x[: min(n, len(special))] = special[: min(n, len(special))]
+    m4.reset_heap()
+    px = m4.put(x.tobytes())
+    m4.call("bx_m4_sigmoid_array", px, n)
+    got = np.frombuffer(m4.read(px, 4 * n), np.uint32)
+    want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
+    bad = np.flatnonzero(got != want)
+    assert not len(bad), f"ERROR at pos {bad[0]}: x={x[bad[0]]} Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
