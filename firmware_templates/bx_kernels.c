@@ -288,7 +288,7 @@ static void layernorm_apply(float *y, const float *x, const float *gamma, const 
         y[i] = ((x[i] - mean) * r) * gamma[i] + beta[i];
 }
 
-void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d)
 {
     float s = 0.0f;
     for (int i = 0; i < d; i++) s += x[i];
@@ -301,6 +301,10 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
     float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
     layernorm_apply(y, x, gamma, beta, d, mean, r);
 }
+
+/* What the engine calls: weak (bx_kernels_arm.c on the M4). */
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+    __attribute__((weak, alias("bx_layernorm_portable")));
 
 #if defined(BX_X86_AVX2)
 /* Columns k..k+7 of eight rows (rp[l] + k, eight floats each): c[j] lane l = rp[l][k + j].

@@ -46,7 +46,8 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
 
 /* Layer norm over d: x, gamma, beta (d,) -> y (d,); y may alias x.
  * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
-void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);
+void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d);
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);   /* weak: see bx_binlinear */
 /* The same for rows independent rows: x, y (rows, d) row-major; y may alias x. */
 void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
 

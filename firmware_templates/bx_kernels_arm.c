@@ -481,6 +481,116 @@ void bx_m4_sigmoid_array(float *x, int n)
     if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts);
 }
 
+/* Layer norm, d a multiple of 8: the reference's three passes with their operations in
+ * order, eight floats per VLDM. Sum: s = s + x[i] in i order. Squared deviations:
+ * s2 = s2 + (x[i] - mean)^2 by VMLA (round(t * t), then the sum). Apply:
+ * y = beta + round(round((x - mean) * r) * gamma) by VMUL and VMLA. mean and r are
+ * computed in C as in bx_layernorm_portable. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_sum8\n"
+    "   .type   bx_m4_sum8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_sum8:\n"             /* r0 = x, r1 = n (multiple of 8, > 0); returns s0 = sum in order */
+    "   mov     r2, #0\n"
+    "   vmov    s0, r2\n"
+    "1: vldmia  r0!, {s8-s15}\n"
+    "   vadd.f32 s0, s0, s8\n"
+    "   vadd.f32 s0, s0, s9\n"
+    "   vadd.f32 s0, s0, s10\n"
+    "   vadd.f32 s0, s0, s11\n"
+    "   vadd.f32 s0, s0, s12\n"
+    "   vadd.f32 s0, s0, s13\n"
+    "   vadd.f32 s0, s0, s14\n"
+    "   vadd.f32 s0, s0, s15\n"
+    "   subs    r1, r1, #8\n"
+    "   bne     1b\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_sum8, . - bx_m4_sum8\n"
+    "   .global bx_m4_sqdev8\n"
+    "   .type   bx_m4_sqdev8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, s0 = mean; returns s0 = sum (x - mean)^2 in order */
+    "   mov     r2, #0\n"
+    "   vmov    s1, r2\n"
+    "1: vldmia  r0!, {s8-s15}\n"
+    "   vsub.f32 s8, s8, s0\n"
+    "   vsub.f32 s9, s9, s0\n"
+    "   vsub.f32 s10, s10, s0\n"
+    "   vsub.f32 s11, s11, s0\n"
+    "   vsub.f32 s12, s12, s0\n"
+    "   vsub.f32 s13, s13, s0\n"
+    "   vsub.f32 s14, s14, s0\n"
+    "   vsub.f32 s15, s15, s0\n"
+    "   vmla.f32 s1, s8, s8\n"
+    "   vmla.f32 s1, s9, s9\n"
+    "   vmla.f32 s1, s10, s10\n"
+    "   vmla.f32 s1, s11, s11\n"
+    "   vmla.f32 s1, s12, s12\n"
+    "   vmla.f32 s1, s13, s13\n"
+    "   vmla.f32 s1, s14, s14\n"
+    "   vmla.f32 s1, s15, s15\n"
+    "   subs    r1, r1, #8\n"
+    "   bne     1b\n"
+    "   vmov.f32 s0, s1\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_sqdev8, . - bx_m4_sqdev8\n"
+    "   .global bx_m4_ln_apply8\n"
+    "   .type   bx_m4_ln_apply8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = x, r2 = gamma, r3 = beta, [sp] = n, s0 = mean, s1 = r */
+    "   ldr     r12, [sp]\n"
+    "   vpush   {s16-s31}\n"
+    "1: vldmia  r1!, {s8-s15}\n"
+    "   vldmia  r2!, {s16-s23}\n"
+    "   vldmia  r3!, {s24-s31}\n"
+    "   vsub.f32 s8, s8, s0\n"
+    "   vsub.f32 s9, s9, s0\n"
+    "   vsub.f32 s10, s10, s0\n"
+    "   vsub.f32 s11, s11, s0\n"
+    "   vsub.f32 s12, s12, s0\n"
+    "   vsub.f32 s13, s13, s0\n"
+    "   vsub.f32 s14, s14, s0\n"
+    "   vsub.f32 s15, s15, s0\n"
+    "   vmul.f32 s8, s8, s1\n"
+    "   vmul.f32 s9, s9, s1\n"
+    "   vmul.f32 s10, s10, s1\n"
+    "   vmul.f32 s11, s11, s1\n"
+    "   vmul.f32 s12, s12, s1\n"
+    "   vmul.f32 s13, s13, s1\n"
+    "   vmul.f32 s14, s14, s1\n"
+    "   vmul.f32 s15, s15, s1\n"
+    "   vmla.f32 s24, s8, s16\n"
+    "   vmla.f32 s25, s9, s17\n"
+    "   vmla.f32 s26, s10, s18\n"
+    "   vmla.f32 s27, s11, s19\n"
+    "   vmla.f32 s28, s12, s20\n"
+    "   vmla.f32 s29, s13, s21\n"
+    "   vmla.f32 s30, s14, s22\n"
+    "   vmla.f32 s31, s15, s23\n"
+    "   vstmia  r0!, {s24-s31}\n"
+    "   subs    r12, r12, #8\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s31}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_ln_apply8, . - bx_m4_ln_apply8\n"
+);
+float bx_m4_sum8(const float *x, int n);
+float bx_m4_sqdev8(const float *x, int n, float mean);
+void bx_m4_ln_apply8(float *y, const float *x, const float *gamma, const float *beta, int n, float mean, float r);
+
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+{
+    if (d <= 0 || d % 8) {
+        bx_layernorm_portable(y, x, gamma, beta, d);
+        return;
+    }
+    float mean = bx_m4_sum8(x, d) / (float)d;
+    float s2 = bx_m4_sqdev8(x, d, mean);
+    float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
+    bx_m4_ln_apply8(y, x, gamma, beta, d, mean, r);
+}
+
 /* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of
  * the shapes they handle, bx_binlinear_portable for the rest. */
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,

@@ -184,3 +184,21 @@ def test_sigmoid_array_on_the_m4(m4, n):
     want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
     bad = np.flatnonzero(got != want)
     assert not len(bad), f"ERROR at pos {bad[0]}: x={x[bad[0]]} Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 31, 64, 128, 129, 256])
+def test_layernorm_on_the_m4(m4, d):
+    """The firmware's layer norm (assembly passes for d % 8 == 0) equals fmath's, also in place."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(1600 + d)
+    for scale in (1e-3, 1.0, 1e3):
+        x = (rng.standard_normal(d) * scale).astype(np.float32)
+        g, b = rng.standard_normal((2, d)).astype(np.float32)
+        want = fmath.layer_norm(torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)).numpy().view(np.uint32)
+        for inplace in (False, True):
+            m4.reset_heap()
+            px, pg, pb = (m4.put(a.tobytes()) for a in (x, g, b))
+            py = px if inplace else m4.alloc(4 * d)
+            m4.call("bx_layernorm", py, px, pg, pb, d)
+            assert np.array_equal(np.frombuffer(m4.read(py, 4 * d), np.uint32), want), (scale, inplace)
