@@ -90,6 +90,10 @@ __asm__(
     "   bx_row4\n"
     "   bx_row4\n"
     "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"                         /* eight rows per pass: n_rows % 8 == 0 */
     "   cmp     r0, r3\n"
     "   bne     1b\n"
     "   pop     {r4-r11, pc}\n"
@@ -146,6 +150,8 @@ __asm__(
     "   add     r3, r0, r3, lsl #5\n"       /* end of W */
     "   mov     lr, #256\n"
     "1: bx_row8\n"
+    "   bx_row8\n"
+    "   bx_row8\n"
     "   bx_row8\n"
     "   cmp     r0, r3\n"
     "   bne     1b\n"
