@@ -306,7 +306,8 @@ def q7_figures(shapes=MODEL_SHAPES, work_dir: str | Path | None = None, seed: in
 
 # --------------------------------------------------------------------------- whole model
 
-def int8_estimate(art, q7: dict | None = None, binary: dict | None = None) -> dict:
+def int8_estimate(art, q7: dict | None = None, binary: dict | None = None, *, tokens: float | None = None,
+                  blocks: float | None = None) -> dict:
     """An int8 model of art's shape on the same M4: every binary layer a q7
     matrix-vector product at CMSIS-DSP's measured instructions per MAC (all MODEL_SHAPES
     together, from q7_figures; q7: its dict, measured here when None):
@@ -319,6 +320,10 @@ def int8_estimate(art, q7: dict | None = None, binary: dict | None = None) -> di
                                    and position embeddings, plus the float parameters
                                    as this artifact stores them
         binary_flash_bytes         the same parameters as this artifact stores them
+        instr_per_sentence         with tokens and blocks (e.g. a profile's tokens_mean
+                                   and exit_depth_mean): instr_per_token_per_block *
+                                   tokens * blocks, the int8 model's matrix products for
+                                   such a sentence
     """
     from beexgen import artifact as art_mod
 
@@ -338,11 +343,14 @@ def int8_estimate(art, q7: dict | None = None, binary: dict | None = None) -> di
         else:
             floats += t.nbytes
     layer = 3 * d * d + d * d + (4 * d * d if cfg.get("slfn", True) else 0) + d * f + f * d
-    return {"instr_per_mac": round(per_mac, 4),
-            "layer_macs_per_token": layer,
-            "instr_per_token_per_block": round(layer * per_mac),
-            "flash_bytes": int8 + floats,
-            "binary_flash_bytes": bits + floats}
+    out = {"instr_per_mac": round(per_mac, 4),
+           "layer_macs_per_token": layer,
+           "instr_per_token_per_block": round(layer * per_mac),
+           "flash_bytes": int8 + floats,
+           "binary_flash_bytes": bits + floats}
+    if tokens is not None and blocks is not None:
+        out["instr_per_sentence"] = round(layer * per_mac * tokens * blocks)
+    return out
 
 
 # --------------------------------------------------------------------------- profile
