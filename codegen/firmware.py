@@ -42,7 +42,10 @@ ARM_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=ha
               "-ffp-contract=off", "-fno-math-errno", "-ffunction-sections", "-fdata-sections",
               "-fstack-usage", "-fcallgraph-info=su", "-Wall", "-Wextra", "-Werror", "-g"]
 ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
-CM4_SOURCES = ["startup_cm4.c", "platform_cm4.c", "bx_cm4.h"]
+# The Cortex-M4 kernel files (bx_kernels_arm*.c: their bx_binlinear replaces the weak
+# portable one of bx_kernels.c) go into firmware builds only, never the host emulator.
+CM4_KERNEL_SOURCES = ["bx_kernels_arm.c", "bx_kernels_arm_dsp.c", "bx_kernels_arm.h"]
+CM4_SOURCES = ["startup_cm4.c", "platform_cm4.c", "bx_cm4.h"] + CM4_KERNEL_SOURCES
 LINKER_TEMPLATE = "cm4.ld.j2"
 DEFAULT_STACK = 8192
 EXCEPTION_FRAME = 104 + 4          # FP-extended exception frame + alignment padding

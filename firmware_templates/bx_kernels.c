@@ -57,7 +57,7 @@ void bx_pack_signs_ref(uint32_t *out, const float *x, int n)
     }
 }
 
-void bx_pack_signs(uint32_t *out, const float *x, int n)
+void bx_pack_signs_portable(uint32_t *out, const float *x, int n)
 {
     int w = 0;
 #if defined(BX_X86_AVX2)
@@ -76,6 +76,9 @@ void bx_pack_signs(uint32_t *out, const float *x, int n)
 #endif
     bx_pack_signs_ref(out + w, x + w * 32, n - w * 32);   /* the rest (all of it without AVX2) */
 }
+
+/* What the engine calls: weak, like bx_binlinear below (bx_kernels_arm.c on the M4). */
+void bx_pack_signs(uint32_t *out, const float *x, int n) __attribute__((weak, alias("bx_pack_signs_portable")));
 
 int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
 {
@@ -200,8 +203,8 @@ int binlinear_avx2(float *y, const uint32_t *xb, const uint32_t *w, const float 
  * popcounts and the four sums are independent (no serial dependency between them);
  * the remaining rows go one by one. The integer dots are those of the reference, and
  * the float epilogue is the same expression, so y is bit-identical. */
-void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
-                  const float *alpha, const float *bias, int n_in, int n_out)
+void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
+                           const float *alpha, const float *bias, int n_in, int n_out)
 {
     const int words = BX_WORDS(n_in);
     int o = 0;
@@ -270,6 +273,13 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
     }
 }
 
+/* The kernel the engine calls. This definition is weak: an ISA file linked into the
+ * build (bx_kernels_arm.c in Cortex-M4 firmware) replaces it with a stronger one, which
+ * falls back to bx_binlinear_portable for the shapes it does not specialise. */
+void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+                  const float *alpha, const float *bias, int n_in, int n_out)
+    __attribute__((weak, alias("bx_binlinear_portable")));
+
 /* y (d,) = ((x - mean) * r) * gamma + beta, element-wise */
 static void layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,
                             float mean, float r)
@@ -278,7 +288,7 @@ static void layernorm_apply(float *y, const float *x, const float *gamma, const 
         y[i] = ((x[i] - mean) * r) * gamma[i] + beta[i];
 }
 
-void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d)
 {
     float s = 0.0f;
     for (int i = 0; i < d; i++) s += x[i];
@@ -291,6 +301,10 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
     float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
     layernorm_apply(y, x, gamma, beta, d, mean, r);
 }
+
+/* What the engine calls: weak (bx_kernels_arm.c on the M4). */
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+    __attribute__((weak, alias("bx_layernorm_portable")));
 
 #if defined(BX_X86_AVX2)
 /* Columns k..k+7 of eight rows (rp[l] + k, eight floats each): c[j] lane l = rp[l][k + j].
@@ -395,8 +409,12 @@ void weigh_values_avx2(float *o, const float *e, const float *v, int v_stride, i
 }
 #endif
 
-void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
-               const float *v, int v_stride, int n, int dh, float tau)
+/* The three steps of bx_attend are separate functions (not inlined) so that an
+ * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
+ * a call costs a few instructions per head.
+ * Scores: e (n,) = tau * dot(q, k_j); returns their max. */
+float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                float tau)
 {
     float m = 0.0f;
 #if defined(__POPCNT__) && !defined(BX_USE_DSP)
@@ -409,16 +427,53 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
             e[j] = (float)(dh - 2 * __builtin_popcount(q0 ^ k[(size_t)j * k_stride])) * tau;
         m = e[0];
         for (int j = 1; j < n; j++) m = e[j] > m ? e[j] : m;
-    } else
+        return m;
+    }
 #endif
     for (int j = 0; j < n; j++) {
         e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
         if (j == 0 || e[j] > m) m = e[j];
     }
+    return m;
+}
+
+/* Softmax weights: e[j] = exp(e[j] - m) in place; returns 1 / sum_j e[j] (sum in j order).
+ * span bounds m - e[j] (the caller's 2 * dh * |tau|); the portable path does not need it. */
+float bx_attend_softmax_portable(float *e, int n, float m, float span)
+{
+    (void)span;
     bx_exp_shift_array(e, m, n);                            /* element-wise */
     float z = 0.0f;
     for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
-    float inv = 1.0f / z;
+    return 1.0f / z;
+}
+
+/* o (8,) = inv * sum_j e[j] * v_j[0..8): eight running sums in registers, each the
+ * reference's additions in j order from 0.0f (so the same floats), V read row by row.
+ * Weak: bx_kernels_arm.c has a VMLA loop for the Cortex-M4. */
+__attribute__((weak))
+void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv)
+{
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float ej = e[j];
+        const float *vj = v + (size_t)j * v_stride;
+        a0 = a0 + ej * vj[0]; a1 = a1 + ej * vj[1]; a2 = a2 + ej * vj[2]; a3 = a3 + ej * vj[3];
+        a4 = a4 + ej * vj[4]; a5 = a5 + ej * vj[5]; a6 = a6 + ej * vj[6]; a7 = a7 + ej * vj[7];
+    }
+    o[0] = a0 * inv; o[1] = a1 * inv; o[2] = a2 * inv; o[3] = a3 * inv;
+    o[4] = a4 * inv; o[5] = a5 * inv; o[6] = a6 * inv; o[7] = a7 * inv;
+}
+
+/* The engine-facing steps are weak (bx_kernels_arm.c replaces them on the M4). */
+float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+    __attribute__((weak, alias("bx_attend_scores_portable")));
+float bx_attend_softmax(float *e, int n, float m, float span) __attribute__((weak, alias("bx_attend_softmax_portable")));
+
+/* V weighting: o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. */
+static __attribute__((noinline))
+void attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
+{
 #if defined(BX_X86_AVX2)
     switch (dh) {   /* constant register counts, so the helper's loops over them unroll */
     case 16: weigh_values_avx2(o, e, v, v_stride, n, 2, inv); return;
@@ -427,17 +482,26 @@ void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_s
     default: break;
     }
 #endif
-    /* o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. The
-     * loops run j outer, c inner: every o[c] still sees the same additions in the same
-     * order (so the same float), but V is read row by row and the c loop has no
-     * dependency between iterations (the compiler may use SIMD lanes for it). */
-    for (int c = 0; c < dh; c++) o[c] = 0.0f;
+    int c0 = 0;
+    for (; c0 + 8 <= dh; c0 += 8)                          /* eight columns at a time */
+        bx_weigh8(o + c0, e, v + c0, v_stride, n, inv);
+    /* the last dh % 8 columns: j outer, c inner; every o[c] sees the same additions in
+     * the same order */
+    for (int c = c0; c < dh; c++) o[c] = 0.0f;
     for (int j = 0; j < n; j++) {
         const float ej = e[j];
         const float *vj = v + (size_t)j * v_stride;
-        for (int c = 0; c < dh; c++) o[c] += ej * vj[c];
+        for (int c = c0; c < dh; c++) o[c] += ej * vj[c];
     }
-    for (int c = 0; c < dh; c++) o[c] *= inv;
+    for (int c = c0; c < dh; c++) o[c] *= inv;
+}
+
+void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau)
+{
+    float m = bx_attend_scores(e, q, k, k_stride, n, dh, tau);
+    float inv = bx_attend_softmax(e, n, m, 2.0f * (float)dh * (tau < 0.0f ? -tau : tau));
+    attend_weigh(o, e, v, v_stride, n, dh, inv);
 }
 
 void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,

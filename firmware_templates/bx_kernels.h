@@ -25,7 +25,8 @@ int bx_popcount(uint32_t v);
 
 /* x (n,) float -> out (BX_WORDS(n),) packed signs (bit 1 where x[i] < 0). */
 void bx_pack_signs_ref(uint32_t *out, const float *x, int n);
-void bx_pack_signs(uint32_t *out, const float *x, int n);
+void bx_pack_signs_portable(uint32_t *out, const float *x, int n);   /* C (and AVX2) */
+void bx_pack_signs(uint32_t *out, const float *x, int n);            /* the engine's: see bx_binlinear */
 
 /* a, w (BX_WORDS(n),) packed -> n - 2 * popcount(a XOR w), in [-n, n]. */
 int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n);
@@ -35,12 +36,18 @@ int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n);
  * xb (BX_WORDS(n_in),) packed -> y (n_out,):  y[o] = alpha[o] * dot(xb, W[o]) + bias[o]. */
 void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
                       const float *alpha, const float *bias, int n_in, int n_out);
+/* bx_binlinear_portable: the C path (with the x86 extensions the build enables), any
+ * shape. bx_binlinear: what the engine calls; the portable path unless an ISA file
+ * (bx_kernels_arm.c on the Cortex-M4) provides it. All three give the same y bits. */
+void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
+                           const float *alpha, const float *bias, int n_in, int n_out);
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out);
 
 /* Layer norm over d: x, gamma, beta (d,) -> y (d,); y may alias x.
  * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
-void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);
+void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d);
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);   /* weak: see bx_binlinear */
 /* The same for rows independent rows: x, y (rows, d) row-major; y may alias x. */
 void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
 
@@ -49,6 +56,20 @@ void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float
  * e (n,) scratch.  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j. */
 void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau);
+
+/* bx_attend's first two steps: scores e (n,) = tau * dot(q, k_j), returning their max;
+ * softmax weights e[j] = exp(e[j] - m) in place, returning 1 / sum_j e[j], where span
+ * >= m - min_j e[j] (or NaN) may let an ISA path skip exp's clamps. Portable paths and
+ * the weak engine-facing names (ISA files may replace them). */
+float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                float tau);
+float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
+float bx_attend_softmax_portable(float *e, int n, float m, float span);
+float bx_attend_softmax(float *e, int n, float m, float span);
+
+/* Eight columns of bx_attend's V weighting: o (8,) = inv * sum_{j<n} e[j] * v[j * v_stride + 0..8),
+ * each sum in j order from 0.0f. A weak portable definition; ISA files may replace it. */
+void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
 
 /* Exit head. x (n, d) row-major residual stream -> logits (c,):
  * m = mean over the n rows; logits = W . LN(m) + b with W (c, d). scratch (2d,). */

@@ -145,6 +145,20 @@ static inline void bx_exp_shift_array(float *x, float m, int n)
         _mm256_storeu_ps(x + i, bx_expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
     for (; i < n; i++) x[i] = bx_expf(x[i] - m);
 }
+#elif defined(__ARM_ARCH_7EM__) && defined(__ARM_FP)
+/* Cortex-M4 firmware: the sigmoid loop in assembly (bx_kernels_arm.c, the same float
+ * operations as bx_sigmoidf); exp of x - m stays the loop below. */
+void bx_m4_sigmoid_array(float *x, int n);
+
+static inline void bx_sigmoid_array(float *x, int n)
+{
+    bx_m4_sigmoid_array(x, n);
+}
+
+static inline void bx_exp_shift_array(float *x, float m, int n)
+{
+    for (int i = 0; i < n; i++) x[i] = bx_expf(x[i] - m);
+}
 #else
 static inline void bx_sigmoid_array(float *x, int n)
 {

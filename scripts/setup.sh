@@ -3,6 +3,8 @@
 #   - Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (no recommends),
 #     clang + libclang-rt-14-dev (libFuzzer) and cppcheck for the tests
 #   - Python: this package (editable) with torch==2.13.0 (CPU) and the test tools
+#   - unicorn (counts Cortex-M4 instructions per function) and the cmsisdsp 1.10.3 sdist
+#     (Apache-2.0: CMSIS-DSP's q7 kernels, the bench's int8 peer), into the cache
 #   - the three offline data sets, fetched once into the cache (~/.cache/beexgen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,14 @@ if ! $PY -c "import beexgen.train.model, tokenizers, serial, jinja2, safetensors
     echo "setup: installing Python packages (torch==2.13.0 CPU build)"
     $PY -m pip install -q -e '.[dev]'
 fi
+
+# the Cortex-M4 instruction counter (codegen/m4emu.py) and the int8 peer's sources
+if ! $PY -c "import unicorn, wheel" 2>/dev/null; then
+    echo "setup: installing unicorn (M4 instruction counts) and wheel"
+    $PY -m pip install -q "unicorn==2.1.4" wheel
+fi
+echo "setup: CMSIS-DSP sdist (int8 peer of the bench)"
+$PY -c "from beexgen.codegen import m4bench; print(m4bench.cmsisdsp_sdist())"
 
 echo "setup: data sets"
 $PY -m beexgen.train.data fetch

@@ -1,0 +1,617 @@
+/* bx_kernels_arm.c: the binary linear layer on the Cortex-M4 (Armv7-M Thumb-2 + FPv4).
+ *
+ * Linked into Cortex-M4 builds only (codegen/firmware.py, CM4_SOURCES); its
+ * bx_binlinear replaces the weak portable one of bx_kernels.c. The integer part of the
+ * model's shapes (rows of 4 or 8 words: n_in = 128 or 256, n_out a multiple of 8) runs
+ * in the hand-written loops below; every other shape, and the rows past the last
+ * multiple of 8, run in bx_binlinear_portable. The words-4 and words-8 dot loops come
+ * in two versions: here the Armv7-M one (no DSP instruction), and in
+ * bx_kernels_arm_dsp.c the one using USADA8 (built with -DBX_USE_DSP).
+ *
+ * Counting the bits of a row (p = popcount(x XOR w), dot = n - 2p; bx_kernels.h).
+ * Instructions, not cycles, are what we minimise, so:
+ * - LDM loads a row's four words in one instruction; the four input words stay in
+ *   r8-r11 for the whole call.
+ * - A full adder folds three of the XORed words a, b, c into two: with t = a ^ b,
+ *       s = t ^ c,  cy = a ^ (t & (a ^ c))   (the majority of a, b, c)
+ *   and a + b + c = s + 2 cy bit by bit, so pop(a) + pop(b) + pop(c) = pop(s) + 2 pop(cy):
+ *   five logic instructions save one word's popcount.
+ * - SWAR counts: cnt4(v) leaves the number of set bits of each nibble in that nibble
+ *   (0..4), in five instructions (masks as Thumb-2 immediates: no mask registers):
+ *       v = v - ((v & 0xAAAAAAAA) >> 1);  v = (v & 0x33333333) + ((v & 0xCCCCCCCC) >> 2).
+ * - Nibble counts of several words add up in one word while each nibble stays <= 15:
+ *   z = cnt4(s) + 2 cnt4(cy) is <= 4 + 8 = 12 per nibble. Adding a fourth word's counts
+ *   could reach 16 (all 16 bits of a nibble column set), so the fourth word d gets its
+ *   own nibble word.
+ * - Nibbles to bytes: (v & 0x0F0F0F0F) + ((v & 0xF0F0F0F0) >> 4) (three instructions;
+ *   bytes <= 30); when every nibble is <= 7, (v + (v >> 4)) & 0x0F0F0F0F (two: the low
+ *   nibble sum stays below 16 and nothing carries into the next byte).
+ * - Bytes to the total: T * 0x01010101 holds b0 + b1 + b2 + b3 in its top byte. With
+ *   every byte <= 32 (words-4 rows, p <= 128) the three lower sums stay below 128, so
+ *   bit 23 is 0 and (T * 0x01010101) >> 23 is exactly 2p: dot = n - (T * 0x01010101 >> 23)
+ *   in two instructions. Words-8 rows have p <= 256, which a byte cannot hold: bytes
+ *   <= 64 are added to halfwords (<= 128), T + (T << 16) holds p in its top halfword and
+ *   bit 15 is 0, so dot = n - (that >> 15).
+ * - Words-8 rows: four full adders (Harley-Seal: ones of w0..w6 folded three at a time,
+ *   then the three carries) leave planes s (1), w7 (1), t (2), f (4):
+ *       p = pop(s) + pop(w7) + 2 pop(t) + 4 pop(f)
+ *         = bytes(cnt4(s) + 2 cnt4(t)) + bytes(cnt4(w7) + 2 cnt4(f)) + 2 bytes(cnt4(f)).
+ *
+ * The float epilogue y[o] = (float)dot * alpha[o] + bias[o] is the reference's
+ * expression. The dot loops store the integer dots into y; bx_m4_affine then converts
+ * eight at a time (VLDM, VCVT) and computes bias + dot * alpha with VMLA.F32. VMLA is not
+ * fused: the Armv7-M architecture defines it as FPMul then FPAdd, each rounded (VFMA is
+ * the fused one), so it is the same float as VMUL then VADD; tests/test_m4_kernels.py
+ * checks this on the built code against the reference. Flush-to-zero is off (FPSCR
+ * reset value), as for the reference.
+ */
+#include "bx_kernels.h"
+#include "bx_kernels_arm.h"
+#include "bx_math.h"
+#include "bx_numerics.h"
+
+__asm__(BX_ARM_ASM_MACROS);
+
+#if !defined(BX_USE_DSP)
+__asm__(
+    /* One words-4 row: r0 = W row (advanced), r8-r11 = x, r2 = 0x01010101, lr = n,
+     * dot stored at r1 (advanced). Planes: after the adder r5 = s, r4 = cy; r7 = d. */
+    "   .macro bx_row4\n"
+    "   ldm     r0!, {r4-r7}\n"
+    "   eor     r4, r4, r8\n"
+    "   eor     r5, r5, r9\n"
+    "   eor     r6, r6, r10\n"
+    "   eor     r7, r7, r11\n"
+    "   bx_fa   r4, r5, r6\n"               /* r6 = s, r4 = cy */
+    "   bx_cnt4 r6\n"
+    "   bx_cnt4 r4\n"
+    "   add     r6, r6, r4, lsl #1\n"       /* z = cnt4(s) + 2 cnt4(cy), <= 12 */
+    "   bx_cnt4 r7\n"                       /* <= 4 */
+    "   bx_nib2bytes r6\n"                  /* <= 24 */
+    "   bx_nib2bytes_small r7\n"            /* <= 8 */
+    "   add     r6, r6, r7\n"               /* T, bytes <= 32 */
+    "   mul     r6, r6, r2\n"
+    "   sub     r6, lr, r6, lsr #23\n"      /* n - 2p */
+    "   str     r6, [r1], #4\n"
+    "   .endm\n"
+    "   .text\n"
+    "   .global bx_m4_dots4\n"
+    "   .type   bx_m4_dots4, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_dots4:\n"
+    "   push    {r4-r11, lr}\n"
+    "   ldm     r1, {r8-r11}\n"
+    "   mov     r1, r0\n"
+    "   mov     r0, r2\n"
+    "   add     r3, r0, r3, lsl #4\n"       /* end of W */
+    "   mov     r2, #0x01010101\n"
+    "   mov     lr, #128\n"
+    "1: bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"
+    "   bx_row4\n"                         /* eight rows per pass: n_rows % 8 == 0 */
+    "   cmp     r0, r3\n"
+    "   bne     1b\n"
+    "   pop     {r4-r11, pc}\n"
+    "   .size   bx_m4_dots4, . - bx_m4_dots4\n"
+
+    /* One words-8 row: r0 = W row (advanced), r2 = x, dot stored at r1 (advanced).
+     * Half one: w0..w3 ^ x0..x3 in r4-r7, adder (r4, r5, r6) -> r6 = s_a, r4 = c_a,
+     * r7 = w3. Half two: w4..w7 in r8-r11, x4..x7 two at a time through r5, r12 ... */
+    "   .macro bx_row8\n"
+    "   ldm     r0!, {r4-r7}\n"
+    "   ldm     r2, {r8-r11}\n"
+    "   eor     r4, r4, r8\n"
+    "   eor     r5, r5, r9\n"
+    "   eor     r6, r6, r10\n"
+    "   eor     r7, r7, r11\n"
+    "   bx_fa   r4, r5, r6\n"               /* r6 = s_a, r4 = c_a; r5 free */
+    "   ldm     r0!, {r8-r11}\n"
+    "   ldrd    r5, r12, [r2, #16]\n"
+    "   eor     r8, r8, r5\n"
+    "   eor     r9, r9, r12\n"
+    "   ldrd    r5, r12, [r2, #24]\n"
+    "   eor     r10, r10, r5\n"
+    "   eor     r11, r11, r12\n"            /* w4..w7 in r8-r11 */
+    "   bx_fa   r6, r7, r8\n"               /* r8 = s_b, r6 = c_b */
+    "   bx_fa   r8, r9, r10\n"              /* r10 = s_c, r8 = c_c */
+    "   bx_fa   r4, r6, r8\n"               /* r8 = t (2), r4 = f (4) */
+    "   bx_cnt4 r10\n"
+    "   bx_cnt4 r8\n"
+    "   add     r10, r10, r8, lsl #1\n"     /* A = cnt4(s_c) + 2 cnt4(t), <= 12 */
+    "   bx_cnt4 r11\n"
+    "   bx_cnt4 r4\n"
+    "   add     r11, r11, r4, lsl #1\n"     /* B = cnt4(w7) + 2 cnt4(f), <= 12 */
+    "   bx_nib2bytes r10\n"
+    "   bx_nib2bytes r11\n"
+    "   bx_nib2bytes_small r4\n"            /* bytes(cnt4(f)) <= 8 */
+    "   add     r10, r10, r11\n"
+    "   add     r10, r10, r4, lsl #1\n"     /* T, bytes <= 64 */
+    "   and     r12, r10, #0xFF00FF00\n"
+    "   and     r10, r10, #0x00FF00FF\n"
+    "   add     r10, r10, r12, lsr #8\n"    /* halfwords <= 128 */
+    "   add     r10, r10, r10, lsl #16\n"   /* top halfword = p <= 256, bit 15 = 0 */
+    "   sub     r10, lr, r10, lsr #15\n"    /* n - 2p */
+    "   str     r10, [r1], #4\n"
+    "   .endm\n"
+    "   .global bx_m4_dots8\n"
+    "   .type   bx_m4_dots8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_dots8:\n"
+    "   push    {r4-r11, lr}\n"
+    "   mov     r12, r1\n"
+    "   mov     r1, r0\n"
+    "   mov     r0, r2\n"
+    "   mov     r2, r12\n"
+    "   add     r3, r0, r3, lsl #5\n"       /* end of W */
+    "   mov     lr, #256\n"
+    "1: bx_row8\n"
+    "   bx_row8\n"
+    "   bx_row8\n"
+    "   bx_row8\n"
+    "   cmp     r0, r3\n"
+    "   bne     1b\n"
+    "   pop     {r4-r11, pc}\n"
+    "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
+);
+#endif
+
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_affine\n"
+    "   .type   bx_m4_affine, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_affine:\n"                       /* r0 = y (dots in, floats out), r1 = alpha, r2 = bias, r3 = n */
+    "   vpush   {s16-s23}\n"
+    "   add     r3, r0, r3, lsl #2\n"
+    "1: vldm    r0, {s0-s7}\n"
+    "   vcvt.f32.s32 s0, s0\n"
+    "   vcvt.f32.s32 s1, s1\n"
+    "   vcvt.f32.s32 s2, s2\n"
+    "   vcvt.f32.s32 s3, s3\n"
+    "   vcvt.f32.s32 s4, s4\n"
+    "   vcvt.f32.s32 s5, s5\n"
+    "   vcvt.f32.s32 s6, s6\n"
+    "   vcvt.f32.s32 s7, s7\n"
+    "   vldm    r1!, {s8-s15}\n"
+    "   vldm    r2!, {s16-s23}\n"
+    "   vmla.f32 s16, s0, s8\n"
+    "   vmla.f32 s17, s1, s9\n"
+    "   vmla.f32 s18, s2, s10\n"
+    "   vmla.f32 s19, s3, s11\n"
+    "   vmla.f32 s20, s4, s12\n"
+    "   vmla.f32 s21, s5, s13\n"
+    "   vmla.f32 s22, s6, s14\n"
+    "   vmla.f32 s23, s7, s15\n"
+    "   vstm    r0!, {s16-s23}\n"
+    "   cmp     r0, r3\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s23}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_affine, . - bx_m4_affine\n"
+);
+
+/* Sign packing without a bit loop. x < 0 for a float with bits u exactly when
+ * 0x80000001 <= u <= 0xFF800000 (negative, not -0.0, not a NaN), i.e. when
+ * u - 0x80000001 < 0x7F800000 unsigned. CMP sets the carry to the negation of that,
+ * and ADC acc, acc, acc shifts the carry in at bit 0: thirty-two of them, last element
+ * first, leave ~word, which one MVN turns into the word (bit i = x[i] < 0, no
+ * initialisation needed: the old contents are shifted out). Three instructions per
+ * element; the floats come eight at a time by LDMDB. */
+__asm__(
+    "   .macro bx_sign r\n"
+    "   sub     r12, \\r, lr\n"
+    "   cmp     r12, #0x7F800000\n"
+    "   adc     r3, r3, r3\n"
+    "   .endm\n"
+    "   .macro bx_signs8\n"
+    "   ldmdb   r1!, {r4-r11}\n"
+    "   bx_sign r11\n"
+    "   bx_sign r10\n"
+    "   bx_sign r9\n"
+    "   bx_sign r8\n"
+    "   bx_sign r7\n"
+    "   bx_sign r6\n"
+    "   bx_sign r5\n"
+    "   bx_sign r4\n"
+    "   .endm\n"
+    "   .text\n"
+    "   .global bx_m4_pack_words\n"
+    "   .type   bx_m4_pack_words, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_pack_words:\n"                  /* r0 = out, r1 = x, r2 = words > 0 */
+    "   push    {r4-r11, lr}\n"
+    "   movw    lr, #0x0001\n"
+    "   movt    lr, #0x8000\n"
+    "1: add     r1, r1, #128\n"            /* one past this word's floats */
+    "   bx_signs8\n"
+    "   bx_signs8\n"
+    "   bx_signs8\n"
+    "   bx_signs8\n"                       /* r1 back at the word's first float */
+    "   mvn     r3, r3\n"
+    "   str     r3, [r0], #4\n"
+    "   add     r1, r1, #128\n"
+    "   subs    r2, r2, #1\n"
+    "   bne     1b\n"
+    "   pop     {r4-r11, pc}\n"
+    "   .size   bx_m4_pack_words, . - bx_m4_pack_words\n"
+);
+
+void bx_pack_signs(uint32_t *out, const float *x, int n)
+{
+    const int words = n / 32;
+    if (words > 0) bx_m4_pack_words(out, x, words);
+    if (n % 32) bx_pack_signs_ref(out + words, x + 32 * words, n - 32 * words);
+}
+
+/* V weighting, eight columns: the eight sums in s8-s15 for the whole loop over j, one
+ * VLDM of the row's eight values and eight VMLA (bias + round(e_j * v), the reference's
+ * vmul then vadd) per j; the sums start at +0.0 as the reference's do. */
+__asm__(
+    "   .text\n"
+    "   .global bx_weigh8\n"
+    "   .type   bx_weigh8, %function\n"
+    "   .thumb_func\n"
+    "bx_weigh8:\n"                         /* r0 = o, r1 = e, r2 = v, r3 = v_stride, [sp] = n, s0 = inv */
+    "   mov     r12, #0\n"
+    "   vmov    s8, s9, r12, r12\n"
+    "   vmov    s10, s11, r12, r12\n"
+    "   vmov    s12, s13, r12, r12\n"
+    "   vmov    s14, s15, r12, r12\n"
+    "   ldr     r12, [sp]\n"
+    "   vpush   {s16-s23}\n"
+    "   lsl     r3, r3, #2\n"
+    "   cmp     r12, #0\n"
+    "   ble     2f\n"
+    "1: vldmia  r1!, {s1}\n"
+    "   vldm    r2, {s16-s23}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s8, s1, s16\n"
+    "   vmla.f32 s9, s1, s17\n"
+    "   vmla.f32 s10, s1, s18\n"
+    "   vmla.f32 s11, s1, s19\n"
+    "   vmla.f32 s12, s1, s20\n"
+    "   vmla.f32 s13, s1, s21\n"
+    "   vmla.f32 s14, s1, s22\n"
+    "   vmla.f32 s15, s1, s23\n"
+    "   subs    r12, r12, #1\n"
+    "   bne     1b\n"
+    "2: vmul.f32 s8, s8, s0\n"
+    "   vmul.f32 s9, s9, s0\n"
+    "   vmul.f32 s10, s10, s0\n"
+    "   vmul.f32 s11, s11, s0\n"
+    "   vmul.f32 s12, s12, s0\n"
+    "   vmul.f32 s13, s13, s0\n"
+    "   vmul.f32 s14, s14, s0\n"
+    "   vmul.f32 s15, s15, s0\n"
+    "   vstm    r0, {s8-s15}\n"
+    "   vpop    {s16-s23}\n"
+    "   bx      lr\n"
+    "   .size   bx_weigh8, . - bx_weigh8\n"
+);
+
+/* Attention scores of a one-word head (dh = 32): per key one LDR, EOR, the nibble count
+ * and byte sum of the words-4 rows (bytes <= 8, so (T * 0x01010101) >> 23 = 2p), then
+ * VCVT and VMUL by tau; the running max is the reference's `e[j] > m` (an IT'd VMOV).
+ * m starts at -inf, which e[0] exceeds when tau is finite (the C path runs otherwise),
+ * so the first step takes m = e[0] as the reference's j == 0 does. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_scores32\n"
+    "   .type   bx_m4_scores32, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_scores32:\n"         /* r0 = e, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n, s0 = tau */
+    "   push    {r4, r5, lr}\n"
+    "   ldr     lr, [sp, #12]\n"
+    "   lsl     r3, r3, #2\n"
+    "   mov     r5, #0x01010101\n"
+    "   movw    r4, #0\n"
+    "   movt    r4, #0xFF80\n"
+    "   vmov    s2, r4\n"                   /* m = -inf */
+    "1: ldr     r4, [r2]\n"
+    "   add     r2, r2, r3\n"
+    "   eor     r4, r4, r1\n"
+    "   bx_cnt4 r4\n"
+    "   bx_nib2bytes_small r4\n"
+    "   mul     r4, r4, r5\n"
+    "   lsr     r4, r4, #23\n"
+    "   rsb     r4, r4, #32\n"              /* dot */
+    "   vmov    s1, r4\n"
+    "   vcvt.f32.s32 s1, s1\n"
+    "   vmul.f32 s1, s1, s0\n"
+    "   vstmia  r0!, {s1}\n"
+    "   vcmp.f32 s1, s2\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   it      gt\n"
+    "   vmovgt.f32 s2, s1\n"
+    "   subs    lr, lr, #1\n"
+    "   bne     1b\n"
+    "   vmov.f32 s0, s2\n"
+    "   pop     {r4, r5, pc}\n"
+    "   .size   bx_m4_scores32, . - bx_m4_scores32\n"
+);
+
+float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+{
+    const float a = tau < 0.0f ? -tau : tau;
+    if (dh == 32 && n > 0 && a <= 3.4e38f)       /* finite tau: e[0] > -inf */
+        return bx_m4_scores32(e, q[0], k, k_stride, n, tau);
+    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+}
+
+/* Softmax exp without clamps. x = e[j] - m lies in [-span, 0] (span = 2 dh |tau| bounds
+ * max - min of the scores), so when span < 80 neither of bx_expf's clamps [-87, 88] can
+ * act and dropping them changes no value. The rest is bx_expf's sequence, instruction
+ * for instruction: floor by truncation and a compare (the IT'd correction subtracts 1.0
+ * from (float)k, which is (float)(k - 1) for these small k), r by VMLS (round(kf * c)
+ * subtracted, as vmul then vsub), the polynomial, (p * r^2 + r) + 1 by VMLA, 2^k from its
+ * exponent bits; the sum z is taken in the same loop, in j order. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_softmax_noclamp\n"
+    "   .type   bx_m4_softmax_noclamp, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_softmax_noclamp:\n"  /* r0 = e, r1 = n, r2 = constants, s0 = m; returns s0 = 1 / z */
+    "   vpush   {s16-s26}\n"
+    "   vldm    r2, {s16-s26}\n"
+    "   mov     r3, #0\n"
+    "   vmov    s1, r3\n"                   /* z = +0.0 */
+    "1: vldr    s2, [r0]\n"
+    "   vsub.f32 s2, s2, s0\n"              /* x */
+    "   vmul.f32 s3, s2, s16\n"
+    "   vadd.f32 s3, s3, s17\n"             /* t = x * LOG2E + 0.5 */
+    "   vcvt.s32.f32 s4, s3\n"
+    "   vcvt.f32.s32 s5, s4\n"
+    "   vmov    r3, s4\n"
+    "   vcmp.f32 s5, s3\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   itt     gt\n"
+    "   subgt   r3, r3, #1\n"
+    "   vsubgt.f32 s5, s5, s26\n"           /* kf = floor(t) */
+    "   vmls.f32 s2, s5, s18\n"
+    "   vmls.f32 s2, s5, s19\n"             /* r */
+    "   vmul.f32 s6, s20, s2\n"
+    "   vadd.f32 s6, s6, s21\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s22\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s23\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s24\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s25\n"             /* p */
+    "   vmul.f32 s7, s2, s2\n"
+    "   vmla.f32 s2, s6, s7\n"
+    "   vadd.f32 s2, s2, s26\n"             /* er */
+    "   add     r3, r3, #127\n"
+    "   lsl     r3, r3, #23\n"
+    "   vmov    s7, r3\n"
+    "   vmul.f32 s2, s2, s7\n"
+    "   vstmia  r0!, {s2}\n"
+    "   vadd.f32 s1, s1, s2\n"
+    "   subs    r1, r1, #1\n"
+    "   bne     1b\n"
+    "   vdiv.f32 s0, s26, s1\n"
+    "   vpop    {s16-s26}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_softmax_noclamp, . - bx_m4_softmax_noclamp\n"
+);
+
+static const float bx_exp_consts[11] = {BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO, BX_EXP_P0, BX_EXP_P1,
+                                        BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5, 1.0f};
+
+float bx_attend_softmax(float *e, int n, float m, float span)
+{
+    if (n > 0 && span < 80.0f)                   /* false for NaN */
+        return bx_m4_softmax_noclamp(e, n, bx_exp_consts, m);
+    return bx_attend_softmax_portable(e, n, m, span);
+}
+
+/* Sigmoid, 1 / (1 + bx_expf(-x)), operation for operation (as the softmax loop above).
+ * bx_expf's clamps to [-87, 88] leave every y = -x with |y| <= 87 (and NaN) unchanged, so
+ * one compare of |y| with 87 decides whether the two clamps need running (a branch to
+ * them, rarely taken) instead of two compares per element. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_sigmoid_loop\n"
+    "   .type   bx_m4_sigmoid_loop, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {87, LO, HI, LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1} */
+    "   vpush   {s16-s29}\n"
+    "   vldm    r2, {s16-s29}\n"
+    "1: vldr    s2, [r0]\n"
+    "   vneg.f32 s2, s2\n"                  /* y = -x */
+    "   vabs.f32 s3, s2\n"
+    "   vcmp.f32 s3, s16\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   bgt     3f\n"
+    "2: vmul.f32 s3, s2, s19\n"
+    "   vadd.f32 s3, s3, s20\n"             /* t = y * LOG2E + 0.5 */
+    "   vcvt.s32.f32 s4, s3\n"
+    "   vcvt.f32.s32 s5, s4\n"
+    "   vmov    r3, s4\n"
+    "   vcmp.f32 s5, s3\n"
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   itt     gt\n"
+    "   subgt   r3, r3, #1\n"
+    "   vsubgt.f32 s5, s5, s29\n"           /* kf */
+    "   vmls.f32 s2, s5, s21\n"
+    "   vmls.f32 s2, s5, s22\n"             /* r */
+    "   vmul.f32 s6, s23, s2\n"
+    "   vadd.f32 s6, s6, s24\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s25\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s26\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s27\n"
+    "   vmul.f32 s6, s6, s2\n"
+    "   vadd.f32 s6, s6, s28\n"             /* p */
+    "   vmul.f32 s7, s2, s2\n"
+    "   vmla.f32 s2, s6, s7\n"
+    "   vadd.f32 s2, s2, s29\n"             /* er */
+    "   add     r3, r3, #127\n"
+    "   lsl     r3, r3, #23\n"
+    "   vmov    s7, r3\n"
+    "   vmul.f32 s2, s2, s7\n"              /* exp(y) */
+    "   vadd.f32 s2, s2, s29\n"
+    "   vdiv.f32 s2, s29, s2\n"
+    "   vstmia  r0!, {s2}\n"
+    "   subs    r1, r1, #1\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s29}\n"
+    "   bx      lr\n"
+    "3: vcmp.f32 s2, s17\n"                 /* y < LO ? LO : y */
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   it      mi\n"
+    "   vmovmi.f32 s2, s17\n"
+    "   vcmp.f32 s2, s18\n"                 /* y > HI ? HI : y */
+    "   vmrs    APSR_nzcv, fpscr\n"
+    "   it      gt\n"
+    "   vmovgt.f32 s2, s18\n"
+    "   b       2b\n"
+    "   .size   bx_m4_sigmoid_loop, . - bx_m4_sigmoid_loop\n"
+);
+void bx_m4_sigmoid_loop(float *x, int n, const float *c);
+
+static const float bx_sigmoid_consts[14] = {87.0f, BX_EXP_LO, BX_EXP_HI, BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO,
+                                            BX_EXP_P0, BX_EXP_P1, BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5,
+                                            1.0f};
+
+void bx_m4_sigmoid_array(float *x, int n)
+{
+    if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts);
+}
+
+/* Layer norm, d a multiple of 8: the reference's three passes with their operations in
+ * order, eight floats per VLDM. Sum: s = s + x[i] in i order. Squared deviations:
+ * s2 = s2 + (x[i] - mean)^2 by VMLA (round(t * t), then the sum). Apply:
+ * y = beta + round(round((x - mean) * r) * gamma) by VMUL and VMLA. mean and r are
+ * computed in C as in bx_layernorm_portable. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_sum8\n"
+    "   .type   bx_m4_sum8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_sum8:\n"             /* r0 = x, r1 = n (multiple of 8, > 0); returns s0 = sum in order */
+    "   mov     r2, #0\n"
+    "   vmov    s0, r2\n"
+    "1: vldmia  r0!, {s8-s15}\n"
+    "   vadd.f32 s0, s0, s8\n"
+    "   vadd.f32 s0, s0, s9\n"
+    "   vadd.f32 s0, s0, s10\n"
+    "   vadd.f32 s0, s0, s11\n"
+    "   vadd.f32 s0, s0, s12\n"
+    "   vadd.f32 s0, s0, s13\n"
+    "   vadd.f32 s0, s0, s14\n"
+    "   vadd.f32 s0, s0, s15\n"
+    "   subs    r1, r1, #8\n"
+    "   bne     1b\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_sum8, . - bx_m4_sum8\n"
+    "   .global bx_m4_sqdev8\n"
+    "   .type   bx_m4_sqdev8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, s0 = mean; returns s0 = sum (x - mean)^2 in order */
+    "   mov     r2, #0\n"
+    "   vmov    s1, r2\n"
+    "1: vldmia  r0!, {s8-s15}\n"
+    "   vsub.f32 s8, s8, s0\n"
+    "   vsub.f32 s9, s9, s0\n"
+    "   vsub.f32 s10, s10, s0\n"
+    "   vsub.f32 s11, s11, s0\n"
+    "   vsub.f32 s12, s12, s0\n"
+    "   vsub.f32 s13, s13, s0\n"
+    "   vsub.f32 s14, s14, s0\n"
+    "   vsub.f32 s15, s15, s0\n"
+    "   vmla.f32 s1, s8, s8\n"
+    "   vmla.f32 s1, s9, s9\n"
+    "   vmla.f32 s1, s10, s10\n"
+    "   vmla.f32 s1, s11, s11\n"
+    "   vmla.f32 s1, s12, s12\n"
+    "   vmla.f32 s1, s13, s13\n"
+    "   vmla.f32 s1, s14, s14\n"
+    "   vmla.f32 s1, s15, s15\n"
+    "   subs    r1, r1, #8\n"
+    "   bne     1b\n"
+    "   vmov.f32 s0, s1\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_sqdev8, . - bx_m4_sqdev8\n"
+    "   .global bx_m4_ln_apply8\n"
+    "   .type   bx_m4_ln_apply8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = x, r2 = gamma, r3 = beta, [sp] = n, s0 = mean, s1 = r */
+    "   ldr     r12, [sp]\n"
+    "   vpush   {s16-s31}\n"
+    "1: vldmia  r1!, {s8-s15}\n"
+    "   vldmia  r2!, {s16-s23}\n"
+    "   vldmia  r3!, {s24-s31}\n"
+    "   vsub.f32 s8, s8, s0\n"
+    "   vsub.f32 s9, s9, s0\n"
+    "   vsub.f32 s10, s10, s0\n"
+    "   vsub.f32 s11, s11, s0\n"
+    "   vsub.f32 s12, s12, s0\n"
+    "   vsub.f32 s13, s13, s0\n"
+    "   vsub.f32 s14, s14, s0\n"
+    "   vsub.f32 s15, s15, s0\n"
+    "   vmul.f32 s8, s8, s1\n"
+    "   vmul.f32 s9, s9, s1\n"
+    "   vmul.f32 s10, s10, s1\n"
+    "   vmul.f32 s11, s11, s1\n"
+    "   vmul.f32 s12, s12, s1\n"
+    "   vmul.f32 s13, s13, s1\n"
+    "   vmul.f32 s14, s14, s1\n"
+    "   vmul.f32 s15, s15, s1\n"
+    "   vmla.f32 s24, s8, s16\n"
+    "   vmla.f32 s25, s9, s17\n"
+    "   vmla.f32 s26, s10, s18\n"
+    "   vmla.f32 s27, s11, s19\n"
+    "   vmla.f32 s28, s12, s20\n"
+    "   vmla.f32 s29, s13, s21\n"
+    "   vmla.f32 s30, s14, s22\n"
+    "   vmla.f32 s31, s15, s23\n"
+    "   vstmia  r0!, {s24-s31}\n"
+    "   subs    r12, r12, #8\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s31}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_ln_apply8, . - bx_m4_ln_apply8\n"
+);
+float bx_m4_sum8(const float *x, int n);
+float bx_m4_sqdev8(const float *x, int n, float mean);
+void bx_m4_ln_apply8(float *y, const float *x, const float *gamma, const float *beta, int n, float mean, float r);
+
+void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
+{
+    if (d <= 0 || d % 8) {
+        bx_layernorm_portable(y, x, gamma, beta, d);
+        return;
+    }
+    float mean = bx_m4_sum8(x, d) / (float)d;
+    float s2 = bx_m4_sqdev8(x, d, mean);
+    float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
+    bx_m4_ln_apply8(y, x, gamma, beta, d, mean, r);
+}
+
+/* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of
+ * the shapes they handle, bx_binlinear_portable for the rest. */
+void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+                  const float *alpha, const float *bias, int n_in, int n_out)
+{
+    const int n8 = n_out & ~7;
+    int o = 0;
+    if (n8 > 0 && (n_in == 128 || n_in == 256)) {
+        if (n_in == 128)
+            bx_m4_dots4((int32_t *)(void *)y, xb, w, n8);
+        else
+            bx_m4_dots8((int32_t *)(void *)y, xb, w, n8);
+        bx_m4_affine(y, alpha, bias, n8);
+        o = n8;
+    }
+    if (o < n_out)
+        bx_binlinear_portable(y + o, xb, w + (size_t)o * BX_WORDS(n_in), alpha + o, bias + o, n_in, n_out - o);
+}
