@@ -9,8 +9,9 @@ For each offline data set and the default configuration:
             and whether every reply equals the host emulator's and PyTorch's;
   speed     host emulator vs PyTorch eager batch 1 on the same model, microseconds per
             sentence, same run, same sentences;
-  kernel    M4 instructions per 32 binary MACs in the binary linear kernel's inner loop
-            (portable and DSP paths), counted in the compiled code.
+  kernel    M4 instructions per 32 binary MACs of the binary linear kernel over whole calls
+            on the model's shapes (portable and DSP paths), beside CMSIS-DSP's q7 peer;
+  profile   M4 instructions per stage of the firmware (codegen/m4bench.py).
 Writes OUT/bench.json and OUT/bench.md; `--readme` puts the summary table into README.md.
 """
 from __future__ import annotations
@@ -218,36 +219,10 @@ def qemu_replies(elf: Path, board: str, texts: list[str]) -> list:
         return device_replies(h.url, texts)
 
 
-def inner_loop_instructions(build_dir: Path) -> int | None:
-    """Instructions in the loop of bx_bdot (one 32-bit word = 32 binary MACs per
-    iteration) in the compiled firmware, read from the disassembly: the instructions
-    between the backward branch's target and the branch itself."""
-    objdump = shutil.which("arm-none-eabi-objdump")
-    elf = build_dir / "fw.elf"
-    if not objdump or not elf.exists():
-        return None
-    dis = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(elf)], capture_output=True, text=True).stdout
-    # the linker folds identical functions: the portable build may only have bx_bdot_ref
-    m = re.search(r"<bx_bdot>:\n(.*?)\n\n", dis, re.S) or re.search(r"<bx_bdot_ref>:\n(.*?)\n\n", dis, re.S)
-    if not m:
-        return None
-    ins = []
-    for ln in m.group(1).splitlines():
-        mm = re.match(r"\s*([0-9a-f]+):\s+(\S+)\s*(.*)", ln)
-        if mm:
-            ins.append((int(mm.group(1), 16), mm.group(2), mm.group(3)))
-    for i, (addr, op, args) in enumerate(ins):
-        if re.fullmatch(r"b(eq|ne|cs|cc|hs|lo|mi|pl|hi|ls|ge|lt|gt|le)?(\.[nw])?", op):
-            t = re.match(r"([0-9a-f]+)", args)
-            if t and int(t.group(1), 16) < addr:
-                start = int(t.group(1), 16)
-                return sum(1 for a, _, _ in ins if start <= a <= addr)
-    return None
-
-
 # --------------------------------------------------------------------------- PyTorch speed
 
 SPEED_PASSES = 3
+PROFILE_N = 100            # test sentences profiled stage by stage on the M4 (0.5 s each)
 
 
 def torch_batch1_us(model, ids: list[list[int]], repeat: int = 1) -> float:
@@ -396,7 +371,6 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
 
     # QEMU (mps2-an386): instruction counts and identity with the host emulator
     qb = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386")
-    qd = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386-dsp", dsp=True)
     n = len(texts) if not qemu_n else min(qemu_n, len(texts))
     qp = qemu_replies(qb.elf, "mps2-an386", texts[:n])
     rec["qemu_vs_host_identical"] = f"{sum(strip(a.line) == strip(b.line) for a, b in zip(qp, parsed[:n]))}/{n}"
@@ -406,8 +380,14 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
                  "unit": qp[0].unit,
                  "by_depth": {int(d): float(cost[dep == d].mean()) for d in sorted(set(dep.tolist()))},
                  "cycles_ms_at_100mhz": [float(cost.mean() * c / 1e5) for c in CYCLES_PER_INSTR]}
-    rec["kernel"] = {"portable_instr_per_32_bmacs": inner_loop_instructions(qb.out_dir),
-                     "dsp_instr_per_32_bmacs": inner_loop_instructions(qd.out_dir)}
+    # per-stage profile (unicorn on the same firmware, summing to QEMU's cost=) on the
+    # first PROFILE_N test sentences, and the int8 peer's estimate for this model
+    from beexgen.codegen import m4bench
+    prof = m4bench.profile(qb.elf, texts[:PROFILE_N], board="mps2-an386", work_dir=bdir / "profile")
+    rec["m4_profile"] = {k: int(round(v)) for k, v in prof["stages"].items()}
+    rec["m4_profile_meta"] = {k: prof[k] for k in ("total", "cost_mean", "tokens_mean", "exit_depth_mean")
+                              if k in prof} | {"sentences": min(PROFILE_N, len(texts))}
+    rec["int8"] = m4bench.int8_estimate(art, tokens=float(np.mean(len_t)), blocks=cfg["n_blocks"])
     # whole-model instructions per binary MAC (all layers, floats included), full depth
     rec["m4"]["instr_per_bmac_all"] = float(cost.mean() / np.mean([p.bmacs for p in qp]))
     log(f"{ds}: M4 {rec['m4']['mean'] / 1e6:.2f} M instr/sentence mean; QEMU==host {rec['qemu_vs_host_identical']}")
@@ -428,7 +408,7 @@ def _exit_name(e: int) -> str:
     return "0 (wide)" if e == 0 else str(e)
 
 
-def markdown(results: list[dict], meta: dict) -> str:
+def markdown(results: list[dict], meta: dict, kernel: dict) -> str:
     L = []
     L.append(f"Measured by `{meta['command']}` on {meta['machine']} ({meta['date']}, "
              f"{meta['minutes']:.1f} min). Test split of each data set (seeded 80/10/10, "
@@ -487,19 +467,54 @@ def markdown(results: list[dict], meta: dict) -> str:
             lambda r: " / ".join(f"{r['speed']['torch_eager_b1_us_full'] / by(r, n):.0f}x" for n in isa_names))
     row("C == PyTorch (class, exit, logits bits)", lambda r: r["host_vs_pytorch_identical"])
     row("QEMU firmware == host emulator (replies)", lambda r: r["qemu_vs_host_identical"])
-    k = results[0]["kernel"]
     L.append("")
-    L.append(f"Binary linear kernel, inner loop: {k['portable_instr_per_32_bmacs']} M4 instructions per "
-             f"32 binary MACs (portable SWAR popcount), {k['dsp_instr_per_32_bmacs']} with the DSP path "
-             "(USAD8), counted in the compiled loop.")
+    shapes = list(kernel["binary_instr_per_32_macs"])
+    L.append("Binary linear kernel on the model's shapes, whole calls on the M4 (mps2-an386 build, "
+             "counted in unicorn), beside CMSIS-DSP's `arm_mat_vec_mult_q7` (the int8 peer) on the same shapes:")
+    L.append("")
+    L.append("| shape (in x out) | " + " | ".join(shapes) + " |")
+    L.append("|---|" + "---|" * len(shapes))
+    L.append("| binary, instructions per 32 MACs (default / DSP / portable C) | " + " | ".join(
+        f"{kernel['binary_instr_per_32_macs'][s]:.2f} / {kernel['dsp_instr_per_32_macs'][s]:.2f} / "
+        f"{kernel['portable_instr_per_32_macs'][s]:.2f}" for s in shapes) + " |")
+    L.append("| binary, instructions per call | " + " | ".join(f"{kernel['binary_instr'][s]:,}" for s in shapes) + " |")
+    L.append("| CMSIS-DSP q7, instructions per call | " + " | ".join(f"{kernel['cmsis_dsp_q7_instr'][s]:,}" for s in shapes) + " |")
+    L.append("| **q7 / binary** | " + " | ".join(f"**{kernel['q7_over_binary'][s]:.1f}x**" for s in shapes) + " |")
+    L.append("")
+    stages = list(results[0]["m4_profile"])
+    L.append(f"M4 instructions per sentence by stage (default model and policy, mean over the first "
+             f"{PROFILE_N} test sentences; the stages sum to the firmware's `cost=`):")
+    L.append("")
+    L.append("| stage | " + " | ".join(r["dataset"] for r in results) + " |")
+    L.append("|---|" + "---|" * len(results))
+    for st in stages:
+        L.append(f"| {st} | " + " | ".join(f"{r['m4_profile'].get(st, 0):,}" for r in results) + " |")
+    L.append("| **total (= mean cost=)** | " + " | ".join(f"**{sum(r['m4_profile'].values()):,}**" for r in results) + " |")
+    L.append("| int8 peer (same shapes, q7 matrix products only) | " + " | ".join(
+        f"{r['int8']['instr_per_sentence']:,.0f} ({r['int8']['flash_bytes'] / 1024:.0f} KB flash)" for r in results) + " |")
     L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64 (beexgen/cost.py).")
     return "\n".join(L) + "\n"
 
 
-def bench_json(results: list[dict], meta: dict) -> dict:
+def kernel_bench(work: Path) -> dict:
+    """The binary linear kernel on the model's shapes (portable and DSP paths), whole
+    calls, and CMSIS-DSP's q7 peer on the same shapes and board (codegen/m4bench.py)."""
+    from beexgen.codegen import m4bench
+    k = m4bench.kernel_figures(work_dir=work / "binary")
+    q = m4bench.q7_figures(binary=k, work_dir=work / "q7")
+    log("kernel: " + ", ".join(f"{s} {v:.2f}" for s, v in k["binary_instr_per_32_macs"].items())
+        + " instructions per 32 binary MACs; q7 / binary " + ", ".join(f"{v:.1f}x" for v in q["q7_over_binary"].values()))
+    return {**k, **q}
+
+
+def bench_json(results: list[dict], meta: dict, kernel: dict) -> dict:
     """docs/bench.json: the keys of shared BENCH.md, from the same run as the table."""
     def pct(x): return round(100 * float(x), 2)
-    out = {"meta": meta, "datasets": {}, "kernel": results[0].get("kernel_bench", {}), "cores": {}}
+    out = {"meta": meta, "datasets": {}, "kernel": kernel, "cores": {
+        "cortex-m4": {"board": "mps2-an386", "instructions_mean": int(round(results[0]["m4"]["mean"])),
+                      "flash_bytes": int(results[0]["nucleo"]["flash_used"]),
+                      "ram_bytes": int(results[0]["nucleo"]["ram_used"]),
+                      "qemu_equals_host": [int(x) for x in results[0]["qemu_vs_host_identical"].split("/")]}}}
     for r in results:
         a, e0 = r["accuracy"], r["first_exit"]
         hist = r["policies"]["default"]["depth_hist"]
@@ -519,7 +534,9 @@ def bench_json(results: list[dict], meta: dict) -> dict:
             "exit_histogram": {str(e0 + i): int(h) for i, h in enumerate(hist)},
             "m4_instructions_mean": int(round(r["m4"]["mean"])), "m4_instructions_p95": int(round(r["m4"]["p95"])),
             "m4_by_exit": {str(k): int(round(v)) for k, v in r["m4"]["by_depth"].items()},
-            **({"m4_profile": r["m4_profile"]} if "m4_profile" in r else {}),
+            "m4_profile": r["m4_profile"], "m4_profile_sentences": r["m4_profile_meta"]["sentences"],
+            "int8_peer_instructions_estimate": int(round(r["int8"]["instr_per_sentence"])),
+            "int8_peer_flash_bytes": int(r["int8"]["flash_bytes"]),
             "host_us_per_sentence": round(r["speed"]["host_us_full"], 2),
             "pytorch_us_per_sentence": round(r["speed"]["torch_eager_b1_us_full"], 2),
             "host_speedup": round(r["speed"]["ratio_full"], 2),
@@ -547,12 +564,13 @@ def main(datasets=DATASETS, out="runs/bench", reuse=True, epochs=None, qemu_n=No
     t0 = time.time()
     train_times = ensure_runs(datasets, out, reuse, epochs, jobs)
     results = [bench_dataset(ds, out, qemu_n=qemu_n) for ds in datasets]
+    kernel = kernel_bench(out / "kernels")
     meta = {"command": "beexgen bench" + ("" if not qemu_n else f" --qemu-n {qemu_n}"),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
             "date": time.strftime("%Y-%m-%d"), "minutes": round((time.time() - t0) / 60, 1),
             "commit": _commit(), "train_seconds": {k: round(v) for k, v in train_times.items()}}
-    md = markdown(results, meta)
-    doc = bench_json(results, meta)
+    md = markdown(results, meta, kernel)
+    doc = bench_json(results, meta, kernel)
     (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float) + "\n")
     (out / "bench.md").write_text(md + "\n" + "\n\n".join(f"### {r['dataset']}: nucleo-f411re\n```\n{r['nucleo']['table']}\n```" for r in results) + "\n")
     if json_out:

@@ -408,7 +408,8 @@ def _stage_map(m4: M4) -> dict:
     return {"bx_tokenize": "tokenizer", "bx_embed": "embedding", "bx_pack_signs": "sign packing",
             "bx_binlinear": binary, "bx_layernorm_rows": norm, "bx_layernorm": norm,
             "bx_attend": "attention scores", "bx_attend_scores": "attention scores", "bx_attend_softmax": "softmax",
-            "attend_weigh": "V weighting", "bx_m4_sigmoid_array": "SLFN gates", "bx_exit_after": "exit heads"}
+            "attend_weigh": "V weighting", "bx_m4_sigmoid_array": "SLFN gates", "bx_exit_after": "exit heads",
+            "bx_wide_sums": "wide exit", "bx_exit_wide": "exit heads"}
 
 
 def _qemu_replies(elf: Path, board: str, texts: list[bytes], log: Path) -> list:
