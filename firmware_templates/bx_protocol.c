@@ -1,13 +1,14 @@
 /* bx_protocol.c: request parsing, commands and replies (docs/INTERNALS.md).
  *
- * Grammar of a request line (terminator already removed by main.c):
+ * Grammar of a request line (terminator and the optional request id `#<digits> `
+ * already split off by main.c; the id is echoed in front of the reply):
  *
  *     line     = text                      classify text (any line not starting with '!')
  *              | "!" name [" " args]       a command; name runs up to the first space
  *     commands:
  *       !c <text>                    classify text (a text that itself begins with '!')
  *       !ping                        -> ok pong
- *       !info                        -> ok info format=.. hash=.. board=.. ... unit=.. line=..
+ *       !info                        -> ok info format=.. hash=.. board=.. ... unit=.. line=.. window=..
  *       !tok <text>                  -> ok tok n=<k> ids=<i1,...>   ([CLS] included)
  *       !policy                      -> ok policy=<name> thr=<hex32>,...   (query)
  *       !policy <name> [<t>{,<t>}]   set the exit policy; same reply
@@ -217,7 +218,20 @@ static void reply_error(int status, const char *detail)
     out_end();
 }
 
-void bx_protocol_reject(int status) { reply_error(status, NULL); }
+/* `#<id> ` in front of the reply, when the request had an id */
+static void out_id(const uint8_t *id, size_t id_n)
+{
+    if (!id_n) return;
+    out_bytes("#", 1);
+    out_bytes((const char *)id, id_n);
+    out_bytes(" ", 1);
+}
+
+void bx_protocol_reject(const uint8_t *id, size_t id_n, int status)
+{
+    out_id(id, id_n);
+    reply_error(status, NULL);
+}
 
 /* ------------------------------------------------------------------ commands */
 
@@ -284,7 +298,7 @@ static void out_policy(void)
 
 /* !info -> ok info format=<v> hash=<sha256> board=<name> classes=<C> blocks=<B> d=<d>
  *          heads=<h> seq=<L> vocab=<V> labels=<a,b,...> policy=<p> thr=<t,...> unit=<u>
- *          line=<BX_LINE_MAX> */
+ *          line=<BX_LINE_MAX> window=<BX_WINDOW> */
 static void cmd_info(const uint8_t *args, size_t n)
 {
     (void)args;
@@ -307,6 +321,7 @@ static void cmd_info(const uint8_t *args, size_t n)
     out_policy();
     out_key("unit");    out_str(BX_COST_UNIT);
     out_key("line");    out_u64(BX_LINE_MAX);
+    out_key("window");  out_u64(BX_WINDOW);
     out_end();
 }
 
@@ -383,8 +398,9 @@ static void reply_unknown(const uint8_t *name, size_t n)
     reply_error(BX_STATUS_UNKNOWN_COMMAND, echo);
 }
 
-void bx_protocol_handle(const uint8_t *line, size_t len)
+void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len)
 {
+    out_id(id, id_n);
     if (len == 0 || line[0] != '!') { cmd_classify(line, len); return; }
     const uint8_t *args;
     size_t args_n;
