@@ -340,10 +340,20 @@ static void cmd_tok(const uint8_t *text, size_t n)
     out_end();
 }
 
+/* A threshold is finite and not negative (-0 is 0), whether written as a decimal or as
+ * a 0x bit pattern: NaN, +-inf and negative values are refused the same way. (Above 1
+ * is allowed: a confidence threshold of 1.5 means "never exit early".) */
+static int threshold_ok(float v)
+{
+    uint32_t u = f32_bits(v);
+    int finite = ((u >> F32_MANT_BITS) & F32_EXP_MAX) != F32_EXP_MAX;
+    return finite && v >= 0.0f;
+}
+
 /* !policy                     -> ok policy=<name> thr=<hex32>,...   (query)
  * !policy <name> [<t>{,<t>}]  -> set, then the same reply
  * <name> is a policy name of bx_model.h (none, entropy, confidence, budget); each <t>
- * is a decimal or 0x<hex32> (bx_parse_f32); the count must suit the policy (0, 1 or
+ * is a decimal or 0x<hex32> (bx_parse_f32), finite and >= 0; the count must suit the policy (0, 1 or
  * BX_N_BLOCKS - 1, checked by bx_engine_set_policy). On error the policy is unchanged. */
 static void cmd_policy(const uint8_t *args, size_t n)
 {
@@ -359,7 +369,7 @@ static void cmd_policy(const uint8_t *args, size_t n)
         while (t < list_n && list[t] != ',') t++;
         if (n_thr == BX_N_BLOCKS) { reply_error(BX_STATUS_BAD_ARGUMENT, "too many thresholds"); return; }
         float *v = &bx_thr_arg[n_thr];
-        if (bx_parse_f32(list, t, v) < 0 || *v != *v) {              /* syntax, or NaN */
+        if (bx_parse_f32(list, t, v) < 0 || !threshold_ok(*v)) {
             reply_error(BX_STATUS_BAD_ARGUMENT, "bad threshold");
             return;
         }

@@ -184,7 +184,7 @@ class Reference:
             if len(thr) == self.cfg["n_blocks"]:
                 return err(Status.BAD_ARGUMENT, "too many thresholds")
             v = parse_threshold(it)
-            if v is None or np.isnan(v):
+            if v is None or not np.isfinite(v) or v < 0:      # finite and >= 0 (-0 is 0)
                 return err(Status.BAD_ARGUMENT, "bad threshold")
             thr.append(v)
         if len(thr) != exits.n_thresholds(p, self.cfg["n_blocks"]):
@@ -435,6 +435,8 @@ BAD_POLICY_ARGS = [
     b"!policy entropy ,0.5", b"!policy entropy 1.2.3", b"!policy entropy .", b"!policy entropy -",
     b"!policy entropy 1234567890123456789", b"!policy entropy  0.5", b"!policy entropy nan",
     b"!policy entropy inf", b"!policy confidence", b"!policy budget 0.5,0.5,0.5,0.5",
+    b"!policy entropy 0x7f800000", b"!policy entropy 0xff800000", b"!policy entropy -0.5",
+    b"!policy entropy 0x80000001",
     b"!policy entropy \xff", b"!policy \x00",
 ]
 
