@@ -18,7 +18,6 @@ mismatch. This module imports numpy and safetensors only (never torch).
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,9 @@ class Policy(enum.IntEnum):
     BUDGET = 3
 
 
-class ArtifactError(ValueError):
-    """An artifact that cannot be used: missing, corrupt, tampered or of another version."""
+# An artifact that cannot be used: missing, corrupt, tampered, inconsistent or of another
+# version. Defined in beexgen/validate.py, which checks every artifact loaded or saved.
+from beexgen.validate import ArtifactError, validate  # noqa: E402
 
 
 # --------------------------------------------------------------------------- packing
@@ -110,17 +110,9 @@ class Artifact:
                 "total": bits + floats + vocab_bytes}
 
 
-def _canonical(meta: dict) -> bytes:
-    return json.dumps({k: v for k, v in meta.items() if k != "hash"},
-                      sort_keys=True, separators=(",", ":")).encode()
-
-
 def content_hash(meta: dict, weights_bytes: bytes, tokenizer_bytes: bytes) -> str:
-    h = hashlib.sha256()
-    for part in (_canonical(meta), weights_bytes, tokenizer_bytes):
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()
+    from beexgen.validate import content_hash as h
+    return h(meta, weights_bytes, tokenizer_bytes)
 
 
 def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer_json: str) -> Artifact:
@@ -134,6 +126,7 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
     for k, v in tensors.items():
         if v.dtype not in (np.uint32, np.float32):
             raise ValueError(f"tensor {k}: dtype {v.dtype}, want uint32 or float32")
+    validate(meta, tensors, tokenizer_json, where=str(path))      # a buggy exporter stops here
     wbytes = st_save(tensors)
     tbytes = tokenizer_json.encode()
     meta["hash"] = content_hash(meta, wbytes, tbytes)
@@ -146,31 +139,17 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
 def load(path: str | Path) -> Artifact:
     from safetensors.numpy import load as st_load
 
+    from beexgen.validate import read_dir
+
     path = Path(path)
-    if not path.is_dir():
-        raise ArtifactError(f"{path}: not an artifact directory (run `beexgen export` to make one)")
-    for name in (META, WEIGHTS, TOKENIZER):
-        if not (path / name).is_file():
-            raise ArtifactError(f"{path / name}: missing; the artifact is incomplete")
-    try:
-        meta = json.loads((path / META).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path / META}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ArtifactError(f"{path / META}: not a beexgen artifact (format field is {meta.get('format')!r})"
-                            if isinstance(meta, dict) else f"{path / META}: not a beexgen artifact")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path / META}: artifact format version {meta.get('format_version')!r}, this beexgen reads "
-            f"version {FORMAT_VERSION}; re-export it with this version (`beexgen export`)")
-    wbytes, tbytes = (path / WEIGHTS).read_bytes(), (path / TOKENIZER).read_bytes()
-    want = content_hash(meta, wbytes, tbytes)
-    if meta.get("hash") != want:
-        raise ArtifactError(
-            f"{path}: content hash mismatch (meta.json says {str(meta.get('hash'))[:16]}..., the files hash to "
-            f"{want[:16]}...): the artifact was modified or corrupted after export")
+    meta, wbytes, tbytes = read_dir(path)         # files, format, version, content hash
     try:
         tensors = dict(st_load(wbytes))
     except Exception as e:  # safetensors raises its own error types
         raise ArtifactError(f"{path / WEIGHTS}: unreadable ({e})") from None
-    return Artifact(meta, tensors, tbytes.decode(), path)
+    try:
+        tok = tbytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArtifactError(f"{path / TOKENIZER}: not UTF-8 ({e})") from None
+    validate(meta, tensors, tok, where=str(path))   # every dimension, count and type
+    return Artifact(meta, tensors, tok, path)

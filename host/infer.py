@@ -867,17 +867,15 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, windo
 
 
 def _artifact_hash(d: str) -> str:
-    path = os.path.join(d, "meta.json")
+    """The content hash of artifact directory d, recomputed from its files, after the
+    whole artifact check (beexgen/validate.py: pure Python, no weights loaded)."""
+    from beexgen.validate import ArtifactError, check_dir
     try:
-        with open(path, encoding="utf-8") as f:
-            h = json.load(f).get("hash")
+        return check_dir(d)["hash"]
+    except ArtifactError as e:
+        raise click.ClickException(f"--artifact {e}") from None
     except OSError as e:
-        raise click.UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    except (ValueError, AttributeError) as e:
-        raise click.UsageError(f"{path} is not a JSON object: {e}") from None
-    if not isinstance(h, str) or not h:
-        raise click.UsageError(f"{path} has no \"hash\"")
-    return h
+        raise click.ClickException(f"--artifact {d}: {e.strerror or e}") from None
 
 
 def _print_info(info: dict, as_json: bool) -> None:

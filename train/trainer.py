@@ -156,7 +156,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=len(classes),
                        binary=not cfg.full_precision, **cfg.model)
-    ids = [tok_mod.encode_for_model(tok, t, mcfg.seq_max) for t in ds.texts]
+    # encode only what this run reads: --max-train may keep a small part of a big file
+    ids = {i: tok_mod.encode_for_model(tok, ds.texts[i], mcfg.seq_max) for i in sorted({*train_idx, *split.val})}
     (run_dir / "config.json").write_text(json.dumps(
         {"train": asdict(cfg), "model": mcfg.to_dict(), "classes": classes}, indent=2) + "\n")
 
