@@ -30,6 +30,7 @@ import pytest
 
 from beexgen import artifact, cost
 from beexgen.codegen import build as build_mod
+from beexgen.host import protocol
 from beexgen.host.protocol import Status, float_to_hex, wire_label
 from beexgen.train import deploy, exits
 from beexgen.train import tokenizer as tok_mod
@@ -153,7 +154,7 @@ class Reference:
         return (f"ok info format={self.art.meta['format_version']} hash={self.art.hash} board=host "
                 f"classes={c['n_classes']} blocks={c['n_blocks']} d={c['d_model']} heads={c['n_heads']} "
                 f"seq={c['seq_max']} vocab={c['vocab_size']} labels={','.join(map(wire_label, self.art.classes))} "
-                f"{self.policy_fields()} unit=ns line={LINE_MAX}")
+                f"{self.policy_fields()} unit=ns line={LINE_MAX} window={protocol.WINDOW}")
 
     def _text(self, b: bytes) -> str | None:
         try:
@@ -194,6 +195,9 @@ class Reference:
 
     def reply(self, line: bytes, status: Status | None = None) -> str:
         """The expected reply to one received line (classify replies with cost=*)."""
+        m = re.match(rb"#(\d{1,%d}) " % protocol.ID_DIGITS, line)
+        if m:                                 # a request id, echoed in front (issue 14)
+            return m.group(0).decode() + self.reply(line[m.end():], status)
         if status is not None:
             return err(status)
         if not line.startswith(b"!"):
@@ -407,7 +411,7 @@ def test_tok_matches_tokenizer(emu, ref):
 
 def test_info(emu, ref, built):
     line = session(emu, ref, b"!info\n!ping\n!info extra\n!info\n")[0]
-    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(" unit=ns line=512")
+    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(f" unit=ns line=512 window={protocol.WINDOW}")
     manifest = json.loads((built["dir"] / "build.json").read_text())
     assert manifest["artifact_hash"] == built["art"].hash and manifest["ram_bytes"] > 0
 
@@ -470,7 +474,7 @@ def test_threshold_decimals_round_exactly(emu, ref):
         digits = rng.randint(1, DEC_DIGITS_MAX)
         s = "".join(rng.choice(string.digits) for _ in range(digits))
         p = rng.randint(0, digits)
-        vals.append(((rng.choice(["", "-"])) + s[:p] + "." + s[p:]).encode())
+        vals.append(((rng.choice(["", "+"])) + s[:p] + "." + s[p:]).encode())   # negatives are refused
     data = b"".join(b"!policy entropy " + v + b"\n" for v in vals)
     got = session(emu, ref, data)
     assert all(g.startswith("ok policy=entropy") for g in got)
