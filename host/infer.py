@@ -339,15 +339,14 @@ class Client:
     def _read(self, deadline: float) -> str | None:
         """The next line, or None when `deadline` passed first."""
         try:
-            line = self.transport.read_line(max(0.0, deadline - time.monotonic()))
+            return self.transport.read_line(max(0.0, deadline - time.monotonic()))
         except TransportTimeout:
             return None
-        self._last_rx = time.monotonic()
-        return line
 
     def _deadline(self) -> float:
         """The oldest request in flight has `timeout` s from when it was sent or from the
-        last reply, whichever is later: each reply may take up to `timeout`."""
+        last reply to one of ours, whichever is later: each reply may take up to `timeout`.
+        (Lines that are no reply of ours do not count: a device spewing noise still times out.)"""
         return max(self._inflight[0].sent, self._last_rx) + self.timeout
 
     def _match(self, line: str):
@@ -415,7 +414,7 @@ class Client:
                 results[k] = job
             else:
                 todo.append(k)
-        out, reconnects = 0, 0
+        out, reconnects, want_fence = 0, 0, False
         fence: _Req | None = None
 
         def lost(r: _Req, reason: str) -> None:
@@ -445,6 +444,9 @@ class Client:
             sendable = [r for r in self._inflight if r is not fence]
             n_flight = len(sendable)
             try:
+                if want_fence and fence is None and self._inflight:
+                    fence = self._send(_PING, None)
+                want_fence = False
                 while todo and n_flight < window:
                     k = todo.popleft()
                     self._send(jobs[k][0], k)
@@ -477,9 +479,9 @@ class Client:
                     lost(r, "the device lost bytes of the request (err 7 OVERRUN)")
                     continue
                 self.stats["garbage"] += 1          # maybe our reply, garbled: a fence tells
-                if fence is None and self._inflight:
-                    fence = self._send(_PING, None)
+                want_fence = True
                 continue
+            self._last_rx = time.monotonic()
             for _ in range(pos):                    # in order: the ones before it were lost
                 lost(self._inflight.popleft(), f"reply lost (a later reply came first): {line[:80]!r}")
             self._inflight.popleft()
