@@ -57,7 +57,7 @@ def env(tmp_path_factory):
     exe = build.build_host(art, d / "host")
     with Client(open_transport(f"exec:{exe}", timeout=5)) as c:
         c.handshake()
-        ref = {t: c.classify(t) for t in TEXTS + [PROBE.decode(), "a bore", "the film"]}
+        ref = {t: c.classify(t) for t in TEXTS + [PROBE.decode(), "a bore", "the film", "the film is"]}
     return {"dir": d, "art": art, "exe": exe, "ref": ref}
 
 
@@ -460,8 +460,10 @@ def test_infer_reads_a_csv_with_a_bom(env, tmp_path):
 # ============================================================================== 7 partial line
 def test_partial_line_before_connect_host_emulator(env):
     """Another program left "the film is" (no line end) in the device's buffer: the
-    client's leading line end ends it, so " a bore" is classified on its own."""
-    relay = Relay(env["exe"])
+    client's leading line end ends it, before any request of the client: the device's
+    first reply is to "the film is" alone, and " a bore" is classified on its own."""
+    seen = []
+    relay = Relay(env["exe"], rewrite=lambda ln: seen.append(ln) or ln)
     try:
         fd = os.open(relay.path, os.O_RDWR | os.O_NOCTTY)
         os.write(fd, b"the film is")
@@ -472,6 +474,7 @@ def test_partial_line_before_connect_host_emulator(env):
             assert answer(c.classify("a bore")) == answer(env["ref"]["a bore"])
     finally:
         relay.close()
+    assert answer(protocol.parse_reply(seen[0].decode())) == answer(env["ref"]["the film is"]), seen[0]
 
 
 @needs(firmware.CC, "qemu-system-arm")
