@@ -254,6 +254,17 @@ def _spec(t) -> tuple[str, tuple[int, ...]]:
     return str(t.dtype), tuple(int(n) for n in t.shape)
 
 
+_DIM_FIELDS = ("vocab_size", "seq_max", "n_classes", "d_model", "d_ff", "n_heads")
+
+
+def _behind(shape: tuple, c: dict) -> str:
+    """The config fields a tensor shape is made of, for the message: `config.d_model = 96`."""
+    made = {"d_model": lambda v: (v, words(v), 3 * v, 4 * v), "d_ff": lambda v: (v, words(v))}
+    names = [f"config.{k} = {c[k]}" for k in _DIM_FIELDS
+             if any(n in made.get(k, lambda v: (v,))(c[k]) for n in shape)]
+    return ", ".join(names) if names else "the config"
+
+
 def _check_tensors(tensors: dict, c: dict, where: str) -> None:
     want = expected_tensors(c)
     missing = sorted(want.keys() - tensors.keys())
@@ -267,8 +278,8 @@ def _check_tensors(tensors: dict, c: dict, where: str) -> None:
     for name in sorted(want):
         got = _spec(tensors[name])
         if got != want[name]:
-            _fail(where, f"{WEIGHTS} tensor {name} is {got[0]} {list(got[1])}, the config calls for "
-                         f"{want[name][0]} {list(want[name][1])}")
+            _fail(where, f"{WEIGHTS} tensor {name} is {got[0]} {list(got[1])}, {_behind(want[name][1], c)} "
+                         f"calls for {want[name][0]} {list(want[name][1])}")
     for name in sorted(want):
         t = tensors[name]
         if isinstance(t, tuple):

@@ -372,7 +372,7 @@ INCONSISTENT = {
     "seq_max_0": (_cfg("seq_max", 0), "config.seq_max"),
     "seq_max_huge": (_cfg("seq_max", 100000), "config.seq_max"),
     "d_model_string": (_cfg("d_model", "32"), "config.d_model"),
-    "d_model_96": (_cfg("d_model", 96), "config"),
+    "d_model_96": (_cfg("d_model", 96), "config.d_model"),
     "nan_threshold": (lambda m: m["exit_policy"].__setitem__("thresholds", [float("nan")]),
                       "exit_policy.thresholds[0]"),
     "unknown_policy": (lambda m: m["exit_policy"].__setitem__("name", "fastest"), "exit_policy.name"),
