@@ -1,6 +1,8 @@
 """The serial line protocol shared by the firmware, the host emulator and host/infer.py.
 
-One request line in, exactly one reply line out, in order (docs/INTERNALS.md).
+One request line in, exactly one reply line out, in order (docs/INTERNALS.md). A request
+may carry an id (`#<id> ` in front), echoed in front of its reply; a host keeps at most
+WINDOW requests unanswered, which the device's receive ring (ring_bytes) provably holds.
 `Status` is the single source of the error codes: codegen renders `bx_status.h` from it
 (firmware_templates/bx_status.h.j2), so the C and Python never disagree on a number.
 """
