@@ -18,7 +18,6 @@ mismatch. This module imports numpy and safetensors only (never torch).
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,9 @@ class Policy(enum.IntEnum):
     BUDGET = 3
 
 
-class ArtifactError(ValueError):
-    """An artifact that cannot be used: missing, corrupt, tampered or of another version."""
+# An artifact that cannot be used: missing, corrupt, tampered, inconsistent or of another
+# version. Defined in beexgen/validate.py, which checks every artifact loaded or saved.
+from beexgen.validate import ArtifactError, validate  # noqa: E402
 
 
 # --------------------------------------------------------------------------- packing
@@ -72,37 +72,6 @@ def unpack_signs(bits: np.ndarray, cols: int) -> np.ndarray:
     if b[:, cols:].any():
         raise ValueError("non-zero padding bits")
     return np.where(b[:, :cols] == 1, np.float32(-1), np.float32(1))
-
-
-# --------------------------------------------------------------------------- shapes
-
-def tensor_shapes(cfg: dict) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """Every tensor an artifact of this config holds: name -> (dtype, shape), as
-    train/export.py writes them (its docstring lists the layout)."""
-    d, f, h, V, L, C = (cfg[k] for k in ("d_model", "d_ff", "n_heads", "vocab_size", "seq_max", "n_classes"))
-    u32, f32, i8 = np.dtype(np.uint32), np.dtype(np.float32), np.dtype(np.int8)
-    out = {"embed.tok.bits": (u32, (V, words_for(d))), "embed.tok.scale": (f32, (d,)),
-           "embed.pos.bits": (u32, (L, words_for(d))), "embed.pos.scale": (f32, (d,))}
-    layers = {"qkv": (3 * d, d), "out": (d, d), "up": (f, d), "down": (d, f)}
-    if cfg.get("slfn", True):
-        layers["slfn"] = (4 * d, d)
-    for b in range(cfg["n_blocks"]):
-        p = f"blocks.{b}."
-        for ln in ("ln1", "ln2", "ln3"):
-            out[p + ln + ".weight"] = out[p + ln + ".bias"] = (f32, (d,))
-        out[p + "tau"] = (f32, (h,))
-        for name, (rows, cols) in layers.items():
-            out[p + name + ".bits"] = (u32, (rows, words_for(cols)))
-            out[p + name + ".alpha"] = out[p + name + ".bias"] = (f32, (rows,))
-        q = f"exits.{b}."
-        out[q + "ln.weight"] = out[q + "ln.bias"] = (f32, (d,))
-        out[q + "fc.weight"], out[q + "fc.bias"] = (f32, (C, d)), (f32, (C,))
-    if cfg.get("wide"):
-        out["wide.uni"] = (i8, (V, C))
-        if cfg.get("bigram_buckets"):
-            out["wide.big"] = (i8, (cfg["bigram_buckets"], C))
-        out["wide.scale"] = out["wide.bias"] = (f32, (C,))
-    return out
 
 
 # --------------------------------------------------------------------------- artifact
@@ -142,17 +111,9 @@ class Artifact:
                 "total": bits + int8 + floats + vocab_bytes}
 
 
-def _canonical(meta: dict) -> bytes:
-    return json.dumps({k: v for k, v in meta.items() if k != "hash"},
-                      sort_keys=True, separators=(",", ":")).encode()
-
-
 def content_hash(meta: dict, weights_bytes: bytes, tokenizer_bytes: bytes) -> str:
-    h = hashlib.sha256()
-    for part in (_canonical(meta), weights_bytes, tokenizer_bytes):
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()
+    from beexgen.validate import content_hash as h
+    return h(meta, weights_bytes, tokenizer_bytes)
 
 
 def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer_json: str) -> Artifact:
@@ -166,6 +127,7 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
     for k, v in tensors.items():
         if v.dtype not in (np.uint32, np.float32, np.int8):
             raise ValueError(f"tensor {k}: dtype {v.dtype}, want uint32, float32 or int8")
+    validate(meta, tensors, tokenizer_json, where=str(path))      # a buggy exporter stops here
     wbytes = st_save(tensors)
     tbytes = tokenizer_json.encode()
     meta["hash"] = content_hash(meta, wbytes, tbytes)
@@ -178,31 +140,17 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
 def load(path: str | Path) -> Artifact:
     from safetensors.numpy import load as st_load
 
+    from beexgen.validate import read_dir
+
     path = Path(path)
-    if not path.is_dir():
-        raise ArtifactError(f"{path}: not an artifact directory (run `beexgen export` to make one)")
-    for name in (META, WEIGHTS, TOKENIZER):
-        if not (path / name).is_file():
-            raise ArtifactError(f"{path / name}: missing; the artifact is incomplete")
-    try:
-        meta = json.loads((path / META).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path / META}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ArtifactError(f"{path / META}: not a beexgen artifact (format field is {meta.get('format')!r})"
-                            if isinstance(meta, dict) else f"{path / META}: not a beexgen artifact")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path / META}: artifact format version {meta.get('format_version')!r}, this beexgen reads "
-            f"version {FORMAT_VERSION}; re-export it with this version (`beexgen export`)")
-    wbytes, tbytes = (path / WEIGHTS).read_bytes(), (path / TOKENIZER).read_bytes()
-    want = content_hash(meta, wbytes, tbytes)
-    if meta.get("hash") != want:
-        raise ArtifactError(
-            f"{path}: content hash mismatch (meta.json says {str(meta.get('hash'))[:16]}..., the files hash to "
-            f"{want[:16]}...): the artifact was modified or corrupted after export")
+    meta, wbytes, tbytes = read_dir(path)         # files, format, version, content hash
     try:
         tensors = dict(st_load(wbytes))
     except Exception as e:  # safetensors raises its own error types
         raise ArtifactError(f"{path / WEIGHTS}: unreadable ({e})") from None
-    return Artifact(meta, tensors, tbytes.decode(), path)
+    try:
+        tok = tbytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArtifactError(f"{path / TOKENIZER}: not UTF-8 ({e})") from None
+    validate(meta, tensors, tok, where=str(path))   # every dimension, count and type
+    return Artifact(meta, tensors, tok, path)

@@ -95,8 +95,8 @@ ARTIFACT_BUDGET = 256 * 1024   # bytes of weights + vocabulary the default recip
 def artifact_bytes(cfg: dict, vocab_bytes: int) -> int:
     """Bytes of an artifact's tensors + vocabulary strings (= Artifact.size_report()
     ["total"]), from the config alone."""
-    from beexgen.artifact import tensor_shapes
-    return sum(dt.itemsize * int(np.prod(shape)) for dt, shape in tensor_shapes(cfg).values()) + vocab_bytes
+    from beexgen.validate import expected_tensors
+    return sum(np.dtype(dt).itemsize * int(np.prod(shape)) for dt, shape in expected_tensors(cfg).values()) + vocab_bytes
 
 
 def budget_buckets(cfg: dict, vocab_bytes: int, budget: int = ARTIFACT_BUDGET) -> int:

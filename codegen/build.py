@@ -112,9 +112,12 @@ def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str
                              "(it is sent as a protocol field)")
     if not isinstance(line_max, int) or not LINE_MAX_MIN <= line_max <= LINE_MAX_MAX:
         raise ValueError(f"line_max {line_max!r} must be an integer in [{LINE_MAX_MIN}, {LINE_MAX_MAX}]")
+    defines = _check_defines(defines)
+    from beexgen.host.protocol import link_defines    # flow-control sizes (issue 14); defines override
+    link = [d for d in link_defines(line_max) if d[0] not in {n for n, _ in defines}]
     return render.render_to(render.environment(), "bx_board.h.j2", Path(out_dir) / BOARD_HEADER,
                             banner=banner, board_name=board_name, cost_unit=cost_unit,
-                            line_max=line_max, defines=_check_defines(defines))
+                            line_max=line_max, defines=defines, link=link)
 
 
 def generate_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, board_name: str,

@@ -307,6 +307,8 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     if stack_bytes < 1024 or stack_bytes % 8:
         raise ValueError(f"stack_bytes {stack_bytes}: want a multiple of 8, at least 1024")
     art = art_mod.load(art_or_dir) if not isinstance(art_or_dir, art_mod.Artifact) else art_or_dir
+    if isinstance(art_or_dir, art_mod.Artifact):      # load() validated the other case
+        art_mod.validate(art.meta, art.tensors, art.tokenizer_json, where=str(art.path or "artifact"))
     semihosting = board.emulated if semihosting is None else bool(semihosting)
     command = command or f"beexgen build --target cortex-m4 --board {board.name}" + (" --dsp" if dsp else "")
     out = Path(out_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from beexgen import artifact as art_mod
+from beexgen import validate
 
 from . import firmware
 
@@ -27,7 +28,7 @@ def placeholder_artifact(model_cfg: dict, tokenizer_json: str, out: Path) -> art
     """An artifact with model_cfg's dimensions, zero weights and the given tokenizer
     (beexgen's pipeline over placeholder_vocab): what RAM depends on, nothing learnt."""
     cfg = dict(model_cfg)
-    tensors = {k: np.zeros(shape, dtype=dt) for k, (dt, shape) in art_mod.tensor_shapes(cfg).items()}
+    tensors = {k: np.zeros(shape, dtype=dt) for k, (dt, shape) in validate.expected_tensors(cfg).items()}
     meta = {"config": cfg, "classes": [f"c{i}" for i in range(cfg["n_classes"])],
             "exit_policy": {"name": "confidence",         # non-zero thresholds: in .data, as shipped
                             "thresholds": [0.5] * (cfg["n_blocks"] + int(bool(cfg.get("wide"))) - 1)},

@@ -10,12 +10,15 @@
 #include "bx_board.h"           /* BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX */
 
 #define BX_GETC_EOF      (-1)   /* input closed (host emulator only) */
-#define BX_GETC_OVERRUN  (-2)   /* received bytes were lost before the next byte */
+#define BX_GETC_OVERRUN  (-2)   /* bytes of the line in progress were lost before the next byte */
+#define BX_GETC_LOST_LINE (-3)  /* bytes were lost up to and including a line end: the line in
+                                 * progress ended there (one result per line end lost) */
 
 /* Bring up clocks, FPU, UART, counters. Called once, first thing in main(). */
 void     bx_platform_init(void);
 
-/* Next received byte 0..255, blocking (WFI on boards), or BX_GETC_EOF / BX_GETC_OVERRUN. */
+/* Next received byte 0..255, blocking (WFI on boards), or BX_GETC_EOF / BX_GETC_OVERRUN /
+ * BX_GETC_LOST_LINE. */
 int      bx_platform_getc(void);
 
 /* Send s[0..n) (no terminator needed); returns when the bytes are handed to the line. */

@@ -1,13 +1,14 @@
 /* bx_protocol.c: request parsing, commands and replies (docs/INTERNALS.md).
  *
- * Grammar of a request line (terminator already removed by main.c):
+ * Grammar of a request line (terminator and the optional request id `#<digits> `
+ * already split off by main.c; the id is echoed in front of the reply):
  *
  *     line     = text                      classify text (any line not starting with '!')
  *              | "!" name [" " args]       a command; name runs up to the first space
  *     commands:
  *       !c <text>                    classify text (a text that itself begins with '!')
  *       !ping                        -> ok pong
- *       !info                        -> ok info format=.. hash=.. board=.. ... unit=.. line=..
+ *       !info                        -> ok info format=.. hash=.. board=.. ... unit=.. line=.. window=..
  *       !tok <text>                  -> ok tok n=<k> ids=<i1,...>   ([CLS] included)
  *       !policy                      -> ok policy=<name> thr=<hex32>,...   (query)
  *       !policy <name> [<t>{,<t>}]   set the exit policy; same reply
@@ -217,7 +218,20 @@ static void reply_error(int status, const char *detail)
     out_end();
 }
 
-void bx_protocol_reject(int status) { reply_error(status, NULL); }
+/* `#<id> ` in front of the reply, when the request had an id */
+static void out_id(const uint8_t *id, size_t id_n)
+{
+    if (!id_n) return;
+    out_bytes("#", 1);
+    out_bytes((const char *)id, id_n);
+    out_bytes(" ", 1);
+}
+
+void bx_protocol_reject(const uint8_t *id, size_t id_n, int status)
+{
+    out_id(id, id_n);
+    reply_error(status, NULL);
+}
 
 /* ------------------------------------------------------------------ commands */
 
@@ -284,7 +298,7 @@ static void out_policy(void)
 
 /* !info -> ok info format=<v> hash=<sha256> board=<name> classes=<C> blocks=<B> d=<d>
  *          heads=<h> seq=<L> vocab=<V> labels=<a,b,...> policy=<p> thr=<t,...> unit=<u>
- *          line=<BX_LINE_MAX> */
+ *          line=<BX_LINE_MAX> window=<BX_WINDOW> first=<BX_FIRST_EXIT> */
 static void cmd_info(const uint8_t *args, size_t n)
 {
     (void)args;
@@ -307,6 +321,8 @@ static void cmd_info(const uint8_t *args, size_t n)
     out_policy();
     out_key("unit");    out_str(BX_COST_UNIT);
     out_key("line");    out_u64(BX_LINE_MAX);
+    out_key("window");  out_u64(BX_WINDOW);
+    out_key("first");   out_u64(BX_FIRST_EXIT);      /* 0: exit 0 (the wide exit) exists */
     out_end();
 }
 
@@ -325,10 +341,20 @@ static void cmd_tok(const uint8_t *text, size_t n)
     out_end();
 }
 
+/* A threshold is finite and not negative (-0 is 0), whether written as a decimal or as
+ * a 0x bit pattern: NaN, +-inf and negative values are refused the same way. (Above 1
+ * is allowed: a confidence threshold of 1.5 means "never exit early".) */
+static int threshold_ok(float v)
+{
+    uint32_t u = f32_bits(v);
+    int finite = ((u >> F32_MANT_BITS) & F32_EXP_MAX) != F32_EXP_MAX;
+    return finite && v >= 0.0f;
+}
+
 /* !policy                     -> ok policy=<name> thr=<hex32>,...   (query)
  * !policy <name> [<t>{,<t>}]  -> set, then the same reply
  * <name> is a policy name of bx_model.h (none, entropy, confidence, budget); each <t>
- * is a decimal or 0x<hex32> (bx_parse_f32); the count must suit the policy (0, 1 or
+ * is a decimal or 0x<hex32> (bx_parse_f32), finite and >= 0; the count must suit the policy (0, 1 or
  * BX_N_BLOCKS - 1, checked by bx_engine_set_policy). On error the policy is unchanged. */
 static void cmd_policy(const uint8_t *args, size_t n)
 {
@@ -344,7 +370,7 @@ static void cmd_policy(const uint8_t *args, size_t n)
         while (t < list_n && list[t] != ',') t++;
         if (n_thr == BX_N_EXITS) { reply_error(BX_STATUS_BAD_ARGUMENT, "too many thresholds"); return; }
         float *v = &bx_thr_arg[n_thr];
-        if (bx_parse_f32(list, t, v) < 0 || *v != *v) {              /* syntax, or NaN */
+        if (bx_parse_f32(list, t, v) < 0 || !threshold_ok(*v)) {
             reply_error(BX_STATUS_BAD_ARGUMENT, "bad threshold");
             return;
         }
@@ -383,8 +409,9 @@ static void reply_unknown(const uint8_t *name, size_t n)
     reply_error(BX_STATUS_UNKNOWN_COMMAND, echo);
 }
 
-void bx_protocol_handle(const uint8_t *line, size_t len)
+void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len)
 {
+    out_id(id, id_n);
     if (len == 0 || line[0] != '!') { cmd_classify(line, len); return; }
     const uint8_t *args;
     size_t args_n;

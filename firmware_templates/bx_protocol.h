@@ -10,12 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Answer one complete request line line[0..len) (terminator removed). */
-void bx_protocol_handle(const uint8_t *line, size_t len);
+/* Answer one complete request line line[0..len) (terminator and request id prefix
+ * removed). id[0..id_n) are the digits of the line's request id (`#<digits> `), echoed
+ * as the reply's prefix `#<digits> `; id NULL (id_n 0): the line had none. */
+void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len);
 
 /* Answer a line that was not received whole (BX_STATUS_LINE_TOO_LONG, _OVERRUN)
- * with `err <status> <NAME>`. */
-void bx_protocol_reject(int status);
+ * with `[#<id> ]err <status> <NAME>`. */
+void bx_protocol_reject(const uint8_t *id, size_t id_n, int status);
 
 /* ---- formatters: write into out (no terminator), return the number of chars ---- */
 #define BX_FMT_U64_MAX    20   /* digits of 2^64 - 1 */

@@ -1,13 +1,30 @@
 /* platform_cm4.c: bx_platform_* (bx_platform.h) for Cortex-M4 boards.
  *
  * Input. The UART driver's receive interrupt calls bx_rx_push() for every byte; the
- * bytes wait in a ring of BX_RX_RING entries until bx_platform_getc() takes them. When
- * the ring is full the byte is dropped and the next byte stored carries a "lost before
- * me" mark (bit 8 of its entry); getc returns BX_GETC_OVERRUN once at that mark, then
- * the byte itself. A loss with nothing received after it is reported when the ring is
- * empty. getc sleeps in WFI while the ring is empty: interrupts are masked (PRIMASK)
- * around the check and the WFI, so a byte arriving in between still wakes the core
- * (WFI wakes on a pending interrupt even while PRIMASK masks it); nothing busy-polls.
+ * bytes wait in a ring of BX_RX_RING bytes until bx_platform_getc() takes them.
+ * BX_RX_RING is sized at generation time (beexgen.host.protocol.link_sizes) to hold
+ * BX_WINDOW whole request lines: a host that keeps at most BX_WINDOW requests
+ * unanswered never fills it (docs/INTERNALS.md, "Flow control").
+ *
+ * When the ring is full anyway (a host beyond the window), nothing may merge two
+ * lines or swallow a reply. The interrupt then drops bytes until the main loop has
+ * emptied the ring, but it still watches them: it counts the line ends among the
+ * dropped bytes (CR, LF, CRLF counted once, the same rule as main.c) and notes whether
+ * bytes were dropped after the last of them. Once the ring is empty, getc reports the
+ * loss before any later byte: BX_GETC_LOST_LINE once per dropped line end (main.c
+ * answers each of those lines `err OVERRUN`), then BX_GETC_OVERRUN if the line in
+ * progress lost bytes. A LF right after a dropped CR is dropped too (the CRLF's second
+ * half). So every line that reached the UART gets exactly one reply. A hardware
+ * receiver overrun (bytes lost inside the UART, never seen) starts the same dropping,
+ * as a damaged line; such a loss cannot be counted in lines, but it needs the
+ * interrupt to be masked for a whole character time, which this firmware never does.
+ *
+ * Dropping until the ring is empty, rather than until one byte fits, keeps a single
+ * loss record: there is never more than one loss waiting in the ring.
+ *
+ * getc sleeps in WFI while the ring is empty: interrupts are masked (PRIMASK) around the
+ * check and the WFI, so a byte arriving in between still wakes the core (WFI wakes on a
+ * pending interrupt even while PRIMASK masks it); nothing busy-polls.
  *
  * Cost counter (bx_board.h, see codegen/boards.py): a 32-bit hardware count extended to
  * 64 bits in software (a wrap is seen when a read is lower than the previous one, so
@@ -30,32 +47,57 @@
 #include "bx_cm4.h"
 #include "bx_platform.h"
 
-#ifndef BX_RX_RING
-#define BX_RX_RING 1024                 /* entries; a power of two */
-#endif
-#if (BX_RX_RING & (BX_RX_RING - 1)) != 0
+#if (BX_RX_RING & (BX_RX_RING - 1)) != 0 || BX_RX_RING < 2
 #error "BX_RX_RING must be a power of two"
 #endif
-#define RX_LOST_MARK 0x100u
+#define RX_LF 0x0Au
+#define RX_CR 0x0Du
 
 static void counter_idle(int idle);
 
-static volatile uint16_t rx_ring[BX_RX_RING];   /* byte | RX_LOST_MARK */
+static volatile uint8_t  rx_ring[BX_RX_RING];
 static volatile uint32_t rx_head;               /* written by the interrupt only */
 static volatile uint32_t rx_tail;               /* written by getc only */
-static volatile uint32_t rx_lost;               /* bytes lost, not yet marked */
+/* The loss record, written by the interrupt while dropping, read and cleared by getc
+ * (with interrupts masked) once the ring is empty. */
+static volatile uint32_t rx_dropping;           /* 1: drop every byte until the ring is empty */
+static volatile uint32_t rx_lost_ends;          /* line ends among the dropped bytes */
+static volatile uint32_t rx_lost_tail;          /* bytes dropped after the last of them */
+static volatile uint32_t rx_prev_cr;            /* the last byte seen (kept or dropped) was CR */
+static volatile uint32_t rx_skip_lf;            /* a dropped CR: a LF next is its second half */
+
+static void rx_drop(uint8_t byte)
+{
+    int crlf_half = byte == RX_LF && rx_prev_cr;
+    if (crlf_half) {
+        /* the line ended at the CR already */
+    } else if (byte == RX_LF || byte == RX_CR) {
+        rx_lost_ends++;
+        rx_lost_tail = 0;
+    } else {
+        rx_lost_tail = 1;
+    }
+    rx_skip_lf = byte == RX_CR;
+}
 
 void bx_rx_push(uint8_t byte, int lost)
 {
     uint32_t head = rx_head;
-    if (lost) rx_lost = 1;
-    if (head - rx_tail >= BX_RX_RING) {         /* full: drop, mark the next byte */
-        rx_lost = 1;
-        return;
+    if (lost && !rx_dropping) {                 /* the UART lost bytes before this one */
+        rx_dropping = 1;
+        rx_lost_tail = 1;
     }
-    rx_ring[head & (BX_RX_RING - 1)] = (uint16_t)(byte | (rx_lost ? RX_LOST_MARK : 0u));
-    rx_lost = 0;
-    rx_head = head + 1;
+    if (!rx_dropping && head - rx_tail >= BX_RX_RING) rx_dropping = 1;
+    if (rx_dropping) {
+        rx_drop(byte);
+    } else if (byte == RX_LF && rx_skip_lf) {
+        rx_skip_lf = 0;                         /* second half of a dropped CRLF */
+    } else {
+        rx_skip_lf = 0;
+        rx_ring[head & (BX_RX_RING - 1)] = byte;
+        rx_head = head + 1;
+    }
+    rx_prev_cr = byte == RX_CR;
 }
 
 int bx_platform_getc(void)
@@ -64,21 +106,24 @@ int bx_platform_getc(void)
         bx_irq_disable();
         uint32_t tail = rx_tail;
         if (tail != rx_head) {
-            uint32_t i = tail & (BX_RX_RING - 1);
-            uint16_t e = rx_ring[i];
-            if (e & RX_LOST_MARK) {
-                rx_ring[i] = (uint16_t)(e & 0xFFu);
-                bx_irq_enable();
-                return BX_GETC_OVERRUN;
-            }
+            int c = rx_ring[tail & (BX_RX_RING - 1)];
             rx_tail = tail + 1;
             bx_irq_enable();
-            return e;
+            return c;
         }
-        if (rx_lost) {
-            rx_lost = 0;
+        if (rx_dropping) {                      /* ring empty: report the loss, in order */
+            int c;
+            if (rx_lost_ends) {
+                rx_lost_ends--;
+                c = BX_GETC_LOST_LINE;
+            } else {
+                c = rx_lost_tail ? BX_GETC_OVERRUN : 0;
+                rx_lost_tail = 0;
+                rx_dropping = 0;                /* the next byte is stored again */
+            }
             bx_irq_enable();
-            return BX_GETC_OVERRUN;
+            if (c) return c;
+            continue;
         }
         counter_idle(1);
         bx_wfi();                               /* wakes on the pending UART interrupt */

@@ -13,18 +13,24 @@ Library use (tests, benchmarks):
         r = c.classify("what a lovely film")      # protocol.Reply
         print(r.label, r.confidence, r.exit_depth, r.cost, r.unit)
 
-Robustness. The protocol has no request ids and no checksum, so the client relies on its
-one guarantee, "exactly one reply line per request line, in order":
+Robustness. Every request carries a request id (`#<id> ` in front, echoed by the device
+in front of its reply) and the device answers every line exactly once, in order
+(docs/INTERNALS.md, "Serial protocol" and "Flow control"). So:
+- a reply is matched to its request by id, never by timing: a late reply to a request
+  given up on carries an id no longer awaited and is skipped ("stale"). Any latency
+  below the timeout is fine, and each reply gets the full timeout, counted from its
+  request or from the previous reply, whichever is later;
+- up to `window` requests are in flight (the device's `!info window=`, whose receive
+  buffer provably holds that many); a reply whose id skips an earlier request proves
+  that request's reply lost, and it is sent again at once;
 - every accepted reply is checked strictly against the grammar and the device's `!info`
-  (class count and names, block count, all fields present once, logits complete);
-  anything else is garbage and is skipped;
-- after garbage, a `!ping` is sent as a fence: a `pong` arriving before the awaited reply
-  (beyond the pongs still owed for earlier pings) proves that reply was lost, and the
-  idempotent request is sent again at once instead of waiting for the timeout;
-- after a timeout, a lost reply or a reconnect, the line is resynchronised before the
-  next request: `!ping` until `ok pong`, then, if pongs may still be on their way, drain
-  until quiet. Only pongs can then be in flight, and a pong is never taken for the
-  answer to another request;
+  (class count and names, block count, all fields present once, logits complete); a
+  reply that fails is sent again, and after `retries` the error says what was wrong;
+- after a line that is no reply at all (noise), one `!ping` fence is sent: its pong
+  tells whether the awaited replies were lost without waiting for the timeout;
+- on connect (and reconnect) a line end goes first: it ends any partial line left in
+  the device's buffer (whose reply has no id and is ignored), then `!ping` until a
+  pong with one of our ids comes back;
 - `!info` is read twice and both copies must agree (its last field could be truncated
   undetectably otherwise).
 What this cannot catch: bytes corrupted inside a reply that keep it well-formed (a digit
@@ -36,12 +42,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import shlex
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import click
@@ -134,7 +141,13 @@ def check_info(r: Reply) -> dict:
         raise _Garbage(f"info line={f['line']!r} is not an integer")
     info = dict(f)
     info.update({k: int(f[k]) for k in ("classes", "blocks", "d", "heads", "seq", "vocab")})
+    if "window" in f and not (_INT.match(f["window"]) and int(f["window"]) >= 1):
+        raise _Garbage(f"info window={f['window']!r} is not a positive integer")
     info["line"] = int(f["line"]) if "line" in f else None
+    info["window"] = int(f["window"]) if "window" in f else 1
+    if "first" in f and f["first"] not in ("0", "1"):
+        raise _Garbage(f"info first={f['first']!r} is not 0 or 1")
+    info["first"] = int(f.get("first", "1"))        # the first exit: 0 when the model has a wide exit
     info["labels"] = labels
     info["thr"] = _floats(f["thr"])
     return info
@@ -147,7 +160,7 @@ def check_classify(r: Reply, info: dict) -> Reply:
         if not _INT.match(f[k]):
             raise _Garbage(f"{k}={f[k]!r} is not an integer")
     d, _, b = f["exit"].partition("/")
-    if not (_INT.match(d) and _INT.match(b)) or int(b) != info["blocks"] or not 0 <= int(d) <= int(b):
+    if not (_INT.match(d) and _INT.match(b)) or int(b) != info["blocks"] or not info["first"] <= int(d) <= int(b):
         raise _Garbage(f"exit={f['exit']!r} with {info['blocks']} blocks")
     cls = int(f["cls"])
     if cls >= info["classes"] or f["label"] != info["labels"][cls]:
@@ -176,60 +189,102 @@ def check_tok(r: Reply) -> list[int]:
 # --------------------------------------------------------------------------------------
 # the client
 # --------------------------------------------------------------------------------------
+class _Req:
+    """One request line on the wire: `#<id> <body>`. `job` is its index in the
+    pipeline's job list, None for a ping of the client's own (handshake, fence)."""
+    __slots__ = ("id", "body", "job", "sent")
+
+    def __init__(self, rid: int, body: bytes, job: int | None, sent: float):
+        self.id, self.body, self.job, self.sent = rid, body, job, sent
+
+
+_ID_PREFIX = re.compile(r"#(\d{1,%d}) " % protocol.ID_DIGITS)
+_ID_MOD = 10 ** protocol.ID_DIGITS
+_PING = b"!ping"
+MAX_HANDSHAKE_PINGS = 8     # unanswered pings while waiting for a booting device
+
+
 class Client:
-    """Request/reply over a Transport, with handshake, resync, retries and reconnects.
+    """Request/reply over a Transport, with request ids, pipelining up to the device's
+    window, retries and reconnects.
 
     Methods raise protocol.DeviceError for `err` replies, TransportError when the link
     fails (after `retries` retries and reconnects), ProtocolError when the device keeps
-    answering with garbage. `stats` counts what the robustness machinery did."""
+    answering with garbage. `stats` counts what the robustness machinery did
+    ("retries", "stale", "garbage", "reconnects"; "retries" stays 0 on a good link)."""
 
     def __init__(self, transport: Transport, *, timeout: float = 5.0, retries: int = 2,
-                 reconnect_wait: float = 5.0, quiet: float = 0.03):
+                 reconnect_wait: float = 5.0, window: int | None = None):
         self.transport = transport
         self.timeout = timeout
         self.retries = retries
         self.reconnect_wait = reconnect_wait
-        self.quiet = quiet
+        self.window = window         # requests in flight; None: the device's (from !info)
         self.stats: Counter = Counter()
-        self._dirty = True           # resync before the next request
-        self._owed = 0               # pings sent whose pongs have not been seen
+        self._ready = False          # handshake done on this connection
         self._info: dict | None = None
+        self._next_id = 1
+        self._inflight: deque[_Req] = deque()    # sent, unanswered, in the order sent
+        self._last_rx = 0.0          # when the last reply line arrived
 
     # -- public API ---------------------------------------------------------------------
     def handshake(self, timeout: float | None = None) -> None:
-        """Ping until the device answers (firmware may still be booting), then drain."""
-        self._with_reconnect(lambda: self._resync(self.timeout if timeout is None else timeout))
+        """Send a line end (ends a partial line another program left in the device's
+        buffer; its reply has no id and is ignored), then ping until a pong with one of
+        our ids arrives (the firmware may still be booting)."""
+        self._with_reconnect(lambda: self._handshake(self.timeout if timeout is None else timeout))
 
     def ping(self) -> None:
-        self._request(b"!ping", lambda r: r if r.kind == "pong" else None)
+        self._request(_PING, lambda r: r if r.kind == "pong" else None)
 
     def info(self, refresh: bool = False) -> dict:
         """The device's `!info` as a dict (ints for sizes, lists for labels and thr)."""
         if self._info is None or refresh:
             def twice() -> dict:
-                a = self._request(b"!info", lambda r: r.line if r.kind == "info" else None)
-                b = self._request(b"!info", lambda r: r.line if r.kind == "info" else None)
+                a, b = self._run([(b"!info", _info_line)] * 2, window=1)
+                for r in (a, b):
+                    if isinstance(r, DeviceError):
+                        raise r
                 if a != b:
-                    raise _Garbage("two !info replies differ")
+                    raise ProtocolError(f"{self.transport.spec}: two !info replies differ")
                 return check_info(protocol.parse_reply(a))
-            self._info = self._attempts(twice)
+            self._info = twice()
         return self._info
+
+    def device_window(self) -> int:
+        """The pipelining depth: the device's documented window (`!info window=`), or
+        this client's `window` when that is smaller."""
+        dev = self.info().get("window") or 1
+        return max(1, min(dev, self.window)) if self.window else dev
 
     def classify(self, text: str) -> Reply:
         """Classify a text. The model reads the whole line (the wide exit counts every
         id, the blocks see its head and tail), so a text longer than the device's line
         buffer cannot be cut without changing the answer: DeviceError LINE_TOO_LONG,
         before anything is sent (build the firmware with a longer line for such texts)."""
+        r = next(self.classify_many([text], window=1))
+        if isinstance(r, DeviceError):
+            raise r
+        return r
+
+    def classify_many(self, texts, window: int | None = None):
+        """Classify texts with up to `window` requests in flight (default: the device's
+        window). Yields, in input order, a Reply or a DeviceError per text."""
         info = self.info()
-        req = protocol.classify_request(text)
-        if info.get("line") and len(req) - 1 > info["line"]:
-            raise DeviceError(Status.LINE_TOO_LONG, f"text of {len(req) - 1} bytes does not fit the "
-                              f"device's {info['line']}-byte line (the whole text is the input)")
-        return self._request(req, lambda r: check_classify(r, info) if r.kind == "classify" else None)
+        w = self.device_window() if window is None else max(1, min(window, self.device_window()))
+        jobs = []
+        for text in texts:
+            req = protocol.classify_request(text).rstrip(b"\n")
+            if info.get("line") and len(req) > info["line"]:
+                jobs.append(DeviceError(Status.LINE_TOO_LONG, f"text of {len(req)} bytes does not fit the "
+                                        f"device's {info['line']}-byte line (the whole text is the input)"))
+            else:
+                jobs.append((req, lambda r: check_classify(r, info) if r.kind == "classify" else None))
+        yield from self._run(jobs, window=w, lazy=True)
 
     def tokenize(self, text: str) -> list[int]:
         """The device's token ids for `text`, [CLS] included."""
-        req = b"!tok " + protocol.classify_request(text)
+        req = b"!tok " + protocol.classify_request(text).rstrip(b"\n")
         if req.startswith(b"!tok !c "):       # `!tok` takes the text verbatim
             req = b"!tok " + req[len(b"!tok !c "):]
         return self._request(req, lambda r: check_tok(r) if r.kind == "tok" else None)
@@ -269,6 +324,182 @@ class Client:
         self.close()
 
     # -- machinery -----------------------------------------------------------------------
+    def _send(self, body: bytes, job: int | None) -> _Req:
+        rid = self._next_id
+        self._next_id = self._next_id % (_ID_MOD - 1) + 1
+        r = _Req(rid, body, job, time.monotonic())
+        self._inflight.append(r)              # first: a write that fails midway is in flight too
+        self.transport.write_line(b"#%d " % rid + body)
+        return r
+
+    def _read(self, deadline: float) -> str | None:
+        """The next line, or None when `deadline` passed first."""
+        try:
+            return self.transport.read_line(max(0.0, deadline - time.monotonic()))
+        except TransportTimeout:
+            return None
+
+    def _deadline(self) -> float:
+        """The oldest request in flight has `timeout` s from when it was sent or from the
+        last reply to one of ours, whichever is later: each reply may take up to `timeout`.
+        (Lines that are no reply of ours do not count: a device spewing noise still times out.)"""
+        return max(self._inflight[0].sent, self._last_rx) + self.timeout
+
+    def _match(self, line: str):
+        """Split a reply line: (request it answers or None, position in flight, rest of line)."""
+        m = _ID_PREFIX.match(line)
+        if not m:
+            return None, -1, line
+        rid = int(m.group(1))
+        for pos, r in enumerate(self._inflight):
+            if r.id == rid:
+                return r, pos, line[m.end():]
+        return None, -2, line[m.end():]            # an id we are not waiting for: stale
+
+    def _handshake(self, timeout: float) -> None:
+        t = self.transport
+        self.stats["handshakes"] += 1
+        self._inflight.clear()
+        t.write_line(b"\n")
+        deadline = time.monotonic() + timeout
+        interval, garbage, idless_pong = 0.1, 0, False
+        last_ping = time.monotonic()
+        self._send(_PING, None)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                hint = ("; it answers `ok pong` without the request id: its firmware predates "
+                        "request ids, rebuild it with this beexgen" if idless_pong else
+                        f"; it sent {garbage} line(s) that are not replies (wrong baud rate, or not "
+                        "beexgen firmware?)" if garbage else "")
+                self._inflight.clear()
+                raise TransportTimeout(f"no answer from {t.spec} to !ping within {timeout:g} s{hint}")
+            line = self._read(min(deadline, last_ping + interval))
+            if line is None:
+                if len(self._inflight) < MAX_HANDSHAKE_PINGS:   # perhaps still booting: ask again
+                    self._send(_PING, None)
+                    last_ping = time.monotonic()
+                    interval = min(interval * 2, 1.0)
+                continue
+            req, pos, rest = self._match(line)
+            if req is None:
+                idless_pong |= line == "ok pong"
+                garbage += not line.startswith(("ok", "err", "#"))   # replies to the line end are expected
+                continue
+            for _ in range(pos + 1):                  # earlier pings were lost (sent while booting)
+                self._inflight.popleft()
+            if rest == "ok pong":
+                self._ready = True                    # later pings stay in flight, answered in turn
+                return
+
+    def _run(self, jobs: list, window: int, lazy: bool = False):
+        """Send jobs (`(body, check)` or a ready result) with up to `window` requests in
+        flight; returns (lazy: yields) each job's result in order: check's value or a
+        DeviceError. Lost replies (timeout, garbled, skipped by a later id, an overrun)
+        are sent again, at most `retries` times each."""
+        gen = self._pipeline(jobs, window)
+        return gen if lazy else list(gen)
+
+    def _pipeline(self, jobs: list, window: int):
+        results: dict[int, object] = {}
+        tries: Counter = Counter()
+        why: dict[int, str] = {}
+        todo: deque[int] = deque()
+        for k, job in enumerate(jobs):
+            if isinstance(job, DeviceError):
+                results[k] = job
+            else:
+                todo.append(k)
+        out, reconnects, want_fence = 0, 0, False
+        fence: _Req | None = None
+
+        def lost(r: _Req, reason: str) -> None:
+            nonlocal fence
+            if r is fence:
+                fence = None
+            if r.job is None:
+                return
+            tries[r.job] += 1
+            why[r.job] = reason
+            self.stats["retries"] += 1
+            if tries[r.job] > self.retries:
+                body = r.body[:60]
+                if reason.startswith("no reply"):
+                    raise TransportTimeout(f"{reason} to {body!r} (after {tries[r.job]} attempts)")
+                raise ProtocolError(f"{self.transport.spec}: no valid reply to {body!r} after "
+                                    f"{tries[r.job]} attempts: {reason}")
+            todo.appendleft(r.job)
+
+        while out < len(jobs):
+            if out in results:
+                yield results.pop(out)
+                out += 1
+                continue
+            if not self._ready:
+                self._with_reconnect(lambda: self._handshake(self.timeout))
+            sendable = [r for r in self._inflight if r is not fence]
+            n_flight = len(sendable)
+            try:
+                if want_fence and fence is None and self._inflight:
+                    fence = self._send(_PING, None)
+                want_fence = False
+                while todo and n_flight < window:
+                    k = todo.popleft()
+                    self._send(jobs[k][0], k)
+                    n_flight += 1
+                line = self._read(self._deadline())
+            except Disconnected:
+                reconnects += 1
+                if not self.transport.can_reconnect or self.reconnect_wait <= 0 or reconnects > self.retries + 1:
+                    raise
+                lost_now = list(self._inflight)
+                self._inflight.clear()
+                fence = None
+                self._reconnect()
+                for r in reversed(lost_now):
+                    if r.job is not None:
+                        todo.appendleft(r.job)
+                continue
+            if line is None:                        # the oldest request got no reply in time
+                r = self._inflight.popleft()
+                lost(r, f"no reply from {self.transport.spec} within {self.timeout:g} s")
+                continue
+            req, pos, rest = self._match(line)
+            if req is None:
+                if pos == -2:
+                    self.stats["stale"] += 1        # a late reply to a request given up on
+                    continue
+                if line == f"err {int(Status.OVERRUN)} OVERRUN" and self._inflight:
+                    # the device lost the bytes of a line, its id with them: in order, the oldest
+                    r = self._inflight.popleft()
+                    lost(r, "the device lost bytes of the request (err 7 OVERRUN)")
+                    continue
+                self.stats["garbage"] += 1          # maybe our reply, garbled: a fence tells
+                want_fence = True
+                continue
+            self._last_rx = time.monotonic()
+            for _ in range(pos):                    # in order: the ones before it were lost
+                lost(self._inflight.popleft(), f"reply lost (a later reply came first): {line[:80]!r}")
+            self._inflight.popleft()
+            if req is fence:
+                fence = None
+            if req.job is None:
+                continue                            # the pong of a ping of ours
+            try:
+                kind, obj = self._parse(rest)
+                if kind == "err":
+                    if obj.status == Status.OVERRUN:
+                        lost(req, "the device lost bytes of the request (err 7 OVERRUN)")
+                        continue
+                    results[req.job] = obj
+                    continue
+                val = jobs[req.job][1](obj)
+                if val is None:
+                    raise _Garbage(f"a {obj.kind} reply to {req.body[:40]!r}")
+                results[req.job] = val
+            except _Garbage as e:
+                lost(req, f"invalid reply {rest[:80]!r}: {e}")
+
     def _parse(self, line: str):
         """('reply', Reply) | ('err', DeviceError) | raises _Garbage."""
         if line.startswith("err"):
@@ -278,110 +509,10 @@ class Client:
         except (ProtocolError, DeviceError, ValueError, IndexError) as e:
             raise _Garbage(str(e)) from None
 
-    def _ping(self) -> None:
-        self.transport.write_line(b"!ping")
-        self._owed += 1
-
-    def _pong(self) -> None:
-        self._owed = max(0, self._owed - 1)
-
-    def _resync(self, timeout: float) -> None:
-        """Ping until `ok pong` (re-pinging when a pong may have been garbled); if pongs of
-        earlier pings may still be on their way, drain until the line is quiet. Afterwards
-        nothing but garbage is in flight."""
-        t = self.transport
-        self.stats["resyncs"] += 1
-        deadline = time.monotonic() + timeout
-        interval, garbage, last_ping = 0.1, 0, time.monotonic()
-        self._ping()
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                hint = (f"; it sent {garbage} line(s) that are not replies (wrong baud rate, or not "
-                        "beexgen firmware?)" if garbage else "")
-                raise TransportTimeout(f"no answer from {t.spec} to !ping within {timeout:g} s{hint}")
-            try:
-                line = t.read_line(min(deadline, last_ping + interval) - now)
-            except TransportTimeout:
-                if time.monotonic() < deadline:    # the device may be booting: ask again
-                    self._ping()
-                    last_ping = time.monotonic()
-                    interval = min(interval * 2, 1.0)
-                continue
-            if line == "ok pong":
-                self._pong()
-                if self._owed:                     # more pongs may follow: let them arrive
-                    t.drain(self.quiet, limit=min(1.0, timeout))
-                    self._owed = 0
-                self._dirty = False
-                return
-            try:
-                self._parse(line)                  # a late reply to an abandoned request
-            except _Garbage:
-                garbage += 1                       # perhaps our pong, garbled: ping again
-                if garbage <= MAX_REPINGS:
-                    self._ping()
-                    last_ping = time.monotonic()
-            except DeviceError:
-                pass
-
-    def _exchange(self, req: bytes, check):
-        """Send `req` once; the checked reply, or raise DeviceError / _Lost / _Garbage.
-
-        Pongs owed from earlier pings arrive before the reply (in order) and are skipped;
-        a pong beyond those answers our fence, so the reply was lost."""
-        t = self.transport
-        t.write_line(req)
-        old_pongs = self._owed
-        is_ping = req == b"!ping"
-        deadline = time.monotonic() + self.timeout
-        fences, pongs = 0, 0
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                line = t.read_line(max(left, 0.0))
-            except TransportTimeout:
-                raise _Lost(f"no reply from {t.spec} within {self.timeout:g} s") from None
-            try:
-                kind, obj = self._parse(line)
-                if kind == "err":
-                    self._owed = fences
-                    raise obj
-                if obj.kind == "pong":
-                    self._pong()
-                    if is_ping:
-                        return check(obj)
-                    pongs += 1
-                    if pongs <= old_pongs:
-                        continue                   # an earlier fence's pong
-                    raise _Lost("reply lost in line noise")
-                result = check(obj)
-                if result is None:                 # an ok reply of another kind: stale, skip it
-                    self.stats["stale"] += 1
-                    continue
-                self._owed = fences                # earlier pongs all came before this reply
-                return result
-            except _Garbage:                       # maybe our reply, maybe a fence's pong, garbled:
-                self.stats["garbage"] += 1         # (another) fence tells which
-                if fences < MAX_REPINGS:
-                    self._ping()
-                    fences += 1
-
-    def _attempts(self, fn):
-        """Run fn with resync-and-retry on lost replies / garbage, reconnecting when needed."""
-        failures = 0
-        while True:
-            try:
-                return self._with_reconnect(fn)
-            except (_Lost, _Garbage, TransportTimeout) as e:
-                self._dirty = True
-                failures += 1
-                self.stats["retries"] += 1
-                if failures > self.retries:
-                    if isinstance(e, _Garbage):
-                        raise ProtocolError(f"{self.transport.spec}: no valid reply after "
-                                            f"{failures} attempts: {e}") from None
-                    raise TransportTimeout(f"{e} (after {failures} attempts)") from None
+    def _reconnect(self) -> None:
+        self.stats["reconnects"] += 1
+        self.transport.reconnect(self.reconnect_wait)
+        self._ready = False
 
     def _with_reconnect(self, fn):
         reconnects = 0
@@ -392,17 +523,17 @@ class Client:
                 if not self.transport.can_reconnect or self.reconnect_wait <= 0 or reconnects > self.retries:
                     raise
                 reconnects += 1
-                self.stats["reconnects"] += 1
-                self.transport.reconnect(self.reconnect_wait)
-                self._dirty = True
-                self._owed = 0
+                self._reconnect()
 
     def _request(self, req: bytes, check):
-        def once():
-            if self._dirty:
-                self._resync(self.timeout)
-            return self._exchange(req, check)
-        return self._attempts(once)
+        (r,) = self._run([(req, check)], window=1)
+        if isinstance(r, DeviceError):
+            raise r
+        return r
+
+
+def _info_line(r: Reply):
+    return r.line if r.kind == "info" else None
 
 
 # --------------------------------------------------------------------------------------
@@ -422,6 +553,7 @@ class InputError(Exception):
 def read_items(stream: io.TextIOBase, fmt: str, name: str, text_column: str | None,
                label_column: str | None) -> list[Item]:
     data = stream.read()
+    data = data.removeprefix("\ufeff")          # a UTF-8 byte order mark (Excel, Notepad)
     if fmt == "auto":
         if text_column or label_column or name.lower().endswith(".csv"):
             fmt = "csv"
@@ -567,17 +699,38 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
+F32_MAX = 3.4028234663852886e38
+
+
 def _parse_policy(spec: str) -> tuple[str, list[float] | None]:
+    """NAME or NAME:t1,t2,...; every threshold a finite number >= 0 that a float32 holds
+    (the device's rule, docs/INTERNALS.md)."""
     name, colon, rest = spec.partition(":")
     if not name or " " in name:
         raise click.BadParameter(f"{spec!r}: expected NAME or NAME:t1,t2,...", param_hint="--policy")
     if not colon:
         return name, None
-    try:
-        return name, [float(x) for x in rest.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{spec!r}: thresholds must be numbers, comma separated",
-                                 param_hint="--policy") from None
+    out = []
+    for x in rest.split(","):
+        try:
+            t = float(x)
+        except ValueError:
+            raise click.BadParameter(f"{spec!r}: thresholds must be numbers, comma separated",
+                                     param_hint="--policy") from None
+        if not math.isfinite(t) or t < 0:
+            raise click.BadParameter(f"{spec!r}: threshold {x!r} must be a finite number >= 0",
+                                     param_hint="--policy")
+        if t > F32_MAX:
+            raise click.BadParameter(f"{spec!r}: threshold {x!r} is beyond the float32 range (max {F32_MAX:.7g})",
+                                     param_hint="--policy")
+        out.append(t)
+    return name, out
+
+
+def _finite_seconds(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number of seconds")
+    return value
 
 
 HELP = f"""Send text to a beexgen device and print its predictions.
@@ -612,11 +765,16 @@ Exit codes:
 @click.option("--baud", default=115200, show_default=True, help="Baud rate for serial ports.")
 @click.option("--artifact", "-a", metavar="DIR", help="Artifact directory; its meta.json hash must equal the device's.")
 @click.option("--no-check", is_flag=True, help="Warn instead of failing when the artifact hash differs.")
-@click.option("--timeout", "-t", default=5.0, show_default=True, type=click.FloatRange(min=0.01),
+@click.option("--timeout", "-t", default=5.0, show_default=True, type=click.FloatRange(min=0.01, max=86400),
+              callback=_finite_seconds,
               help="Seconds to wait for each reply (and for the first answer at start).")
 @click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
               help="Times to resend a request whose reply timed out or was lost.")
-@click.option("--reconnect-wait", default=5.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--window", "-w", type=click.IntRange(min=1), metavar="N",
+              help="Requests in flight at once (pipelining). Default and maximum: the device's window "
+                   "(`--info` shows it), the requests its receive buffer provably holds.")
+@click.option("--reconnect-wait", default=5.0, show_default=True, type=click.FloatRange(min=0, max=86400),
+              callback=_finite_seconds,
               help="Seconds to wait for a vanished serial port to come back (0: give up at once).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input line (or for --info).")
 @click.option("--policy", metavar="NAME[:t1,t2]", help="Switch the device's exit policy first (e.g. entropy:0.3).")
@@ -626,7 +784,7 @@ Exit codes:
 @click.option("--text-column", metavar="NAME|N", help="CSV column holding the text (default: 'text').")
 @click.option("--label-column", metavar="NAME|N", help="CSV column holding the gold label (default: 'label' if present).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
-def main(file, port, emulator, baud, artifact, no_check, timeout, retries, reconnect_wait, as_json,
+def main(file, port, emulator, baud, artifact, no_check, timeout, retries, window, reconnect_wait, as_json,
          policy, show_info, fmt, text_column, label_column, progress):
     if port and emulator:
         raise click.UsageError("give --port or --emulator, not both")
@@ -660,7 +818,7 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, recon
         transport = open_transport(port, timeout=timeout, baudrate=baud)
     except TransportError as e:
         return _fail(str(e), EXIT_TRANSPORT)
-    client = Client(transport, timeout=timeout, retries=retries, reconnect_wait=reconnect_wait)
+    client = Client(transport, timeout=timeout, retries=retries, reconnect_wait=reconnect_wait, window=window)
     try:
         client.handshake()
         info = client.info()
@@ -670,6 +828,9 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, recon
             if not no_check:
                 return _fail(msg, EXIT_HASH)
             click.echo(f"warning: {msg}", err=True)
+        if window and window > info["window"]:
+            click.echo(f"warning: --window {window} is more than the device's window {info['window']} "
+                       f"(the requests its receive buffer provably holds): using {info['window']}", err=True)
         if pol is not None:
             try:
                 r = client.set_policy(*pol)
@@ -694,17 +855,15 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, recon
 
 
 def _artifact_hash(d: str) -> str:
-    path = os.path.join(d, "meta.json")
+    """The content hash of artifact directory d, recomputed from its files, after the
+    whole artifact check (beexgen/validate.py: pure Python, no weights loaded)."""
+    from beexgen.validate import ArtifactError, check_dir
     try:
-        with open(path, encoding="utf-8") as f:
-            h = json.load(f).get("hash")
+        return check_dir(d)["hash"]
+    except ArtifactError as e:
+        raise click.ClickException(f"--artifact {e}") from None
     except OSError as e:
-        raise click.UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    except (ValueError, AttributeError) as e:
-        raise click.UsageError(f"{path} is not a JSON object: {e}") from None
-    if not isinstance(h, str) or not h:
-        raise click.UsageError(f"{path} has no \"hash\"")
-    return h
+        raise click.ClickException(f"--artifact {d}: {e.strerror or e}") from None
 
 
 def _print_info(info: dict, as_json: bool) -> None:
@@ -752,10 +911,9 @@ def _batch(client: Client, info: dict, items: list[Item], as_json: bool, progres
         else:
             bar.write(s, file=sys.stdout)
     try:
-        for item in items:
-            try:
-                r = client.classify(item.text)
-            except DeviceError as e:
+        for item, r in zip(items, client.classify_many([it.text for it in items])):
+            if isinstance(r, DeviceError):
+                e = r
                 tally.add_error(e)
                 if as_json:
                     emit(json.dumps({"line": item.lineno, "text": shown(item.text), "gold": item.gold,
@@ -782,7 +940,7 @@ def _batch(client: Client, info: dict, items: list[Item], as_json: bool, progres
     finally:
         bar.close()
     click.echo(tally.summary(info["blocks"], info["unit"]), err=True)
-    noisy = {k: v for k, v in client.stats.items() if k != "resyncs" or v > 1}
+    noisy = {k: v for k, v in client.stats.items() if k != "handshakes" or v > 1}
     if noisy:
         click.echo("link: " + ", ".join(f"{k} {v}" for k, v in sorted(noisy.items())), err=True)
     if code != EXIT_OK:

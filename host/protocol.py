@@ -1,6 +1,8 @@
 """The serial line protocol shared by the firmware, the host emulator and host/infer.py.
 
-One request line in, exactly one reply line out, in order (docs/INTERNALS.md).
+One request line in, exactly one reply line out, in order (docs/INTERNALS.md). A request
+may carry an id (`#<id> ` in front), echoed in front of its reply; a host keeps at most
+WINDOW requests unanswered, which the device's receive ring (ring_bytes) provably holds.
 `Status` is the single source of the error codes: codegen renders `bx_status.h` from it
 (firmware_templates/bx_status.h.j2), so the C and Python never disagree on a number.
 """
@@ -9,6 +11,36 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+
+# ---------------------------------------------------------------------- flow control
+# (docs/INTERNALS.md, "Flow control"). Defined here once; codegen emits them into
+# bx_board.h (link_defines) and host/infer.py pipelines by them.
+ID_DIGITS = 9          # a request id is `#` + 1..ID_DIGITS decimal digits + one space
+WINDOW = 4             # requests a host may keep unanswered: the receive ring holds them all
+RX_SLACK = 32          # ring bytes beyond the window: one `#<id> !ping` fence and a stray line end
+
+
+def frame_max(line_max: int) -> int:
+    """Bytes of the longest request line on the wire: id prefix, BX_LINE_MAX bytes, CRLF."""
+    return 1 + ID_DIGITS + 1 + line_max + 2
+
+
+def ring_bytes(line_max: int, window: int = WINDOW) -> int:
+    """The receive ring of a board: `window` longest lines plus RX_SLACK, rounded up to a
+    power of two (the ring indexes with a mask)."""
+    need = window * frame_max(line_max) + RX_SLACK
+    return 1 << (need - 1).bit_length()
+
+
+def link_defines(line_max: int, window: int = WINDOW) -> list[tuple[str, str, str]]:
+    """(macro, value, comment) of the flow-control sizes for bx_board.h."""
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window {window!r} must be an integer >= 1")
+    return [("BX_ID_DIGITS", str(ID_DIGITS), "request id digits at most (`#<digits> ` prefix)"),
+            ("BX_WINDOW", str(window), "requests in flight the receive ring provably holds"),
+            ("BX_RX_RING", str(ring_bytes(line_max, window)),
+             f"receive ring bytes >= BX_WINDOW * {frame_max(line_max)} + {RX_SLACK}, a power of two")]
 
 
 class Status(IntEnum):

@@ -333,6 +333,19 @@ def _why(e: BaseException) -> str:
     return s.rsplit("] ", 1)[-1] if s.startswith("[Errno") else s
 
 
+def _check_host_port(spec: str) -> None:
+    """socket:// and rfc2217:// need HOST:PORT (pyserial fails with a TypeError otherwise)."""
+    from urllib.parse import urlsplit
+    scheme = spec.split("://", 1)[0]
+    try:
+        u = urlsplit(spec)
+        host, port = u.hostname, u.port
+    except ValueError as e:
+        raise PortNotFound(f"cannot open {spec}: {e}; expected {scheme}://HOST:PORT") from None
+    if not host or port is None:
+        raise PortNotFound(f"cannot open {spec}: expected {scheme}://HOST:PORT (e.g. {scheme}://127.0.0.1:4000)")
+
+
 def _is_executable_file(path: str) -> bool:
     try:
         st = os.stat(path)
@@ -356,6 +369,9 @@ def open_transport(spec: str, *, timeout: float = 5.0, baudrate: int = 115200) -
         t = ExecTransport([spec])
     elif "://" not in spec and not os.path.exists(spec):
         raise PortNotFound(f"cannot open {spec}: no such device")
+    elif spec.startswith(("socket://", "rfc2217://")):
+        _check_host_port(spec)
+        t = SerialTransport(spec, baudrate=baudrate)
     else:
         t = SerialTransport(spec, baudrate=baudrate)
     t.write_timeout = timeout

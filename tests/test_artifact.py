@@ -31,20 +31,19 @@ def test_unpack_rejects_nonzero_padding():
 
 
 def _save(tmp_path):
-    tensors = {"a.bits": artifact.pack_signs(np.array([[1.0, -2.0, 3.0]])),
-               "a.alpha": np.array([0.5], dtype=np.float32)}
-    tok = json.dumps({"model": {"vocab": {"[PAD]": 0, "x": 1}}})
-    return artifact.save(tmp_path / "art", {"config": {"d_model": 3}, "classes": ["a", "b"],
-                                            "exit_policy": {"name": "none", "thresholds": []}}, tensors, tok)
+    """A small but complete artifact (every tensor its config calls for: load validates)."""
+    from fixtures import tiny_artifact
+    return tiny_artifact(tmp_path / "art", d_model=32, n_heads=1, d_ff=32, n_blocks=1, seq_max=8, n_classes=2,
+                         vocab_size=120, policy={"name": "none", "thresholds": []})
 
 
 def test_artifact_round_trip(tmp_path):
     art = _save(tmp_path)
     back = artifact.load(tmp_path / "art")
     assert back.hash == art.hash and len(back.hash) == 64
-    assert set(back.tensors) == {"a.bits", "a.alpha"}
-    assert np.array_equal(back.tensors["a.bits"], art.tensors["a.bits"])
-    assert back.classes == ["a", "b"]
+    assert set(back.tensors) == set(art.tensors) and "embed.tok.bits" in back.tensors
+    assert np.array_equal(back.tensors["embed.tok.bits"], art.tensors["embed.tok.bits"])
+    assert back.classes == ["class0", "class1"]
 
 
 def test_saving_twice_gives_identical_bytes(tmp_path):

@@ -30,6 +30,7 @@ import pytest
 
 from beexgen import artifact, cost
 from beexgen.codegen import build as build_mod
+from beexgen.host import protocol
 from beexgen.host.protocol import Status, float_to_hex, wire_label
 from beexgen.train import deploy, exits
 from beexgen.train import tokenizer as tok_mod
@@ -168,7 +169,8 @@ class Reference:
         return (f"ok info format={self.art.meta['format_version']} hash={self.art.hash} board=host "
                 f"classes={c['n_classes']} blocks={c['n_blocks']} d={c['d_model']} heads={c['n_heads']} "
                 f"seq={c['seq_max']} vocab={c['vocab_size']} labels={','.join(map(wire_label, self.art.classes))} "
-                f"{self.policy_fields()} unit=ns line={LINE_MAX}")
+                f"{self.policy_fields()} unit=ns line={LINE_MAX} window={protocol.WINDOW} "
+                f"first={cost.first_exit(c)}")
 
     def _text(self, b: bytes) -> str | None:
         try:
@@ -199,7 +201,7 @@ class Reference:
             if len(thr) == self.n_exits:
                 return err(Status.BAD_ARGUMENT, "too many thresholds")
             v = parse_threshold(it)
-            if v is None or np.isnan(v):
+            if v is None or not np.isfinite(v) or v < 0:      # finite and >= 0 (-0 is 0)
                 return err(Status.BAD_ARGUMENT, "bad threshold")
             thr.append(v)
         if len(thr) != exits.n_thresholds(p, self.n_exits):
@@ -209,6 +211,9 @@ class Reference:
 
     def reply(self, line: bytes, status: Status | None = None) -> str:
         """The expected reply to one received line (classify replies with cost=*)."""
+        m = re.match(rb"#(\d{1,%d}) " % protocol.ID_DIGITS, line)
+        if m:                                 # a request id, echoed in front (issue 14)
+            return m.group(0).decode() + self.reply(line[m.end():], status)
         if status is not None:
             return err(status)
         if not line.startswith(b"!"):
@@ -422,7 +427,7 @@ def test_tok_matches_tokenizer(emu, ref):
 
 def test_info(emu, ref, built):
     line = session(emu, ref, b"!info\n!ping\n!info extra\n!info\n")[0]
-    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(" unit=ns line=512")
+    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(f" unit=ns line=512 window={protocol.WINDOW} first={cost.first_exit(built['art'].config)}")
     manifest = json.loads((built["dir"] / "build.json").read_text())
     assert manifest["artifact_hash"] == built["art"].hash and manifest["ram_bytes"] > 0
 
@@ -449,6 +454,8 @@ BAD_POLICY_ARGS = [
     b"!policy entropy ,0.5", b"!policy entropy 1.2.3", b"!policy entropy .", b"!policy entropy -",
     b"!policy entropy 1234567890123456789", b"!policy entropy  0.5", b"!policy entropy nan",
     b"!policy entropy inf", b"!policy confidence", b"!policy budget 0.5,0.5,0.5,0.5",
+    b"!policy entropy 0x7f800000", b"!policy entropy 0xff800000", b"!policy entropy -0.5",
+    b"!policy entropy 0x80000001",
     b"!policy entropy \xff", b"!policy \x00",
 ]
 
@@ -512,7 +519,7 @@ def test_threshold_decimals_round_exactly(emu, ref):
         digits = rng.randint(1, DEC_DIGITS_MAX)
         s = "".join(rng.choice(string.digits) for _ in range(digits))
         p = rng.randint(0, digits)
-        vals.append(((rng.choice(["", "-"])) + s[:p] + "." + s[p:]).encode())
+        vals.append(((rng.choice(["", "+"])) + s[:p] + "." + s[p:]).encode())   # negatives are refused
     data = b"".join(b"!policy entropy " + v + b"\n" for v in vals)
     got = session(emu, ref, data)
     assert all(g.startswith("ok policy=entropy") for g in got)

@@ -183,27 +183,97 @@ def _pick(columns: list[str], wanted: str | None, guesses: tuple, what: str, pat
                     f"name it with --{what}-column")
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({e.reason} at byte {e.start})") from None
+PROGRESS_BYTES = 8 << 20      # files at least this big show a progress bar while loading
 
 
-def load_file(path: str | Path, text_column: str | None = None, label_column: str | None = None) -> Dataset:
+def _lines(path: Path, progress: bool):
+    """The file's text lines (line ends kept), decoded as UTF-8 (a BOM dropped) while
+    streaming, with a progress bar by bytes for big files. A byte sequence that is not
+    UTF-8 stops with a DataError naming the line."""
+    size = path.stat().st_size
+    bar = None
+    if progress and size >= PROGRESS_BYTES:
+        from tqdm import tqdm
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", file=sys.stderr,
+                   leave=False)
+    with path.open("rb") as fh:
+        first = True
+        for i, raw in enumerate(fh, 1):
+            if bar is not None:
+                bar.update(len(raw))
+            if first:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{i}: bytes that are not UTF-8 ({e.reason} at byte {e.start} of the line)") \
+                    from None
+    if bar is not None:
+        bar.close()
+
+
+def _column(header: list[str], name: str, path: Path) -> int:
+    where = [i for i, c in enumerate(header) if c == name]
+    if len(where) > 1:
+        raise DataError(f"{path}: column {name!r} appears {len(where)} times in the header (columns "
+                        f"{', '.join(str(i + 1) for i in where)}); rename the duplicates")
+    return where[0]
+
+
+_NUMBER = __import__("re").compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+
+
+def normalise_label(lab) -> str:
+    """The class name of a raw label value (docs/INTERNALS.md, "Data files"):
+    - a JSON boolean is "false" / "true";
+    - a number, or a string that is a plain decimal number ("1", "01", "+1", "1.0",
+      "1e0"), is the shortest decimal of its value: integers without a fraction ("1"),
+      others as Python prints the float ("0.5"); so 1, "1", 1.0 and "01" are one class;
+    - any other string is itself with surrounding whitespace removed.
+    Raises ValueError for anything else (null, lists, objects, NaN, infinities, "")."""
+    if isinstance(lab, bool):
+        return "true" if lab else "false"
+    if isinstance(lab, str):
+        t = lab.strip()
+        if not t:
+            raise ValueError("empty label")
+        if not _NUMBER.match(t):
+            return t
+        lab = float(t)
+    if isinstance(lab, (int, float)):
+        import math
+        if isinstance(lab, float) and not math.isfinite(lab):
+            raise ValueError(f"label {lab!r} is not a finite number")
+        if lab == int(lab):
+            return str(int(lab))
+        return repr(float(lab))
+    raise ValueError(f"label {lab!r} is not a string, number or boolean")
+
+
+def _warn_merged(raw_of: dict, path) -> None:
+    for name, raws in sorted(raw_of.items()):
+        if len(raws) > 1:
+            shown = ", ".join(sorted(raws)[:6])
+            print(f"warning: {path}: label values {shown} are all class {name!r} (label rule: "
+                  "numbers by value, booleans as true/false, strings stripped)", file=sys.stderr)
+
+
+def load_file(path: str | Path, text_column: str | None = None, label_column: str | None = None,
+              progress: bool = False) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    raw = _read_text(path)
-    if not raw.strip():
+    if suffix not in (".jsonl", ".csv", ".tsv"):
+        raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv or .jsonl)")
+    if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     texts, labels = [], []
+    lines = _lines(path, progress)
     if suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(raw.split("\n"), 1):   # not splitlines(): U+2028 is text
+        tc = lc = None
+        for i, line in enumerate(lines, 1):   # split on LF only: U+2028 is text
             if not line.strip():
                 continue
             try:
@@ -212,22 +282,25 @@ def load_file(path: str | Path, text_column: str | None = None, label_column: st
                 raise DataError(f"{path}:{i}: not JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{i}: each line must be a JSON object")
-            rows.append((i, obj))
-        tc = _pick(list(rows[0][1]), text_column, TEXT_COLUMNS, "text", path)
-        lc = _pick(list(rows[0][1]), label_column, LABEL_COLUMNS, "label", path)
-        for i, obj in rows:
+            if tc is None:
+                tc = _pick(list(obj), text_column, TEXT_COLUMNS, "text", path)
+                lc = _pick(list(obj), label_column, LABEL_COLUMNS, "label", path)
             if tc not in obj or lc not in obj:
                 raise DataError(f"{path}:{i}: missing {tc!r} or {lc!r}")
             texts.append((i, obj[tc]))
             labels.append((i, obj[lc]))
-    elif suffix in (".csv", ".tsv"):
-        reader = csv.reader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
+        if tc is None:
+            raise DataError(f"{path}: the file is empty")
+    else:
+        reader = csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ",")
         try:
             header = next(reader)
         except StopIteration:
             raise DataError(f"{path}: the file is empty") from None
-        tc = header.index(_pick(header, text_column, TEXT_COLUMNS, "text", path))
-        lc = header.index(_pick(header, label_column, LABEL_COLUMNS, "label", path))
+        except csv.Error as e:
+            raise DataError(f"{path}:1: {e}") from None
+        tc = _column(header, _pick(header, text_column, TEXT_COLUMNS, "text", path), path)
+        lc = _column(header, _pick(header, label_column, LABEL_COLUMNS, "label", path), path)
         try:
             for row in reader:
                 i = reader.line_num
@@ -239,20 +312,31 @@ def load_file(path: str | Path, text_column: str | None = None, label_column: st
                 labels.append((i, row[lc]))
         except csv.Error as e:
             raise DataError(f"{path}:{reader.line_num}: {e}") from None
-    else:
-        raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv or .jsonl)")
     out_t, out_l = [], []
+    raw_of: dict[str, set] = {}
     for (i, t), (_, lab) in zip(texts, labels):
         if not isinstance(t, str):
             raise DataError(f"{path}:{i}: the text is not a string")
-        if isinstance(lab, (dict, list)) or lab is None or str(lab).strip() == "":
-            raise DataError(f"{path}:{i}: missing or malformed label {lab!r}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise DataError(f"{path}:{i}: the text holds a lone surrogate (U+{ord(t[e.start]):04X}), "
+                            "which is not a character and has no UTF-8 form") from None
+        try:
+            name = normalise_label(lab)
+            name.encode("utf-8")
+        except (ValueError, UnicodeEncodeError):
+            raise DataError(f"{path}:{i}: missing or malformed label {lab!r}") from None
         if not t.strip():
             raise DataError(f"{path}:{i}: empty text")
         out_t.append(t.strip())
-        out_l.append(str(lab).strip())
+        out_l.append(name)
+        raws = raw_of.setdefault(name, set())
+        if len(raws) < 8:
+            raws.add(json.dumps(lab, ensure_ascii=False))   # 1, 1.0, "1" and True stay apart here
     if not out_t:
         raise DataError(f"{path}: no examples after the header")
+    _warn_merged(raw_of, path)
     ds = Dataset(out_t, out_l, path.stem, str(path))
     _check_classes(ds, path)
     return ds
@@ -304,7 +388,7 @@ def load_dataset(spec: str, text_column: str | None = None, label_column: str | 
         return Dataset([r["text"] for r in rows], [r["label"] for r in rows], spec, str(path))
     p = Path(spec)
     if p.suffix.lower() in (".csv", ".tsv", ".jsonl") or p.exists():
-        return load_file(p, text_column, label_column)
+        return load_file(p, text_column, label_column, progress=progress)
     return _load_hf(spec, text_column, label_column)
 
 
@@ -340,6 +424,13 @@ def split_dataset(ds: Dataset, seed: int, val_frac: float = 0.1, test_frac: floa
         te += idx[:n_te].tolist()
         va += idx[n_te:n_te + n_va].tolist()
         tr += idx[n_te + n_va:].tolist()
+    for part, idx in (("validation", va), ("test", te)):
+        if not idx:
+            counts = {c: int((labels == c).sum()) for c in class_names(ds)}
+            small = ", ".join(f"{c!r} {n}" for c, n in sorted(counts.items(), key=lambda kv: kv[1])[:3])
+            raise DataError(f"{ds.source}: {len(ds.labels)} examples are too few: the {part} split would be "
+                            f"empty (each class contributes round({val_frac if part == 'validation' else test_frac}"
+                            f" x its size); smallest classes: {small}). Add examples.")
     missing = set(class_names(ds)) - {ds.labels[i] for i in tr}
     if missing:
         raise DataError(f"{ds.source}: class(es) {sorted(missing)} have too few examples to appear "

@@ -233,9 +233,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     ds, classes, labels, split, train_idx, tok = prepare(cfg, progress, rng)
 
     mcfg = model_config(cfg, tok, len(classes))
-    all_ids = [tok_mod.encode_all(tok, t) for t in ds.texts]
-    ids = [tok_mod.model_ids(a, mcfg.seq_max) for a in all_ids]
-    report_lengths(all_ids, mcfg.seq_max, progress)
+    # encode only what this run reads: --max-train may keep a small part of a big file
+    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i]) for i in sorted({*train_idx, *split.val})}
+    ids = {i: tok_mod.model_ids(a, mcfg.seq_max) for i, a in all_ids.items()}
+    report_lengths(list(all_ids.values()), mcfg.seq_max, progress)
     (run_dir / "config.json").write_text(json.dumps(
         {"train": asdict(cfg), "model": mcfg.to_dict(), "classes": classes}, indent=2) + "\n")
 

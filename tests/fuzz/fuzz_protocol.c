@@ -3,13 +3,17 @@
  * and the tokenizer of a tiny artifact, over the in-memory platform_fuzz.c.
  *
  * Each fuzz input is one whole session: its bytes are the received stream (0xF5 x is
- * a receive overrun, see platform_fuzz.c), then end of input. The main loop runs
+ * a receive overrun, 0xF5 LF a lost line end, see platform_fuzz.c), then end of input. The main loop runs
  * until it calls bx_platform_exit (longjmp back here). Checked, against a model of the
  * line rules written here independently of main.c (docs/INTERNALS.md):
  *
  *   - one reply line per request line: lines end with LF, CR or CRLF (the LF of CRLF
- *     does not end a second line), plus an unterminated last line if anything (bytes
- *     or an overrun) is pending at the end of input;
+ *     does not end a second line) or a lost line end (answered `err 7 OVERRUN`), plus
+ *     an unterminated last line if anything (bytes or an overrun) is pending at the end
+ *     of input;
+ *   - request ids: a line whose bytes before any loss start `#` + 1..BX_ID_DIGITS
+ *     digits + space gets `#<digits> ` in front of its reply, and the rest of the line
+ *     is the request (BX_LINE_MAX counts from there); no other reply starts with `#`;
  *   - synchronous and in order: whenever the loop asks for the next byte, every line
  *     completed so far has been answered exactly once (no reply before a line ends);
  *   - every reply: `ok ` or `err ` first, printable ASCII only, one LF at its end,
@@ -40,9 +44,12 @@ int bx_main_for_fuzz(void);
 #define CR 13
 #define ERR_REPLY_MAX 100
 
+#define ID_PREFIX_MAX (BX_ID_DIGITS + 2)   /* '#', digits, ' ' */
+
 typedef struct {
-    size_t start, len;     /* bytes kept in line_bytes (the first BX_LINE_MAX + 1), total */
+    size_t start, len;     /* bytes kept in line_bytes (the first ID_PREFIX_MAX + BX_LINE_MAX + 1) */
     size_t total;          /* bytes received on this line */
+    size_t clean;          /* bytes received before its first overrun */
     int overrun;
 } line_t;
 
@@ -79,22 +86,23 @@ static void *xrealloc(void *p, size_t n)
     return q;
 }
 
-static void add_line(size_t start, size_t len, size_t total, int overrun)
+static void add_line(size_t start, size_t len, size_t total, size_t clean, int overrun)
 {
     if (n_lines == cap_lines) {
         cap_lines = cap_lines ? 2 * cap_lines : 64;
         lines = xrealloc(lines, cap_lines * sizeof *lines);
     }
-    lines[n_lines++] = (line_t){ start, len, total, overrun };
+    lines[n_lines++] = (line_t){ start, len, total, overrun ? clean : total, overrun };
 }
 
 /* Split the received stream into the lines the device must answer. */
 static void model_lines(const uint8_t *data, size_t size)
 {
-    size_t pos = 0, k = 0, kept = 0, start = 0, total = 0;
+    size_t pos = 0, k = 0, kept = 0, start = 0, total = 0, clean = 0;
     int prev_cr = 0, overrun = 0, pending = 0;
     n_lines = 0;
     line_bytes = xrealloc(line_bytes, size + 1);
+    clean = 0;
     done_after = xrealloc(done_after, (size + 3) * sizeof *done_after);
     done_after[0] = 0;
     for (;;) {
@@ -102,13 +110,15 @@ static void model_lines(const uint8_t *data, size_t size)
         if (c == BX_GETC_EOF) break;
         if (c == LF && prev_cr) {
             /* CRLF: nothing */
-        } else if (c == LF || c == CR) {
-            add_line(start, kept - start, total, overrun);
+        } else if (c == LF || c == CR || c == BX_GETC_LOST_LINE) {
+            if (c == BX_GETC_LOST_LINE && !overrun) { overrun = 1; clean = total; }
+            add_line(start, kept - start, total, clean, overrun);
             start = kept; total = 0; overrun = 0; pending = 0;
         } else if (c == BX_GETC_OVERRUN) {
+            if (!overrun) clean = total;
             overrun = 1; pending = 1;
         } else {
-            if (total <= BX_LINE_MAX) line_bytes[kept++] = (uint8_t)c;
+            if (total <= ID_PREFIX_MAX + BX_LINE_MAX) line_bytes[kept++] = (uint8_t)c;
             total++;
             pending = 1;
         }
@@ -116,7 +126,7 @@ static void model_lines(const uint8_t *data, size_t size)
         done_after[++k] = n_lines;
     }
     if (prev_cr) done_after[++k] = n_lines;      /* the platform's swallowed final LF */
-    if (pending) add_line(start, kept - start, total, overrun);
+    if (pending) add_line(start, kept - start, total, clean, overrun);
     n_events = k;
 }
 
@@ -187,13 +197,39 @@ static void check_text(const char *r, size_t rn, const uint8_t *s, size_t n, con
     if (!starts(r, rn, "ok cls=") || t < 2 || t > BX_SEQ_MAX) fail("text not classified", ctx);
 }
 
-static void check_reply(const line_t *ln, const char *r, size_t rn)
+/* Length of the request id prefix `#<1..BX_ID_DIGITS digits> ` at the start of the
+ * line's bytes received before any loss, or 0. */
+static size_t id_prefix(const line_t *ln)
 {
     const uint8_t *s = line_bytes + ln->start;
-    size_t n = ln->len;
+    size_t avail = ln->clean < ln->len ? ln->clean : ln->len;
+    if (avail < 3 || s[0] != '#') return 0;
+    size_t d = 1;
+    while (d < avail && d <= BX_ID_DIGITS && s[d] >= '0' && s[d] <= '9') d++;
+    if (d == 1 || d > BX_ID_DIGITS + 1 || d >= avail || s[d] != ' ') return 0;
+    return d + 1;
+}
+
+static void check_reply(const line_t *ln0, const char *r, size_t rn)
+{
+    line_t lnv = *ln0;
+    const line_t *ln = &lnv;
+    size_t idn = id_prefix(ln0);
     char ctx[160];
-    snprintf(ctx, sizeof ctx, "line #%zu (%zu bytes, overrun %d) reply `%.*s`", (size_t)(ln - lines),
-             ln->total, ln->overrun, (int)(rn < 100 ? rn : 100), r);
+    snprintf(ctx, sizeof ctx, "line #%zu (%zu bytes, overrun %d, id prefix %zu) reply `%.*s`",
+             (size_t)(ln0 - lines), ln0->total, ln0->overrun, idn, (int)(rn < 100 ? rn : 100), r);
+    if (idn) {                                    /* the reply echoes the id, then as without */
+        if (rn < idn || memcmp(r, line_bytes + ln0->start, idn) != 0) fail("reply does not echo the request id", ctx);
+        r += idn;
+        rn -= idn;
+        lnv.start += idn;
+        lnv.len -= idn;
+        lnv.total -= idn;
+    } else if (rn && r[0] == '#') {
+        fail("reply with an id to a line without one", ctx);
+    }
+    const uint8_t *s = line_bytes + ln->start;
+    size_t n = ln->len;
     if (!starts(r, rn, "ok ") && !starts(r, rn, "err ")) fail("reply is neither `ok ` nor `err `", ctx);
     if (rn > reply_max || (r[0] == 'e' && rn > ERR_REPLY_MAX)) fail("reply too long", ctx);
     for (size_t i = 0; i < rn; i++)

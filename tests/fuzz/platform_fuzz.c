@@ -2,9 +2,10 @@
  *
  * Input: bx_fuzz_begin() gives the bytes of one fuzz input. bx_platform_getc() returns
  * them one by one, then BX_GETC_EOF. Escape: byte 0xF5 (never in UTF-8) followed by
- * any byte other than 0xF5 is a BX_GETC_OVERRUN (that byte is consumed: "lost"),
- * 0xF5 0xF5 is a literal 0xF5, a final lone 0xF5 is an overrun (the escape of
- * tests/test_host_emulator.py's overrun platform, extended to every second byte).
+ * LF is a BX_GETC_LOST_LINE (bytes lost up to a line end), followed by any other byte
+ * but 0xF5 a BX_GETC_OVERRUN (that byte is consumed: "lost"), 0xF5 0xF5 is a literal
+ * 0xF5, a final lone 0xF5 is an overrun (the escape of tests/test_host_emulator.py's
+ * overrun platform, extended to every second byte).
  * If the last result delivered was a CR, one LF is delivered before EOF: main.c
  * swallows it as the second half of CRLF (no reply), and it clears main.c's
  * static "previous byte was CR" state so that the next fuzz input starts clean.
@@ -52,7 +53,8 @@ int bx_fuzz_next(const uint8_t *data, size_t size, size_t *pos)
     uint8_t b = data[(*pos)++];
     if (b != ESC) return b;
     if (*pos >= size) return BX_GETC_OVERRUN;
-    return data[(*pos)++] == ESC ? ESC : BX_GETC_OVERRUN;
+    b = data[(*pos)++];
+    return b == ESC ? ESC : b == LF ? BX_GETC_LOST_LINE : BX_GETC_OVERRUN;
 }
 
 void bx_platform_init(void) {}
