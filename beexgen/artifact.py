@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_NAME = "beexgen-artifact"
-FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 
 
@@ -39,7 +37,7 @@ class Policy(enum.IntEnum):
 
 # An artifact that cannot be used: missing, corrupt, tampered, inconsistent or of another
 # version. Defined in beexgen/validate.py, which checks every artifact loaded or saved.
-from beexgen.validate import ArtifactError, validate  # noqa: E402
+from beexgen.validate import FORMAT_NAME, FORMAT_VERSION, ArtifactError, validate  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- packing

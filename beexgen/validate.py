@@ -31,7 +31,7 @@ import struct
 from pathlib import Path
 
 FORMAT_NAME = "beexgen-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 U32, F32, I8 = "uint32", "float32", "int8"
 POLICY_NAMES = ("none", "entropy", "confidence", "budget")     # beexgen.artifact.Policy, lower case
@@ -385,7 +385,8 @@ def read_dir(path: str | Path) -> tuple[dict, bytes, bytes]:
     return meta, wbytes, tbytes
 
 
-_ST_DTYPES = {"U32": U32, "F32": F32}
+_ST_DTYPES = {"U32": U32, "F32": F32, "I8": I8}
+_ITEMSIZE = {U32: 4, F32: 4, I8: 1}
 
 
 def safetensors_specs(data: bytes, where: str = WEIGHTS) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -409,7 +410,7 @@ def safetensors_specs(data: bytes, where: str = WEIGHTS) -> dict[str, tuple[str,
             dtype, shape, (a, b) = _ST_DTYPES.get(h["dtype"], h["dtype"]), tuple(h["shape"]), h["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise ArtifactError(f"{where}: tensor {name}: malformed header entry") from None
-        size = 4 * math.prod(shape)
+        size = _ITEMSIZE.get(dtype, 4) * math.prod(shape)
         if not (0 <= a <= b <= body and b - a == size):
             raise ArtifactError(f"{where}: tensor {name}: bytes {a}..{b} of {body} do not hold {dtype} {list(shape)}")
         out[name] = (dtype, shape)

@@ -325,7 +325,8 @@ def _meta_edit(key, value):
     ("flipped", _flip, "hash mismatch"),
     ("truncated", _truncate, "hash mismatch"),
     ("no_tokenizer", lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json: missing"),
-    ("version2", _meta_edit("format_version", 2), "format version 2"),
+    ("other_version", _meta_edit("format_version", artifact.FORMAT_VERSION + 1),
+     f"format version {artifact.FORMAT_VERSION + 1}"),
     ("format", _meta_edit("format", "onnx"), "not a beexgen artifact"),
 ])
 def test_artifact_flag_checks_the_files(env, tmp_path, name, damage, needle):
@@ -512,7 +513,7 @@ def test_emulator_closed_stdout_exits_2(env):
 @pytest.mark.parametrize("rewrite,needle", [
     (lambda ln: ln.replace(b"label=class", b"label=klass"), "does not match the device's labels"),
     (lambda ln: re.sub(rb"conf=[0-9.]+", b"conf=nan", ln), "conf='nan'"),
-    (lambda ln: re.sub(rb"exit=\d/", b"exit=0/", ln), "exit='0/3'"),
+    (lambda ln: re.sub(rb"exit=\d/", b"exit=9/", ln), "exit='9/3'"),
 ])
 def test_errors_name_the_reason(env, tmp_path, rewrite, needle):
     """A device whose classify replies fail validation: the error says what failed (the
@@ -530,7 +531,7 @@ def test_bad_urls_and_thresholds_name_the_reason(env):
     res = run_infer(["--port", "socket://nohostport", "--info"])
     assert res.exit_code == infer.EXIT_TRANSPORT and "HOST:PORT" in res.stderr and one_clean_line(res.stderr)
     # the device refuses non-finite and negative thresholds in hex as in decimal
-    req = (b"!policy entropy 0x7f800000\n!policy entropy inf\n!policy confidence 0xbf000000,0.5\n"
-           b"!policy confidence -0.5,0.5\n!policy confidence -0,1.5\n")
+    req = (b"!policy entropy 0x7f800000\n!policy entropy inf\n!policy confidence 0xbf000000,0.5,0.5\n"
+           b"!policy confidence -0.5,0.5,0.5\n!policy confidence -0,1.5,1.5\n")   # wide exit + 3 blocks: 3
     out = subprocess.run([str(env["exe"])], input=req, capture_output=True, timeout=10).stdout.decode().splitlines()
     assert out[:4] == ["err 5 BAD_ARGUMENT bad threshold"] * 4 and out[4].startswith("ok policy=confidence")
