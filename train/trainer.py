@@ -67,6 +67,7 @@ class TrainConfig:
     transfer_seed: int = 0                     # the augmentations' seed (independent of `seed`, so caches are shared)
     transfer_temperature: float = 1.0          # temperature of the teacher's soft labels
     transfer_hard: float = 1.0                 # the training texts' target: this * one-hot + (1 - this) * teacher
+    transfer_teacher: str = "emb+bow"          # the soft labeller's features: "emb" or "emb+bow" (+ the wide rows)
 
 
 @dataclass
@@ -335,7 +336,10 @@ def teacher_data(cfg: TrainConfig, run_dir: Path, ds, tok, mcfg: ModelConfig, la
     transfer set's augmented texts; their hard labels (the argmax of the targets), soft
     targets (None without a transfer set) and teacher embeddings."""
     from . import teacher
-    t = teacher.prepare(cfg, run_dir, ds.texts, labels, train_idx, val_idx, n_classes, progress)
+    bag = lambda texts: [wide_rules.feature_rows(tok_mod.encode_all(tok, s), mcfg.vocab_size, mcfg.bigram_buckets)
+                         for s in texts]
+    t = teacher.prepare(cfg, run_dir, ds.texts, labels, train_idx, val_idx, n_classes, progress,
+                        bag=bag, n_rows=mcfg.vocab_size + mcfg.bigram_buckets)
     tr_y = labels[train_idx]
     targets = None
     if cfg.transfer > 0:
