@@ -30,7 +30,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 
-if ! $PY -c "import beexgen.train.model, tokenizers, serial, jinja2, safetensors, pytest, sklearn" 2>/dev/null; then
+if ! $PY -c "import beexgen.train.model, tokenizers, serial, jinja2, safetensors, pytest, sklearn, transformers" 2>/dev/null; then
     echo "setup: installing Python packages (torch==2.13.0 CPU build)"
     $PY -m pip install -q -e '.[dev]'
 fi

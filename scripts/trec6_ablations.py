@@ -176,12 +176,12 @@ def distill(teacher: Path, weight: float, temp: float):
         kd = temp * temp * (weights * kd).sum() / weights.sum()
         return (1 - weight) * soft(logits, y, weights, label_smoothing) + weight * kd
 
-    def new_batches(ids, labels, bs, rng):
-        for x, lengths, y, sel in batches(ids, labels, bs, rng):
+    def new_batches(ids, labels, bs, rng, wide=None):
+        for x, lengths, y, sel, w in batches(ids, labels, bs, rng, wide):
             if rng is not None:   # training batches only
                 with torch.no_grad():
-                    current["t"] = t_run.model(x, lengths)[:, -1]
-            yield x, lengths, y, sel
+                    current["t"] = t_run.model(x, lengths, w)[:, -1]
+            yield x, lengths, y, sel, w
     T.batches, T.soft_routing_loss = new_batches, loss
 
 
@@ -222,7 +222,7 @@ def main() -> int:
     run = T.load_run(out)
     for part in ("val", "test"):
         ids, y, _ = run.part(part)
-        acc = (T.predict_exits(run.model, ids).argmax(-1) == y[:, None]).mean(0)
+        acc = (T.predict_exits(run.model, ids, all_ids=run.all_part(part)).argmax(-1) == y[:, None]).mean(0)
         print(f"{a.variant} {json.dumps(over)} {part} accuracy by exit: {np.round(acc, 4).tolist()}")
     return 0
 

