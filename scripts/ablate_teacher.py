@@ -2,7 +2,7 @@
 
 Trains the default recipe and teacher variants of it on several seeds (each seed is its
 own split), exports each run, evaluates the deploy mirror on the test split and prints a
-markdown table: test accuracy at the default exit policy (calibrated entropy rule) and
+markdown table: test accuracy at the default exit policy (as export_run calibrates it) and
 at the final exit, per seed and the mean. A finished run (RUNS/<variant>_s<seed>/
 result.json) is reused, so the script can be rerun or run piecewise in parallel.
 
@@ -33,6 +33,11 @@ VARIANTS = {
     "distill0.3": {"distill": 0.3},
     "transfer": {"transfer": 5},                      # 5 teacher-labelled augmented copies per text
     "transfer+distill": {"transfer": 5, "distill": 1.0},
+    # the wide exit's own design choices (docs/ABLATIONS.md, "The wide exit")
+    "no-prefit": {"wide_prefit": False},              # the wide table trained from zero with the rest
+    "wide-frozen": {"wide_lr": 0.0},                  # the pre-fitted wide exit left as it is
+    "deep-alone": {"deep_alone": 1.0},                # each deep head also trained without the wide logits
+    "one-block": {"model": {"n_blocks": 1}},          # 1 block, twice the bigram buckets in the same budget
 }
 
 
