@@ -145,3 +145,13 @@ def test_build_of_a_run_without_artifact_says_export(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
     r = run("build", tmp_path, "--target", "host")
     assert r.exit_code == 1 and "beexgen export" in r.output
+
+
+def test_labels_the_wire_cannot_tell_apart_are_refused_before_training(tmp_path):
+    f = tmp_path / "d.csv"
+    rows = [f"text {i} words here,{'pos itive' if i % 2 else 'pos_itive'}" for i in range(40)]
+    f.write_text("text,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    r = run("train", f, "--board", "none", "--out", out, "--quiet")
+    assert r.exit_code == 1 and "both sent over the serial line as 'pos_itive'" in r.output
+    assert not (out / "checkpoint.pt").exists()

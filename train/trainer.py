@@ -174,10 +174,25 @@ def predict_exits(model: BEExformer, ids: list[list[int]], bs: int = 256,
     return out
 
 
+def _check_wire_labels(dataset: str, classes: list[str]) -> None:
+    """Refuse, before training, class names that the serial line cannot tell apart (the
+    export would refuse them after training: beexgen/validate.py)."""
+    from beexgen.host.protocol import wire_label
+
+    seen: dict[str, str] = {}
+    for c in classes:
+        w = wire_label(c)
+        if w in seen:
+            raise data_mod.DataError(f"{dataset}: labels {seen[w]!r} and {c!r} are both sent over the serial "
+                                     f"line as {w!r}: rename one in the data file")
+        seen[w] = c
+
+
 def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
     ds = data_mod.load_dataset(cfg.dataset, text_column=cfg.text_column,
                                label_column=cfg.label_column, progress=progress)
     classes = data_mod.class_names(ds)
+    _check_wire_labels(cfg.dataset, classes)
     labels = np.array([classes.index(l) for l in ds.labels], dtype=np.int64)
     split_path = run_dir / "split.json"
     if split_path.exists():
