@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from beexgen import cost
 from beexgen import wide as wide_rules
 from beexgen.artifact import Artifact, unpack_signs
 
@@ -36,7 +37,7 @@ class DeployModel:
         self.n_blocks, self.seq_max, self.slfn = c["n_blocks"], c["seq_max"], c["slfn"]
         self.n_classes = c["n_classes"]
         self.wide = bool(c.get("wide", False))
-        self.first_exit = 0 if self.wide else 1       # exit numbers: first_exit .. n_blocks
+        self.first_exit = cost.first_exit(c)          # exit numbers: first_exit .. n_blocks
         self.n_exits = self.n_blocks + int(self.wide)
         self.dh = self.d // self.h
         t = {k: torch.from_numpy(np.array(v)) for k, v in art.tensors.items()}
