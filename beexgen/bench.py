@@ -144,7 +144,7 @@ def tfidf_lr(run) -> dict:
 def seed_accuracy(run_dir: Path) -> dict:
     """Test accuracy of a run's artifact (default policy, full depth) and of both
     baselines on that run's split: one seed of the 3-seed means."""
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.train import deploy
     from beexgen.train.trainer import load_run
 
@@ -192,7 +192,7 @@ def device_replies(port: str, texts: list[str], policy: tuple | None = None) -> 
     """Classify texts through host/infer.py's Client (line-buffer cut, resync, checks);
     a list of Reply (or DeviceError) in order."""
     from beexgen.host.infer import Client
-    from beexgen.host.protocol import DeviceError
+    from beexgen.core.protocol import DeviceError
     from beexgen.host.transport import open_transport
 
     with Client(open_transport(port, timeout=30), timeout=60) as c:
@@ -244,7 +244,7 @@ def torch_batch1_us(model, ids: list[list[int]], all_ids: list[list[int]], repea
 def accuracy_block(run_dir: Path, art, run, res_t, y_t, bow: dict, tfidf: dict) -> dict:
     """Accuracy of the shipped model and its peers on the seed-0 test split, each with
     its 95 % Wilson interval."""
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.train import deploy, evaluate
 
     n = len(y_t)
@@ -266,7 +266,7 @@ def accuracy_block(run_dir: Path, art, run, res_t, y_t, bow: dict, tfidf: dict) 
 def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3) -> dict:
     import torch
 
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.codegen import build as build_mod, firmware
     from beexgen.train import calibrate, deploy, evaluate, policies
     from beexgen.train.trainer import load_run
@@ -495,7 +495,7 @@ def markdown(results: list[dict], meta: dict, kernel: dict) -> str:
     L.append("| **total (= mean cost=)** | " + " | ".join(f"**{sum(r['m4_profile'].values()):,}**" for r in results) + " |")
     L.append("| int8 peer (same shapes, q7 matrix products only) | " + " | ".join(
         f"{r['int8']['instr_per_sentence']:,.0f} ({r['int8']['flash_bytes'] / 1024:.0f} KB flash)" for r in results) + " |")
-    L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64 (beexgen/cost.py).")
+    L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64 (beexgen/core/cost.py).")
     return "\n".join(L) + "\n"
 
 

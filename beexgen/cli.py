@@ -21,7 +21,7 @@ def _floats(s: str | None) -> list[float] | None:
 
 def _known_errors() -> tuple:
     """Errors that mean bad input (a file, a name, a size), not a bug: one line, no traceback."""
-    from beexgen.artifact import ArtifactError
+    from beexgen.core.artifact import ArtifactError
     from beexgen.train.data import DataError
     out = [ArtifactError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
     try:
@@ -154,7 +154,7 @@ def _ram_check(model: dict, vocab_size: int, board: str) -> None:
 
 
 def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.train import evaluate
     from beexgen.train.trainer import load_run
 
@@ -234,7 +234,7 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     budget      EERO-style: thresholds meeting a mean compute --budget with the best accuracy
     The test split is never looked at. Every calibrated policy is also kept in
     RUN_DIR/policies.json for `beexgen report`."""
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.train import calibrate as cal, policies
     from beexgen.train.export import export_run
     from beexgen.train.trainer import load_run
@@ -293,7 +293,7 @@ def report(run_dir, out, compare):
     Accuracy against compute for every policy (the Pareto curve, fixed exits and full
     depth marked), exit-depth histograms, accuracy of each exit and overthinking counts.
     Policies come from RUN_DIR/policies.json (`beexgen calibrate`) and the artifact."""
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.train import report as rep_mod
     from beexgen.train.trainer import load_run
 
@@ -359,7 +359,7 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 
     ARTIFACT_DIR is an artifact (or a run directory holding one). For cortex-m4, prints
     the size table against the board's flash, RAM and stack, and fails when it does not fit."""
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.codegen import build as build_mod
 
     art_dir = _artifact_arg(artifact_dir)

@@ -17,7 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from beexgen import artifact as art_mod
+from beexgen.core import artifact as art_mod
 from beexgen.codegen import render, vocab
 
 # -fno-trapping-math lets gcc turn selects into SIMD blends (it only gives up exact FP
@@ -113,7 +113,7 @@ def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str
     if not isinstance(line_max, int) or not LINE_MAX_MIN <= line_max <= LINE_MAX_MAX:
         raise ValueError(f"line_max {line_max!r} must be an integer in [{LINE_MAX_MIN}, {LINE_MAX_MAX}]")
     defines = _check_defines(defines)
-    from beexgen.host.protocol import link_defines    # flow-control sizes (issue 14); defines override
+    from beexgen.core.protocol import link_defines    # flow-control sizes (issue 14); defines override
     link = [d for d in link_defines(line_max) if d[0] not in {n for n, _ in defines}]
     return render.render_to(render.environment(), "bx_board.h.j2", Path(out_dir) / BOARD_HEADER,
                             banner=banner, board_name=board_name, cost_unit=cost_unit,

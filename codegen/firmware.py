@@ -29,7 +29,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from beexgen import artifact as art_mod
+from beexgen.core import artifact as art_mod
 from beexgen.codegen import boards as boards_mod
 from beexgen.codegen import build as build_mod
 from beexgen.codegen import render

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from beexgen import artifact as art_mod
-from beexgen import validate
+from beexgen.core import artifact as art_mod
+from beexgen.core import validate
 
 from . import firmware
 

@@ -73,7 +73,7 @@ def _link_bench(out: Path, objects: list[Path], cflags: list[str]) -> Path:
 def build_kernel_bench(out_dir: str | Path, *, dsp: bool = False, q7: bool = True) -> Path:
     """The kernels (bx_kernels.c + the Cortex-M4 files), and CMSIS-DSP's q7 matrix-vector
     product when q7, compiled with the firmware's flags into out_dir/kernels[_dsp].elf."""
-    from beexgen import numerics
+    from beexgen.core import numerics
 
     out = Path(out_dir)
     src = out / ("src_dsp" if dsp else "src")
@@ -199,7 +199,7 @@ def build_q7_object(out_dir: Path, *, dsp: bool = True) -> Path:
 # --------------------------------------------------------------------------- measuring
 
 def _pack(rng, rows: int, n: int) -> np.ndarray:
-    from beexgen import artifact
+    from beexgen.core import artifact
     return np.ascontiguousarray(artifact.pack_signs(rng.standard_normal((rows, n)).astype(np.float32)))
 
 
@@ -325,7 +325,7 @@ def int8_estimate(art, q7: dict | None = None, binary: dict | None = None, *, to
                                    tokens * blocks, the int8 model's matrix products for
                                    such a sentence
     """
-    from beexgen import artifact as art_mod
+    from beexgen.core import artifact as art_mod
 
     a = art if isinstance(art, art_mod.Artifact) else art_mod.load(art)
     q7 = q7 or q7_figures(binary=binary)
@@ -413,11 +413,11 @@ def _stage_map(m4: M4) -> dict:
 
 
 def _qemu_replies(elf: Path, board: str, texts: list[bytes], log: Path) -> list:
-    """The firmware's reply (host.protocol.Reply) to each text, under QEMU -icount."""
+    """The firmware's reply (core.protocol.Reply) to each text, under QEMU -icount."""
     import serial
 
     from beexgen.codegen.emulate import handshake, start_qemu
-    from beexgen.host.protocol import parse_reply
+    from beexgen.core.protocol import parse_reply
 
     out = []
     with start_qemu(elf, board, serial="tcp", log=log) as q:

@@ -14,9 +14,9 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from beexgen import artifact as art_mod
-from beexgen import cost, numerics, wide
-from beexgen.host.protocol import DESCRIPTIONS, Status, wire_label
+from beexgen.core import artifact as art_mod
+from beexgen.core import cost, numerics, wide
+from beexgen.core.protocol import DESCRIPTIONS, Status, wire_label
 
 TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
 
@@ -130,7 +130,7 @@ def status_context() -> dict:
 
 
 def render_status(out_dir: Path) -> Path:
-    """bx_status.h from beexgen.host.protocol.Status (one source for C and Python)."""
+    """bx_status.h from beexgen.core.protocol.Status (one source for C and Python)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return render_to(environment(), "bx_status.h.j2", out_dir / "bx_status.h", **status_context())
 

@@ -10,7 +10,7 @@
  * x[i] in place: the static RAM is x and v (n x d floats each), the packed q and k
  * (n x d bits each) and a few per-token rows, independent of the number of blocks.
  *
- * Wide exit 0 (beexgen/wide.py). bx_classify tokenizes the whole line (a line of at
+ * Wide exit 0 (beexgen/core/wide.py). bx_classify tokenizes the whole line (a line of at
  * most BX_LINE_MAX bytes has at most BX_LINE_MAX ids), sums the wide head's int8
  * weights over every id and every hashed bigram in int32 (exact: |S| <= 254 k), and
  * turns the sums into logits with one float multiply and one add per class, as

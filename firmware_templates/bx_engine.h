@@ -43,7 +43,7 @@ int bx_classify(const uint8_t *text, size_t len, bx_result *out);
 
 /* Block input ids of a text: [CLS] + its tokenizer ids, or [CLS] + the first
  * (BX_SEQ_MAX - 1) / 2 and the last rest of them when there are more (head + tail,
- * beexgen/wide.py). ids has room for BX_SEQ_MAX. Returns the count, or a negative
+ * beexgen/core/wide.py). ids has room for BX_SEQ_MAX. Returns the count, or a negative
  * bx_status. */
 int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids);
 
@@ -58,7 +58,7 @@ const char *bx_policy_name(int32_t policy);   /* "none", "entropy", ... or NULL 
 int32_t bx_policy_from_name(const char *name, size_t len);  /* -1 if unknown */
 
 #if BX_HAS_WIDE
-/* Bigram bucket of consecutive ids a, b (beexgen/wide.py): multiplicative hashing in
+/* Bigram bucket of consecutive ids a, b (beexgen/core/wide.py): multiplicative hashing in
  * uint32 arithmetic, which wraps mod 2^32 as the Python reference does. */
 static inline uint32_t bx_wide_bucket(int32_t a, int32_t b)
 {

@@ -3,7 +3,7 @@
  * Only IEEE-754 single-precision + - * / (correctly rounded on SSE, on the M4's
  * FPv4-SP and in PyTorch's CPU kernels) in a fixed order, no libm, no FMA (build
  * with -ffp-contract=off). train/fmath.py performs the same steps in PyTorch; the
- * constants come from beexgen/numerics.py through the generated bx_numerics.h.
+ * constants come from beexgen/core/numerics.py through the generated bx_numerics.h.
  *
  * exp(x): x = k*ln2 + r with k = floor(x*log2(e) + 1/2), so |r| <= ln2/2. ln2 is
  * split in a short high part (k*LN2_HI is exact for |k| < 2^9) and a low part, so r

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from beexgen.host import protocol
-from beexgen.host.protocol import DeviceError, ProtocolError, Reply, Status, wire_label
+from beexgen.core import protocol
+from beexgen.core.protocol import DeviceError, ProtocolError, Reply, Status, wire_label
 from beexgen.host.transport import (Disconnected, PortNotFound, Transport, TransportError,
                                     TransportTimeout, open_transport)
 
@@ -856,8 +856,8 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, windo
 
 def _artifact_hash(d: str) -> str:
     """The content hash of artifact directory d, recomputed from its files, after the
-    whole artifact check (beexgen/validate.py: pure Python, no weights loaded)."""
-    from beexgen.validate import ArtifactError, check_dir
+    whole artifact check (beexgen/core/validate.py: pure Python, no weights loaded)."""
+    from beexgen.core.validate import ArtifactError, check_dir
     try:
         return check_dir(d)["hash"]
     except ArtifactError as e:

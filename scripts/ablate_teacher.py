@@ -44,7 +44,7 @@ VARIANTS = {
 def run_one(dataset: str, runs: Path, variant: str, seed: int) -> dict:
     import torch
     torch.set_num_threads(1)
-    from beexgen.artifact import Policy
+    from beexgen.core.artifact import Policy
     from beexgen.train import deploy
     from beexgen.train.export import export_run
     from beexgen.train.trainer import TrainConfig, load_run, train

@@ -15,7 +15,7 @@ TESTS_C = Path(__file__).parent / "c"
 
 def render_numerics(out_dir: Path) -> Path:
     env = render.environment()
-    from beexgen import numerics
+    from beexgen.core import numerics
     return render.render_to(env, "bx_numerics.h.j2", out_dir / "bx_numerics.h",
                             constants=sorted(numerics.constants().items()))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.train import tokenizer as tok_mod
 from beexgen.train.exits import prior_entropy
 from beexgen.train.export import export

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from beexgen import artifact
+from beexgen.core import artifact
 
 
 @pytest.mark.parametrize("cols", [1, 31, 32, 33, 63, 64, 65, 127, 128, 129])

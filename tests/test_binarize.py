@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.train.binarize import BinaryLinear, approx_sign, binarize, sign_pm1
 
 

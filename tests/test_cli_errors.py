@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.cli import main
 from fixtures import tiny_artifact
 

@@ -14,10 +14,10 @@ import re
 import numpy as np
 import pytest
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.codegen import build as build_mod, emulate, firmware
 from beexgen.host.infer import Client
-from beexgen.host.protocol import DeviceError
+from beexgen.core.protocol import DeviceError
 from beexgen.host.transport import open_transport
 from beexgen.train import calibrate, deploy, policies
 from beexgen.train.exits import Policy

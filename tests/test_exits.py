@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from beexgen.artifact import Policy
+from beexgen.core.artifact import Policy
 from beexgen.train import fmath
 from beexgen.train.exits import decide, exit_stats
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.codegen import boards, build as build_mod, firmware
 from beexgen.codegen.emulate import handshake, start_qemu
-from beexgen.host.protocol import float_to_hex, parse_reply
+from beexgen.core.protocol import float_to_hex, parse_reply
 from beexgen.train import deploy, exits
 from beexgen.train import tokenizer as tok_mod
 

@@ -7,7 +7,7 @@ with what a Python model of the protocol expects, computed at test time from:
   - the PyTorch deploy mirror (train/deploy.py, train/exits.py) for classifications,
     bit for bit (logits as hex32, conf through Python's "%.4f");
   - beexgen.train.tokenizer (HF tokenizers) for the ids;
-  - beexgen/cost.py for bmacs and flops;
+  - beexgen/core/cost.py for bmacs and flops;
   - a reference line splitter and command parser written here from docs/INTERNALS.md.
 """
 from __future__ import annotations
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beexgen import artifact, cost
+from beexgen.core import artifact, cost
 from beexgen.codegen import build as build_mod
-from beexgen.host import protocol
-from beexgen.host.protocol import Status, float_to_hex, wire_label
+from beexgen.core import protocol
+from beexgen.core.protocol import Status, float_to_hex, wire_label
 from beexgen.train import deploy, exits
 from beexgen.train import tokenizer as tok_mod
 

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from beexgen.host import infer
 from beexgen.host.infer import Client
-from beexgen.host.protocol import DeviceError, Status
+from beexgen.core.protocol import DeviceError, Status
 from beexgen.host.transport import Disconnected, PortNotFound, open_transport
 
 from fixtures import CORPUS, tiny_artifact

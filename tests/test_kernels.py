@@ -1,7 +1,7 @@
 """C kernels against the Python reference, exactly, at awkward sizes.
 
 The kernels are compiled into a shared library and called through ctypes; expected
-values come from beexgen.artifact (packing), numpy (integer dot products) and the
+values come from beexgen.core.artifact (packing), numpy (integer dot products) and the
 PyTorch mirror train/fmath.py (float routines), computed at test time."""
 import ctypes
 import shutil
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.codegen import render
 from beexgen.train import fmath
 from beexgen.train.exits import exit_stats

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.codegen import m4bench
 from beexgen.codegen.m4emu import M4
 

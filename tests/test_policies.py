@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from beexgen.artifact import Policy
+from beexgen.core.artifact import Policy
 from beexgen.train import calibrate, policies as P, report
 from beexgen.train.deploy import DeployResult
 from beexgen.train.exits import decide, exit_stats

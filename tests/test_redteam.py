@@ -33,10 +33,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from beexgen import artifact, validate
+from beexgen.core import artifact, validate
 from beexgen.cli import main as beexgen_cli
 from beexgen.codegen import build, firmware
-from beexgen.host import infer, protocol
+from beexgen.core import protocol
+from beexgen.host import infer
 from beexgen.host.infer import Client
 from beexgen.host.transport import open_transport
 from beexgen.train import data

@@ -13,7 +13,7 @@ import torch
 
 import transformers  # noqa: F401,E402  the `teacher` extra (also in `dev`, which set-up installs)
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.train import export, teacher
 from beexgen.train.model import BEExformer, ModelConfig
 from beexgen.train.trainer import TrainConfig, train

@@ -17,7 +17,7 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers
 
 from beexgen.codegen import render, vocab
-from beexgen.host.protocol import Status
+from beexgen.core.protocol import Status
 from beexgen.train import tokenizer as tok_mod
 
 from conftest import needs

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from beexgen import artifact
+from beexgen.core import artifact
 from beexgen.train import deploy, export
 from beexgen.train.trainer import TrainConfig, load_run, predict_exits, train
 from conftest import TINY_TRAIN

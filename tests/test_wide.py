@@ -1,7 +1,7 @@
-"""The wide exit 0 and long texts: C against the Python rules of beexgen/wide.py.
+"""The wide exit 0 and long texts: C against the Python rules of beexgen/core/wide.py.
 
 - the integer sums S_c and the bigram buckets, C (tests/c/wide_harness.c on the real
-  engine, tokenizer and rendered tables) against beexgen.wide on >= 10,000 hostile
+  engine, tokenizer and rendered tables) against beexgen.core.wide on >= 10,000 hostile
   strings and lines far longer than seq_max, for several bucket counts and classes;
 - head + tail truncation of the block input, Python rule against hand-made cases;
 - the entropy rule from exit 0 (the prior's entropy as H_{-1}) on hand-made sequences;
@@ -17,10 +17,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from beexgen import wide
-from beexgen.artifact import Policy
+from beexgen.core import wide
+from beexgen.core.artifact import Policy
 from beexgen.codegen import build as build_mod
-from beexgen.host.protocol import Status
+from beexgen.core.protocol import Status
 from beexgen.train import tokenizer as tok_mod
 from beexgen.train.exits import decide, prior_entropy
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from beexgen.artifact import Policy
+from beexgen.core.artifact import Policy
 
 from .policies import compute_fraction, ops_table
 

@@ -6,7 +6,7 @@ so the generated C must reproduce these logits bit for bit. The trained module's
 eval() predictions equal these except at near-ties, where a float rounding
 difference in the training graph flips the sign of an activation sitting at zero.
 
-Compute accounting lives in beexgen/cost.py.
+Compute accounting lives in beexgen/core/cost.py.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from beexgen import cost
-from beexgen import wide as wide_rules
-from beexgen.artifact import Artifact, unpack_signs
+from beexgen.core import cost
+from beexgen.core import wide as wide_rules
+from beexgen.core.artifact import Artifact, unpack_signs
 
 from . import fmath
 from .exits import Policy, decide, exit_stats
@@ -110,7 +110,7 @@ class DeployModel:
         return acc + self.t[p + "fc.bias"]
 
     def wide_logits(self, all_ids: list[list[int]]) -> torch.Tensor:
-        """Exit 0 (N, C): scale * float32(S) + bias, S the exact integer sums (beexgen/wide.py)."""
+        """Exit 0 (N, C): scale * float32(S) + bias, S the exact integer sums (beexgen/core/wide.py)."""
         s = np.stack([wide_rules.integer_sums(a, self.uni, self.big) for a in all_ids])
         return torch.from_numpy(s.astype(np.float32)) * self.t["wide.scale"] + self.t["wide.bias"]
 

@@ -1,7 +1,7 @@
 """`beexgen eval`: accuracy of every exit and under the exit policy, compute, size.
 
 All numbers come from the deploy-mode forward of the artifact (what the C runs),
-on the run's test split. Compute follows beexgen/cost.py; "relative" is against
+on the run's test split. Compute follows beexgen/core/cost.py; "relative" is against
 running every block on the same sentences.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 
 import numpy as np
 
-from beexgen import artifact as art_mod
-from beexgen import cost
+from beexgen.core import artifact as art_mod
+from beexgen.core import cost
 
 from . import deploy
 from .model import BEExformer, ModelConfig

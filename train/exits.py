@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from beexgen.artifact import Policy
+from beexgen.core.artifact import Policy
 
 from . import fmath
 

@@ -1,4 +1,4 @@
-"""Freeze a trained BEExformer into the artifact (beexgen/artifact.py).
+"""Freeze a trained BEExformer into the artifact (beexgen/core/artifact.py).
 
 Tensor names and shapes (d = d_model, f = d_ff, h = heads, V = vocab, L = seq_max,
 C = classes, W(k) = ceil(k / 32) words):
@@ -11,15 +11,15 @@ C = classes, W(k) = ceil(k / 32) words):
     blocks.{b}.down.bits (d, W(f))  .alpha .bias (d,)
     exits.{b}.ln.weight|bias (d,)   exits.{b}.fc.weight (C, d)  exits.{b}.fc.bias (C,)
     wide.uni (V, C) i8   wide.big (K, C) i8 (absent when K = 0)   wide.scale (C,)  wide.bias (C,)
-                                    (absent without a wide exit; beexgen/wide.py)
+                                    (absent without a wide exit; beexgen/core/wide.py)
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from beexgen import artifact
-from beexgen import wide as wide_rules
+from beexgen.core import artifact
+from beexgen.core import wide as wide_rules
 
 from .model import BEExformer
 

@@ -4,14 +4,14 @@ Each function performs the same IEEE float32 operations, in the same order, as i
 twin, so that the deploy-mode forward and the generated C agree bit for bit. Rules:
 only elementwise +, -, *, / (correctly rounded in torch), sqrt (see sqrt_rn), floor, comparisons and bit casts; reductions are
 written as explicit sequential loops (`seq_sum`), never torch.sum / mean / matmul on
-float data. Constants come from `beexgen.numerics` as float32 0-dim tensors.
-See beexgen/numerics.py for the algorithms.
+float data. Constants come from `beexgen.core.numerics` as float32 0-dim tensors.
+See beexgen/core/numerics.py for the algorithms.
 """
 from __future__ import annotations
 
 import torch
 
-from beexgen import numerics as nx
+from beexgen.core import numerics as nx
 
 F32 = torch.float32
 

@@ -20,7 +20,7 @@ Block b (pre-norm):
              learned; with slfn=False, y = x_att: the ablation.)
   feed-fwd   x_out = y + BinLin_down(sign(BinLin_up(sign(LN3(y)))))     (n, d)
   exit b     m = mean_i x_out_i;  logits_b = (W_b LNe_b(m) + c_b) + wide   (C,)
-Wide exit 0 (wide=True, beexgen/wide.py): over every tokenizer id of the line t_i and
+Wide exit 0 (wide=True, beexgen/core/wide.py): over every tokenizer id of the line t_i and
 the hashed bigrams of consecutive ids, wide = scale * (sum_i U[t_i] + sum_i G[bucket_i])
 + bias with int8 U, G (fake-quantised in training, straight-through rounding; float
 in the full-precision twin). Its logits are exit 0 and are added to every deep exit.
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from beexgen import wide as wide_rules
+from beexgen.core import wide as wide_rules
 
 from .binarize import BinaryLinear, binarize
 
@@ -149,7 +149,7 @@ class RoundSTE(torch.autograd.Function):
 
 
 class WideExit(nn.Module):
-    """Exit 0: a linear head over the bag of ids and hashed bigrams (beexgen/wide.py).
+    """Exit 0: a linear head over the bag of ids and hashed bigrams (beexgen/core/wide.py).
 
     Input: a flat LongTensor of feature rows (ids, and V + bucket for bigrams) with
     bag offsets, as nn.EmbeddingBag takes them. Table (V + K, C), one int8 scale per class."""

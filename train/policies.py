@@ -20,7 +20,7 @@ below are this project's precise versions of those ideas, described in full in e
 function's docstring (the finite-sample bound of `calibrate_confidence` goes beyond
 LAMA's average-accuracy criterion).
 
-Compute: "compute fraction" is ops (flops + bmacs/64, beexgen/cost.py) summed over the
+Compute: "compute fraction" is ops (flops + bmacs/64, beexgen/core/cost.py) summed over the
 sentences relative to running every block on the same sentences, as in `beexgen eval`.
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from beexgen import cost
-from beexgen.artifact import Policy
+from beexgen.core import cost
+from beexgen.core.artifact import Policy
 
 from .exits import decide, n_thresholds
 
@@ -340,7 +340,7 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
 
     budget: the mean compute allowed, as a fraction of running every block:
       unit="depth"    mean exit depth / B;
-      unit="compute"  ops (flops + bmacs/64, beexgen/cost.py, sentence length aware)
+      unit="compute"  ops (flops + bmacs/64, beexgen/core/cost.py, sentence length aware)
                       relative to full depth, as `beexgen eval` reports it.
     Every candidate is solved so that its realised compute on the calibration split is
     <= budget, as close to it as the data allow; the candidates within `rel_tol`

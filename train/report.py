@@ -10,7 +10,7 @@ overthinking counts (PNG, matplotlib Agg) and a markdown summary.
 "budget" | "none", "thresholds": [...], optional "info"/"calibration"}); thresholds are
 normally calibrated on the validation split (train/calibrate.py, train/policies.py) and
 everything here is measured on the test split with exits.decide, the firmware's rule.
-Compute is ops (flops + bmacs/64, beexgen/cost.py) relative to full depth.
+Compute is ops (flops + bmacs/64, beexgen/core/cost.py) relative to full depth.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
 
     # report.md
     L = [f"# {title or 'Exit policies'}", "",
-         f"Test sentences: {N}; exits: {B}. Compute is ops (flops + bmacs/64, beexgen/cost.py) "
+         f"Test sentences: {N}; exits: {B}. Compute is ops (flops + bmacs/64, beexgen/core/cost.py) "
          "relative to running every block on the same sentences; depths follow exits.decide "
          "(the firmware's rule) with float32 thresholds.", "",
          "## Policies (test split)", ""]

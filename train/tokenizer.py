@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from beexgen.wide import head_tail
+from beexgen.core.wide import head_tail
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
@@ -70,7 +70,7 @@ def encode_all(tok: Tokenizer, text: str) -> list[int]:
 
 def model_ids(all_ids: list[int], seq_max: int) -> list[int]:
     """Block input ids: [CLS] + the ids, or [CLS] + head + tail of them when there are
-    more than seq_max - 1 (beexgen/wide.py: head_tail)."""
+    more than seq_max - 1 (beexgen/core/wide.py: head_tail)."""
     return [SPECIALS.index(CLS)] + head_tail(all_ids, seq_max - 1)
 
 

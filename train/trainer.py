@@ -20,8 +20,8 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from beexgen import cost
-from beexgen import wide as wide_rules
+from beexgen.core import cost
+from beexgen.core import wide as wide_rules
 
 from . import data as data_mod
 from . import tokenizer as tok_mod
@@ -131,7 +131,7 @@ def batch_order(lengths: np.ndarray, bs: int, rng: np.random.Generator | None) -
 
 
 def wide_rows(cfg: ModelConfig, ids: list[list[int]], all_ids: list[list[int]] | None) -> list[np.ndarray] | None:
-    """Per text, the rows of the wide table it sums (beexgen/wide.py); None without a wide exit.
+    """Per text, the rows of the wide table it sums (beexgen/core/wide.py); None without a wide exit.
     all_ids None: the texts were not cut, their bag is ids[1:] (after [CLS])."""
     if not cfg.wide:
         return None
@@ -176,8 +176,8 @@ def predict_exits(model: BEExformer, ids: list[list[int]], bs: int = 256,
 
 def _check_wire_labels(dataset: str, classes: list[str]) -> None:
     """Refuse, before training, class names that the serial line cannot tell apart (the
-    export would refuse them after training: beexgen/validate.py)."""
-    from beexgen.host.protocol import wire_label
+    export would refuse them after training: beexgen/core/validate.py)."""
+    from beexgen.core.protocol import wire_label
 
     seen: dict[str, str] = {}
     for c in classes:

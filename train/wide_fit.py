@@ -1,6 +1,6 @@
 """Fitting the wide exit 0 alone: the warm start of joint training.
 
-The wide exit is a linear model over counts of ids and hashed bigrams (beexgen/wide.py),
+The wide exit is a linear model over counts of ids and hashed bigrams (beexgen/core/wide.py),
 so on its own it is an L2-regularised multinomial logistic regression: a convex
 problem that full-batch L-BFGS solves in seconds. `prefit` solves it for each L2
 strength of a grid and keeps the one with the best validation accuracy (as one tunes

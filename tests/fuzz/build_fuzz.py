@@ -47,7 +47,7 @@ def _run(cmd: list[str]) -> None:
 def render(out_dir: Path, line_max: int = LINE_MAX) -> Path:
     """The tiny artifact (once) and its generated C project; returns the src dir."""
     sys.path.insert(0, str(TESTS))
-    from beexgen import artifact
+    from beexgen.core import artifact
     from beexgen.codegen import build as build_mod
     from fixtures import tiny_artifact
 

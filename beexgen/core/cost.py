@@ -7,7 +7,7 @@
                    per output.
   ops = flops + bmacs / 64: the BOPs -> FLOPs convention of Bi-Real Net and
   ReActNet, used for every "compute relative to full depth" figure.
-The wide exit 0 (beexgen/wide.py) costs per tokenizer id C integer adds for its
+The wide exit 0 (beexgen/core/wide.py) costs per tokenizer id C integer adds for its
 unigram and, with bigrams, C for the bigram it starts (counted as flops), plus
 a fixed 2 C (scale, bias) + the exit statistics; each deep exit then adds C more
 (the wide logits). Exit numbers: 0 (wide) .. B; depth 0 runs no embedding and no block.
@@ -95,7 +95,7 @@ ARTIFACT_BUDGET = 256 * 1024   # bytes of weights + vocabulary the default recip
 def artifact_bytes(cfg: dict, vocab_bytes: int) -> int:
     """Bytes of an artifact's tensors + vocabulary strings (= Artifact.size_report()
     ["total"]), from the config alone."""
-    from beexgen.validate import expected_tensors
+    from beexgen.core.validate import expected_tensors
     return sum(np.dtype(dt).itemsize * int(np.prod(shape)) for dt, shape in expected_tensors(cfg).values()) + vocab_bytes
 
 

@@ -36,8 +36,8 @@ class Policy(enum.IntEnum):
 
 
 # An artifact that cannot be used: missing, corrupt, tampered, inconsistent or of another
-# version. Defined in beexgen/validate.py, which checks every artifact loaded or saved.
-from beexgen.validate import FORMAT_NAME, FORMAT_VERSION, ArtifactError, validate  # noqa: E402,F401
+# version. Defined in beexgen/core/validate.py, which checks every artifact loaded or saved.
+from beexgen.core.validate import FORMAT_NAME, FORMAT_VERSION, ArtifactError, validate  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- packing
@@ -110,7 +110,7 @@ class Artifact:
 
 
 def content_hash(meta: dict, weights_bytes: bytes, tokenizer_bytes: bytes) -> str:
-    from beexgen.validate import content_hash as h
+    from beexgen.core.validate import content_hash as h
     return h(meta, weights_bytes, tokenizer_bytes)
 
 
@@ -138,7 +138,7 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
 def load(path: str | Path) -> Artifact:
     from safetensors.numpy import load as st_load
 
-    from beexgen.validate import read_dir
+    from beexgen.core.validate import read_dir
 
     path = Path(path)
     meta, wbytes, tbytes = read_dir(path)         # files, format, version, content hash

@@ -1,7 +1,7 @@
 """Artifact validation: every field, dimension, count and type of an artifact checked
 against the format's schema and against each other, before any C is generated.
 
-`validate(meta, tensors, tokenizer_json)` is the one check. `beexgen.artifact.load` calls
+`validate(meta, tensors, tokenizer_json)` is the one check. `beexgen.core.artifact.load` calls
 it (so `beexgen build`, `eval`, `emulate` and everything else that loads an artifact get
 it), `artifact.save` calls it before writing (a buggy exporter is caught at the source),
 and `beexgen-infer --artifact` calls it through `check_dir`, which also recomputes the
@@ -34,7 +34,7 @@ FORMAT_NAME = "beexgen-artifact"
 FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 U32, F32, I8 = "uint32", "float32", "int8"
-POLICY_NAMES = ("none", "entropy", "confidence", "budget")     # beexgen.artifact.Policy, lower case
+POLICY_NAMES = ("none", "entropy", "confidence", "budget")     # beexgen.core.artifact.Policy, lower case
 F32_MAX = 3.4028234663852886e38
 UINT32_LIMIT = 2 ** 32
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
@@ -126,7 +126,7 @@ def _exits(c: dict) -> dict:
 
 
 def _wide(c: dict) -> dict:
-    """The wide exit 0 (beexgen/wide.py): int8 tables, one float scale and bias per class."""
+    """The wide exit 0 (beexgen/core/wide.py): int8 tables, one float scale and bias per class."""
     if not c["wide"]:
         return {}
     V, C, K = c["vocab_size"], c["n_classes"], c["bigram_buckets"]
@@ -197,7 +197,7 @@ def _check_config(c, where: str) -> None:
     if k and (not c["wide"] or k < 2 or k & (k - 1)):
         _fail(where, f"meta.json config.bigram_buckets = {k} is not 0 or a power of two >= 2 with config.wide")
     try:
-        from beexgen import cost
+        from beexgen.core import cost
     except ImportError:                 # host-only install: no numpy
         return
     bm, fl = cost.sentence_cost(c, c["seq_max"], c["n_blocks"])
@@ -207,7 +207,7 @@ def _check_config(c, where: str) -> None:
 
 
 def _check_classes(meta: dict, c: dict, where: str) -> None:
-    from beexgen.host.protocol import wire_label
+    from beexgen.core.protocol import wire_label
     cl = meta.get("classes")
     if not isinstance(cl, list) or not all(isinstance(x, str) and x for x in cl):
         _fail(where, "meta.json classes must be a list of non-empty strings")
