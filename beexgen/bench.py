@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from beexgen.train.config import TWIN_DIR
 
 DATASETS = ("rotten_tomatoes", "sms_spam", "trec6")
 CYCLES_PER_INSTR = (1.0, 1.4)   # stated assumption for the cycle estimate (see cycle_note)
@@ -49,7 +50,7 @@ def run_dirs(ds: str, out: Path) -> dict[str, Path]:
     paper's architecture (--no-wide) on the same split and tokenizer, and seeds 1, 2
     (each seed its own split, tokenizer and model)."""
     base = out / ds
-    return {"model": base, "twin": base / "twin", "paper": base / "paper",
+    return {"model": base, "twin": base / TWIN_DIR, "paper": base / "paper",
             **{f"seed{s}": base / f"seed{s}" for s in SEEDS[1:]}}
 
 
@@ -72,10 +73,10 @@ def ensure_runs(datasets, out: Path, reuse: bool, epochs: int | None, jobs: int)
     from concurrent.futures import ProcessPoolExecutor
 
     from beexgen.train.export import export_run
-    from beexgen.train.trainer import TrainConfig, prepare
+    from beexgen.train.trainer import TrainConfig, prepare, share_data
 
     kw = {"epochs": epochs} if epochs else {}
-    spec = {"model": {}, "twin": {"full_precision": True}, "paper": {"model": {"wide": False}},
+    spec = {"model": {}, "twin": {"full_precision": True}, "paper": {"model": {"wide": False}},  # cf. twin_config
             **{f"seed{s}": {"seed": s} for s in SEEDS[1:]}}
     todo = []
     for ds in datasets:
@@ -87,8 +88,7 @@ def ensure_runs(datasets, out: Path, reuse: bool, epochs: int | None, jobs: int)
                 continue
             d.mkdir(parents=True, exist_ok=True)
             if name in ("twin", "paper"):        # the same data and ids as the shipped model
-                for f in ("split.json", "tokenizer.json"):
-                    shutil.copyfile(dirs["model"] / f, d / f)
+                share_data(dirs["model"], d)
             todo.append((f"{ds}/{name}", {"dataset": ds, "out": str(d), **kw, **extra}))
     times = {}
     if todo:
@@ -268,7 +268,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
 
     from beexgen.core import artifact
     from beexgen.codegen import build as build_mod, firmware
-    from beexgen.train import calibrate, deploy, evaluate, policies
+    from beexgen.train import deploy, evaluate, policies
     from beexgen.train.trainer import load_run
 
     run_dir = out / ds
@@ -296,7 +296,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
 
     # accuracy and compute per policy (calibrated on validation, measured on test)
     pols = {"default": art.policy,
-            "entropy": calibrate.calibrate_entropy(cfg, res_v, y_v, len_v),
+            "entropy": policies.calibrate_entropy(cfg, res_v, y_v, len_v),
             "confidence": policies.calibrate_confidence(res_v, y_v, tolerance=0.01, delta=0.05),
             "budget": policies.calibrate_budget(res_v, y_v, len_v, cfg, budget=budget, unit="compute")}
     rec["policies"] = {}

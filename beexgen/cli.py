@@ -23,7 +23,8 @@ def _known_errors() -> tuple:
     """Errors that mean bad input (a file, a name, a size), not a bug: one line, no traceback."""
     from beexgen.core.artifact import ArtifactError
     from beexgen.train.data import DataError
-    out = [ArtifactError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
+    from beexgen.train.policies import CalibrationError
+    out = [ArtifactError, DataError, CalibrationError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
     try:
         from beexgen.codegen import boards, build, emulate, firmware
         out += [boards.UnknownBoardError, build.BuildError, firmware.FirmwareTooBig, emulate.QemuError]
@@ -55,97 +56,119 @@ def main():
     """
 
 
-@main.command()
+def _settings_options(*classes):
+    """click options generated from the settings dataclasses (train/config.py): name,
+    type, default and help of each come from its field, so a setting is defined once."""
+    import dataclasses
+    import typing
+
+    from beexgen.train import config
+
+    decorators = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in config.cli_fields(cls):
+            m, t = f.metadata, hints[f.name]
+            name = "--" + (m.get("flag") or f.name).replace("_", "-")
+            base = [a for a in typing.get_args(t) if a is not type(None)] or [t]
+            kind = base[0]
+            help_ = m["help"] + (f" [{m['show']}]" if m.get("show") else "")
+            kw = dict(help=help_, show_default=m.get("show") is None and f.default is not None)
+            if kind is bool:
+                if f.default is False:
+                    decorators.append(click.option(name, f.name, is_flag=True, help=help_))
+                else:
+                    decorators.append(click.option(f"{name}/--no-{name[2:]}", f.name, default=f.default, **kw))
+            elif typing.get_origin(kind) is list:
+                decorators.append(click.option(name, f.name, default=None, callback=lambda c, p, v: _floats(v),
+                                               **{**kw, "show_default": False}))
+            else:
+                dflt = None if f.default is dataclasses.MISSING else f.default
+                typ = click.Choice(m["choices"]) if m.get("choices") else kind
+                decorators.append(click.option(name, f.name, type=typ, default=dflt, **kw))
+
+    def apply(fn):
+        for d in reversed(decorators):
+            fn = d(fn)
+        return fn
+    return apply
+
+
+def _train_command(fn):
+    """`beexgen train`, or where torch and the settings cannot be imported (a host-only
+    install), a command that says which extra to install."""
+    try:
+        from beexgen.train.config import ModelConfig, TrainConfig
+    except ImportError as e:
+        def missing(**_):
+            raise click.ClickException(f"`beexgen train` needs the train extra ({e}): pip install 'beexgen[train]'")
+        missing.__doc__ = fn.__doc__
+        return main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
+            click.argument("args", nargs=-1)(lambda args: missing()))
+    return main.command("train")(_settings_options(TrainConfig, ModelConfig)(fn))
+
+
 @click.argument("dataset")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<dataset>].")
-@click.option("--seed", default=0, show_default=True, help="Seeds the split, the initialisation and the batches.")
-@click.option("--epochs", type=int, help="Train this many epochs [derived from --steps].")
-@click.option("--steps", default=1500, show_default=True,
-              help="Optimizer-step budget, rounded up to whole epochs (ignored with --epochs).")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=2e-3, show_default=True)
-@click.option("--vocab-size", default=3500, show_default=True, help="WordPiece vocabulary (lives in flash).")
-@click.option("--d-model", default=128, show_default=True)
-@click.option("--heads", default=4, show_default=True)
-@click.option("--d-ff", default=256, show_default=True)
-@click.option("--blocks", type=int, help="Transformer blocks, each with an exit head [2 with the wide exit, 4 without].")
-@click.option("--seq-max", default=64, show_default=True, help="Maximum tokens per sentence, [CLS] included.")
-@click.option("--no-slfn", is_flag=True, help="Ablation: blocks without the Selective Learn-Forget Network.")
-@click.option("--no-wide", is_flag=True, help="The paper's architecture alone: no wide exit 0 (bag of ids + bigrams).")
-@click.option("--bigram-buckets", type=int,
-              help="Hashed bigram buckets of the wide exit (a power of two, 0: none) [most that fit 256 KB].")
-@click.option("--full-precision", is_flag=True, help="Train the full-precision twin (binarization off).")
 @click.option("--with-twin", is_flag=True, help="Also train the full-precision twin into RUN/twin.")
-@click.option("--exit-weights", help="Soft-routing loss weight of each exit, e.g. 1,1,1,2 [all 1].")
-@click.option("--max-train", type=int, help="Use at most this many training sentences.")
-@click.option("--text-column", help="Text column of a CSV/TSV/JSONL file.")
-@click.option("--label-column", help="Label column of a CSV/TSV/JSONL file.")
-@click.option("--dropout", default=0.1, show_default=True, help="Training-only dropout: embeddings, block branches.")
-@click.option("--attn-dropout", default=0.0, show_default=True, help="Training-only dropout on the attention weights.")
-@click.option("--token-dropout", default=0.0, show_default=True,
-              help="Training-only: replace each token by [UNK] with this probability.")
 @click.option("--board", default="nucleo-f411re", show_default=True,
               help="Check before training that the model's RAM (seq_max tokens) fits this board; 'none' skips.")
-@click.option("--threads", default=1, show_default=True,
-              help="Torch threads (more help little on a model this small, and hurt on a loaded machine).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(dataset, out, seed, epochs, steps, batch_size, lr, vocab_size, d_model, heads, d_ff, blocks, seq_max,
-          no_slfn, no_wide, bigram_buckets, full_precision, with_twin, exit_weights, max_train, text_column, label_column, dropout,
-          attn_dropout, token_dropout, board, threads, quiet):
+def train(dataset, out, with_twin, board, quiet, **settings):
     """Train a BEExformer on DATASET, export its artifact and print the eval table.
 
     DATASET is `rotten_tomatoes`, `sms_spam` or `trec6` (fetched once, offline
     afterwards), a local .csv/.tsv/.jsonl file with text and label columns, or a
-    Hugging Face `datasets` name such as `glue/sst2` (needs `pip install beexgen[online]`)."""
-    from beexgen.train.trainer import TrainConfig, train as run_train
+    Hugging Face `datasets` name such as `glue/sst2` (needs `pip install beexgen[online]`).
+    Every setting below is a field of train/config.py (TrainConfig, ModelConfig)."""
+    from beexgen.train import config
+    from beexgen.train.trainer import train as run_train, train_twin
 
     out = Path(out or f"runs/{Path(dataset).stem.replace('/', '_')}")
-    model = dict(d_model=d_model, n_heads=heads, d_ff=d_ff, seq_max=seq_max,
-                 slfn=not no_slfn, dropout=dropout, wide=not no_wide)
-    if blocks is not None:
-        model["n_blocks"] = blocks
-    if bigram_buckets is not None:
-        model["bigram_buckets"] = bigram_buckets
+    model = config.model_overrides(settings)
+    rest = {k: v for k, v in settings.items() if k not in {f.name for f in config.cli_fields(config.ModelConfig)}}
+    try:
+        cfg = config.TrainConfig(dataset=dataset, out=str(out), model=model, **rest)
+        mcfg = config.ModelConfig(vocab_size=cfg.vocab_size, n_classes=2, **{**model, "bigram_buckets": 0})
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     if board != "none":
-        _ram_check(model, vocab_size, board)
-    common = dict(dataset=dataset, seed=seed, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-                  vocab_size=vocab_size, token_dropout=token_dropout, attn_dropout=attn_dropout,
-                  exit_weights=_floats(exit_weights), threads=threads,
-                  max_train=max_train, text_column=text_column, label_column=label_column, model=model)
-    run_train(TrainConfig(out=str(out), full_precision=full_precision, **common), progress=not quiet)
-    if with_twin and not full_precision:
+        _ram_check(mcfg, board)
+    progress = not quiet
+    run_train(cfg, progress=progress)
+    if with_twin and not cfg.full_precision:
         click.echo("binarized model done; now its full-precision twin (--with-twin), same split and tokenizer",
                    err=True)
-        twin = out / "twin"
-        twin.mkdir(parents=True, exist_ok=True)
-        for f in ("split.json", "tokenizer.json"):  # the twin sees exactly the same data and ids
-            (twin / f).write_bytes((out / f).read_bytes())
-        run_train(TrainConfig(out=str(twin), full_precision=True, **common), progress=not quiet)
-    if full_precision:
+        train_twin(cfg, progress=progress)
+    if cfg.full_precision:
         click.echo(f"full-precision run in {out} (not exportable: it is the reference twin)")
         return
     from beexgen.train.export import export_run
     art = export_run(out)
     click.echo(f"artifact: {art.path} (hash {art.hash[:16]}...)")
-    _print_eval(out, twin=out / "twin" if (out / "twin" / "checkpoint.pt").exists() else None)
+    twin = out / config.TWIN_DIR
+    _print_eval(out, twin=twin if (twin / "checkpoint.pt").exists() else None)
 
 
-def _ram_check(model: dict, vocab_size: int, board: str) -> None:
+train = _train_command(train)
+
+
+def _ram_check(mcfg, board: str) -> None:
     """Refuse, before any training, a seq_max (or width) whose activations do not fit
     the board's RAM; print what the model will need (codegen/fit.py measures it)."""
-    from beexgen.codegen import firmware, fit
+    from beexgen.codegen import fit
     from beexgen.codegen.build import BuildError
-    from beexgen.train.model import ModelConfig
+    from beexgen.codegen.firmware import FirmwareTooBig, format_size_table
     from beexgen.train.tokenizer import build_empty
 
-    cfg = ModelConfig(vocab_size=vocab_size, n_classes=2, **{**model, "bigram_buckets": 0}).to_dict()
+    cfg = mcfg.to_dict()
     try:
-        b = fit.ram_check(cfg, build_empty(fit.placeholder_vocab(vocab_size)).to_str(), board)
-    except firmware.FirmwareTooBig as e:
+        b = fit.ram_check(cfg, build_empty(fit.placeholder_vocab(cfg["vocab_size"])).to_str(), board)
+    except FirmwareTooBig as e:
         raise click.ClickException(
             f"--seq-max {cfg['seq_max']} with d_model {cfg['d_model']} needs {e.build.ram_used / 1024:.1f} KB "
             f"of RAM on {board} ({e.build.ram_total / 1024:.0f} KB there): lower --seq-max or --d-model, or "
-            f"pick another --board (checked before training)\n{firmware.format_size_table(e.build)}") from None
+            f"pick another --board (checked before training)\n{format_size_table(e.build)}") from None
     except BuildError as e:
         click.echo(f"RAM check for {board} skipped: {e}", err=True)
         return
@@ -197,8 +220,9 @@ def export(run_dir, out, policy_name, ceiling, tolerance):
 def eval_cmd(run_dir, twin, as_json):
     """Accuracy of every exit and under the exit policy, compute and size, on the test split."""
     run_dir = Path(run_dir)
-    if twin is None and (run_dir / "twin" / "checkpoint.pt").exists():
-        twin = run_dir / "twin"
+    from beexgen.train.config import TWIN_DIR
+    if twin is None and (run_dir / TWIN_DIR / "checkpoint.pt").exists():
+        twin = run_dir / TWIN_DIR
     _print_eval(run_dir, Path(twin) if twin else None, as_json)
 
 
@@ -235,7 +259,7 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     The test split is never looked at. Every calibrated policy is also kept in
     RUN_DIR/policies.json for `beexgen report`."""
     from beexgen.core import artifact
-    from beexgen.train import calibrate as cal, policies
+    from beexgen.train import policies
     from beexgen.train.export import export_run
     from beexgen.train.trainer import load_run
 
@@ -249,19 +273,16 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     art = artifact.load(art_dir)
     before = dict(art.policy)
     res, y, lengths = _deploy_split(run, art, "val")
-    try:
-        if policy_name == "entropy":
-            pol = cal.calibrate_entropy(art.config, res, y, lengths, ceiling=ceiling,
-                                        tolerance=0.005 if tolerance is None else tolerance)
-        elif policy_name == "confidence":
-            pol = policies.calibrate_confidence(res, y, tolerance=0.01 if tolerance is None else tolerance,
-                                                delta=delta)
-        elif policy_name == "budget":
-            pol = policies.calibrate_budget(res, y, lengths, art.config, budget=budget, unit=unit)
-        else:
-            pol = {"name": "none", "thresholds": []}
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    if policy_name == "entropy":
+        pol = policies.calibrate_entropy(art.config, res, y, lengths, ceiling=ceiling,
+                                         tolerance=0.005 if tolerance is None else tolerance)
+    elif policy_name == "confidence":
+        pol = policies.calibrate_confidence(res, y, tolerance=0.01 if tolerance is None else tolerance,
+                                            delta=delta)
+    elif policy_name == "budget":
+        pol = policies.calibrate_budget(res, y, lengths, art.config, budget=budget, unit=unit)
+    else:
+        pol = {"name": "none", "thresholds": []}
     new = {k: pol[k] for k in ("name", "thresholds")}
     if policy_name in ("confidence", "budget") and pol["thresholds"] and min(pol["thresholds"]) > 1.0:
         click.echo(f"warning: the {policy_name} calibration disables every early exit (thresholds above 1: "
@@ -363,30 +384,19 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
     from beexgen.codegen import build as build_mod
 
     art_dir = _artifact_arg(artifact_dir)
-    try:
-        art = artifact.load(art_dir)
-    except artifact.ArtifactError as e:
-        raise click.ClickException(str(e)) from None
+    art = artifact.load(art_dir)
     out_dir = Path(out) if out else _build_dir(art_dir, target, board if target == "cortex-m4" else "host")
     cmd = "beexgen build " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "beexgen build"
     if isa and target != "host":
         raise click.UsageError("--isa is for --target host (the Cortex-M4 build has its own --dsp)")
-    from beexgen.codegen import boards, firmware   # before the try: its except clauses name them
-    try:
-        if target == "host":
-            exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd, isa=isa)
-            click.echo(f"host emulator: {exe}")
-            click.echo(f"try: beexgen-infer --emulator {exe} --artifact {art_dir}")
-            return
-        kw = {"stack_bytes": stack_bytes} if stack_bytes else {}
-        fw = firmware.build_firmware(art, board, out_dir, dsp=dsp, cmsis_include=cmsis_include,
-                                     command=cmd, **kw)
-    except boards.UnknownBoardError as e:
-        raise click.ClickException(str(e)) from None
-    except firmware.FirmwareTooBig as e:
-        raise click.ClickException(f"the model does not fit {board}:\n{e}") from None
-    except build_mod.BuildError as e:
-        raise click.ClickException(str(e)) from None
+    from beexgen.codegen import boards, firmware
+    if target == "host":
+        exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd, isa=isa)
+        click.echo(f"host emulator: {exe}")
+        click.echo(f"try: beexgen-infer --emulator {exe} --artifact {art_dir}")
+        return
+    kw = {"stack_bytes": stack_bytes} if stack_bytes else {}
+    fw = firmware.build_firmware(art, board, out_dir, dsp=dsp, cmsis_include=cmsis_include, command=cmd, **kw)
     click.echo(firmware.format_size_table(fw))
     click.echo(f"firmware: {fw.elf}\n          {fw.bin}\n          {fw.hex}\n          {fw.map}")
     b = boards.get_board(board)
@@ -414,25 +424,15 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
     from beexgen.codegen import boards, emulate as emu, firmware
 
     art_dir = _artifact_arg(artifact_dir)
-    try:
-        b = boards.get_board(board)
-    except boards.UnknownBoardError as e:
-        raise click.ClickException(str(e)) from None
+    b = boards.get_board(board)
     if not b.emulated:
         raise click.ClickException(f"{board} is a real board: use `beexgen flash` (QEMU boards: "
                                    f"{', '.join(n for n in boards.BOARDS if boards.get_board(n).emulated)})")
     out_dir = _build_dir(art_dir, "cortex-m4", board)
     elf = out_dir / "fw.elf"
     if rebuild or not elf.exists():
-        try:
-            fw = firmware.build_firmware(art_dir, board, out_dir)
-        except Exception as e:   # too big, compile error: the message says which
-            raise click.ClickException(str(e)) from None
-        elf = fw.elf
-    try:
-        h = emu.start_qemu(elf, board, serial=serial_kind, log=out_dir / "qemu.log")
-    except emu.QemuError as e:
-        raise click.ClickException(str(e)) from None
+        elf = firmware.build_firmware(art_dir, board, out_dir).elf
+    h = emu.start_qemu(elf, board, serial=serial_kind, log=out_dir / "qemu.log")
     click.echo(f"QEMU {board} running {elf}")
     click.echo(f"port: {h.url}")
     click.echo(f"try:  beexgen-infer --port {h.url} --artifact {art_dir}")
@@ -460,10 +460,7 @@ def flash(artifact_dir, board):
 
     art_dir = _artifact_arg(artifact_dir)
     out_dir = _build_dir(art_dir, "cortex-m4", board)
-    try:
-        boards.get_board(board)
-    except boards.UnknownBoardError as e:
-        raise click.ClickException(str(e)) from None
+    boards.get_board(board)
     if not (out_dir / "fw.bin").exists():
         raise click.ClickException(f"{out_dir}/fw.bin not found: run `beexgen build {artifact_dir} --board {board}` first")
     sys.exit(flash_mod.flash(board, out_dir))

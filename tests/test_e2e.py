@@ -19,7 +19,7 @@ from beexgen.codegen import build as build_mod, emulate, firmware
 from beexgen.host.infer import Client
 from beexgen.core.protocol import DeviceError
 from beexgen.host.transport import open_transport
-from beexgen.train import calibrate, deploy, policies
+from beexgen.train import deploy, policies
 from beexgen.train.exits import Policy
 from beexgen.train.tokenizer import encode_for_model, from_str
 from beexgen.train.trainer import load_run
@@ -133,7 +133,7 @@ def test_three_policies_same_depth_in_pytorch_host_and_qemu(trec):
     _, _, ids_v, y_v, all_v = split_texts(run_dir, "val", line_max=1 << 30)
     res_v = deploy.run(deploy.DeployModel(art), ids_v, all_v)
     len_v = np.array([len(s) for s in ids_v])
-    pols = [calibrate.calibrate_entropy(art.config, res_v, y_v, len_v),
+    pols = [policies.calibrate_entropy(art.config, res_v, y_v, len_v),
             policies.calibrate_confidence(res_v, y_v, tolerance=0.05, delta=0.1),
             policies.calibrate_budget(res_v, y_v, len_v, art.config, budget=0.6)]
     with emulate.start_qemu(fws["mps2-an386"].elf, "mps2-an386", serial="tcp") as h:

@@ -1,4 +1,4 @@
-"""Exit-policy calibration (train/policies.py, train/calibrate.py) and the report
+"""Exit-policy calibration (train/policies.py) and the report
 (train/report.py) on synthetic per-exit logits whose right answer is known."""
 import json
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from beexgen.core.artifact import Policy
-from beexgen.train import calibrate, policies as P, report
+from beexgen.train import policies as P, report
 from beexgen.train.deploy import DeployResult
 from beexgen.train.exits import decide, exit_stats
 
@@ -130,7 +130,7 @@ def test_entropy_calibration_picks_the_known_best_tau():
     cls[n // 2:, 0] = 1
     res = DeployResult(np.zeros((n, 4, 2), np.float32), cls, np.full((n, 4), 0.6, np.float32), ent)
     cfg = dict(CFG, n_blocks=4)
-    pol = calibrate.calibrate_entropy(cfg, res, y, np.full(n, 10))
+    pol = P.calibrate_entropy(cfg, res, y, np.full(n, 10))
     tau = pol["thresholds"][0]
     assert 0.1 <= tau <= 0.5 and pol["calibration"]["accuracy"] == 1.0
     assert tau == float(np.float32(tau))
@@ -155,7 +155,7 @@ def test_report_writes_figures_and_table(tmp_path, cal, conf_policy):
     res_v, y_v, L_v = cal
     res, y, L = synth(3000, 4)
     pols = {
-        "entropy": calibrate.calibrate_entropy(CFG, res_v, y_v, L_v),
+        "entropy": P.calibrate_entropy(CFG, res_v, y_v, L_v),
         "confidence": conf_policy,
         "budget-0.6": P.calibrate_budget(res_v, y_v, L_v, CFG, budget=0.6),
         "none": {"name": "none", "thresholds": []},

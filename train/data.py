@@ -408,14 +408,33 @@ def check_labels(ds: Dataset, classes: list[str]) -> None:
 
 # --------------------------------------------------------------------------- splits
 
-def split_dataset(ds: Dataset, seed: int, val_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+def with_test_set(ds: Dataset, test: Dataset) -> Dataset:
+    """DATASET's examples followed by a test file's (`--test-file`): split_dataset with
+    fixed_test_from=len(ds.texts) keeps the second part as the test split, untouched."""
+    unseen = sorted(set(test.labels) - set(ds.labels))
+    if unseen:
+        raise DataError(f"{test.source}: test label(s) {unseen} never occur in {ds.source} "
+                        f"(known: {', '.join(sorted(set(ds.labels)))})")
+    return Dataset(ds.texts + test.texts, ds.labels + test.labels, ds.name,
+                   f"{ds.source} + test {test.source}")
+
+
+def split_dataset(ds: Dataset, seed: int, val_frac: float = 0.1, test_frac: float = 0.1,
+                  fixed_test_from: int | None = None) -> Split:
     """Seeded, stratified split: each class is shuffled with the seed and cut in the
-    same proportions, so the split is reproducible from the seed and the data alone."""
-    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+    same proportions, so the split is reproducible from the seed and the data alone.
+    fixed_test_from: examples from this index on are the test split (a test file of
+    their own); the ones before it give train and validation, test_frac unused."""
+    fixed = fixed_test_from is not None
+    if not (0 < val_frac < 1 and (fixed or (0 < test_frac < 1 and val_frac + test_frac < 1))):
         raise ValueError("val_frac and test_frac must be in (0, 1) and sum below 1")
+    if fixed:
+        test_frac = 0.0
     rng = np.random.default_rng(seed)
     tr, va, te = [], [], []
-    labels = np.array(ds.labels, dtype=object)
+    if fixed:
+        te = list(range(fixed_test_from, len(ds.labels)))
+    labels = np.array(ds.labels[:fixed_test_from] if fixed else ds.labels, dtype=object)
     for c in class_names(ds):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(len(idx))]

@@ -98,7 +98,7 @@ def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, toleranc
     rule; `tolerance` is then the validation accuracy given up for compute)."""
     from pathlib import Path
 
-    from . import calibrate, deploy
+    from . import deploy, policies
     from .exits import prior_entropy
     from .trainer import load_run
 
@@ -118,7 +118,7 @@ def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, toleranc
         if policy_name == "confidence":
             policy = policies.calibrate_confidence(res, y, tolerance=tolerance, delta=delta)
         elif policy_name == "entropy":
-            policy = calibrate.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
+            policy = policies.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
                                                  ceiling=ceiling, tolerance=tolerance)
         else:
             raise ValueError(f"export calibrates 'confidence' or 'entropy', not {policy_name!r} "

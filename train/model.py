@@ -28,8 +28,6 @@ Exits are numbered by the blocks they follow: 0 (wide), 1 .. n_blocks.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -39,45 +37,7 @@ from beexgen.core import wide as wide_rules
 from .binarize import BinaryLinear, binarize
 
 
-# Blocks by default: the paper's stack of 4 without the wide exit; beside a wide exit
-# the 256 KB budget buys bigram buckets instead of blocks (docs/ABLATIONS.md).
-DEFAULT_BLOCKS = {False: 4, True: 2}
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int
-    n_classes: int
-    d_model: int = 128
-    n_heads: int = 4
-    d_ff: int = 256
-    n_blocks: int | None = None        # None: DEFAULT_BLOCKS[wide]
-    seq_max: int = 64
-    binary: bool = True
-    slfn: bool = True
-    dropout: float = 0.1
-    wide: bool = True                  # wide exit 0 (bag of ids + hashed bigrams); False: the paper's model
-    bigram_buckets: int | None = None  # None: wide.default_buckets(n_classes); 0: unigrams only
-
-    def __post_init__(self):
-        if self.n_blocks is None:
-            self.n_blocks = DEFAULT_BLOCKS[bool(self.wide)]
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
-        if not self.wide:
-            self.bigram_buckets = 0
-        elif self.bigram_buckets is None:
-            self.bigram_buckets = wide_rules.default_buckets(self.n_classes)
-        elif self.bigram_buckets:
-            if wide_rules.log2_exact(self.bigram_buckets) < 1:
-                raise ValueError("bigram_buckets: 0 (no bigrams) or a power of two >= 2")
-
-    @property
-    def n_exits(self) -> int:
-        return self.n_blocks + int(self.wide)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .config import DEFAULT_BLOCKS, ModelConfig  # noqa: F401  (the settings live in config.py)
 
 
 class Block(nn.Module):
@@ -195,7 +155,7 @@ class BEExformer(nn.Module):
         """ids (B, n) padded with 0, lengths (B,), wide = (feats, offsets) of the wide exit
         (required when cfg.wide) -> logits of every exit (B, n_exits, C): exit 0 first."""
         n = ids.shape[1]
-        valid = torch.arange(n)[None, :] < lengths[:, None]  # (B, n)
+        valid = torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]  # (B, n)
         x = self.drop(self.embed(ids)) * valid[..., None]
         outs, w = [], 0.0
         if self.wide is not None:

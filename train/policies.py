@@ -1,4 +1,12 @@
-"""Calibration of the CONFIDENCE and BUDGET exit policies, and accuracy/compute curves.
+"""Calibration of the exit policies (ENTROPY, CONFIDENCE, BUDGET), and accuracy/compute curves.
+
+All calibration looks at the validation split only, never the test split.
+
+ENTROPY (the paper's rule): one threshold tau on the fractional entropy reduction.
+    Candidates are the observed reductions (every distinct decision) plus 0 and 1.
+    The choice maximises validation accuracy, subject to an optional compute ceiling
+    (mean ops relative to full depth); among thresholds whose accuracy is within
+    `tolerance` of that maximum, the cheapest is taken.
 
 Every depth in this module comes from `exits.decide`, the rule the C firmware runs
 (exit after block b < B when conf_b >= t_b; the last block always exits), applied to
@@ -38,6 +46,10 @@ from beexgen.core.artifact import Policy
 from .exits import decide, n_thresholds
 
 NEVER = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1.0000001: this exit is never taken
+
+
+class CalibrationError(ValueError):
+    """No thresholds meet what was asked (a budget or ceiling below the cheapest exit)."""
 
 
 def f32(x) -> float:
@@ -382,7 +394,7 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
         c = ops.sum(0) / ops[:, -1].sum()
         realised = lambda d: compute_fraction(ops, d, e0)  # noqa: E731
     if budget < c[0] - 1e-12:
-        raise ValueError(f"budget {budget} is below the cost of leaving at exit {e0} ({c[0]:.4f} of full, unit {unit})")
+        raise CalibrationError(f"budget {budget} is below the cost of leaving at exit {e0} ({c[0]:.4f} of full, unit {unit})")
     R = 1.0 - (np.asarray(res.cls) == labels[:, None]).mean(0)
 
     def run(thr):
@@ -446,3 +458,39 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
             "head_cost": [float(x) for x in c], "head_risk": [float(x) for x in R],
             "candidates": [{k: v for k, v in x.items()} for x in cands], "split_size": int(N)}
     return {"name": "budget", "thresholds": list(best["thresholds"]), "info": info}
+
+
+# --------------------------------------------------------------------------- entropy
+
+def sweep_entropy(cfg, res, labels, lengths, candidates=None):
+    """[(tau, accuracy, ops_rel, mean_depth)] for each candidate threshold."""
+    if candidates is None:
+        h = res.entropy.astype(np.float64)
+        h = np.concatenate([np.full((h.shape[0], 1), res.h_prior), h], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = (h[:, :-1] - h[:, 1:]) / h[:, :-1]
+        frac = np.clip(frac[np.isfinite(frac)], -1.0, 1.0)   # beyond +-1 nothing changes but the look
+        qs = np.quantile(frac, np.linspace(0, 1, 101)) if frac.size else np.array([])
+        candidates = np.unique(np.concatenate([[0.0, 1.0], qs, np.linspace(-0.5, 1.0, 31)]))
+    rows = []
+    table = ops_table(cfg, lengths)
+    for tau in candidates:
+        depth = res.depth(Policy.ENTROPY, [tau])
+        pred = res.at_exit(depth)[0]
+        rows.append((float(np.float32(tau)), float((pred == labels).mean()),
+                     compute_fraction(table, depth, res.first_exit), float(depth.mean())))
+    return rows
+
+
+def calibrate_entropy(cfg, res, labels, lengths, *, ceiling: float | None = None,
+                      tolerance: float = 0.005) -> dict:
+    rows = sweep_entropy(cfg, res, labels, lengths)
+    ok = [r for r in rows if ceiling is None or r[2] <= ceiling]
+    if not ok:
+        raise CalibrationError(f"no entropy threshold meets the compute ceiling {ceiling}: the cheapest "
+                         f"reaches {min(r[2] for r in rows):.3f} of full depth ")
+    best = max(r[1] for r in ok)
+    tau, acc, rel, depth = min((r for r in ok if r[1] >= best - tolerance), key=lambda r: (r[2], -r[1]))
+    return {"name": "entropy", "thresholds": [tau],
+            "calibration": {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
+                            "ceiling": ceiling, "tolerance": tolerance}}

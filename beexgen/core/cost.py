@@ -22,26 +22,28 @@ import numpy as np
 BOPS_PER_FLOP = 64
 
 
-def _ln(d: int) -> int:
+def layernorm_flops(d: int) -> int:
+    """Float ops counted for one LayerNorm over d values (the convention: 7 per value
+    for the mean, variance, normalisation, scale and shift, plus 3 for the divide and sqrt)."""
     return 7 * d + 3
 
 
 def block_cost(cfg: dict, n: int) -> tuple[int, int]:
     d, f, h = cfg["d_model"], cfg["d_ff"], cfg["n_heads"]
     bm = n * (3 * d * d + d * d + d * f + f * d) + n * n * d
-    fl = n * (_ln(d) + 2 * 3 * d)                  # LN1, qkv epilogue
+    fl = n * (layernorm_flops(d) + 2 * 3 * d)                  # LN1, qkv epilogue
     fl += n * (h * (4 * n + 1) + 2 * n * d + d)    # softmax, weighting of V
     fl += n * (2 * d + d)                          # out epilogue, residual
     if cfg["slfn"]:
         bm += n * 4 * d * d
-        fl += n * (_ln(d) + 2 * 4 * d + 3 * 3 * d + 5 * d)
-    fl += n * (_ln(d) + 2 * f + 2 * d + d)         # feed-forward
+        fl += n * (layernorm_flops(d) + 2 * 4 * d + 3 * 3 * d + 5 * d)
+    fl += n * (layernorm_flops(d) + 2 * f + 2 * d + d)         # feed-forward
     return bm, fl
 
 
 def exit_flops(cfg: dict, n: int) -> int:
     d, c = cfg["d_model"], cfg["n_classes"]
-    return n * d + d + _ln(d) + 2 * d * c + c + 8 * c + (c if cfg.get("wide") else 0)
+    return n * d + d + layernorm_flops(d) + 2 * d * c + c + 8 * c + (c if cfg.get("wide") else 0)
 
 
 def first_exit(cfg: dict) -> int:
