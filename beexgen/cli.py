@@ -76,7 +76,7 @@ def _settings_options(*classes):
             kw = dict(help=help_, show_default=m.get("show") is None and f.default is not None)
             if kind is bool:
                 if f.default is False:
-                    decorators.append(click.option(name, f.name, is_flag=True, help=help_))
+                    decorators.append(click.option(name, f.name, is_flag=True, default=False, help=help_))
                 else:
                     decorators.append(click.option(f"{name}/--no-{name[2:]}", f.name, default=f.default, **kw))
             elif typing.get_origin(kind) is list:
