@@ -466,6 +466,22 @@ def flash(artifact_dir, board):
     sys.exit(flash_mod.flash(board, out_dir))
 
 
+@main.command()
+@click.argument("names", nargs=-1)
+def fetch(names):
+    """Download the offline data sets once into the cache (checksums verified).
+
+    NAMES are some of rotten_tomatoes, sms_spam and trec6 [all three]; afterwards
+    `beexgen train NAME` runs offline."""
+    from beexgen.train import data
+
+    for n in names or data.OFFLINE:
+        if n not in data.OFFLINE:
+            raise click.BadParameter(f"unknown data set {n!r} (offline sets: {', '.join(data.OFFLINE)})",
+                                     param_hint="NAMES")
+        click.echo(f"{n}: {data.fetch(n)}")
+
+
 @main.command("bench")
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(["rotten_tomatoes", "sms_spam", "trec6"]),
               help="Data sets to run [all three].")

@@ -44,5 +44,5 @@ echo "setup: CMSIS-DSP sdist (int8 peer of the bench)"
 $PY -c "from beexgen.codegen import m4bench; print(m4bench.cmsisdsp_sdist())"
 
 echo "setup: data sets"
-$PY -m beexgen.train.data fetch
+$PY -m beexgen.cli fetch
 echo "setup: done"

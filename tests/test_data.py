@@ -96,7 +96,7 @@ def test_split_is_seeded_stratified_and_checked(tmp_path):
 def test_offline_sets_from_the_setup_cache(name, n, classes):
     """Fetched by `make setup` (checksum-verified); no download happens here."""
     path = data.cache_dir() / f"{name}.jsonl"
-    assert path.is_file(), f"{path} missing: run `make setup` (python -m beexgen.train.data fetch)"
+    assert path.is_file(), f"{path} missing: run `make setup` (beexgen fetch)"
     ds = data.load_dataset(name, progress=False)
     assert len(ds.texts) == n and len(data.class_names(ds)) == classes
 

