@@ -257,7 +257,7 @@ def accuracy_block(run_dir: Path, art, run, res_t, y_t, bow: dict, tfidf: dict) 
     pd = rp.depth(artifact.Policy[paper.policy["name"].upper()], paper.policy["thresholds"])
     acc["paper_model"] = float((rp.cls[:, -1] == y_t).mean())
     acc["paper_default_policy"] = float((rp.at_exit(pd)[0] == y_t).mean())
-    acc["twin"] = evaluate.twin_exit_accuracy(run_dir / "twin")[-1]
+    acc["twin"] = evaluate.twin_exit_accuracy(run_dir / TWIN_DIR)[-1]
     acc["bow_lr"], acc["tfidf_lr"] = bow["accuracy"], tfidf["accuracy"]
     return {"n": n, "accuracy": acc, "wilson95": {k: wilson(v, n) for k, v in acc.items()},
             "paper_size": paper.size_report()["total"], "paper_policy": paper.policy["name"]}
@@ -305,16 +305,16 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
         ev.pop("depth")
         rec["policies"][name] = ev
     from beexgen.train import report as report_mod
+    rec["twin_exit_acc"] = evaluate.twin_exit_accuracy(run_dir / TWIN_DIR)
     md = report_mod.make_report(res_t, y_t, len_t, cfg, {k: v for k, v in pols.items() if k != "default"},
                                 run_dir / "report", res_val=res_v, labels_val=y_v, lengths_val=len_v,
-                                title=f"{ds} (beexgen bench)")
+                                title=f"{ds} (beexgen bench)", twin_acc=rec["twin_exit_acc"])
     rec["report"] = str(md)
     rep = evaluate.evaluate(art, ids_t, y_t, res=res_t, all_ids=all_t)
     rec["exit_acc"] = rep["exit_acc"]
     rec["first_exit"] = rep["first_exit"]
     rec["default_eval"] = {k: rep[k] for k in ("policy_acc", "mean_depth", "bmacs", "flops", "ops_rel",
                                                "depth_hist", "over_seq_max")}
-    rec["twin_exit_acc"] = evaluate.twin_exit_accuracy(run_dir / "twin")
     rec["size"] = {"artifact": rep["size"], "fp32_twin_bytes": rep["fp32_twin_bytes"],
                    "ratio": rep["size_ratio"]}
     log(f"{ds}: accuracy done (default policy {rec['accuracy']['default_policy']:.4f}, "

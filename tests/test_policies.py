@@ -160,9 +160,26 @@ def test_report_writes_figures_and_table(tmp_path, cal, conf_policy):
         "budget-0.6": P.calibrate_budget(res_v, y_v, L_v, CFG, budget=0.6),
         "none": {"name": "none", "thresholds": []},
     }
+    figs = {}
+    twin = [0.7, 0.8, 0.9]
     md = report.make_report(res, y, L, CFG, pols, tmp_path / "rep", res_val=res_v, labels_val=y_v,
-                            lengths_val=L_v, title="synthetic")
+                            lengths_val=L_v, title="synthetic", twin_acc=twin, figures=figs)
     assert md == tmp_path / "rep" / "report.md"
+    # every plot has a title; accuracy axes run from the majority class (or lower) to 1,
+    # never zoomed onto the data; the twin is drawn beside the model
+    majority = np.bincount(y).max() / len(y)
+    for f in report.FILES:
+        ax = figs[f].axes[0]
+        assert ax.get_title().startswith("synthetic: "), f
+    for f in ("pareto.png", "exit_accuracy.png"):
+        lo, hi = figs[f].axes[0].get_ylim()
+        assert hi == 1.0 and lo <= majority and lo == round(lo, 1), (f, lo, hi)
+        labels = [l.get_label() for l in figs[f].axes[0].get_lines()]
+        assert any("twin" in l for l in labels) and any("majority class" in l for l in labels), labels
+    acc_line = [l for l in figs["exit_accuracy.png"].axes[0].get_lines() if "twin" in l.get_label()][0]
+    assert list(acc_line.get_ydata()) == twin
+    # exits are numbered as the firmware numbers them (from 1 here: no wide exit)
+    assert list(figs["exit_accuracy.png"].axes[0].get_xticks()) == [1, 2, 3]
     for f in report.FILES:
         p = tmp_path / "rep" / f
         assert p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG"
@@ -175,3 +192,25 @@ def test_report_writes_figures_and_table(tmp_path, cal, conf_policy):
     eff = report.exit_weights_effect([("w=uniform", res, y), ("w=deep", res_v, y_v)], tmp_path / "w")
     assert eff["accuracy"].shape == (2, 3) and "| w=deep |" in eff["table"]
     assert eff["png"].stat().st_size > 1000
+
+
+def test_report_numbers_exits_from_zero_with_a_wide_exit(tmp_path):
+    """With a wide exit, exit numbers (= blocks run) start at 0: the report's tables and
+    axes count leavers at the exit they took, and depth is relative to the blocks."""
+    import dataclasses
+    res, y, L = synth(2000, 7)
+    wide = dataclasses.replace(res, first_exit=0)
+    cfg = dict(CFG, wide=True, n_blocks=2, bigram_buckets=256)
+    pol = P.calibrate_confidence(dataclasses.replace(synth(3000, 8)[0], first_exit=0), synth(3000, 8)[1],
+                                 tolerance=0.02, delta=0.1)
+    figs = {}
+    md = report.make_report(wide, y, L, cfg, {"confidence": pol}, tmp_path / "rep", title="wide", figures=figs)
+    ev = P.evaluate_policy(wide, y, L, cfg, pol)
+    text = md.read_text()
+    assert "| policy | 0 | 1 | 2 |" in text
+    for b in range(2):   # the confidence table's leavers at exit b are those that took exit b
+        assert f"| {b} | " in text.split("the calibrated bound")[1]
+        leavers = int((ev["depth"] == b).sum())
+        assert any(line.startswith(f"| {b} |") and f"| {leavers} |" in line
+                   for line in text.split("the calibrated bound")[1].splitlines()), (b, leavers)
+    assert list(figs["depth_hist.png"].axes[0].get_xticks()) == [0, 1, 2]

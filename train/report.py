@@ -38,25 +38,38 @@ def _fmt_thr(thr) -> str:
     return ", ".join(out) or "-"
 
 
-def _pareto(ax, fixed, curves, chosen):
+def _accuracy_axis(ax, values, floor: float, label: str = "accuracy (test)") -> None:
+    """An accuracy axis that does not zoom: from the majority-class accuracy (drawn as a
+    dashed line; a model below it has learned nothing) or the lowest value, rounded down
+    to a tenth, up to 1. A 1-point difference then looks like one."""
+    lo = min([floor, *[v for v in values if v is not None]])
+    ax.set_ylim(max(0.0, np.floor(lo * 10 - 1e-9) / 10), 1.0)
+    ax.axhline(floor, ls=":", lw=1, color="gray", label=f"majority class ({floor:.3f})")
+    ax.set_ylabel(label)
+
+
+def _pareto(ax, fixed, curves, chosen, first_exit: int = 1, twin: float | None = None):
     for name, pts in curves.items():
         pts = sorted(pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", lw=1.2, alpha=0.8, label=f"{name} (sweep)")
-    for b, (c, a, _) in enumerate(fixed, start=1):
-        full = b == len(fixed)
+    for b, (c, a, _) in enumerate(fixed, start=first_exit):
+        full = b == first_exit + len(fixed) - 1
         ax.plot([c], [a], "D" if full else "s", color="crimson" if full else "black", ms=7 if full else 5,
-                label="full depth" if full else ("fixed exit" if b == 1 else None), zorder=4)
+                label="full depth" if full else ("fixed exit" if b == first_exit else None), zorder=4)
         ax.annotate("full" if full else f"exit {b}", (c, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
     for k, (name, (c, a, _)) in enumerate(chosen.items()):
         ax.plot([c], [a], "*", ms=15, mec="black", color=f"C{k}", label=f"{name} (chosen)", zorder=5)
+    if twin is not None:
+        ax.plot([1.0], [twin], "o", mfc="none", mec="crimson", ms=9, label="float32 twin, full depth", zorder=4)
+    ax.set_xlim(0.0, 1.05)
     ax.set_xlabel("mean compute / full depth (ops = flops + bmacs/64)")
-    ax.set_ylabel("accuracy (test)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
 
 
 def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_dir, *,
-                res_val=None, labels_val=None, lengths_val=None, title: str = "") -> Path:
+                res_val=None, labels_val=None, lengths_val=None, title: str = "",
+                twin_acc: list[float] | None = None, figures: dict | None = None) -> Path:
     """Write the policy comparison on the test split to out_dir; return report.md's path.
 
     (a) pareto.png: accuracy vs mean compute for each policy over its threshold family
@@ -67,6 +80,10 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     (c) exit_accuracy.png: accuracy of each exit (test, and validation when given);
     (d) overthinking.png: per exit b < B, sentences right at b but wrong at the last
         exit, and wrong at b but right at the last.
+    twin_acc: the full-precision twin's accuracy of each exit (test), drawn beside.
+    figures: a dict to receive the four matplotlib Figures by file name (tests read them).
+    Accuracy axes run from the majority-class accuracy (or lower) to 1; exits are
+    numbered as everywhere else (0 is the wide exit).
     report.md: per-policy table (accuracy, mean depth, compute reduction vs full depth,
     thresholds; validation columns when res_val/labels_val are given - compute there
     needs lengths_val), fixed exits, overthinking counts, and for confidence policies the
@@ -76,6 +93,11 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     out.mkdir(parents=True, exist_ok=True)
     labels_test = np.asarray(labels_test)
     N, B = res_test.conf.shape
+    e0 = getattr(res_test, "first_exit", 1)
+    exits = np.arange(e0, e0 + B)
+    n_blocks = e0 + B - 1                   # exit numbers e0 .. n_blocks (= blocks run)
+    majority = float(np.bincount(labels_test).max() / max(1, N))
+    label = f"{title}: " if title else ""
     fixed = P.fixed_exit_points(res_test, labels_test, lengths_test, cfg)
     full_c, full_a, _ = fixed[-1]
     evals, curves, chosen = {}, {}, {}
@@ -97,10 +119,14 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     # (a) Pareto
     fig = _fig(7.2, 5.0)
     ax = fig.add_subplot(111)
-    _pareto(ax, fixed, curves, chosen)
-    ax.set_title(f"{title}: accuracy vs compute" if title else "accuracy vs compute")
+    _pareto(ax, fixed, curves, chosen, e0, twin_acc[-1] if twin_acc else None)
+    _accuracy_axis(ax, [a for _, a, _ in fixed] + [a for pts in curves.values() for _, a, _ in pts], majority)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{label}accuracy vs compute (test)")
     fig.tight_layout()
     fig.savefig(out / "pareto.png")
+    if figures is not None:
+        figures["pareto.png"] = fig
 
     # (b) depth histograms
     fig = _fig()
@@ -109,47 +135,60 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     w = 0.8 / max(1, len(names))
     for k, name in enumerate(names):
         h = np.asarray(evals[name]["depth_hist"], dtype=float) / N
-        ax.bar(np.arange(1, B + 1) + (k - (len(names) - 1) / 2) * w, h, width=w, label=name)
-    ax.set_xticks(range(1, B + 1))
-    ax.set_xlabel("exit depth (blocks run)")
+        ax.bar(exits + (k - (len(names) - 1) / 2) * w, h, width=w, label=name)
+    ax.set_xticks(exits)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("exit taken (= blocks run; 0: the wide exit, no block)" if e0 == 0 else "exit taken (= blocks run)")
     ax.set_ylabel("fraction of test sentences")
+    ax.set_title(f"{label}where sentences leave, per policy")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "depth_hist.png")
+    if figures is not None:
+        figures["depth_hist.png"] = fig
 
     # (c) accuracy of each exit
     acc_t = (res_test.cls == labels_test[:, None]).mean(0)
     fig = _fig()
     ax = fig.add_subplot(111)
-    x = np.arange(1, B + 1)
+    x = exits
     ax.plot(x, acc_t, "o-", label="test")
     acc_v = None
     if res_val is not None and labels_val is not None:
         acc_v = (res_val.cls == np.asarray(labels_val)[:, None]).mean(0)
         ax.plot(x, acc_v, "s--", label="validation")
+    if twin_acc is not None and len(twin_acc) == B:
+        ax.plot(x, twin_acc, "^-.", color="crimson", label="float32 twin (test)")
     ax.set_xticks(x)
     ax.set_xlabel("exit")
-    ax.set_ylabel("accuracy")
+    _accuracy_axis(ax, [*acc_t, *(acc_v if acc_v is not None else []), *(twin_acc or [])], majority, "accuracy")
+    ax.set_title(f"{label}accuracy of each exit")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "exit_accuracy.png")
+    if figures is not None:
+        figures["exit_accuracy.png"] = fig
 
     # (d) overthinking
     r_w, w_r = P.overthinking_counts(res_test, labels_test)
     fig = _fig()
     ax = fig.add_subplot(111)
-    xe = np.arange(1, B)
+    xe = exits[:-1]
     ax.bar(xe - 0.2, r_w[:-1], width=0.4, label="right here, wrong at the last exit (overthinking)")
     ax.bar(xe + 0.2, w_r[:-1], width=0.4, label="wrong here, right at the last exit")
     ax.set_xticks(xe if B > 1 else [])
     ax.set_xlabel("exit")
     ax.set_ylabel("test sentences")
+    ax.set_ylim(0, max(1, int(max([*r_w[:-1], *w_r[:-1], 0]) * 1.15) + 1))
+    ax.set_title(f"{label}overthinking: earlier exits against the last")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "overthinking.png")
+    if figures is not None:
+        figures["overthinking.png"] = fig
 
     # report.md
     L = [f"# {title or 'Exit policies'}", "",
@@ -168,7 +207,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     for name, pol in policies.items():
         ev = evals[name]
         row = (f"| {name} | {pol['name']} | {_fmt_thr(ev['thresholds'])} | {ev['accuracy']:.4f} | "
-               f"{ev['accuracy'] - full_a:+.4f} | {ev['mean_depth']:.3f} | {(1 - ev['mean_depth'] / B) * 100:.1f} % | "
+               f"{ev['accuracy'] - full_a:+.4f} | {ev['mean_depth']:.3f} | {(1 - ev['mean_depth'] / n_blocks) * 100:.1f} % | "
                f"{ev['ops_rel']:.3f} | {(1 - ev['ops_rel']) * 100:.1f} % |")
         if val:
             v = val[name]
@@ -176,7 +215,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
             row += f" {v['accuracy']:.4f} | {v['mean_depth']:.3f} | {vc} |"
         L.append(row)
     L += ["", "Sentences leaving at each depth (test):", "",
-          "| policy | " + " | ".join(str(b) for b in range(1, B + 1)) + " |",
+          "| policy | " + " | ".join(str(b) for b in exits) + " |",
           "|---|" + "---|" * B]
     for name in policies:
         L.append(f"| {name} | " + " | ".join(str(h) for h in evals[name]["depth_hist"]) + " |")
@@ -184,8 +223,8 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     L += ["", "## Fixed exits (test)", "",
           "| exit | accuracy | compute | right here & wrong at last | wrong here & right at last |",
           "|---|---|---|---|---|"]
-    for b, (c, a, _) in enumerate(fixed, start=1):
-        L.append(f"| {b} | {a:.4f} | {c:.3f} | {int(r_w[b - 1])} | {int(w_r[b - 1])} |")
+    for k, (c, a, _) in enumerate(fixed):
+        L.append(f"| {e0 + k} | {a:.4f} | {c:.3f} | {int(r_w[k])} | {int(w_r[k])} |")
     if acc_v is not None:
         L += ["", "Validation accuracy of each exit: " + ", ".join(f"{a:.4f}" for a in acc_v)]
     L += ["", f"Overthinking (right at an early exit, wrong at the last), summed over early exits: "
@@ -203,13 +242,13 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
             depth = evals[name]["depth"]
             cls = res_test.cls
             for b in range(B - 1):
-                m = depth == b + 1
+                m = depth == e0 + b
                 if crit == "error":
                     harm = (cls[m, b] != labels_test[m]) & (cls[m, -1] == labels_test[m])
                 else:
                     harm = cls[m, b] != cls[m, -1]
                 rate = float(harm.mean()) if m.any() else 0.0
-                L.append(f"| {b + 1} | {_fmt_thr([pol['thresholds'][b]])} | {int(m.sum())} | {rate:.4f} | "
+                L.append(f"| {e0 + b} | {_fmt_thr([pol['thresholds'][b]])} | {int(m.sum())} | {rate:.4f} | "
                          f"{'yes' if rate <= tol else 'no'} |")
             L.append("")
     bud = {n: p for n, p in policies.items() if p["name"] == "budget" and "info" in p}
@@ -219,7 +258,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
             i = pol["info"]
             L.append(f"- **{name}**: budget {i['budget']} ({i['unit']}), calibration compute {i['compute']:.4f}, "
                      f"scheme `{i['scheme']}`" + (f" (mu {i['mu']}, lam {i['lam']:.4g})" if i.get("mu") is not None else "")
-                     + f"; test: {evals[name]['mean_depth'] / B:.4f} of full depth, {evals[name]['ops_rel']:.4f} of full ops.")
+                     + f"; test: {evals[name]['mean_depth'] / n_blocks:.4f} of full depth, {evals[name]['ops_rel']:.4f} of full ops.")
         L.append("")
     L += ["## Figures", "",
           "![accuracy vs compute](pareto.png)", "",
@@ -240,7 +279,9 @@ def exit_weights_effect(runs, out_dir=None, *, name: str = "exit_weights") -> di
     labs = [r[0] for r in runs]
     acc = np.array([(res.cls == np.asarray(y)[:, None]).mean(0) for _, res, y in runs])
     B = acc.shape[1] if acc.size else 0
-    lines = ["| weights | " + " | ".join(f"exit {b}" for b in range(1, B + 1)) + " | mean |",
+    e0 = getattr(runs[0][1], "first_exit", 1) if runs else 1
+    exits = np.arange(e0, e0 + B)
+    lines = ["| weights | " + " | ".join(f"exit {b}" for b in exits) + " | mean |",
              "|---|" + "---|" * (B + 1)]
     for lab, a in zip(labs, acc):
         lines.append(f"| {lab} | " + " | ".join(f"{x:.4f}" for x in a) + f" | {a.mean():.4f} |")
@@ -252,8 +293,8 @@ def exit_weights_effect(runs, out_dir=None, *, name: str = "exit_weights") -> di
         fig = _fig()
         ax = fig.add_subplot(111)
         for lab, a in zip(labs, acc):
-            ax.plot(np.arange(1, B + 1), a, "o-", label=str(lab))
-        ax.set_xticks(range(1, B + 1))
+            ax.plot(exits, a, "o-", label=str(lab))
+        ax.set_xticks(exits)
         ax.set_xlabel("exit")
         ax.set_ylabel("accuracy")
         ax.set_title("accuracy of each exit per soft-routing weight setting")
