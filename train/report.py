@@ -31,6 +31,13 @@ def _fig(w=6.4, h=4.4) -> Figure:
     return fig
 
 
+def _save(fig: Figure, out: Path, name: str, figures: dict | None) -> None:
+    fig.tight_layout()
+    fig.savefig(out / name)
+    if figures is not None:
+        figures[name] = fig
+
+
 def _fmt_thr(thr) -> str:
     out = []
     for t in thr:
@@ -123,10 +130,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     _accuracy_axis(ax, [a for _, a, _ in fixed] + [a for pts in curves.values() for _, a, _ in pts], majority)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{label}accuracy vs compute (test)")
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png")
-    if figures is not None:
-        figures["pareto.png"] = fig
+    _save(fig, out, "pareto.png", figures)
 
     # (b) depth histograms
     fig = _fig()
@@ -143,10 +147,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     ax.set_title(f"{label}where sentences leave, per policy")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "depth_hist.png")
-    if figures is not None:
-        figures["depth_hist.png"] = fig
+    _save(fig, out, "depth_hist.png", figures)
 
     # (c) accuracy of each exit
     acc_t = (res_test.cls == labels_test[:, None]).mean(0)
@@ -166,10 +167,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     ax.set_title(f"{label}accuracy of each exit")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "exit_accuracy.png")
-    if figures is not None:
-        figures["exit_accuracy.png"] = fig
+    _save(fig, out, "exit_accuracy.png", figures)
 
     # (d) overthinking
     r_w, w_r = P.overthinking_counts(res_test, labels_test)
@@ -185,10 +183,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     ax.set_title(f"{label}overthinking: earlier exits against the last")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "overthinking.png")
-    if figures is not None:
-        figures["overthinking.png"] = fig
+    _save(fig, out, "overthinking.png", figures)
 
     # report.md
     L = [f"# {title or 'Exit policies'}", "",
