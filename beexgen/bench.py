@@ -296,9 +296,8 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
 
     # accuracy and compute per policy (calibrated on validation, measured on test)
     pols = {"default": art.policy,
-            "entropy": policies.calibrate_entropy(cfg, res_v, y_v, len_v),
-            "confidence": policies.calibrate_confidence(res_v, y_v, tolerance=0.01, delta=0.05),
-            "budget": policies.calibrate_budget(res_v, y_v, len_v, cfg, budget=budget, unit="compute")}
+            **{name: policies.calibrate(name, res_v, y_v, len_v, cfg, budget=budget, unit="compute")
+               for name in ("entropy", "confidence", "budget")}}     # each with its default options
     rec["policies"] = {}
     for name, pol in pols.items():
         ev = policies.evaluate_policy(res_t, y_t, len_t, cfg, pol["name"], pol["thresholds"], n_ids=nid_t)

@@ -194,19 +194,42 @@ def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
     (run_dir / "eval.json").write_text(evaluate.to_json(rep) + "\n")
 
 
+def _policy_options(fn):
+    """--policy and the calibration options, one set for `export` and `calibrate`: the
+    policies and each option's default come from train/config.py POLICY_OPTIONS."""
+    try:
+        from beexgen.train.config import DEFAULT_POLICY, POLICY_OPTIONS
+    except ImportError:                 # a host-only install: the commands say what to install
+        DEFAULT_POLICY, POLICY_OPTIONS = "confidence", {}
+
+    def dflt(option: str) -> str:
+        d = [f"{p} {o[option]}" for p, o in POLICY_OPTIONS.items() if o.get(option) is not None]
+        return f" [{'; '.join(d)}]" if d else ""
+    opts = [
+        click.option("--policy", "policy_name", type=click.Choice(list(POLICY_OPTIONS) or [DEFAULT_POLICY]),
+                     default=DEFAULT_POLICY, show_default=True, help="Exit policy to calibrate on the validation split."),
+        click.option("--tolerance", type=float, help="confidence: accuracy the early leavers may lose against the "
+                     "last exit, bounded with probability 1-delta; entropy: validation accuracy given up for a "
+                     "cheaper threshold." + dflt("tolerance")),
+        click.option("--delta", type=float, help="confidence: the bound holds with probability 1-delta." + dflt("delta")),
+        click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth)." + dflt("ceiling")),
+        click.option("--budget", type=float, help="budget: mean compute allowed, fraction of full depth (0..1]."),
+        click.option("--unit", type=click.Choice(["depth", "compute"]),
+                     help="budget: the budget in blocks run or in operations (bmacs/64 + flops)." + dflt("unit")),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
-@click.option("--policy", "policy_name", type=click.Choice(["confidence", "entropy"]), default="confidence",
-              show_default=True, help="Default exit policy to calibrate on the validation split.")
-@click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth).")
-@click.option("--tolerance", default=0.01, show_default=True,
-              help="confidence: accuracy the early leavers may lose (bounded with prob. 1-delta); "
-                   "entropy: validation accuracy given up for a cheaper threshold.")
-def export(run_dir, out, policy_name, ceiling, tolerance):
+@_policy_options
+def export(run_dir, out, policy_name, **options):
     """Freeze a trained run into a deployable artifact (packed bits, calibrated exits)."""
     from beexgen.train.export import export_run
-    art = export_run(run_dir, out, policy_name=policy_name, ceiling=ceiling, tolerance=tolerance)
+    art = export_run(run_dir, out, policy_name=policy_name, **options)
     size = art.size_report()
     click.echo(f"artifact {art.path}: {size['total']:,} bytes, hash {art.hash[:16]}..., "
                f"policy {art.policy['name']} {art.policy['thresholds']}")
@@ -235,18 +258,9 @@ def _deploy_split(run, art, part):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--policy", "policy_name", type=click.Choice(["entropy", "confidence", "budget", "none"]),
-              default="confidence", show_default=True, help="Exit policy to calibrate and write into the artifact.")
-@click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth).")
-@click.option("--tolerance", type=float, help="entropy: accept this much validation accuracy below the "
-              "best for a cheaper threshold [0.005]. confidence: accuracy the early leavers may lose "
-              "against the last exit [0.01].")
-@click.option("--delta", default=0.05, show_default=True, help="confidence: the bound holds with probability 1-delta.")
-@click.option("--budget", type=float, help="budget: mean compute allowed, fraction of full depth (0..1].")
-@click.option("--unit", type=click.Choice(["depth", "compute"]), default="depth", show_default=True,
-              help="budget: measure the budget in blocks run or in operations (bmacs/64 + flops).")
+@_policy_options
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
-def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out):
+def calibrate(run_dir, policy_name, out, **options):
     """Choose an exit policy's thresholds on the validation split and re-export the artifact.
 
     \b
@@ -263,8 +277,7 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     from beexgen.train.export import export_run
     from beexgen.train.trainer import load_run
 
-    if policy_name == "budget" and (budget is None or not 0 < budget <= 1):   # before the slow loading
-        raise click.UsageError("--budget must be given as a fraction in (0, 1], e.g. --budget 0.5")
+    policies.calibration_options(policy_name, **options)      # bad options: refused before the slow loading
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     art_dir = Path(out) if out else run_dir / "artifact"
@@ -273,16 +286,7 @@ def calibrate(run_dir, policy_name, ceiling, tolerance, delta, budget, unit, out
     art = artifact.load(art_dir)
     before = dict(art.policy)
     res, y, lengths = _deploy_split(run, art, "val")
-    if policy_name == "entropy":
-        pol = policies.calibrate_entropy(art.config, res, y, lengths, ceiling=ceiling,
-                                         tolerance=0.005 if tolerance is None else tolerance)
-    elif policy_name == "confidence":
-        pol = policies.calibrate_confidence(res, y, tolerance=0.01 if tolerance is None else tolerance,
-                                            delta=delta)
-    elif policy_name == "budget":
-        pol = policies.calibrate_budget(res, y, lengths, art.config, budget=budget, unit=unit)
-    else:
-        pol = {"name": "none", "thresholds": []}
+    pol = policies.calibrate(policy_name, res, y, lengths, art.config, **options)
     new = {k: pol[k] for k in ("name", "thresholds")}
     if policy_name in ("confidence", "budget") and pol["thresholds"] and min(pol["thresholds"]) > 1.0:
         click.echo(f"warning: the {policy_name} calibration disables every early exit (thresholds above 1: "

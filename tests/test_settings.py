@@ -111,3 +111,15 @@ def test_a_model_too_big_is_said_once(tmp_path):
     big = tiny_artifact(tmp_path / "big", d_model=64, n_heads=2, d_ff=64, seq_max=1024)
     r = run("build", big.path, "--board", "nucleo-f411re", "--out", tmp_path / "b")
     assert r.exit_code == 1 and r.output.count("does not fit nucleo-f411re") == 1, r.output
+
+
+def test_each_exit_policy_is_named_once_and_calibrated_through_one_registry(tmp_path):
+    from beexgen.core import policy
+    from beexgen.train import policies
+    assert list(config.POLICY_OPTIONS) == list(policies.CALIBRATORS)
+    assert set(config.POLICY_OPTIONS) == set(policy.NAMES)
+    choices = {p.name: p for p in main.commands["calibrate"].params}["policy_name"].type.choices
+    assert list(choices) == list(config.POLICY_OPTIONS)
+    with pytest.raises(policies.CalibrationError, match="--budget must be given"):
+        policies.calibration_options("budget", budget=1.5)
+    assert policies.calibration_options("confidence", delta=0.1) == {"tolerance": 0.01, "delta": 0.1}

@@ -83,25 +83,23 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
     return artifact.save(path, meta, model_tensors(model), tokenizer_json)
 
 
-DEFAULT_POLICY = "confidence"      # the shipped exit policy (train/policies.py: LAMA-style)
-DEFAULT_TOLERANCE = 0.01           # accuracy the early leavers may lose, bounded with probability 1 - delta
-DEFAULT_DELTA = 0.05
+from .config import DEFAULT_POLICY  # noqa: E402  (the shipped exit policy and its options: config.py)
 
 
-def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, tolerance: float = DEFAULT_TOLERANCE,
-               delta: float = DEFAULT_DELTA, ceiling: float | None = None,
-               policy: dict | None = None) -> artifact.Artifact:
+def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, policy: dict | None = None,
+               **options) -> artifact.Artifact:
     """Run directory -> artifact (default RUN/artifact), with the exit policy calibrated
-    on the validation split unless `policy` is given: `confidence` (the default; every
-    early exit, exit 0 included, gets the lowest threshold whose leavers provably lose
-    at most `tolerance` accuracy, with probability 1 - delta) or `entropy` (the paper's
-    rule; `tolerance` is then the validation accuracy given up for compute)."""
+    on the validation split unless `policy` is given: `policy_name` with `options`
+    (train/policies.py CALIBRATORS: their defaults where not given). The default,
+    `confidence`, gives every early exit, exit 0 included, the lowest threshold whose
+    leavers provably lose at most `tolerance` accuracy, with probability 1 - delta."""
     from pathlib import Path
 
     from . import deploy, policies
     from .exits import prior_entropy
     from .trainer import load_run
 
+    policies.calibration_options(policy_name, **options)     # bad options: refused before loading
     run = load_run(run_dir)
     out = Path(out) if out else Path(run_dir) / "artifact"
     tensors = model_tensors(run.model)
@@ -111,18 +109,10 @@ def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, toleranc
             "exit_policy": {"name": "none", "thresholds": []}, "h_prior": h_prior,
             "special_ids": special_ids(), "format_version": artifact.FORMAT_VERSION}
     if policy is None:
-        from . import policies
         probe = artifact.Artifact(meta, tensors, tok_json)
         ids, y, _ = run.part("val")
         res = deploy.run(deploy.DeployModel(probe), ids, run.all_part("val"))
-        if policy_name == "confidence":
-            policy = policies.calibrate_confidence(res, y, tolerance=tolerance, delta=delta)
-        elif policy_name == "entropy":
-            policy = policies.calibrate_entropy(probe.config, res, y, np.array([len(s) for s in ids]),
-                                                 ceiling=ceiling, tolerance=tolerance)
-        else:
-            raise ValueError(f"export calibrates 'confidence' or 'entropy', not {policy_name!r} "
-                             f"(use `beexgen calibrate` for the others)")
+        policy = policies.calibrate(policy_name, res, y, np.array([len(s) for s in ids]), probe.config, **options)
     extra = {"dataset": run.config.dataset, "seed": run.config.seed,
              "split_sha256": getattr(run.split, "sha256", None)}
     return export(run.model, out, classes=run.classes, tokenizer_json=tok_json, policy=policy,

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -43,6 +44,7 @@ from scipy import stats
 from beexgen.core import cost
 from beexgen.core.artifact import Policy
 
+from .config import POLICY_OPTIONS
 from .exits import decide, n_thresholds
 
 NEVER = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1.0000001: this exit is never taken
@@ -494,3 +496,44 @@ def calibrate_entropy(cfg, res, labels, lengths, *, ceiling: float | None = None
     return {"name": "entropy", "thresholds": [tau],
             "calibration": {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
                             "ceiling": ceiling, "tolerance": tolerance}}
+
+
+# --------------------------------------------------------------------------- registry
+
+def _check_budget(o: dict) -> None:
+    if o["budget"] is None or not 0 < o["budget"] <= 1:
+        raise CalibrationError("--budget must be given as a fraction in (0, 1], e.g. --budget 0.5")
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """How `beexgen calibrate` / `export` calibrate one policy on the validation split,
+    with the options of train/config.py POLICY_OPTIONS (their defaults there)."""
+    run: Callable[..., dict]          # (res, labels, lengths, cfg, **options) -> policy dict
+    check: Callable[[dict], None] | None = None   # refuses bad options (before any loading)
+
+
+CALIBRATORS: dict[str, Calibrator] = {
+    "confidence": Calibrator(lambda res, y, L, cfg, tolerance, delta:
+                             calibrate_confidence(res, y, tolerance=tolerance, delta=delta)),
+    "entropy": Calibrator(lambda res, y, L, cfg, tolerance, ceiling:
+                          calibrate_entropy(cfg, res, y, L, ceiling=ceiling, tolerance=tolerance)),
+    "budget": Calibrator(lambda res, y, L, cfg, budget, unit: calibrate_budget(res, y, L, cfg, budget=budget, unit=unit),
+                         _check_budget),
+    "none": Calibrator(lambda res, y, L, cfg: {"name": "none", "thresholds": []}),
+}
+
+
+def calibration_options(name: str, **given) -> dict:
+    """The options policy `name` calibrates with: each given one (not None), else its
+    default; refused (CalibrationError) when they cannot work, before anything loads."""
+    c = CALIBRATORS[name]
+    opts = {k: given[k] if given.get(k) is not None else d for k, d in POLICY_OPTIONS[name].items()}
+    if c.check:
+        c.check(opts)
+    return opts
+
+
+def calibrate(name: str, res, labels, lengths, cfg, **given) -> dict:
+    """Calibrate policy `name` on (res, labels, lengths): the validation split."""
+    return CALIBRATORS[name].run(res, labels, lengths, cfg, **calibration_options(name, **given))

@@ -17,7 +17,6 @@ mismatch. This module imports numpy and safetensors only (never torch).
 """
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,7 @@ import numpy as np
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 
 
-class Policy(enum.IntEnum):
-    """Exit policies (train/exits.py defines the rules; generated into C as BX_POLICY_*)."""
-    NONE = 0
-    ENTROPY = 1
-    CONFIDENCE = 2
-    BUDGET = 3
+from beexgen.core.policy import Policy  # noqa: E402,F401  (exit policies: core/policy.py)
 
 
 # An artifact that cannot be used: missing, corrupt, tampered, inconsistent or of another

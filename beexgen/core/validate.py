@@ -30,11 +30,12 @@ import re
 import struct
 from pathlib import Path
 
+from beexgen.core.policy import NAMES as POLICY_NAMES, n_thresholds
+
 FORMAT_NAME = "beexgen-artifact"
 FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 U32, F32, I8 = "uint32", "float32", "int8"
-POLICY_NAMES = ("none", "entropy", "confidence", "budget")     # beexgen.core.artifact.Policy, lower case
 F32_MAX = 3.4028234663852886e38
 UINT32_LIMIT = 2 ** 32
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
@@ -149,11 +150,6 @@ def expected_tensors(config: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
                 raise ValueError(f"tensor {name} defined by two parts of TENSOR_PARTS")
             out[name] = spec
     return out
-
-
-def n_thresholds(policy: str, n_exits: int) -> int:
-    """Thresholds a policy takes (train/exits.py n_thresholds, by name)."""
-    return {"none": 0, "entropy": 1}.get(policy, n_exits - 1)
 
 
 def n_exits(c: dict) -> int:

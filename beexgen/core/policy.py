@@ -1,0 +1,74 @@
+"""Exit policies: their numbers (generated into C as BX_POLICY_*), how many thresholds
+each takes, and the rule that decides the exit, in the float32 arithmetic of the C
+(firmware_templates/bx_engine.c, bx_exit_decide, is the same rule).
+
+Exits are numbered by the blocks run before them: 0 (the wide exit, when the model has
+one), then 1 .. B. Arrays hold one column per exit, column k = exit first_exit + k.
+
+  NONE        run every block.
+  ENTROPY     the paper's rule: at exit e, exit when the fractional entropy reduction
+              (H_{e-1} - H_e) / H_{e-1} < tau. Written without a division as
+              (H_{e-1} - H_e) < tau * H_{e-1}. The first exit (exit 0 of a wide model,
+              exit 1 of the paper's model) compares with H_{-1} = the entropy of the
+              training split's class prior (meta.json `h_prior`), so every exit,
+              exit 0 included, can be taken.
+  CONFIDENCE  LAMA-style: exit at exit e when conf_e >= t_e (t_e calibrated so the
+              early exits keep the final exit's accuracy within a tolerance).
+  BUDGET      EERO-style: the same max-probability test with thresholds chosen so the
+              mean compute meets a budget.
+One threshold for ENTROPY, one per early exit (every exit but the last) for the other two.
+The last exit always exits.
+
+Adding a policy: its number and threshold count here, its rule in `decide` and in
+bx_engine.c, its calibration in train/policies.py (CALIBRATORS). Nothing else names it.
+This module needs numpy only inside `decide`, so host-only installs can read the names.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class Policy(enum.IntEnum):
+    NONE = 0
+    ENTROPY = 1
+    CONFIDENCE = 2
+    BUDGET = 3
+
+
+NAMES = tuple(p.name.lower() for p in Policy)      # as meta.json and the serial line spell them
+
+
+def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
+    """Thresholds `policy` takes on a model with n_exits exits."""
+    p = Policy[policy.upper()] if isinstance(policy, str) else Policy(int(policy))
+    return {Policy.NONE: 0, Policy.ENTROPY: 1}.get(p, n_exits - 1)
+
+
+def decide(policy: Policy | int, thresholds, conf, entropy, *, first_exit: int = 1,
+           h_prior: float = float("inf")):
+    """Exit number taken (first_exit .. first_exit + E - 1) for each row of conf/entropy
+    (N, E) float32, as the C decides it. h_prior: H_{-1} of the entropy rule (float32); the
+    default, infinity, never takes the first exit (a drop from infinity is never small)."""
+    import numpy as np
+
+    policy = Policy(int(policy))
+    conf = np.asarray(conf, dtype=np.float32)
+    entropy = np.asarray(entropy, dtype=np.float32)
+    n, n_exits = conf.shape
+    thr = np.asarray(thresholds, dtype=np.float32).reshape(-1)
+    if thr.size != n_thresholds(policy, n_exits):
+        raise ValueError(f"the {policy.name.lower()} policy takes {n_thresholds(policy, n_exits)} threshold(s) "
+                         f"on {n_exits} exits, got {thr.size}")
+    take = np.zeros((n, n_exits), dtype=bool)
+    take[:, -1] = True
+    if policy == Policy.ENTROPY:
+        prev = np.full(n, np.float32(h_prior), dtype=np.float32)
+        with np.errstate(invalid="ignore"):      # inf - inf, inf * 0: NaN compares false, as in C
+            for b in range(n_exits - 1):
+                drop = prev - entropy[:, b]
+                take[:, b] = drop < thr[0] * prev
+                prev = entropy[:, b]
+    elif policy in (Policy.CONFIDENCE, Policy.BUDGET):
+        for b in range(n_exits - 1):
+            take[:, b] = conf[:, b] >= thr[b]
+    return take.argmax(axis=1) + first_exit
