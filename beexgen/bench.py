@@ -30,7 +30,6 @@ import numpy as np
 
 from beexgen.train.config import TWIN_DIR
 
-DATASETS = ("rotten_tomatoes", "sms_spam", "trec6")
 CYCLES_PER_INSTR = (1.0, 1.4)   # stated assumption for the cycle estimate (see cycle_note)
 CYCLE_NOTE = ("cycles ~ instructions x 1.0-1.4 on a Cortex-M4 at 100 MHz with flash wait "
               "states hidden by the ART accelerator (an assumption: QEMU has no timing model)")
@@ -560,8 +559,10 @@ def update_readme(readme: Path, md: str) -> None:
     readme.write_text(head + a + "\n" + md + b + tail)
 
 
-def main(datasets=DATASETS, out="runs/bench", reuse=True, epochs=None, qemu_n=None, readme=None,
+def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, readme=None,
          jobs: int = 2, json_out: str | None = "docs/bench.json") -> dict:
+    from beexgen.train.data import OFFLINE
+    datasets = list(datasets or OFFLINE)             # every offline data set by default
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

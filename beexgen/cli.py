@@ -491,8 +491,7 @@ def fetch(names):
 
 
 @main.command("bench")
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["rotten_tomatoes", "sms_spam", "trec6"]),
-              help="Data sets to run [all three].")
+@click.option("--dataset", "datasets", multiple=True, help="An offline data set to run (repeat for more) [all of them].")
 @click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
 @click.option("--reuse/--retrain", default=True, show_default=True, help="Reuse trained runs found in --out.")
 @click.option("--epochs", type=int, help="Override the default epochs (quick looks only).")
@@ -509,7 +508,11 @@ def bench_cmd(datasets, out, reuse, epochs, qemu_n, jobs, readme):
     the firmware, runs the test split through PyTorch, the host emulator and QEMU, and
     writes OUT/bench.md and OUT/bench.json (and docs/bench.json with --readme)."""
     from beexgen import bench
-    bench.main(datasets or bench.DATASETS, out, reuse=reuse, epochs=epochs, qemu_n=qemu_n, readme=readme,
+    from beexgen.train.data import OFFLINE
+    for d in datasets:
+        if d not in OFFLINE:
+            raise click.BadParameter(f"{d!r} is not an offline data set ({', '.join(OFFLINE)})", param_hint="--dataset")
+    bench.main(list(datasets or OFFLINE), out, reuse=reuse, epochs=epochs, qemu_n=qemu_n, readme=readme,
                jobs=jobs, json_out=str(Path(readme).parent / "docs" / "bench.json") if readme else None)
 
 

@@ -19,12 +19,12 @@ from beexgen.codegen import build as build_mod, emulate, firmware
 from beexgen.host.infer import Client
 from beexgen.core.protocol import DeviceError
 from beexgen.host.transport import open_transport
-from beexgen.train import deploy, policies
+from beexgen.train import data, deploy, policies
 from beexgen.train.exits import Policy
 from beexgen.train.tokenizer import encode_for_model, from_str
 from beexgen.train.trainer import load_run
 
-DATASETS = ["rotten_tomatoes", "sms_spam", "trec6"]
+DATASETS = list(data.OFFLINE)
 
 
 def split_texts(run_dir, part="test", line_max=512):
