@@ -196,17 +196,14 @@ def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
 
 def _policy_options(fn):
     """--policy and the calibration options, one set for `export` and `calibrate`: the
-    policies and each option's default come from train/config.py POLICY_OPTIONS."""
-    try:
-        from beexgen.train.config import DEFAULT_POLICY, POLICY_OPTIONS
-    except ImportError:                 # a host-only install: the commands say what to install
-        DEFAULT_POLICY, POLICY_OPTIONS = "confidence", {}
+    policies and each option's default come from beexgen/core/policy.py POLICY_OPTIONS."""
+    from beexgen.core.policy import DEFAULT_POLICY, POLICY_OPTIONS   # pure Python
 
     def dflt(option: str) -> str:
         d = [f"{p} {o[option]}" for p, o in POLICY_OPTIONS.items() if o.get(option) is not None]
         return f" [{'; '.join(d)}]" if d else ""
     opts = [
-        click.option("--policy", "policy_name", type=click.Choice(list(POLICY_OPTIONS) or [DEFAULT_POLICY]),
+        click.option("--policy", "policy_name", type=click.Choice(list(POLICY_OPTIONS)),
                      default=DEFAULT_POLICY, show_default=True, help="Exit policy to calibrate on the validation split."),
         click.option("--tolerance", type=float, help="confidence: accuracy the early leavers may lose against the "
                      "last exit, bounded with probability 1-delta; entropy: validation accuracy given up for a "

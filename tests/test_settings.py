@@ -116,10 +116,10 @@ def test_a_model_too_big_is_said_once(tmp_path):
 def test_each_exit_policy_is_named_once_and_calibrated_through_one_registry(tmp_path):
     from beexgen.core import policy
     from beexgen.train import policies
-    assert list(config.POLICY_OPTIONS) == list(policies.CALIBRATORS)
-    assert set(config.POLICY_OPTIONS) == set(policy.NAMES)
+    assert set(policy.POLICY_OPTIONS) == set(policies.CALIBRATORS)
+    assert set(policy.POLICY_OPTIONS) == set(policy.NAMES)
     choices = {p.name: p for p in main.commands["calibrate"].params}["policy_name"].type.choices
-    assert list(choices) == list(config.POLICY_OPTIONS)
+    assert list(choices) == list(policy.POLICY_OPTIONS)
     with pytest.raises(policies.CalibrationError, match="--budget must be given"):
         policies.calibration_options("budget", budget=1.5)
     assert policies.calibration_options("confidence", delta=0.1) == {"tolerance": 0.01, "delta": 0.1}

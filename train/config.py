@@ -130,17 +130,6 @@ class TrainConfig:
             raise ValueError(f"device {self.device!r}: one of {', '.join(DEVICES)}")
 
 
-# The exit policies `beexgen export` / `calibrate` calibrate, and each one's options with
-# their defaults (None: unset unless given); train/policies.py CALIBRATORS runs them.
-POLICY_OPTIONS: dict[str, dict] = {
-    "confidence": {"tolerance": 0.01, "delta": 0.05},
-    "entropy": {"tolerance": 0.005, "ceiling": None},
-    "budget": {"budget": None, "unit": "depth"},
-    "none": {},
-}
-DEFAULT_POLICY = "confidence"       # the shipped exit policy (LAMA-style)
-
-
 def cli_fields(cls) -> list[dataclasses.Field]:
     """The fields of a settings class that are command-line options."""
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]

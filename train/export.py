@@ -83,7 +83,7 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
     return artifact.save(path, meta, model_tensors(model), tokenizer_json)
 
 
-from .config import DEFAULT_POLICY  # noqa: E402  (the shipped exit policy and its options: config.py)
+from beexgen.core.policy import DEFAULT_POLICY  # noqa: E402  (the shipped exit policy: core/policy.py)
 
 
 def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, policy: dict | None = None,

@@ -44,7 +44,7 @@ from scipy import stats
 from beexgen.core import cost
 from beexgen.core.artifact import Policy
 
-from .config import POLICY_OPTIONS
+from beexgen.core.policy import POLICY_OPTIONS
 from .exits import decide, n_thresholds
 
 NEVER = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1.0000001: this exit is never taken

@@ -19,8 +19,10 @@ one), then 1 .. B. Arrays hold one column per exit, column k = exit first_exit +
 One threshold for ENTROPY, one per early exit (every exit but the last) for the other two.
 The last exit always exits.
 
-Adding a policy: its number and threshold count here, its rule in `decide` and in
-bx_engine.c, its calibration in train/policies.py (CALIBRATORS). Nothing else names it.
+Adding a policy: its number, threshold count and calibration options here, its rule in
+`decide` and in bx_engine.c, its calibration in train/policies.py (CALIBRATORS). Nothing
+else names it: the C enum, the serial names, the artifact check and the CLI's choices
+are generated or read from here.
 This module needs numpy only inside `decide`, so host-only installs can read the names.
 """
 from __future__ import annotations
@@ -36,6 +38,16 @@ class Policy(enum.IntEnum):
 
 
 NAMES = tuple(p.name.lower() for p in Policy)      # as meta.json and the serial line spell them
+DEFAULT_POLICY = "confidence"                      # the shipped exit policy
+
+# Each policy's calibration options (`beexgen export` / `calibrate` flags) and their
+# defaults (None: unset unless given); train/policies.py CALIBRATORS runs them.
+POLICY_OPTIONS: dict[str, dict] = {
+    "none": {},
+    "entropy": {"tolerance": 0.005, "ceiling": None},
+    "confidence": {"tolerance": 0.01, "delta": 0.05},
+    "budget": {"budget": None, "unit": "depth"},
+}
 
 
 def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
