@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from beexgen import __version__
+from beexgen.codegen import boards as _board_registry   # standard library only: the --board help
 
 
 def _floats(s: str | None) -> list[float] | None:
@@ -345,7 +346,8 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
               help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
                    "cortex-m4: firmware for --board.")
 @click.option("--board", default="nucleo-f411re", show_default=True,
-              help="Board for --target cortex-m4: mps2-an386, netduinoplus2 (QEMU) or nucleo-f411re.")
+              help="Board for --target cortex-m4 (any Cortex-M core: the board names it; "
+                   f"codegen/boards/<board>.toml): {_board_registry.board_help()}.")
 @click.option("--out", type=click.Path(file_okay=False), help="Build directory [ARTIFACT/../build/<board>].")
 @click.option("--dsp", is_flag=True, help="Use the Cortex-M4 DSP (ACLE) path of the kernels.")
 @click.option("--cmsis", "cmsis_include", type=click.Path(exists=True, file_okay=False),
@@ -399,7 +401,8 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--board", default="mps2-an386", show_default=True, help="An emulated board: mps2-an386 or netduinoplus2.")
+@click.option("--board", default="mps2-an386", show_default=True,
+              help=f"An emulated board: {_board_registry.board_help(emulated_only=True)}.")
 @click.option("--serial", "serial_kind", type=click.Choice(["tcp", "pty"]), default="tcp", show_default=True)
 @click.option("--port-file", type=click.Path(dir_okay=False), help="Also write the --port value to this file.")
 @click.option("--rebuild/--no-rebuild", default=True, show_default=True, help="Build the firmware first.")
@@ -467,6 +470,14 @@ def flash(artifact_dir, board):
     if not (out_dir / "fw.bin").exists():
         raise click.ClickException(f"{out_dir}/fw.bin not found: run `beexgen build {artifact_dir} --board {board}` first")
     sys.exit(flash_mod.flash(board, out_dir))
+
+
+@main.command("boards")
+def boards_cmd():
+    """List the boards (codegen/boards/*.toml): core, float ABI, flash, RAM, QEMU machine.
+
+    A new board of a known family is one more file there (docs/INTERNALS.md)."""
+    click.echo(_board_registry.board_table())
 
 
 @main.command("bench")

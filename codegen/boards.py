@@ -301,6 +301,17 @@ def get_board(name: str) -> Board:
 
 def board_help(emulated_only: bool = False) -> str:
     """'name (core, QEMU), ...' for the CLI's --board help, from the registry."""
-    rows = [f"{n} ({b.cpu.name}{', QEMU' if b.emulated else ''})"
+    rows = [f"{n} ({b.cpu.name}{', QEMU' if b.emulated and not emulated_only else ''})"
             for n, b in sorted(BOARDS.items()) if b.emulated or not emulated_only]
     return ", ".join(rows)
+
+
+def board_table() -> str:
+    """One line per board: name, core, float ABI, flash, RAM, QEMU machine or real, note."""
+    rows = [f"{'board':15} {'core':11} {'float':5} {'flash':>8} {'RAM':>8}  {'runs on':13} description"]
+    for n, b in sorted(BOARDS.items()):
+        where = f"QEMU {b.qemu_machine}" if b.emulated else "hardware"
+        desc = b.description + (f" [{b.note}]" if b.note else "")
+        rows.append(f"{n:15} {b.core:11} {'hard' if b.cpu.hard_float else 'soft':5} "
+                    f"{b.flash.length >> 10:>6} K {b.ram.length >> 10:>6} K  {where:13} {desc}")
+    return "\n".join(rows)

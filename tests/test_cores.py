@@ -200,3 +200,90 @@ def test_malformed_board_files_are_refused(tmp_path, edit, complaint):
     with pytest.raises(boards.BoardFileError) as e:
         boards.load_board(p)
     assert complaint in str(e.value) and str(p.name) in str(e.value)
+
+
+# --------------------------------------------------------------------------- soft float
+
+SOFT_FLOAT_C = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+static float f(uint32_t v) { float x; memcpy(&x, &v, 4); return x; }
+static uint32_t u(float x) { uint32_t v; memcpy(&v, &x, 4); return v; }
+#define OP2(name, expr) void name(const uint32_t *a, const uint32_t *b, uint32_t *o, int n) \
+    { for (int i = 0; i < n; i++) { float x = f(a[i]), y = f(b[i]); o[i] = (expr); } }
+OP2(op_add, u(x + y))
+OP2(op_sub, u(x - y))
+OP2(op_mul, u(x * y))
+OP2(op_div, u(x / y))
+OP2(op_lt, (uint32_t)(x < y))
+OP2(op_sqrt, u(sqrtf(x)))
+OP2(op_i2f, u((float)(int32_t)a[i]))
+OP2(op_f2i, (uint32_t)(int32_t)x)
+"""
+
+
+def operands(rng, n: int):
+    """Bit patterns over every exponent, subnormals, signed zeros, infinities, values near
+    1 and pairs that cancel (a + b with b close to -a): where rounding is decided."""
+    import numpy as np
+    a = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    b = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    k = n // 4
+    near = (np.float32(1) + rng.standard_normal(k).astype(np.float32) * np.float32(1e-3)).view(np.uint32)
+    a[:k] = near
+    b[:k] = (-(near.view(np.float32) * (np.float32(1) + np.float32(2**-20) * rng.integers(-8, 9, k)
+                                          .astype(np.float32)))).astype(np.float32).view(np.uint32)
+    sub = rng.integers(1, 2**23, k, dtype=np.uint32)             # subnormals
+    a[k:2 * k] = sub | (rng.integers(0, 2, k, dtype=np.uint32) << 31)
+    special = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x00800000, 0x7F7FFFFF, 0x3F800000,
+                        0x3F800001, 0x00000001, 0x807FFFFF], dtype=np.uint32)
+    a[2 * k:2 * k + special.size] = special
+    b[2 * k:2 * k + special.size] = special[::-1]
+    return a, b
+
+
+@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m3"])
+def test_soft_float_routines_round_like_the_host_hardware(tmp_path, core):
+    """libgcc's single-precision add/sub/mul/div/compare/conversions and newlib's sqrtf,
+    as the soft-float firmware links them (the core's -mcpu, -mfloat-abi=soft, the
+    firmware's float flags), run in unicorn on awkward operands: every result's bits
+    equal numpy's float32 (the host's SSE, round to nearest even, no flush to zero).
+    NaN results need only be NaN on both sides (the firmware never makes one)."""
+    import numpy as np
+    from beexgen.codegen.m4emu import M4
+
+    src = tmp_path / "sf.c"
+    src.write_text(SOFT_FLOAT_C)
+    elf = tmp_path / "sf.elf"
+    flags = boards.get_core(core).arch_flags() + ["-O2", "-std=c11", "-ffp-contract=off", "-fno-math-errno"]
+    r = firmware.subprocess.run([firmware.CC, *flags, "-nostartfiles", "--specs=nano.specs", "-Wl,-e,op_add",
+                                 "-o", str(elf), str(src), "-lm"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rng = np.random.default_rng(13)
+    n = 4000
+    a, b = operands(rng, n)
+    fa, fb = a.view(np.float32), b.view(np.float32)
+    with np.errstate(all="ignore"):
+        want = {"op_add": fa + fb, "op_sub": fa - fb, "op_mul": fa * fb, "op_div": fa / fb,
+                "op_lt": (fa < fb).astype(np.uint32), "op_sqrt": np.sqrt(np.abs(fa)),
+                "op_i2f": a.view(np.int32).astype(np.float32)}
+        fin = np.isfinite(fa) & (np.abs(fa) < 2.0**31)
+        want["op_f2i"] = np.where(fin, np.trunc(np.where(fin, fa, 0)), 0).astype(np.int32).view(np.uint32)
+    m = M4(elf)
+    for op, w in want.items():
+        x = np.abs(fa).view(np.uint32) if op == "op_sqrt" else a
+        m.reset_heap()
+        pa, pb, po = m.put(x.tobytes()), m.put(b.tobytes()), m.alloc(4 * n)
+        m.call(op, pa, pb, po, n, max_instructions=50_000_000)
+        got = np.frombuffer(m.read(po, 4 * n), dtype=np.uint32)
+        w = np.asarray(w)
+        if w.dtype == np.float32:
+            nan = np.isnan(w)
+            assert np.array_equal(np.isnan(got.view(np.float32)), nan), op
+            bad = np.flatnonzero((got != w.view(np.uint32)) & ~nan)
+        else:
+            sel = fin if op == "op_f2i" else np.ones(n, bool)
+            bad = np.flatnonzero((got != w.view(np.uint32)) & sel)
+        assert bad.size == 0, (f"{core} {op}: {bad.size} of {n} differ, e.g. a={x[bad[0]]:#010x} b={b[bad[0]]:#010x} "
+                               f"got {got[bad[0]]:#010x} want {w.view(np.uint32)[bad[0]]:#010x}")
