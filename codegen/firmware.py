@@ -371,8 +371,9 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     if overflow or not fb.fits:
         elf.unlink(missing_ok=True)
         raise FirmwareTooBig(f"the model does not fit {board.name}:\n{format_size_table(fb)}\n"
-                             "Shrink the model (vocab_size, d_model, d_ff, seq_max, n_blocks) or pick a "
-                             "board with more memory (codegen/boards.py).", fb)
+                             + (f"{board.name}: {board.note}. " if board.note else "")
+                             + "Shrink the model (vocab_size, d_model, d_ff, seq_max, n_blocks) or pick a "
+                             "board with more memory (`beexgen boards`).", fb)
     _run([OBJCOPY, "-O", "binary", str(elf), str(fb.bin)], "objcopy -O binary")
     _run([OBJCOPY, "-O", "ihex", str(elf), str(fb.hex)], "objcopy -O ihex")
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(fb).items()}

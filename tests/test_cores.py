@@ -145,7 +145,7 @@ def test_every_board_file_loads():
 
 
 NEW_BOARD = """\
-description = "ST Nucleo-F401RE (STM32F401RE, Cortex-M4F, 84 MHz)"
+description = "A user's own STM32F401CC board (Cortex-M4F, 84 MHz)"
 family = "stm32f4"
 core = "cortex-m4"
 clock_hz = 84_000_000
@@ -155,11 +155,11 @@ pll = { m = 16, n = 336, p = 4, q = 7, latency = 2, apb1_div = 2 }
 
 [flash]
 origin = 0x08000000
-length = 0x80000
+length = 0x40000
 
 [ram]
 origin = 0x20000000
-length = 0x18000
+length = 0x10000
 
 [uart]
 kind = "stm32"
@@ -176,12 +176,12 @@ unit = "cycles"
 
 
 def test_a_new_board_of_a_known_family_is_one_data_file(work, tmp_path, monkeypatch):
-    (tmp_path / "nucleo-f401re.toml").write_text(NEW_BOARD)
+    (tmp_path / "my-f401cc.toml").write_text(NEW_BOARD)
     new = boards.load_boards(tmp_path)
-    assert list(new) == ["nucleo-f401re"]
+    assert list(new) == ["my-f401cc"]
     monkeypatch.setattr(boards, "BOARDS", {**boards.BOARDS, **new})
-    b = firmware.build_firmware(work["art"], "nucleo-f401re", tmp_path / "build", line_max=LINE_MAX)
-    assert b.fits and b.ram_total == 96 * 1024
+    b = firmware.build_firmware(work["art"], "my-f401cc", tmp_path / "build", line_max=LINE_MAX)
+    assert b.fits and b.ram_total == 64 * 1024
     assert {"clock_stm32f4.c", "uart_stm32.c", "counter_dwt.c"} <= {p.name for p in (b.out_dir / "src").glob("*.c")}
     assert "#define BX_PLL_N 336" in (b.out_dir / "src" / "bx_board.h").read_text()
 
@@ -192,10 +192,10 @@ def test_a_new_board_of_a_known_family_is_one_data_file(work, tmp_path, monkeypa
     (lambda s: s.replace("irq = 38", "irq = 38\nparity = 1"), "unknown key(s) parity"),
     (lambda s: s.replace("[counter]", "[countr]"), "no [counter] table"),
     (lambda s: 'name = "other"\n' + s, "differs from the file name"),
-    (lambda s: s.replace("length = 0x80000", "length = 0x80000 0"), "nucleo-f401re.toml"),
+    (lambda s: s.replace("length = 0x40000", "length = 0x40000 0"), "my-f401cc.toml"),
 ])
 def test_malformed_board_files_are_refused(tmp_path, edit, complaint):
-    p = tmp_path / "nucleo-f401re.toml"
+    p = tmp_path / "my-f401cc.toml"
     p.write_text(edit(NEW_BOARD))
     with pytest.raises(boards.BoardFileError) as e:
         boards.load_board(p)
