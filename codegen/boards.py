@@ -26,8 +26,10 @@ Cost counters (what `bx_platform_cost()` counts):
   tick per instruction under -icount shift=S.
 - "dwt": the DWT cycle counter (CYCCNT). Real silicon only (it reads 0 under QEMU), and
   Armv7-M / Armv8-M Mainline only.
-- "systick": SysTick (every Cortex-M), 24 bits, read often enough by the cost wrapper;
-  cycles on silicon. For build-only boards without another counter.
+- "systick": SysTick (every Cortex-M): 24 bits at the core clock `hz`, its wrap interrupt
+  counting the wraps (counter_systick.c); instructions under QEMU -icount (the same
+  ratio as cmsdk_timer), cycles on silicon. mps3-an547 uses it: the SSE-300 has no
+  CMSDK timer.
 """
 from __future__ import annotations
 
@@ -131,6 +133,8 @@ class Board:
     usb_drive_hint: str = ""           # mass-storage name for drag-and-drop flashing
     serial_hint: str = ""              # where the UART appears on the host
     default_stack: int = 0             # stack bytes the linker reserves by default (0: firmware's default)
+    line_max: int = 0                  # default BX_LINE_MAX (request bytes per line; 0: the firmware's 512):
+                                       # the line buffer and receive ring scale with it
     note: str = ""                     # shown in the board list (e.g. why the default model cannot fit)
 
     @property

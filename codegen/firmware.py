@@ -293,7 +293,7 @@ def stack_analysis(obj_dir: Path, exception_frame: int = EXCEPTION_FRAME) -> Sta
 def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, out_dir: str | Path, *,
                    dsp: bool = False, cmsis_include: str | Path | None = None,
                    semihosting: bool | None = None, stack_bytes: int | None = None,
-                   heap_bytes: int = 0, line_max: int = 512, defines=None,
+                   heap_bytes: int = 0, line_max: int | None = None, defines=None,
                    command: str | None = None) -> FirmwareBuild:
     """Generate, compile and link the firmware of an artifact for a board.
 
@@ -307,6 +307,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     boards.UnknownBoardError for an unknown board."""
     board = boards_mod.get_board(board_name)
     stack_bytes = stack_bytes or board.default_stack or DEFAULT_STACK
+    line_max = line_max or board.line_max or 512      # request bytes per line (BX_LINE_MAX)
     check_toolchain()
     if stack_bytes < 1024 or stack_bytes % 8:
         raise ValueError(f"stack_bytes {stack_bytes}: want a multiple of 8, at least 1024")

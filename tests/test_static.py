@@ -9,7 +9,7 @@
   the suppressions in SUPPRESS, each a reviewed false positive of cppcheck 2.10 in a file
   this test does not own (the owners may move them inline as `// cppcheck-suppress`).
 - The firmware of every board in codegen/boards/ builds (a smaller model with
-  BX_LINE_MAX 128 on boards with less than 64 KiB of RAM: the micro:bit) with arm-none-eabi-gcc
+  the board's own BX_LINE_MAX on boards with less than 64 KiB of RAM: the micro:bit) with arm-none-eabi-gcc
   -Wall -Wextra -Werror (build_firmware's flags), fits, and the worst-case stack that
   build_firmware computes from -fstack-usage / -fcallgraph-info is known (no recursion,
   no unbounded frame) and within the stack the linker reserves.
@@ -64,7 +64,7 @@ def firmware_build(work, board: str) -> firmware.FirmwareBuild:
         if boards.get_board(board).ram.length < 64 * 1024:
             work.setdefault("small", tiny_artifact(work["dir"] / "small", d_model=32, d_ff=32, n_blocks=2,
                                                    seq_max=16, vocab_size=150, wide=False))
-            work["fw"][board] = firmware.build_firmware(work["small"], board, work["dir"] / board, line_max=128)
+            work["fw"][board] = firmware.build_firmware(work["small"], board, work["dir"] / board)
         else:
             work["fw"][board] = firmware.build_firmware(work["art"], board, work["dir"] / board)
     return work["fw"][board]
