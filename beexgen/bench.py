@@ -266,7 +266,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     import torch
 
     from beexgen.core import artifact
-    from beexgen.codegen import build as build_mod, firmware
+    from beexgen.codegen import boards, build as build_mod, firmware
     from beexgen.train import deploy, evaluate, policies
     from beexgen.train.trainer import load_run
 
@@ -320,7 +320,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
 
     # firmware for the real board: size table
     bdir = run_dir / "build"
-    fw = firmware.build_firmware(art, "nucleo-f411re", bdir / "nucleo-f411re")
+    fw = firmware.build_firmware(art, boards.DEFAULT_BOARD, bdir / boards.DEFAULT_BOARD)
     rec["nucleo"] = {"flash_used": fw.flash_used, "flash_total": fw.flash_total, "ram_used": fw.ram_used,
                      "ram_total": fw.ram_total, "stack_worst": fw.stack.worst, "stack_reserved": fw.stack_reserved,
                      "table": firmware.format_size_table(fw)}
@@ -392,6 +392,74 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     rec["m4"]["instr_per_bmac_all"] = float(cost.mean() / np.mean([p.bmacs for p in qp]))
     log(f"{ds}: M4 {rec['m4']['mean'] / 1e6:.2f} M instr/sentence mean; QEMU==host {rec['qemu_vs_host_identical']}")
     return rec
+
+
+# --------------------------------------------------------------------------- cores
+
+# One QEMU board per Cortex-M core (codegen/boards/*.toml); `python -m beexgen.bench
+# --cores RUN` runs this block alone over an existing run.
+CORE_BOARDS = ("microbit", "mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547")
+
+
+def cores_bench(run_dir: Path, work: Path, n: int | None = None, core_boards=CORE_BOARDS) -> dict:
+    """The run's default model on every core: for each board of core_boards the firmware
+    build (flash, RAM) and, when it fits, QEMU -icount instructions per sentence over the
+    first n test sentences (all by default) and how many replies equal the host
+    emulator's; when it does not fit, the build's reason. Keys of shared BENCH.md "cores"."""
+    from beexgen.core import artifact
+    from beexgen.codegen import boards, build as build_mod, firmware
+    from beexgen.train.trainer import load_run
+
+    run = load_run(run_dir)
+    art = artifact.load(Path(run_dir) / "artifact")
+    _, _, idx_t = run.part("test")
+    texts = [run.texts[i] for i in idx_t]
+    texts = texts[:n] if n else texts
+    line_max = max(512, 1 << (max(len(t.encode()) + 3 for t in texts) - 1).bit_length())
+    exe = build_mod.build_host(art, Path(work) / "host", line_max=line_max)
+    host = device_replies(f"exec:{exe}", texts)
+    strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)   # noqa: E731
+    out = {}
+    for name in core_boards:
+        b = boards.get_board(name)
+        rec = {"board": name, "float_abi": "hard" if b.cpu.hard_float else "soft",
+               "flash_total": b.flash.length, "ram_total": b.ram.length, "dataset": Path(run_dir).name}
+        try:
+            fw = firmware.build_firmware(art, name, Path(work) / name, line_max=line_max)
+        except firmware.FirmwareTooBig as e:
+            rec.update(fits=False, flash_bytes=e.build.flash_used, ram_bytes=e.build.ram_used,
+                       reason="; ".join(e.build.problems()), instructions_mean=None, qemu_equals_host=None)
+            log(f"cores: {b.core} ({name}) does not fit: {rec['reason']}")
+            out[b.core] = rec
+            continue
+        t0 = time.time()
+        qp = qemu_replies(fw.elf, name, texts)
+        same = sum(not isinstance(a, Exception) and strip(a.line) == strip(h.line) for a, h in zip(qp, host))
+        cost = np.array([p.cost for p in qp if not isinstance(p, Exception)], dtype=np.float64)
+        rec.update(fits=True, flash_bytes=fw.flash_used, ram_bytes=fw.ram_used, stack_worst=fw.stack.worst,
+                   instructions_mean=int(round(cost.mean())), instructions_p95=int(round(np.percentile(cost, 95))),
+                   qemu_equals_host=[int(same), len(texts)], seconds=round(time.time() - t0, 1))
+        log(f"cores: {b.core} ({name}) {cost.mean() / 1e6:.2f} M instr/sentence, QEMU==host {same}/{len(texts)}")
+        out[b.core] = rec
+    return out
+
+
+def cores_markdown(cores: dict) -> str:
+    """The per-core table (README, between <!-- bench-cores:begin/end --> markers)."""
+    first = next(iter(cores.values()))
+    L = [f"The default model ({first['dataset']}) on every Cortex-M core QEMU emulates: instructions per "
+         "test sentence under `-icount` (default exit policy), the firmware's flash and RAM "
+         "(statics + reserved stack), and how many replies equal the host emulator's:", "",
+         "| core | board | float | instructions / sentence (mean, p95) | flash | RAM | QEMU == host |",
+         "|---|---|---|---|---|---|---|"]
+    for core, r in cores.items():
+        size = f"{r['flash_bytes'] / 1024:.0f} KB | {r['ram_bytes'] / 1024:.0f} KB"
+        if r["fits"]:
+            L.append(f"| {core} | {r['board']} | {r['float_abi']} | {r['instructions_mean'] / 1e6:.2f} M "
+                     f"({r['instructions_p95'] / 1e6:.2f} M) | {size} | {r['qemu_equals_host'][0]}/{r['qemu_equals_host'][1]} |")
+        else:
+            L.append(f"| {core} | {r['board']} | {r['float_abi']} | does not fit: {r['reason']} | {size} | - |")
+    return "\n".join(L) + "\n"
 
 
 # --------------------------------------------------------------------------- tables
@@ -549,9 +617,9 @@ def bench_json(results: list[dict], meta: dict, kernel: dict) -> dict:
     return out
 
 
-def update_readme(readme: Path, md: str) -> None:
+def update_readme(readme: Path, md: str, tag: str = "bench") -> None:
     text = readme.read_text()
-    a, b = "<!-- bench:begin -->", "<!-- bench:end -->"
+    a, b = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     if a not in text or b not in text:
         raise SystemExit(f"{readme}: no {a} ... {b} markers")
     head, rest = text.split(a, 1)
@@ -575,6 +643,7 @@ def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, 
             "commit": _commit(), "train_seconds": {k: round(v) for k, v in train_times.items()}}
     md = markdown(results, meta, kernel)
     doc = bench_json(results, meta, kernel)
+    doc["cores"] = cores = cores_bench(out / datasets[0], out / "cores")
     (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float) + "\n")
     (out / "bench.md").write_text(md + "\n" + "\n\n".join(f"### {r['dataset']}: nucleo-f411re\n```\n{r['nucleo']['table']}\n```" for r in results) + "\n")
     if json_out:
@@ -582,6 +651,7 @@ def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, 
         Path(json_out).write_text(json.dumps(doc, indent=2, default=float) + "\n")
     if readme:
         update_readme(Path(readme), md)
+        update_readme(Path(readme), cores_markdown(cores), tag="bench-cores")
     print(md)
     return {"meta": meta, "results": results}
 
@@ -592,3 +662,36 @@ def _commit() -> str:
                               cwd=Path(__file__).resolve().parent.parent).stdout.strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def cores_main(argv=None) -> None:
+    """python -m beexgen.bench --cores RUN [--n N] [--work DIR] [--json docs/bench.json] [--readme README.md]:
+    the per-core block alone over an existing run; merges its "cores" into the JSON file."""
+    import click
+
+    @click.command()
+    @click.option("--cores", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                  help="A bench run directory (e.g. runs/bench/rotten_tomatoes); only read.")
+    @click.option("--n", type=int, help="Test sentences per core [all].")
+    @click.option("--work", default="runs/bench/cores", show_default=True, type=click.Path(file_okay=False),
+                  help="Where the builds go.")
+    @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Merge into this bench.json.")
+    @click.option("--readme", type=click.Path(exists=True, dir_okay=False),
+                  help="Write the table between this file's <!-- bench-cores:begin/end --> markers.")
+    def cmd(run_dir, n, work, json_out, readme):
+        cores = cores_bench(Path(run_dir), Path(work), n=n)
+        if json_out:
+            p = Path(json_out)
+            doc = json.loads(p.read_text()) if p.is_file() else {}
+            doc["cores"] = cores
+            p.write_text(json.dumps(doc, indent=2, default=float) + "\n")
+        md = cores_markdown(cores)
+        if readme:
+            update_readme(Path(readme), md, tag="bench-cores")
+        print(md)
+
+    cmd.main(args=argv, prog_name="python -m beexgen.bench", standalone_mode=True)
+
+
+if __name__ == "__main__":
+    cores_main()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from beexgen import __version__
+from beexgen.codegen import boards as _board_registry   # standard library only: the --board help
 
 
 def _floats(s: str | None) -> list[float] | None:
@@ -111,8 +112,9 @@ def _train_command(fn):
 @click.argument("dataset")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<dataset>].")
 @click.option("--with-twin", is_flag=True, help="Also train the full-precision twin into RUN/twin.")
-@click.option("--board", default="nucleo-f411re", show_default=True,
-              help="Check before training that the model's RAM (seq_max tokens) fits this board; 'none' skips.")
+@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+              help="Check before training that the model's RAM (seq_max tokens) fits this board "
+                   f"({_board_registry.board_help()}); 'none' skips.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, out, with_twin, board, quiet, **settings):
     """Train a BEExformer on DATASET, export its artifact and print the eval table.
@@ -370,8 +372,9 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
 @click.option("--target", type=click.Choice(["host", "cortex-m4"]), default="cortex-m4", show_default=True,
               help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
                    "cortex-m4: firmware for --board.")
-@click.option("--board", default="nucleo-f411re", show_default=True,
-              help="Board for --target cortex-m4: mps2-an386, netduinoplus2 (QEMU) or nucleo-f411re.")
+@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+              help="Board for --target cortex-m4 (any Cortex-M core: the board names it; "
+                   f"codegen/boards/<board>.toml): {_board_registry.board_help()}.")
 @click.option("--out", type=click.Path(file_okay=False), help="Build directory [ARTIFACT/../build/<board>].")
 @click.option("--dsp", is_flag=True, help="Use the Cortex-M4 DSP (ACLE) path of the kernels.")
 @click.option("--cmsis", "cmsis_include", type=click.Path(exists=True, file_okay=False),
@@ -414,7 +417,8 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--board", default="mps2-an386", show_default=True, help="An emulated board: mps2-an386 or netduinoplus2.")
+@click.option("--board", default="mps2-an386", show_default=True,
+              help=f"An emulated board: {_board_registry.board_help(emulated_only=True)}.")
 @click.option("--serial", "serial_kind", type=click.Choice(["tcp", "pty"]), default="tcp", show_default=True)
 @click.option("--port-file", type=click.Path(dir_okay=False), help="Also write the --port value to this file.")
 @click.option("--rebuild/--no-rebuild", default=True, show_default=True, help="Build the firmware first.")
@@ -457,7 +461,8 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
 
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--board", default="nucleo-f411re", show_default=True)
+@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+              help=f"A real board: {', '.join(n for n, b in sorted(_board_registry.BOARDS.items()) if not b.emulated)}.")
 def flash(artifact_dir, board):
     """Program a real board with openocd, st-flash or pyocd (whichever is installed),
     or say how to copy fw.bin to the board's USB drive."""
@@ -485,6 +490,14 @@ def fetch(names):
             raise click.BadParameter(f"unknown data set {n!r} (offline sets: {', '.join(data.OFFLINE)})",
                                      param_hint="NAMES")
         click.echo(f"{n}: {data.fetch(n)}")
+
+
+@main.command("boards")
+def boards_cmd():
+    """List the boards (codegen/boards/*.toml): core, float ABI, flash, RAM, QEMU machine.
+
+    A new board of a known family is one more file there (docs/INTERNALS.md)."""
+    click.echo(_board_registry.board_table())
 
 
 @main.command("bench")

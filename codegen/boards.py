@@ -1,33 +1,84 @@
-"""Cortex-M4 boards as data.
+"""Cortex-M cores and boards as data.
 
-A board is its memory map, its UART (kind, address, interrupt), its cost counter and
-its clock: no code paths. The firmware's C reads these facts from the generated board
-header (`bx_board.h`, through `Board.c_defines()`) and the linker script
-(`cm4.ld.j2`, through `Board.flash` / `Board.ram`). Adding a board is adding an entry
-to `BOARDS`; only a new UART *kind* needs a new driver (firmware_templates/uart_<kind>.c,
-see `UART_DRIVERS`).
+A board is one TOML file in codegen/boards/ (`<name>.toml`): its core, memory map, UART
+(kind, address, interrupt), cost counter and clock, with no code paths. A core is one
+table of codegen/cores.toml: -mcpu, FPU and float ABI, DSP, Thumb-2, VTOR, exception
+frame size and the Arm kernel files it can run. Both load here into the dataclasses
+below; the firmware's C reads the facts from the generated board header (`bx_board.h`,
+through `Board.c_defines()`) and the linker script (`cortexm.ld.j2`, through
+`Board.flash` / `Board.ram`), the compiler from `Board.arch_flags()`.
+
+Adding a board of a known family is adding one file to codegen/boards/. Only a new
+*kind* of UART, counter or clock needs C: firmware_templates/uart_<kind>.c,
+counter_<kind>.c or clock_<kind>.c (the tables UART_DRIVERS, COUNTER_DRIVERS,
+CLOCK_DRIVERS). A new core is a table in cores.toml.
 
 Cost counters (what `bx_platform_cost()` counts):
-- "cmsdk_timer": CMSDK APB timer0 (mps2) counting down at `counter_hz`. Under QEMU
+- "cmsdk_timer": CMSDK APB timer0 (mps2, mps3) counting down at `counter.hz`. Under QEMU
   `-icount shift=S,sleep=off` every guest instruction advances virtual time by 2**S ns,
-  so instructions = ticks * 1e9 / (counter_hz * 2**S): for 25 MHz and S = 10 that is
-  ticks * 40 / 2**10 (TOOLCHAIN.md). The ratio is emitted as an integer multiplier and
-  a shift (BX_COST_MUL, BX_COST_SHIFT), computed here once.
+  so instructions = ticks * 1e9 / (hz * 2**S): for 25 MHz and S = 10 that is
+  ticks * 40 / 2**10. The ratio is emitted as an integer multiplier and a shift
+  (BX_COST_MUL, BX_COST_SHIFT), computed here once.
+- "nrf_timer": the nRF51/nRF52 TIMER0 in 32-bit timer mode at 16 MHz (prescaler 0),
+  read through a capture task; the same ratio as cmsdk_timer with hz = 16 MHz.
 - "stm32_tim": a 32-bit STM32 general-purpose timer (TIM2) counting up. QEMU clocks its
   timers at 1 GHz; a prescaler of 2**S - 1 makes one tick per 2**S ns, i.e. exactly one
   tick per instruction under -icount shift=S.
-- "dwt": the DWT cycle counter (CYCCNT). Real silicon only: it reads 0 under QEMU.
+- "dwt": the DWT cycle counter (CYCCNT). Real silicon only (it reads 0 under QEMU), and
+  Armv7-M / Armv8-M Mainline only.
+- "systick": SysTick (every Cortex-M): 24 bits at the core clock `hz`, its wrap interrupt
+  counting the wraps (counter_systick.c); instructions under QEMU -icount (the same
+  ratio as cmsdk_timer), cycles on silicon. mps3-an547 uses it: the SSE-300 has no
+  CMSDK timer.
 """
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 ICOUNT_SHIFT = 10          # -icount shift=10: one guest instruction = 1024 ns of virtual time
+BOARD_DIR = Path(__file__).with_name("boards")
+CORES_FILE = Path(__file__).with_name("cores.toml")
+
+# Driver file of each UART, counter and clock kind (firmware_templates/).
+UART_DRIVERS = {"cmsdk": "uart_cmsdk.c", "stm32": "uart_stm32.c", "nrf": "uart_nrf.c"}
+COUNTER_DRIVERS = {"cmsdk_timer": "counter_cmsdk_timer.c", "stm32_tim": "counter_stm32_tim.c",
+                   "dwt": "counter_dwt.c", "nrf_timer": "counter_nrf_timer.c", "systick": "counter_systick.c"}
+CLOCK_DRIVERS = {"reset": "clock_reset.c", "stm32f4_hsi_pll": "clock_stm32f4.c"}
+COUNTER_UNITS = ("instr", "cycles")
 
 
 class UnknownBoardError(ValueError):
     """A board name that is not in BOARDS."""
+
+
+class BoardFileError(ValueError):
+    """A board or core data file that does not describe a board or core."""
+
+
+@dataclass(frozen=True)
+class Core:
+    name: str              # "cortex-m4"
+    description: str
+    mcpu: str              # gcc -mcpu=
+    fpu: str | None        # gcc -mfpu= (hard float); None: soft float
+    dsp: bool              # DSP extension
+    thumb2: bool           # Thumb-2 (Armv7-M and later); False: Armv6-M Thumb-1
+    vtor: bool             # SCB->VTOR exists
+    exception_frame: int   # bytes one exception entry pushes, alignment word included
+    kernels: tuple = ()    # Arm kernel files by name ("arm_thumb2", "arm_dsp")
+    cmsis_header: str = "" # CMSIS-Core header (core_cm4.h ...)
+
+    @property
+    def hard_float(self) -> bool:
+        return self.fpu is not None
+
+    def arch_flags(self) -> list[str]:
+        """gcc flags selecting this core, its FPU and float ABI."""
+        fp = [f"-mfpu={self.fpu}", "-mfloat-abi=hard"] if self.fpu else ["-mfloat-abi=soft"]
+        return [f"-mcpu={self.mcpu}", "-mthumb", *fp]
 
 
 @dataclass(frozen=True)
@@ -42,7 +93,7 @@ class Region:
 
 @dataclass(frozen=True)
 class Uart:
-    kind: str              # "cmsdk" | "stm32": selects firmware_templates/uart_<kind>.c
+    kind: str              # selects firmware_templates/uart_<kind>.c (UART_DRIVERS)
     base: int
     irq: int               # NVIC interrupt number of the receive interrupt
     baud: int = 115200
@@ -50,14 +101,14 @@ class Uart:
     # STM32 only: RCC enable bits and the pins (port, rx pin, tx pin, alternate function)
     rcc_apb1: int = 0      # bit in RCC_APB1ENR
     rcc_apb2: int = 0      # bit in RCC_APB2ENR
-    gpio: tuple | None = None   # (port letter, tx pin, rx pin, alternate function)
+    gpio: tuple | None = None   # STM32: (port letter, tx pin, rx pin, alternate function); nRF: (tx pin, rx pin)
 
 
 @dataclass(frozen=True)
 class Counter:
-    kind: str              # "cmsdk_timer" | "stm32_tim" | "dwt"
+    kind: str              # selects firmware_templates/counter_<kind>.c (COUNTER_DRIVERS)
     unit: str              # "instr" (QEMU -icount) or "cycles" (silicon)
-    base: int = 0          # timer base address (unused for dwt)
+    base: int = 0          # timer base address (unused for dwt, systick)
     hz: int = 0            # timer input clock
     rcc_apb1: int = 0      # STM32 timer clock-enable bit in RCC_APB1ENR
 
@@ -72,12 +123,19 @@ class Board:
     counter: Counter
     clock_hz: int                      # core clock after start-up
     nvic_irqs: int                     # external interrupts in the vector table
+    core: str = "cortex-m4"            # a table of cores.toml
+    family: str = ""                   # SoC family (mps2, stm32f4, nrf51 ...): documentation and grouping
+    nvic_prio_bits: int = 4            # __NVIC_PRIO_BITS of the device
     qemu_machine: str | None = None    # None: real hardware only
-    clock_setup: str | None = None     # None: run from the reset clock; "stm32f4_hsi_pll"
+    clock_setup: str | None = None     # None: run from the reset clock; else a CLOCK_DRIVERS kind
     pll: dict = field(default_factory=dict)   # PLL M, N, P, flash wait states, APB1 divider
     flash_tools: dict = field(default_factory=dict)   # tool -> arguments (codegen/flash.py)
     usb_drive_hint: str = ""           # mass-storage name for drag-and-drop flashing
     serial_hint: str = ""              # where the UART appears on the host
+    default_stack: int = 0             # stack bytes the linker reserves by default (0: firmware's default)
+    line_max: int = 0                  # default BX_LINE_MAX (request bytes per line; 0: the firmware's 512):
+                                       # the line buffer and receive ring scale with it
+    note: str = ""                     # shown in the board list (e.g. why the default model cannot fit)
 
     @property
     def emulated(self) -> bool:
@@ -87,10 +145,27 @@ class Board:
     def cost_unit(self) -> str:
         return self.counter.unit
 
+    @property
+    def cpu(self) -> Core:
+        """The core record (cores.toml) of this board."""
+        return get_core(self.core)
+
+    def arch_flags(self) -> list[str]:
+        """The compiler flags of the board's core: -mcpu, -mthumb, FPU and float ABI."""
+        return self.cpu.arch_flags()
+
+    @property
+    def clock_kind(self) -> str:
+        return self.clock_setup or "reset"
+
+    def driver_files(self) -> list[str]:
+        """The C files of this board's UART, counter and clock kinds."""
+        return [UART_DRIVERS[self.uart.kind], COUNTER_DRIVERS[self.counter.kind], CLOCK_DRIVERS[self.clock_kind]]
+
     def cost_scale(self) -> tuple[int, int]:
         """(mul, shift): bx_platform_cost() = (ticks * mul + 2**(shift-1)) >> shift."""
         c = self.counter
-        if c.kind == "cmsdk_timer":
+        if c.kind in ("cmsdk_timer", "nrf_timer") or (c.kind == "systick" and c.unit == "instr"):
             # instructions = ticks * 1e9 / (hz * 2**S)
             r = Fraction(10**9, c.hz * 2**ICOUNT_SHIFT)
             shift = 0
@@ -103,12 +178,18 @@ class Board:
         return 1, 0
 
     def c_defines(self) -> list[tuple[str, str]]:
-        """The board facts the Cortex-M4 C needs, as (macro, value) pairs for bx_board.h."""
-        u, c = self.uart, self.counter
+        """The board and core facts the Cortex-M C needs, as (macro, value) pairs for bx_board.h."""
+        u, c, k = self.uart, self.counter, self.cpu
         mul, shift = self.cost_scale()
         d = [
-            ("BX_CM4_NVIC_IRQS", str(self.nvic_irqs)),
-            ("BX_CM4_CLOCK_HZ", f"{self.clock_hz}u"),
+            ("BX_CM_NVIC_IRQS", str(self.nvic_irqs)),
+            ("BX_CM_CLOCK_HZ", f"{self.clock_hz}u"),
+            ("BX_NVIC_PRIO_BITS", str(self.nvic_prio_bits)),
+            ("BX_CORE_FPU", str(int(k.hard_float))),
+            ("BX_CORE_DSP", str(int(k.dsp))),
+            ("BX_CORE_THUMB2", str(int(k.thumb2))),
+            ("BX_CORE_VTOR", str(int(k.vtor))),
+            ("BX_CMSIS_CORE_HEADER", f'"{k.cmsis_header}"'),
             (f"BX_UART_KIND_{u.kind.upper()}", "1"),
             ("BX_UART_BASE", f"0x{u.base:08x}u"),
             ("BX_UART_IRQ", str(u.irq)),
@@ -125,6 +206,9 @@ class Board:
             d += [("BX_UART_RCC_APB1", f"0x{u.rcc_apb1:08x}u"), ("BX_UART_RCC_APB2", f"0x{u.rcc_apb2:08x}u"),
                   ("BX_UART_GPIO_PORT", str(ord(port) - ord("A"))), ("BX_UART_TX_PIN", str(tx)),
                   ("BX_UART_RX_PIN", str(rx)), ("BX_UART_AF", str(af))]
+        if u.kind == "nrf":
+            tx, rx = u.gpio
+            d += [("BX_UART_TX_PIN", str(tx)), ("BX_UART_RX_PIN", str(rx))]
         if c.kind == "stm32_tim":
             d.append(("BX_COUNTER_RCC_APB1", f"0x{c.rcc_apb1:08x}u"))
         if self.clock_setup == "stm32f4_hsi_pll":
@@ -135,60 +219,79 @@ class Board:
         return d
 
 
-# Driver file of each UART kind.
-UART_DRIVERS = {"cmsdk": "uart_cmsdk.c", "stm32": "uart_stm32.c"}
+# --------------------------------------------------------------------------- loading
 
-_RCC_APB1_USART2 = 1 << 17
-_RCC_APB1_TIM2 = 1 << 0
-_RCC_APB2_USART1 = 1 << 4
+def _take(d: dict, cls, where: str, **fixed):
+    """cls(**d), with unknown or missing keys reported against the file."""
+    names = {f for f in cls.__dataclass_fields__} - set(fixed)
+    unknown = set(d) - names
+    if unknown:
+        raise BoardFileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(names))}")
+    try:
+        return cls(**fixed, **d)
+    except TypeError as e:
+        raise BoardFileError(f"{where}: {e}") from None
 
-BOARDS: dict[str, Board] = {b.name: b for b in [
-    Board(
-        name="mps2-an386",
-        description="ARM MPS2 with AN386 (Cortex-M4F), emulated by QEMU",
-        flash=Region(0x00000000, 4 << 20), ram=Region(0x20000000, 4 << 20),
-        # CMSDK APB UART0: RX interrupt 0, TX interrupt 1 (QEMU hw/arm/mps2.c)
-        uart=Uart("cmsdk", 0x40004000, irq=0, pclk_hz=25_000_000),
-        counter=Counter("cmsdk_timer", "instr", base=0x40000000, hz=25_000_000),
-        clock_hz=25_000_000, nvic_irqs=32, qemu_machine="mps2-an386",
-        serial_hint="QEMU -serial (tcp or pty)",
-    ),
-    Board(
-        name="netduinoplus2",
-        description="Netduino Plus 2 (STM32F405RG, Cortex-M4F), emulated by QEMU",
-        flash=Region(0x08000000, 1 << 20), ram=Region(0x20000000, 128 << 10),
-        # QEMU's stm32f405 SoC wires -serial 0 to USART1 (0x40011000, IRQ 37) and models
-        # TIM2..5 at 1 GHz; RCC and GPIO are unimplemented (writes are ignored), so the
-        # firmware stays on the 16 MHz reset clock (HSI) and sets up no PLL.
-        uart=Uart("stm32", 0x40011000, irq=37, pclk_hz=16_000_000, rcc_apb2=_RCC_APB2_USART1,
-                  gpio=("A", 9, 10, 7)),
-        counter=Counter("stm32_tim", "instr", base=0x40000000, hz=1_000_000_000, rcc_apb1=_RCC_APB1_TIM2),
-        clock_hz=16_000_000, nvic_irqs=96, qemu_machine="netduinoplus2",
-        serial_hint="QEMU -serial (tcp or pty)",
-    ),
-    Board(
-        name="nucleo-f411re",
-        description="ST NUCLEO-F411RE (STM32F411RE, Cortex-M4F, 100 MHz)",
-        flash=Region(0x08000000, 512 << 10), ram=Region(0x20000000, 128 << 10),
-        # USART2 on PA2 (TX) / PA3 (RX), AF7, wired to the ST-Link virtual COM port.
-        uart=Uart("stm32", 0x40004400, irq=38, pclk_hz=50_000_000, rcc_apb1=_RCC_APB1_USART2,
-                  gpio=("A", 2, 3, 7)),
-        counter=Counter("dwt", "cycles"),
-        clock_hz=100_000_000, nvic_irqs=96,
-        # HSI 16 MHz / M=16 -> 1 MHz; x N=400 -> 400 MHz VCO; / P=4 -> 100 MHz SYSCLK;
-        # Q=8 -> 50 MHz (USB unused). 3 flash wait states at 100 MHz and 3.3 V
-        # (RM0383 table 6); APB1 (max 50 MHz) = HCLK / 2; APB2 = HCLK.
-        clock_setup="stm32f4_hsi_pll",
-        pll={"m": 16, "n": 400, "p": 4, "q": 8, "latency": 3, "apb1_div": 2},
-        flash_tools={
-            "openocd": ["-f", "board/st_nucleo_f4.cfg", "-c", "program {elf} verify reset exit"],
-            "st-flash": ["--reset", "write", "{bin}", "0x08000000"],
-            "pyocd": ["flash", "-t", "stm32f411retx", "{hex}"],
-        },
-        usb_drive_hint="NODE_F411RE",
-        serial_hint="/dev/ttyACM0 (ST-Link virtual COM port, 115200 8N1)",
-    ),
-]}
+
+def load_cores(path: Path = CORES_FILE) -> dict[str, Core]:
+    data = tomllib.loads(path.read_text())
+    cores = {}
+    for name, t in data.items():
+        t = dict(t)
+        t.setdefault("fpu", None)
+        t["kernels"] = tuple(t.get("kernels", ()))
+        cores[name] = _take(t, Core, f"{path.name} [{name}]", name=name)
+    return cores
+
+
+def load_board(path: Path, cores: dict[str, Core] | None = None) -> Board:
+    """One board file: top-level scalars, [flash], [ram], [uart], [counter], [pll], [flash_tools]."""
+    where = str(path)
+    try:
+        t = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise BoardFileError(f"{where}: {e}") from None
+    name = t.pop("name", Path(path).stem)
+    if name != Path(path).stem:
+        raise BoardFileError(f"{where}: name {name!r} differs from the file name {Path(path).stem!r}")
+    for key, cls in (("flash", Region), ("ram", Region), ("uart", Uart), ("counter", Counter)):
+        if key not in t:
+            raise BoardFileError(f"{where}: no [{key}] table")
+        sub = dict(t[key])
+        if "gpio" in sub:
+            sub["gpio"] = tuple(sub["gpio"])
+        t[key] = _take(sub, cls, f"{where} [{key}]")
+    b = _take(t, Board, where, name=name)
+    cores = CORES if cores is None else cores
+    checks = [
+        (b.core in cores, f"core {b.core!r} is not in cores.toml ({', '.join(cores)})"),
+        (b.uart.kind in UART_DRIVERS, f"uart kind {b.uart.kind!r}: known {', '.join(UART_DRIVERS)}"),
+        (b.counter.kind in COUNTER_DRIVERS, f"counter kind {b.counter.kind!r}: known {', '.join(COUNTER_DRIVERS)}"),
+        (b.clock_kind in CLOCK_DRIVERS, f"clock_setup {b.clock_kind!r}: known {', '.join(CLOCK_DRIVERS)}"),
+        (b.counter.unit in COUNTER_UNITS, f"counter unit {b.counter.unit!r}: known {', '.join(COUNTER_UNITS)}"),
+        (b.counter.kind != "dwt" or b.core not in cores or cores[b.core].thumb2,
+         "the dwt counter needs an Armv7-M or Armv8-M Mainline core (no DWT CYCCNT on Armv6-M)"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise BoardFileError(f"{where}: {msg}")
+    return b
+
+
+def load_boards(board_dir: Path = BOARD_DIR) -> dict[str, Board]:
+    return {b.name: b for b in (load_board(p) for p in sorted(Path(board_dir).glob("*.toml")))}
+
+
+CORES: dict[str, Core] = load_cores()
+BOARDS: dict[str, Board] = load_boards()
+
+
+def get_core(name: str) -> Core:
+    try:
+        return CORES[name]
+    except KeyError:
+        raise UnknownBoardError(f"unknown core {name!r}; known cores: {', '.join(CORES)}") from None
 
 
 def get_board(name: str) -> Board:
@@ -198,3 +301,24 @@ def get_board(name: str) -> Board:
     except KeyError:
         raise UnknownBoardError(
             f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}") from None
+
+
+DEFAULT_BOARD = "nucleo-f411re"      # the real board `beexgen build`, `flash` and the RAM check assume
+
+
+def board_help(emulated_only: bool = False) -> str:
+    """'name (core, QEMU), ...' for the CLI's --board help, from the registry."""
+    rows = [f"{n} ({b.cpu.name}{', QEMU' if b.emulated and not emulated_only else ''})"
+            for n, b in sorted(BOARDS.items()) if b.emulated or not emulated_only]
+    return ", ".join(rows)
+
+
+def board_table() -> str:
+    """One line per board: name, core, float ABI, flash, RAM, QEMU machine or real, note."""
+    rows = [f"{'board':15} {'core':11} {'float':5} {'flash':>8} {'RAM':>8}  {'runs on':13} description"]
+    for n, b in sorted(BOARDS.items()):
+        where = f"QEMU {b.qemu_machine}" if b.emulated else "hardware"
+        desc = b.description + (f" [{b.note}]" if b.note else "")
+        rows.append(f"{n:15} {b.core:11} {'hard' if b.cpu.hard_float else 'soft':5} "
+                    f"{b.flash.length >> 10:>6} K {b.ram.length >> 10:>6} K  {where:13} {desc}")
+    return "\n".join(rows)

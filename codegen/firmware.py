@@ -1,10 +1,10 @@
-"""The Cortex-M4 firmware build: generated project + start-up + UART driver + platform,
+"""The Cortex-M firmware build: generated project + start-up + board drivers + platform,
 compiled with arm-none-eabi-gcc, checked against the board's flash, RAM and stack.
 
     build = build_firmware("runs/art", "nucleo-f411re", "build/f411")
     print(format_size_table(build))
 
-Output in out_dir: src/ (the C project and the rendered linker script cm4.ld), obj/
+Output in out_dir: src/ (the C project and the rendered linker script cortexm.ld), obj/
 (objects, .su stack-usage and .ci call-graph files), fw.elf, fw.bin, fw.hex, fw.map and
 build.json. Raises FirmwareTooBig (its message is the size table) when the image does not
 fit the flash, the statics plus the reserved stack do not fit the RAM, or the worst-case
@@ -38,17 +38,20 @@ CC = "arm-none-eabi-gcc"
 OBJCOPY = "arm-none-eabi-objcopy"
 READELF = "arm-none-eabi-readelf"
 NM = "arm-none-eabi-nm"
-ARM_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-std=c11", "-O2",
+# Flags of every Cortex-M build; the core's own (-mcpu, FPU, float ABI) are board.arch_flags().
+ARM_CFLAGS = ["-std=c11", "-O2",
               "-ffp-contract=off", "-fno-math-errno", "-ffunction-sections", "-fdata-sections",
               "-fstack-usage", "-fcallgraph-info=su", "-Wall", "-Wextra", "-Werror", "-g"]
 ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
-# The Cortex-M4 kernel files (bx_kernels_arm*.c: their bx_binlinear replaces the weak
-# portable one of bx_kernels.c) go into firmware builds only, never the host emulator.
-CM4_KERNEL_SOURCES = ["bx_kernels_arm.c", "bx_kernels_arm_dsp.c", "bx_kernels_arm.h"]
-CM4_SOURCES = ["startup_cm4.c", "platform_cm4.c", "bx_cm4.h"] + CM4_KERNEL_SOURCES
-LINKER_TEMPLATE = "cm4.ld.j2"
+# The Arm kernel files by the names of the core records' `kernels` (codegen/cores.toml;
+# bx_kernels_arm*.c: their bx_binlinear replaces the weak portable one of bx_kernels.c);
+# firmware builds only, never the host emulator.
+KERNEL_FILES = {"arm_thumb2": ["bx_kernels_arm.c", "bx_kernels_arm.h"], "arm_dsp": ["bx_kernels_arm_dsp.c"]}
+CM4_KERNEL_SOURCES = KERNEL_FILES["arm_thumb2"] + KERNEL_FILES["arm_dsp"]   # m4bench.py
+CM4_SOURCES = ["startup_cortexm.c", "platform_cortexm.c", "bx_cortexm.h"]
+LINKER_TEMPLATE = "cortexm.ld.j2"
 DEFAULT_STACK = 8192
-EXCEPTION_FRAME = 104 + 4          # FP-extended exception frame + alignment padding
+EXCEPTION_FRAME = 104 + 4          # FP-extended exception frame + alignment (the core record's exception_frame)
 LIBRARY_FRAME_BOUND = 64           # newlib string functions are leaves with small frames
 FW = "fw"
 
@@ -127,7 +130,7 @@ def format_size_table(b: FirmwareBuild) -> str:
         f"  {'stack':6} {worst:>12} {b.stack_reserved:>10,} B  "
         f"{_pct(s.worst, b.stack_reserved) if s.worst is not None else '  ?   '}"
         f"   (worst case: main path {s.main_bytes:,} + UART interrupt {s.isr_bytes:,} + fault {s.fault_bytes:,}"
-        f" + 2 exception frames {2 * EXCEPTION_FRAME})",
+        f" + 2 exception frames {2 * board.cpu.exception_frame})",
         f"  deepest path: {' > '.join(s.main_path)}",
     ]
     rows += [f"  note: {n}" for n in s.notes]
@@ -239,7 +242,7 @@ def _short(fn: str) -> str:
     return f"{Path(file).name}:{name}" if sep else name
 
 
-def stack_analysis(obj_dir: Path) -> StackReport:
+def stack_analysis(obj_dir: Path, exception_frame: int = EXCEPTION_FRAME) -> StackReport:
     frames, edges = read_callgraph(obj_dir)
     notes, library, unbounded = [], set(), []
     memo: dict[str, tuple[int, list[str]]] = {}
@@ -271,7 +274,7 @@ def stack_analysis(obj_dir: Path) -> StackReport:
     main_bytes, main_path = deepest("bx_reset_handler")
     isr_bytes, _ = deepest("bx_uart_irq_handler")
     fault_bytes = max(deepest("bx_fault_report")[0], deepest("bx_default_handler")[0])
-    worst = main_bytes + isr_bytes + fault_bytes + 2 * EXCEPTION_FRAME
+    worst = main_bytes + isr_bytes + fault_bytes + 2 * exception_frame
     if library:
         notes.append(f"library functions counted as {LIBRARY_FRAME_BOUND} B each: {', '.join(sorted(library))}")
     if recursion:
@@ -289,8 +292,8 @@ def stack_analysis(obj_dir: Path) -> StackReport:
 
 def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, out_dir: str | Path, *,
                    dsp: bool = False, cmsis_include: str | Path | None = None,
-                   semihosting: bool | None = None, stack_bytes: int = DEFAULT_STACK,
-                   heap_bytes: int = 0, line_max: int = 512, defines=None,
+                   semihosting: bool | None = None, stack_bytes: int | None = None,
+                   heap_bytes: int = 0, line_max: int | None = None, defines=None,
                    command: str | None = None) -> FirmwareBuild:
     """Generate, compile and link the firmware of an artifact for a board.
 
@@ -303,6 +306,8 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     Raises FirmwareTooBig when it does not fit, build.BuildError when compiling fails,
     boards.UnknownBoardError for an unknown board."""
     board = boards_mod.get_board(board_name)
+    stack_bytes = stack_bytes or board.default_stack or DEFAULT_STACK
+    line_max = line_max or board.line_max or 512      # request bytes per line (BX_LINE_MAX)
     check_toolchain()
     if stack_bytes < 1024 or stack_bytes % 8:
         raise ValueError(f"stack_bytes {stack_bytes}: want a multiple of 8, at least 1024")
@@ -321,10 +326,13 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     files = build_mod.generate_sources(art, src, board_name=board.name, cost_unit=board.cost_unit,
                                        line_max=line_max, command=command,
                                        defines=board.c_defines() + list(dict(defines or {}).items()))
-    files += render.copy_sources(CM4_SOURCES + [boards_mod.UART_DRIVERS[board.uart.kind]], src)
-    ld = render_linker_script(board, src / "cm4.ld", stack_bytes, heap_bytes)
+    kernels = [f for k in board.cpu.kernels for f in KERNEL_FILES[k]]
+    files += render.copy_sources(CM4_SOURCES + kernels + board.driver_files(), src)
+    ld = render_linker_script(board, src / "cortexm.ld", stack_bytes, heap_bytes)
 
-    cflags = list(ARM_CFLAGS) + [f"-DBX_SEMIHOSTING={int(semihosting)}"]
+    cflags = board.arch_flags() + ARM_CFLAGS + [f"-DBX_SEMIHOSTING={int(semihosting)}"]
+    if dsp and "arm_dsp" not in board.cpu.kernels:
+        raise build_mod.BuildError(f"--dsp: {board.name}'s core {board.core} has no DSP kernel path")
     if dsp:
         cflags.append("-DBX_USE_DSP")
     if cmsis_include:
@@ -339,7 +347,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     elf, mapf = out / f"{FW}.elf", out / f"{FW}.map"
 
     def link(script: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
-        cmd = [CC, *cflags, *ARM_LDFLAGS, f"-T{script}", f"-Wl,-Map={mapf}", "-o", str(elf), *map(str, objects)]
+        cmd = [CC, *cflags, *ARM_LDFLAGS, f"-T{script}", f"-Wl,-Map={mapf}", "-o", str(elf), *map(str, objects), "-lm"]   # -lm: soft-float sqrtf
         return subprocess.run(cmd, capture_output=True, text=True), cmd
 
     r, cmd = link(ld)
@@ -359,17 +367,18 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
         board=board.name, out_dir=out, elf=elf, bin=out / f"{FW}.bin", hex=out / f"{FW}.hex", map=mapf,
         flash_used=sum(flash_parts.values()), flash_total=board.flash.length, flash_parts=flash_parts,
         ram_used=sum(ram_parts.values()), ram_total=board.ram.length, ram_parts=ram_parts,
-        stack_reserved=stack_bytes, stack=stack_analysis(obj), semihosting=semihosting, dsp=dsp,
+        stack_reserved=stack_bytes, stack=stack_analysis(obj, board.cpu.exception_frame), semihosting=semihosting, dsp=dsp,
         cflags=cflags, largest=largest_symbols(board, elf))
     if overflow or not fb.fits:
         elf.unlink(missing_ok=True)
         raise FirmwareTooBig(f"the model does not fit {board.name}:\n{format_size_table(fb)}\n"
-                             "Shrink the model (vocab_size, d_model, d_ff, seq_max, n_blocks) or pick a "
-                             "board with more memory (codegen/boards.py).", fb)
+                             + (f"{board.name}: {board.note}. " if board.note else "")
+                             + "Shrink the model (vocab_size, d_model, d_ff, seq_max, n_blocks) or pick a "
+                             "board with more memory (`beexgen boards`).", fb)
     _run([OBJCOPY, "-O", "binary", str(elf), str(fb.bin)], "objcopy -O binary")
     _run([OBJCOPY, "-O", "ihex", str(elf), str(fb.hex)], "objcopy -O ihex")
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(fb).items()}
-    manifest.update(target="cortex-m4", unit=board.cost_unit, artifact_hash=art.hash,
+    manifest.update(target="cortex-m4", core=board.core, unit=board.cost_unit, artifact_hash=art.hash,
                     qemu_machine=board.qemu_machine, line_max=line_max,
                     sources=[p.relative_to(out).as_posix() for p in sorted(files)])
     (out / build_mod.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")

@@ -1,7 +1,7 @@
 """Put a firmware build on a real board.
 
 `flash(board, build_dir)` uses the first of openocd, st-flash, pyocd found on PATH (the
-arguments per tool are board data, codegen/boards.py `flash_tools`), printing the exact
+arguments per tool are board data, [flash_tools] of codegen/boards/<board>.toml), printing the exact
 command it runs. Without any of them it explains the drag-and-drop route (NUCLEO
 boards show up as a USB drive; copying fw.bin onto it programs the chip) and returns 1.
 """

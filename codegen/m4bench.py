@@ -59,7 +59,8 @@ def _bench_cflags(dsp: bool) -> list[str]:
     """The firmware's compiler flags (codegen/firmware.py) minus the stack/call-graph
     reports, plus -DBX_USE_DSP for the DSP path."""
     drop = {"-fstack-usage", "-fcallgraph-info=su"}
-    return [f for f in fw_mod.ARM_CFLAGS if f not in drop] + (["-DBX_USE_DSP"] if dsp else [])
+    arch = fw_mod.boards_mod.get_core("cortex-m4").arch_flags()
+    return arch + [f for f in fw_mod.ARM_CFLAGS if f not in drop] + (["-DBX_USE_DSP"] if dsp else [])
 
 
 def _link_bench(out: Path, objects: list[Path], cflags: list[str]) -> Path:

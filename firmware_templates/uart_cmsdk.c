@@ -11,7 +11,7 @@
  * QEMU's character backend that the UART accepts input again.
  */
 #include "bx_board.h"
-#include "bx_cm4.h"
+#include "bx_cortexm.h"
 
 #define UART_DATA      BX_REG(BX_UART_BASE + 0x00u)
 #define UART_STATE     BX_REG(BX_UART_BASE + 0x04u)

@@ -11,7 +11,7 @@
  * or GPIO (the writes are ignored), real silicon needs them.
  */
 #include "bx_board.h"
-#include "bx_cm4.h"
+#include "bx_cortexm.h"
 
 #define USART_SR   BX_REG(BX_UART_BASE + 0x00u)
 #define USART_DR   BX_REG(BX_UART_BASE + 0x04u)

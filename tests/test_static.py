@@ -4,11 +4,12 @@
   --error-exitcode=1) over firmware_templates/*.c (with the generated headers of a
   rendered mps2-an386 project on the include path) and over every rendered project of a
   tiny artifact: the host emulator's (platform_host.c) and each board's firmware (start-up,
-  UART driver, platform_cm4.c; checked as a 32-bit platform, in the configuration that is
+  board drivers, platform_cortexm.c; checked as a 32-bit platform, in the configuration that is
   compiled: build_firmware's -D flags). Must be clean, except for
   the suppressions in SUPPRESS, each a reviewed false positive of cppcheck 2.10 in a file
   this test does not own (the owners may move them inline as `// cppcheck-suppress`).
-- The firmware of every board in codegen/boards.py builds with arm-none-eabi-gcc
+- The firmware of every board in codegen/boards/ builds (a smaller model with
+  the board's own BX_LINE_MAX on boards with less than 64 KiB of RAM: the micro:bit) with arm-none-eabi-gcc
   -Wall -Wextra -Werror (build_firmware's flags), fits, and the worst-case stack that
   build_firmware computes from -fstack-usage / -fcallgraph-info is known (no recursion,
   no unbounded frame) and within the stack the linker reserves.
@@ -31,10 +32,10 @@ CPPCHECK = ["cppcheck", "-q", "--enable=warning,portability,performance", "--err
             "--inline-suppr", "--std=c11"]
 # (cppcheck id, file pattern, why it is a false positive)
 SUPPRESS = [
-    ("comparePointers", "*startup_cm4.c",
+    ("comparePointers", "*startup_cortexm.c",
      "the .data/.bss copy loops compare addresses of linker-script symbols (__data_start .. "
      "__data_end): one region to the linker, distinct objects to cppcheck"),
-    ("comparePointers", "*platform_cm4.c",
+    ("comparePointers", "*platform_cortexm.c",
      "_sbrk compares the heap pointer with the linker symbols __heap_start / __heap_end"),
 ]
 
@@ -60,7 +61,12 @@ def work(tmp_path_factory):
 def firmware_build(work, board: str) -> firmware.FirmwareBuild:
     """build_firmware of a board, once per module (it raises on any warning: -Werror)."""
     if board not in work["fw"]:
-        work["fw"][board] = firmware.build_firmware(work["art"], board, work["dir"] / board)
+        if boards.get_board(board).ram.length < 64 * 1024:
+            work.setdefault("small", tiny_artifact(work["dir"] / "small", d_model=32, d_ff=32, n_blocks=2,
+                                                   seq_max=16, vocab_size=150, wide=False))
+            work["fw"][board] = firmware.build_firmware(work["small"], board, work["dir"] / board)
+        else:
+            work["fw"][board] = firmware.build_firmware(work["art"], board, work["dir"] / board)
     return work["fw"][board]
 
 
@@ -91,7 +97,7 @@ def test_cppcheck_rendered_firmware_project(work, board):
     b = firmware_build(work, board)
     src = b.out_dir / "src"
     files = list(src.glob("*.c"))
-    assert {"startup_cm4.c", "platform_cm4.c", "main.c"} <= {p.name for p in files}
+    assert {"startup_cortexm.c", "platform_cortexm.c", "main.c"} <= {p.name for p in files}
     defines = [f for f in b.cflags if f.startswith("-D")]
     assert defines
     cppcheck(files, src, ["--platform=unix32", *defines])

@@ -1,15 +1,17 @@
-/* bx_cm4.h: the few Cortex-M4 core registers the firmware uses, and the interface
- * between the platform layer (platform_cm4.c) and a UART driver (uart_<kind>.c).
+/* bx_cortexm.h: the few Cortex-M core registers the firmware uses, and the interface
+ * between the platform layer (platform_cortexm.c) and a board's drivers: its UART
+ * (uart_<kind>.c), cost counter (counter_<kind>.c) and clock (clock_<kind>.c).
  *
  * Register definitions. With -DBX_USE_CMSIS (codegen/firmware.py passes it together
- * with -I<cmsis include dir>) they come from CMSIS-Core's core_cm4.h; otherwise from
+ * with -I<cmsis include dir>) they come from the core's CMSIS-Core header
+ * (BX_CMSIS_CORE_HEADER, from codegen/cores.toml: core_cm4.h, core_cm0.h ...); otherwise from
  * the minimal definitions below (ARMv7-M Architecture Reference Manual addresses), so
  * the firmware builds with Debian's arm-none-eabi toolchain alone. Both give the same
  * accessors: BX_CPACR, BX_VTOR, BX_DEMCR, BX_DWT_CTRL, BX_DWT_CYCCNT, bx_nvic_enable(),
  * bx_irq_disable() / bx_irq_enable(), bx_wfi(), bx_dsb(), bx_isb().
  */
-#ifndef BX_CM4_H
-#define BX_CM4_H
+#ifndef BX_CORTEXM_H
+#define BX_CORTEXM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -19,14 +21,25 @@
 #define BX_REG(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 
 #if defined(BX_USE_CMSIS)
-/* The device-header part core_cm4.h expects before it is included. */
+/* The device-header part a CMSIS core header expects before it is included; the
+ * values come from the board and core records (bx_board.h). */
 typedef enum { BX_IRQN_RESERVED = -1 } IRQn_Type;
+#define __CM0_REV               0x0000U
+#define __CM0PLUS_REV           0x0000U
+#define __CM3_REV               0x0201U
 #define __CM4_REV               0x0001U
-#define __MPU_PRESENT           1U
-#define __NVIC_PRIO_BITS        4U
+#define __CM7_REV               0x0000U
+#define __CM33_REV              0x0000U
+#define __CM55_REV              0x0000U
+#define __MPU_PRESENT           0U
+#define __NVIC_PRIO_BITS        BX_NVIC_PRIO_BITS
 #define __Vendor_SysTickConfig  0U
-#define __FPU_PRESENT           1U
-#include "core_cm4.h"
+#define __VTOR_PRESENT          BX_CORE_VTOR
+#define __FPU_PRESENT           BX_CORE_FPU
+#define __DSP_PRESENT           BX_CORE_DSP
+#define __SAUREGION_PRESENT     0U
+#define __MVE_PRESENT           0U
+#include BX_CMSIS_CORE_HEADER
 #define BX_CPACR      (SCB->CPACR)
 #define BX_VTOR       (SCB->VTOR)
 #define BX_DEMCR      (CoreDebug->DEMCR)
@@ -66,10 +79,25 @@ void bx_uart_init(void);
 void bx_uart_write(const uint8_t *s, size_t n);
 /* Wait until the last byte has left the transmitter (before a reset or exit). */
 void bx_uart_flush(void);
-/* The UART's interrupt handler (vector 16 + BX_UART_IRQ, see startup_cm4.c). */
+/* The UART's interrupt handler (vector 16 + BX_UART_IRQ, see startup_cortexm.c). */
 void bx_uart_irq_handler(void);
 
-/* ---- provided by platform_cm4.c to the drivers --------------------------------- */
+/* ---- cost counter interface (one counter_<kind>.c per counter kind) ------------ */
+
+void     bx_counter_init(void);
+/* The raw 32-bit tick count, counting up (platform_cortexm.c extends and scales it). */
+uint32_t bx_counter_read(void);
+/* idle = 1 before the core sleeps in WFI, 0 after it wakes. */
+void     bx_counter_idle(int idle);
+#if defined(BX_COUNTER_SYSTICK)
+void     bx_systick_handler(void);      /* counter_systick.c: vector 15 */
+#endif
+
+/* ---- clock interface (one clock_<kind>.c per clock kind) ------------------------ */
+
+void     bx_clock_init(void);           /* first thing in bx_platform_init() */
+
+/* ---- provided by platform_cortexm.c to the drivers ----------------------------- */
 
 /* Called from the UART interrupt for each received byte; `lost` != 0 when the
  * hardware reports bytes lost before this one (receiver overrun). */
@@ -91,8 +119,8 @@ static inline int bx_semihost(int op, const void *arg)
 #define BX_ADP_APPLICATION_EXIT 0x20026
 #endif
 
-/* Start-up hooks (startup_cm4.c). */
+/* Start-up hooks (startup_cortexm.c). */
 void bx_reset_handler(void);
-void bx_fault_report(const char *what, uint32_t pc);   /* platform_cm4.c */
+void bx_fault_report(const char *what, uint32_t pc);   /* platform_cortexm.c */
 
-#endif /* BX_CM4_H */
+#endif /* BX_CORTEXM_H */

@@ -1,4 +1,4 @@
-/* platform_cm4.c: bx_platform_* (bx_platform.h) for Cortex-M4 boards.
+/* platform_cortexm.c: bx_platform_* (bx_platform.h) for every Cortex-M board.
  *
  * Input. The UART driver's receive interrupt calls bx_rx_push() for every byte; the
  * bytes wait in a ring of BX_RX_RING bytes until bx_platform_getc() takes them.
@@ -30,11 +30,8 @@
  * 64 bits in software (a wrap is seen when a read is lower than the previous one, so
  * reads must come less than 2^32 ticks apart: true within one request), then scaled:
  *     cost = (ticks * BX_COST_MUL + 2^(BX_COST_SHIFT-1)) >> BX_COST_SHIFT
- * - BX_COUNTER_CMSDK_TIMER: CMSDK timer0 counting down from 0xFFFFFFFF at 25 MHz;
- *   under QEMU -icount shift=10 that is instructions = ticks * 40 / 2^10.
- * - BX_COUNTER_STM32_TIM: TIM2 with prescaler 2^10 - 1 on QEMU's 1 GHz timer clock:
- *   one tick per instruction under -icount shift=10.
- * - BX_COUNTER_DWT: the core's cycle counter (silicon; reads 0 under QEMU).
+ * The counter itself is the board's counter_<kind>.c (bx_counter_init, bx_counter_read,
+ * bx_counter_idle; bx_cortexm.h), the clock set-up its clock_<kind>.c (bx_clock_init).
  *
  * Exit. With BX_SEMIHOSTING=1, SYS_EXIT_EXTENDED (QEMU exits with the code); otherwise
  * the core waits forever with interrupts off.
@@ -44,7 +41,7 @@
 #include <stdint.h>
 
 #include "bx_board.h"
-#include "bx_cm4.h"
+#include "bx_cortexm.h"
 #include "bx_platform.h"
 
 #if (BX_RX_RING & (BX_RX_RING - 1)) != 0 || BX_RX_RING < 2
@@ -52,8 +49,6 @@
 #endif
 #define RX_LF 0x0Au
 #define RX_CR 0x0Du
-
-static void counter_idle(int idle);
 
 static volatile uint8_t  rx_ring[BX_RX_RING];
 static volatile uint32_t rx_head;               /* written by the interrupt only */
@@ -125,9 +120,9 @@ int bx_platform_getc(void)
             if (c) return c;
             continue;
         }
-        counter_idle(1);
+        bx_counter_idle(1);
         bx_wfi();                               /* wakes on the pending UART interrupt */
-        counter_idle(0);
+        bx_counter_idle(0);
         bx_irq_enable();                        /* ... which runs here */
     }
 }
@@ -137,99 +132,12 @@ void bx_platform_write(const char *s, size_t n)
     bx_uart_write((const uint8_t *)s, n);
 }
 
-/* ---- clock ---------------------------------------------------------------------- */
-
-#if defined(BX_CLOCK_STM32F4_HSI_PLL)
-/* SYSCLK from the 16 MHz HSI through the main PLL (RM0383 section 6):
- * f = 16 MHz / M * N / P; AHB = SYSCLK, APB1 = SYSCLK / BX_APB1_DIV, APB2 = SYSCLK. */
-#define RCC_CR       BX_REG(0x40023800u)
-#define RCC_PLLCFGR  BX_REG(0x40023804u)
-#define RCC_CFGR     BX_REG(0x40023808u)
-#define RCC_APB1ENR  BX_REG(0x40023840u)
-#define PWR_CR       BX_REG(0x40007000u)
-#define FLASH_ACR    BX_REG(0x40023C00u)
-
-static void clock_init(void)
-{
-    RCC_APB1ENR |= 1u << 28;                                 /* PWR clock */
-    (void)RCC_APB1ENR;
-    PWR_CR = (PWR_CR & ~(3u << 14)) | (3u << 14);            /* VOS scale 1 (100 MHz) */
-    RCC_CR |= 1u << 0;                                       /* HSI on */
-    while (!(RCC_CR & (1u << 1))) {}                         /* HSIRDY */
-    /* wait states before the clock goes up; prefetch, instruction and data caches */
-    FLASH_ACR = (uint32_t)BX_FLASH_LATENCY | (1u << 8) | (1u << 9) | (1u << 10);
-    while ((FLASH_ACR & 0xFu) != (uint32_t)BX_FLASH_LATENCY) {}
-    uint32_t ppre1 = BX_APB1_DIV == 1 ? 0u : BX_APB1_DIV == 2 ? 4u : BX_APB1_DIV == 4 ? 5u : 6u;
-    RCC_CFGR = (RCC_CFGR & ~((0xFu << 4) | (7u << 10) | (7u << 13))) | (ppre1 << 10);
-    RCC_CR &= ~(1u << 24);                                   /* PLL off to configure */
-    while (RCC_CR & (1u << 25)) {}
-    RCC_PLLCFGR = (uint32_t)BX_PLL_M | ((uint32_t)BX_PLL_N << 6) | ((uint32_t)(BX_PLL_P / 2 - 1) << 16)
-                | (0u << 22) /* source HSI */ | ((uint32_t)BX_PLL_Q << 24);
-    RCC_CR |= 1u << 24;                                      /* PLL on */
-    while (!(RCC_CR & (1u << 25))) {}                        /* PLLRDY */
-    RCC_CFGR = (RCC_CFGR & ~3u) | 2u;                        /* SYSCLK = PLL */
-    while ((RCC_CFGR & (3u << 2)) != (2u << 2)) {}
-}
-#else
-static void clock_init(void) {}                              /* reset clock */
-#endif
-
-/* ---- cost counter ----------------------------------------------------------------- */
-
-#if defined(BX_COUNTER_CMSDK_TIMER)
-#define TIMER_CTRL   BX_REG(BX_COUNTER_BASE + 0x00u)
-#define TIMER_VALUE  BX_REG(BX_COUNTER_BASE + 0x04u)
-#define TIMER_RELOAD BX_REG(BX_COUNTER_BASE + 0x08u)
-static void counter_init(void)
-{
-    TIMER_CTRL = 0;
-    TIMER_RELOAD = 0xFFFFFFFFu;
-    TIMER_VALUE = 0xFFFFFFFFu;
-    TIMER_CTRL = 1u;                                         /* enable, no interrupt */
-}
-static uint32_t counter_read(void) { return ~TIMER_VALUE; }  /* down-counter -> up */
-/* Paused while the core sleeps: a running timer is a pending QEMU timer deadline, and
- * with -icount sleep=off an idle guest jumps virtual time from deadline to deadline,
- * burning a host core while it waits for input. Sleep is no work anyway. */
-static void counter_idle(int idle) { TIMER_CTRL = idle ? 0u : 1u; }
-#elif defined(BX_COUNTER_STM32_TIM)
-#define TIM_CR1  BX_REG(BX_COUNTER_BASE + 0x00u)
-#define TIM_EGR  BX_REG(BX_COUNTER_BASE + 0x14u)
-#define TIM_CNT  BX_REG(BX_COUNTER_BASE + 0x24u)
-#define TIM_PSC  BX_REG(BX_COUNTER_BASE + 0x28u)
-static void counter_init(void)
-{
-    BX_REG(0x40023840u) |= BX_COUNTER_RCC_APB1;              /* RCC_APB1ENR: timer clock */
-    TIM_CR1 = 0;
-    TIM_PSC = BX_TIM_PRESCALER;
-    /* ARR keeps its reset value (0xFFFFFFFF on the 32-bit TIM2/TIM5 of silicon). Writing
-     * it would arm a QEMU timer deadline, and with -icount sleep=off the idle guest
-     * would then spin through virtual time while waiting for input. QEMU's CNT counts
-     * regardless of ARR. */
-    TIM_EGR = 1u;                                            /* UG: load PSC, CNT = 0 */
-    TIM_CR1 = 1u;                                            /* CEN */
-}
-static uint32_t counter_read(void) { return TIM_CNT; }
-static void counter_idle(int idle) { (void)idle; }
-#elif defined(BX_COUNTER_DWT)
-static void counter_init(void)
-{
-    BX_DEMCR |= BX_DEMCR_TRCENA;
-    BX_DWT_CYCCNT = 0;
-    BX_DWT_CTRL |= BX_DWT_CTRL_CYCCNTENA;
-}
-static uint32_t counter_read(void) { return BX_DWT_CYCCNT; }
-static void counter_idle(int idle) { (void)idle; }
-#else
-#error "bx_board.h names no cost counter (BX_COUNTER_*)"
-#endif
-
 static uint32_t cost_last;
 static uint64_t cost_high;
 
 uint64_t bx_platform_cost(void)
 {
-    uint32_t t = counter_read();
+    uint32_t t = bx_counter_read();
     if (t < cost_last) cost_high += (uint64_t)1 << 32;
     cost_last = t;
     uint64_t ticks = cost_high | t;
@@ -244,8 +152,8 @@ uint64_t bx_platform_cost(void)
 
 void bx_platform_init(void)
 {
-    clock_init();
-    counter_init();
+    bx_clock_init();
+    bx_counter_init();
     bx_uart_init();
     bx_irq_enable();
 }
@@ -287,7 +195,7 @@ __attribute__((noreturn)) void bx_fault_report(const char *what, uint32_t pc)
 }
 
 /* newlib's malloc (pulled in by some printf paths) grows the heap between the end of
- * .bss and the end of RAM (cm4.ld.j2: __heap_start, __heap_end); the firmware itself
+ * .bss and the end of RAM (cortexm.ld.j2: __heap_start, __heap_end); the firmware itself
  * never allocates. */
 extern char __heap_start, __heap_end;
 void *_sbrk(ptrdiff_t incr);
