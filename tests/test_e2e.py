@@ -16,7 +16,7 @@ import pytest
 
 from beexgen.core import artifact
 from beexgen.codegen import build as build_mod, emulate, firmware
-from beexgen.host.infer import Client
+from beexgen.host.client import Client
 from beexgen.core.protocol import DeviceError
 from beexgen.host.transport import open_transport
 from beexgen.train import calibrate, deploy, policies
