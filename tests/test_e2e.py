@@ -1,7 +1,7 @@
 """End to end on the real test splits: PyTorch deploy mirror == host emulator == QEMU.
 
 For tiny models trained (in the test) on rotten_tomatoes, sms_spam and trec6, every
-sentence of the test split goes through host/infer.py's Client to the host emulator and
+sentence of the test split goes through host/client.py's Client to the host emulator and
 (trec6) to both QEMU boards. Token ids must equal `tokenizers`; class, exit depth and the
 logits' bit patterns must equal the deploy-mode forward. The margin for "near-ties" is
 zero: both sides compute the same float operations in the same order, so any difference

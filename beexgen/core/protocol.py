@@ -1,10 +1,13 @@
-"""The serial line protocol shared by the firmware, the host emulator and host/infer.py.
+"""The serial line protocol shared by the firmware, the host emulator and beexgen.host.
 
 One request line in, exactly one reply line out, in order (docs/INTERNALS.md). A request
 may carry an id (`#<id> ` in front), echoed in front of its reply; a host keeps at most
 WINDOW requests unanswered, which the device's receive ring (ring_bytes) provably holds.
 `Status` is the single source of the error codes: codegen renders `bx_status.h` from it
 (firmware_templates/bx_status.h.j2), so the C and Python never disagree on a number.
+`parse_reply` is the one parser of reply lines, strict; `handshake` the one handshake
+(the host's Client and codegen/emulate.py's raw serial port both run it). Pure Python:
+codegen and a host-only install use it; nothing here imports beexgen.host.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from enum import IntEnum
 
 # ---------------------------------------------------------------------- flow control
 # (docs/INTERNALS.md, "Flow control"). Defined here once; codegen emits them into
-# bx_board.h (link_defines) and host/infer.py pipelines by them.
+# bx_board.h (link_defines) and host/client.py pipelines by them.
 ID_DIGITS = 9          # a request id is `#` + 1..ID_DIGITS decimal digits + one space
 WINDOW = 4             # requests a host may keep unanswered: the receive ring holds them all
 RX_SLACK = 32          # ring bytes beyond the window: one `#<id> !ping` fence and a stray line end
