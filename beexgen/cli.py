@@ -34,7 +34,9 @@ def _known_errors() -> tuple:
 
 
 # The extra a command needs (pyproject.toml); every other command needs beexgen[train].
+# A module only one extra brings names that extra whatever the command.
 _EXTRA = {"build": "build", "emulate": "build", "flash": "build", "bench": "bench"}
+_EXTRA_OF_MODULE = {"transformers": "teacher", "sklearn": "bench", "unicorn": "bench"}
 
 
 class _Group(click.Group):
@@ -45,8 +47,9 @@ class _Group(click.Group):
             if (e.name or "").startswith("beexgen"):
                 raise
             cmd = ctx.invoked_subcommand or ""
+            extra = _EXTRA_OF_MODULE.get(e.name, _EXTRA.get(cmd, "train"))
             raise click.ClickException(f"beexgen {cmd} needs {e.name}, which is not installed: "
-                                       f"pip install 'beexgen[{_EXTRA.get(cmd, 'train')}]'") from None
+                                       f"pip install 'beexgen[{extra}]'") from None
         except _known_errors() as e:
             raise click.ClickException(str(e)) from None
 

@@ -26,7 +26,7 @@ from beexgen.host import cli
 from fixtures import CORPUS, tiny_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
-IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "runs",
+IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "runs", ".cache", ".benchmarks",
                                 ".pytest_cache")
 # pip's words when it cannot reach an index (no network, no local wheel): skip, not fail
 OFFLINE = re.compile(r"No matching distribution|Could not find a version|Failed to establish|"
