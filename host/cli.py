@@ -207,7 +207,8 @@ Modes:
   interactive   stdin is a terminal and no FILE: type a sentence, get
                 `label (conf 0.93) exit 2/4 cost 123456 instr`
   batch         FILE (or - for stdin, or piped stdin): one text per line,
-                or TSV `label<TAB>text`, or CSV (--text-column/--label-column);
+                or TSV (`label<TAB>text` lines, or a header naming the text and
+                label columns), or CSV (--text-column/--label-column);
                 prints one prediction per line, then a summary on stderr
                 (accuracy if labelled, exit-depth histogram, mean cost)
   --info        print the device's model information and exit
@@ -247,7 +248,8 @@ Exit codes:
 @click.option("--policy", metavar="NAME[:t1,t2]", help="Switch the device's exit policy first (e.g. entropy:0.3).")
 @click.option("--info", "show_info", is_flag=True, help="Print the device information and exit.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "text", "tsv", "csv"]), default="auto", show_default=True,
-              help="Input format; auto: CSV for *.csv or with column options, TSV when every line has a TAB.")
+              help="Input format; auto: by the name (*.csv, *.tsv), else TSV when every line has a TAB, "
+                   "else CSV with column options, else text.")
 @click.option("--text-column", metavar="NAME|N", help="CSV column holding the text (default: 'text').")
 @click.option("--label-column", metavar="NAME|N", help="CSV column holding the gold label (default: 'label' if present).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
