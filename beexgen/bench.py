@@ -188,9 +188,9 @@ def bag_of_words(run) -> dict:
 # --------------------------------------------------------------------------- C targets
 
 def device_replies(port: str, texts: list[str], policy: tuple | None = None) -> list:
-    """Classify texts through host/infer.py's Client (line-buffer cut, resync, checks);
+    """Classify texts through host/client.py's Client (ids, window, retries, strict replies);
     a list of Reply (or DeviceError) in order."""
-    from beexgen.host.infer import Client
+    from beexgen.host.client import Client
     from beexgen.core.protocol import DeviceError
     from beexgen.host.transport import open_transport
 

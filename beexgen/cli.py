@@ -22,11 +22,12 @@ def _floats(s: str | None) -> list[float] | None:
 
 def _known_errors() -> tuple:
     """Errors that mean bad input (a file, a name, a size), not a bug: one line, no traceback."""
-    from beexgen.core.artifact import ArtifactError
-    from beexgen.train.data import DataError
-    from beexgen.train.policies import CalibrationError
-    out = [ArtifactError, DataError, CalibrationError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
+    from beexgen.core.policy import CalibrationError    # pure Python: also on a host-only install
+    from beexgen.core.validate import ArtifactError
+    out = [ArtifactError, CalibrationError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
     try:
+        from beexgen.train.data import DataError
+        out.append(DataError)
         from beexgen.codegen import boards, build, emulate, firmware
         out += [boards.UnknownBoardError, build.BuildError, firmware.FirmwareTooBig, emulate.QemuError]
     except ImportError:
@@ -34,10 +35,23 @@ def _known_errors() -> tuple:
     return tuple(out)
 
 
+# The extra a command needs (pyproject.toml); every other command needs beexgen[train].
+# A module only one extra brings names that extra whatever the command.
+_EXTRA = {"build": "build", "emulate": "build", "flash": "build", "bench": "bench"}
+_EXTRA_OF_MODULE = {"transformers": "teacher", "sklearn": "bench", "unicorn": "bench"}
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ModuleNotFoundError as e:     # e.g. `beexgen train` on a host-only install
+            if (e.name or "").startswith("beexgen"):
+                raise
+            cmd = ctx.invoked_subcommand or ""
+            extra = _EXTRA_OF_MODULE.get(e.name, _EXTRA.get(cmd, "train"))
+            raise click.ClickException(f"beexgen {cmd} needs {e.name}, which is not installed: "
+                                       f"pip install 'beexgen[{extra}]'") from None
         except _known_errors() as e:
             raise click.ClickException(str(e)) from None
 
@@ -517,6 +531,11 @@ def bench_cmd(datasets, out, reuse, epochs, qemu_n, jobs, readme):
     baselines (binary bag-of-words LR, TF-IDF uni+bigram LR), builds the host emulator and
     the firmware, runs the test split through PyTorch, the host emulator and QEMU, and
     writes OUT/bench.md and OUT/bench.json (and docs/bench.json with --readme)."""
+    import importlib.util
+    missing = [m for m in ("torch", "sklearn", "unicorn") if importlib.util.find_spec(m) is None]
+    if missing:                       # before anything trains: the baselines need scikit-learn
+        raise click.ClickException(f"beexgen bench needs {', '.join(missing)}, not installed: "
+                                   "pip install 'beexgen[bench]'")
     from beexgen import bench
     from beexgen.train.data import OFFLINE
     for d in datasets:

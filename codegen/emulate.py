@@ -2,7 +2,7 @@
 
     with start_qemu(build.elf, "mps2-an386", log=out / "qemu.log") as q:
         ser = serial.serial_for_url(q.url, timeout=5)
-        handshake(ser, timeout=10)
+        handshake(ser, timeout=10)           # core.protocol.handshake over pyserial
         ser.write(b"!info\\n"); print(ser.readline())
 
 QEMU arguments (../shared/TOOLCHAIN.md): `-display none -monitor none` (never
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from beexgen.codegen import boards as boards_mod
+from beexgen.core import protocol
 
 QEMU = "qemu-system-arm"
 ICOUNT = f"shift={boards_mod.ICOUNT_SHIFT},sleep=off"
@@ -164,41 +165,59 @@ def start_qemu(elf: str | Path, board_name: str, *, serial: str = "tcp", icount:
         raise
 
 
-def handshake(ser, timeout: float = 10.0, interval: float = 0.25) -> None:
-    """Send `!ping` until the firmware answers `ok pong`, then drain the answers to the
-    earlier pings, so the next line read belongs to the next request. Bytes sent before
-    the firmware's UART was ready may be lost or garble a line: every line but `ok pong`
-    is ignored here. Raises HandshakeError with what was received."""
+def handshake(ser, timeout: float = 10.0) -> None:
+    """beexgen.core.protocol.handshake (the one the host's Client runs) over a pyserial
+    port `ser`, then read the pongs of the pings still in flight, so the next line read
+    belongs to the next request. Bytes sent before the firmware's UART was ready may be
+    lost or garble a line: such lines are ignored. Raises HandshakeError with what was
+    received."""
+    link = _SerialLines(ser)
+    ids = iter(range(1, protocol.ID_MOD))
     deadline = time.monotonic() + timeout
-    received, buf = b"", b""
-    sent = pongs = 0
     old_timeout = ser.timeout
-    ser.timeout = 0.02
     try:
-        next_ping = 0.0
-        while pongs == 0:
-            now = time.monotonic()
-            if now > deadline:
-                raise HandshakeError(f"no `ok pong` in {timeout} s (received {received[-200:]!r})", received)
-            if now >= next_ping:
-                ser.write(b"\n!ping\n" if sent else b"!ping\n")
-                sent += 1
-                next_ping = now + interval
-            chunk = ser.read(4096)
-            received += chunk
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            pongs += sum(ln.rstrip(b"\r") == b"ok pong" for ln in lines)
-        # answers to the other pings (and `err ... EMPTY` for the blank separators) may
-        # still be on their way: read until the line has been quiet for a while
-        quiet_until = time.monotonic() + 0.3
-        while time.monotonic() < min(quiet_until, deadline + 1.0):
-            chunk = ser.read(4096)
-            if chunk:
-                received += chunk
-                buf += chunk
-                quiet_until = time.monotonic() + 0.3
-        if buf and not buf.endswith(b"\n"):
-            raise HandshakeError(f"partial line after the handshake: {buf[-200:]!r}", received)
+        later = protocol.handshake(link.write_line, link.read_line, lambda: next(ids), timeout,
+                                   spec=getattr(ser, "port", None) or "the firmware")
+        for rid in later:
+            while (line := link.read_line(max(0.0, deadline - time.monotonic()) + 1.0)) != f"#{rid} ok pong":
+                if line is None:
+                    raise protocol.NoAnswer(f"no pong to ping #{rid} after the handshake")
+    except protocol.NoAnswer as e:
+        raise HandshakeError(f"{e} (received {link.received[-200:]!r})", link.received) from None
     finally:
         ser.timeout = old_timeout
+    if link.buf:
+        raise HandshakeError(f"partial line after the handshake: {bytes(link.buf[-200:])!r}", link.received)
+
+
+class _SerialLines:
+    """Lines over a pyserial port for protocol.handshake: write_line(bytes) and
+    read_line(seconds) -> the next non-empty line (LF, CR or CRLF ended) or None."""
+
+    def __init__(self, ser):
+        self.ser, self.buf, self.received = ser, bytearray(), b""
+
+    def write_line(self, data: bytes) -> None:
+        self.ser.write(data if data.endswith(b"\n") else data + b"\n")
+
+    def read_line(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, b in enumerate(self.buf):
+                if b in b"\r\n":
+                    raw = bytes(self.buf[:i])
+                    del self.buf[:i + 1]
+                    if raw:
+                        return raw.decode("utf-8", errors="replace")
+                    break
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.ser.timeout = left
+                chunk = self.ser.read(1)              # waits up to `left`
+                if chunk:
+                    self.ser.timeout = 0
+                    chunk += self.ser.read(65536)     # and whatever else is there
+                self.received += chunk
+                self.buf += chunk

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from beexgen.codegen import build, firmware  # noqa: E402
 from beexgen.codegen.emulate import handshake, start_qemu  # noqa: E402
 from beexgen.core import protocol  # noqa: E402
-from beexgen.host.infer import Client  # noqa: E402
+from beexgen.host.client import Client  # noqa: E402
 from beexgen.host.transport import open_transport  # noqa: E402
 from fixtures import CORPUS, tiny_artifact  # noqa: E402
 

@@ -1,7 +1,7 @@
 """End to end on the real test splits: PyTorch deploy mirror == host emulator == QEMU.
 
 For tiny models trained (in the test) on rotten_tomatoes, sms_spam and trec6, every
-sentence of the test split goes through host/infer.py's Client to the host emulator and
+sentence of the test split goes through host/client.py's Client to the host emulator and
 (trec6) to both QEMU boards. Token ids must equal `tokenizers`; class, exit depth and the
 logits' bit patterns must equal the deploy-mode forward. The margin for "near-ties" is
 zero: both sides compute the same float operations in the same order, so any difference
@@ -16,7 +16,7 @@ import pytest
 
 from beexgen.core import artifact
 from beexgen.codegen import build as build_mod, emulate, firmware
-from beexgen.host.infer import Client
+from beexgen.host.client import Client
 from beexgen.core.protocol import DeviceError
 from beexgen.host.transport import open_transport
 from beexgen.train import data, deploy, policies

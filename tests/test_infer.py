@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from beexgen.host import infer
-from beexgen.host.infer import Client
+from beexgen.host.client import Client
 from beexgen.core.protocol import DeviceError, Status
 from beexgen.host.transport import Disconnected, PortNotFound, open_transport
 

@@ -38,7 +38,7 @@ from beexgen.cli import main as beexgen_cli
 from beexgen.codegen import build, firmware
 from beexgen.core import protocol
 from beexgen.host import infer
-from beexgen.host.infer import Client
+from beexgen.host.client import Client
 from beexgen.host.transport import open_transport
 from beexgen.train import data
 

@@ -12,7 +12,8 @@ the packages that carry them:
 normalised `NAME.jsonl`. After that everything is offline.
 
 Local files: .csv, .tsv or .jsonl with a text and a label column (names guessed from
-text/sentence/sms/question and label/category/class/target, or given). Anything else
+text/sentence/sms/question and label/category/class/target, or given); a .tsv without a
+header holds label<TAB>text lines (beexgen.core.textfile reads both, as beexgen-infer does). Anything else
 is a `datasets` name (`glue/sst2`, `rotten_tomatoes`-style names that are not ours need
 the `online` extra).
 
@@ -35,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-TEXT_COLUMNS = ("text", "sentence", "sms", "question", "review", "content")
-LABEL_COLUMNS = ("label", "category", "class", "target", "labels", "coarse")
+from beexgen.core import textfile
+from beexgen.core.textfile import LABEL_COLUMNS, TEXT_COLUMNS  # the guesses, shared with beexgen-infer
 
 
 class DataError(ValueError):
@@ -173,16 +174,10 @@ def fetch(name: str, progress: bool = True) -> Path:
 # --------------------------------------------------------------------------- local files
 
 def _pick(columns: list[str], wanted: str | None, guesses: tuple, what: str, path: Path) -> str:
-    if wanted:
-        if wanted not in columns:
-            raise DataError(f"{path}: no {what} column {wanted!r} (columns: {', '.join(columns)})")
-        return wanted
-    for g in guesses:
-        for c in columns:
-            if c.lower() == g:
-                return c
-    raise DataError(f"{path}: cannot find a {what} column among {', '.join(columns) or '(none)'}; "
-                    f"name it with --{what}-column")
+    try:
+        return textfile.pick_column(columns, wanted, guesses, what, path, required=True)
+    except textfile.TableError as e:
+        raise DataError(str(e)) from None
 
 
 PROGRESS_BYTES = 8 << 20      # files at least this big show a progress bar while loading
@@ -213,14 +208,6 @@ def _lines(path: Path, progress: bool):
                     from None
     if bar is not None:
         bar.close()
-
-
-def _column(header: list[str], name: str, path: Path) -> int:
-    where = [i for i, c in enumerate(header) if c == name]
-    if len(where) > 1:
-        raise DataError(f"{path}: column {name!r} appears {len(where)} times in the header (columns "
-                        f"{', '.join(str(i + 1) for i in where)}); rename the duplicates")
-    return where[0]
 
 
 _NUMBER = __import__("re").compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
@@ -294,26 +281,13 @@ def load_file(path: str | Path, text_column: str | None = None, label_column: st
         if tc is None:
             raise DataError(f"{path}: the file is empty")
     else:
-        reader = csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ",")
         try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty") from None
-        except csv.Error as e:
-            raise DataError(f"{path}:1: {e}") from None
-        tc = _column(header, _pick(header, text_column, TEXT_COLUMNS, "text", path), path)
-        lc = _column(header, _pick(header, label_column, LABEL_COLUMNS, "label", path), path)
-        try:
-            for row in reader:
-                i = reader.line_num
-                if not row or not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{path}:{i}: {len(row)} fields, the header has {len(header)}")
-                texts.append((i, row[tc]))
-                labels.append((i, row[lc]))
-        except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: {e}") from None
+            rows = textfile.read_table(lines, path, delimiter="\t" if suffix == ".tsv" else ",",
+                                       text_column=text_column, label_column=label_column)
+        except textfile.TableError as e:
+            raise DataError(str(e)) from None
+        texts = [(r.lineno, r.text) for r in rows]
+        labels = [(r.lineno, r.label) for r in rows]
     out_t, out_l = [], []
     raw_of: dict[str, set] = {}
     for (i, t), (_, lab) in zip(texts, labels):

@@ -44,14 +44,10 @@ from scipy import stats
 from beexgen.core import cost
 from beexgen.core.artifact import Policy
 
-from beexgen.core.policy import POLICY_OPTIONS
+from beexgen.core.policy import POLICY_OPTIONS, CalibrationError  # noqa: F401  (re-exported)
 from .exits import decide, n_thresholds
 
 NEVER = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1.0000001: this exit is never taken
-
-
-class CalibrationError(ValueError):
-    """No thresholds meet what was asked (a budget or ceiling below the cheapest exit)."""
 
 
 def f32(x) -> float:

@@ -37,6 +37,11 @@ class Policy(enum.IntEnum):
     BUDGET = 3
 
 
+class CalibrationError(ValueError):
+    """No thresholds meet what was asked (a budget or ceiling below the cheapest exit),
+    or calibration options that cannot work."""
+
+
 NAMES = tuple(p.name.lower() for p in Policy)      # as meta.json and the serial line spell them
 DEFAULT_POLICY = "confidence"                      # the shipped exit policy
 

@@ -1,21 +1,26 @@
-"""The serial line protocol shared by the firmware, the host emulator and host/infer.py.
+"""The serial line protocol shared by the firmware, the host emulator and beexgen.host.
 
 One request line in, exactly one reply line out, in order (docs/INTERNALS.md). A request
 may carry an id (`#<id> ` in front), echoed in front of its reply; a host keeps at most
 WINDOW requests unanswered, which the device's receive ring (ring_bytes) provably holds.
 `Status` is the single source of the error codes: codegen renders `bx_status.h` from it
 (firmware_templates/bx_status.h.j2), so the C and Python never disagree on a number.
+`parse_reply` is the one parser of reply lines, strict; `handshake` the one handshake
+(the host's Client and codegen/emulate.py's raw serial port both run it). Pure Python:
+codegen and a host-only install use it; nothing here imports beexgen.host.
 """
 from __future__ import annotations
 
+import re
 import struct
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 
 # ---------------------------------------------------------------------- flow control
 # (docs/INTERNALS.md, "Flow control"). Defined here once; codegen emits them into
-# bx_board.h (link_defines) and host/infer.py pipelines by them.
+# bx_board.h (link_defines) and host/client.py pipelines by them.
 ID_DIGITS = 9          # a request id is `#` + 1..ID_DIGITS decimal digits + one space
 WINDOW = 4             # requests a host may keep unanswered: the receive ring holds them all
 RX_SLACK = 32          # ring bytes beyond the window: one `#<id> !ping` fence and a stray line end
@@ -129,37 +134,235 @@ class Reply:
         return [int(x) for x in s.split(",")] if s else []
 
 
-def _kv(parts: list[str], line: str) -> dict:
+# ---------------------------------------------------------------------- the reply grammar
+# Every reply the device sends, field by field (firmware_templates/bx_protocol.c writes
+# them in this order). parse_reply checks a line against it strictly: each field present
+# exactly once, every value of its type, lists complete; a truncated, glued or garbled
+# line raises ProtocolError. The host's retry logic and every test rely on that.
+INFO_KEYS = ("format", "hash", "board", "classes", "blocks", "d", "heads", "seq", "vocab",
+             "labels", "policy", "thr", "unit")
+INFO_OPTIONAL = ("line", "window", "first")     # newer firmware; defaults None, 1 and 1
+INFO_INTS = ("classes", "blocks", "d", "heads", "seq", "vocab")
+CLASSIFY_KEYS = ("cls", "label", "conf", "exit", "tokens", "cost", "unit", "bmacs", "flops", "logits")
+CLASSIFY_INTS = ("cls", "tokens", "cost", "bmacs", "flops")
+TOK_KEYS = ("n", "ids")
+POLICY_KEYS = ("policy", "thr")
+
+_INT = re.compile(r"\d+\Z")
+_FLOAT = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")
+_HEX32 = re.compile(r"[0-9a-fA-F]{8}\Z")
+_HASH = re.compile(r"[0-9a-f]{64}\Z")
+_ERR_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+ID_PREFIX = re.compile(r"#(\d{1,%d}) " % ID_DIGITS)     # `#<id> ` in front of a request and its reply
+ID_MOD = 10 ** ID_DIGITS
+
+
+def split_id(line: str) -> tuple[int | None, str]:
+    """(request id, rest of the line) of a reply line; (None, line) when it has no id."""
+    m = ID_PREFIX.match(line)
+    return (int(m.group(1)), line[m.end():]) if m else (None, line)
+
+
+def _bad(msg: str, line: str):
+    raise ProtocolError(f"{msg}: {line[:80]!r}")
+
+
+def _kv(parts: list[str], keys: tuple, optional: tuple, line: str) -> dict:
+    """The `key=value` fields of a reply: exactly `keys` (plus any of `optional`), each once."""
     out = {}
     for p in parts:
         k, sep, v = p.partition("=")
         if not sep:
-            raise ProtocolError(f"malformed field {p!r} in reply {line!r}")
+            _bad(f"malformed field {p[:40]!r}", line)
+        if k in out:
+            _bad(f"repeated field {k!r}", line)
+        if k not in keys and k not in optional:
+            _bad(f"unexpected field {k!r}", line)
         out[k] = v
+    missing = [k for k in keys if k not in out]
+    if missing:
+        _bad(f"reply lacks {missing}", line)
     return out
 
 
-def parse_reply(line: str) -> Reply:
-    """Parse one reply line. Raises DeviceError for `err` lines, ProtocolError for garbage."""
+def parse_numbers(s: str) -> list[float]:
+    """A threshold list: hex32 float bit patterns (what the firmware sends) or decimals."""
+    if s == "":
+        return []
+    parts = s.split(",")
+    if all(_HEX32.match(p) for p in parts):
+        return [hex_to_float(p) for p in parts]
+    if not all(_FLOAT.match(p) for p in parts):
+        raise ProtocolError(f"bad number list {s[:60]!r}")
+    return [float(p) for p in parts]
+
+
+def parse_err(line: str) -> DeviceError:
+    """The DeviceError of a well-formed `err <code> <NAME> [detail]` line; ProtocolError
+    for anything else (a known code must carry its own name)."""
+    parts = line.rstrip("\r\n").split(" ")
+    if len(parts) < 3 or parts[0] != "err" or not _INT.match(parts[1]) or not _ERR_NAME.match(parts[2]):
+        _bad("malformed error reply", line)
+    code = int(parts[1])
+    if code in Status._value2member_map_ and (code == Status.OK or Status(code).name != parts[2]):
+        _bad(f"error code {code} with name {parts[2]!r}", line)
+    return DeviceError(code, " ".join(parts[3:]), line)
+
+
+def _info(f: dict, line: str) -> dict:
+    for k in INFO_INTS + tuple(k for k in ("line", "window") if k in f):
+        if not _INT.match(f[k]):
+            _bad(f"info {k}={f[k][:20]!r} is not an integer", line)
+    if not _HASH.match(f["hash"]):
+        _bad(f"info hash {f['hash'][:20]!r} is not a sha256 hex digest", line)
+    labels = f["labels"].split(",")
+    if len(labels) != int(f["classes"]) or not all(labels):
+        _bad(f"info labels do not match classes={f['classes']}", line)
+    if not f["unit"] or not f["board"] or not f["policy"]:
+        _bad("info has an empty field", line)
+    if "window" in f and int(f["window"]) < 1:
+        _bad(f"info window={f['window']} is not a positive integer", line)
+    if f.get("first", "1") not in ("0", "1"):
+        _bad(f"info first={f['first'][:10]!r} is not 0 or 1", line)
+    info = dict(f)
+    info.update({k: int(f[k]) for k in INFO_INTS})
+    info["line"] = int(f["line"]) if "line" in f else None
+    info["window"] = int(f.get("window", "1"))
+    info["first"] = int(f.get("first", "1"))        # the first exit: 0 when the model has a wide exit
+    info["labels"] = labels
+    info["thr"] = parse_numbers(f["thr"])
+    return info
+
+
+def _classify(f: dict, line: str, info: dict | None) -> None:
+    for k in CLASSIFY_INTS:
+        if not _INT.match(f[k]):
+            _bad(f"{k}={f[k][:20]!r} is not an integer", line)
+    d, _, b = f["exit"].partition("/")
+    if not (_INT.match(d) and _INT.match(b)) or int(d) > int(b):
+        _bad(f"exit={f['exit'][:20]!r} is not <depth>/<blocks>", line)
+    if not _FLOAT.match(f["conf"]) or not 0.0 <= float(f["conf"]) <= 1.0:
+        _bad(f"conf={f['conf'][:20]!r} is not a number in [0, 1]", line)
+    logits = f["logits"].split(",")
+    if not all(_HEX32.match(h) for h in logits):
+        _bad("logits are not hex32 values", line)
+    if not f["label"] or not f["unit"]:
+        _bad("classify reply has an empty field", line)
+    if info is None:
+        return
+    if int(b) != info["blocks"] or int(d) < info["first"]:
+        _bad(f"exit={f['exit']} with {info['blocks']} blocks, first exit {info['first']}", line)
+    cls = int(f["cls"])
+    if cls >= info["classes"] or f["label"] != info["labels"][cls]:
+        _bad(f"cls={cls} label={f['label'][:20]!r} does not match the device's labels", line)
+    if len(logits) != info["classes"]:
+        _bad(f"{len(logits)} logits, the device has {info['classes']} classes", line)
+    if f["unit"] != info["unit"]:
+        _bad(f"unit={f['unit'][:20]!r}, the device said {info['unit']!r}", line)
+
+
+def parse_reply(line: str, info: dict | None = None) -> Reply:
+    """Parse one reply line (without its `#<id> ` prefix) strictly against the grammar.
+
+    Raises DeviceError for a well-formed `err` line, ProtocolError for anything that is not
+    exactly a reply (truncated, glued, a field repeated or missing, a value of the wrong
+    type). `info` (parse_info of the device's `!info`) also checks a classify reply
+    against the model: block count, first exit, class names and count, cost unit."""
     line = line.rstrip("\r\n")
     parts = line.split(" ")
     if parts[0] == "err":
-        if len(parts) < 3 or not parts[1].isdigit():
-            raise ProtocolError(f"malformed error reply {line!r}")
-        raise DeviceError(int(parts[1]), " ".join(parts[3:]), line)
+        raise parse_err(line)
     if parts[0] != "ok" or len(parts) < 2:
-        raise ProtocolError(f"not a reply line: {line[:80]!r}")
-    if parts[1] == "pong" and len(parts) == 2:
+        _bad("not a reply line", line)
+    if parts[1] == "pong":
+        if len(parts) != 2:
+            _bad("malformed pong", line)
         return Reply("pong", {}, line)
-    if parts[1] in ("info", "tok"):
-        return Reply(parts[1], _kv(parts[2:], line), line)
+    if parts[1] == "info":
+        f = _kv(parts[2:], INFO_KEYS, INFO_OPTIONAL, line)
+        _info(f, line)
+        return Reply("info", f, line)
+    if parts[1] == "tok":
+        f = _kv(parts[2:], TOK_KEYS, (), line)
+        ids = f["ids"].split(",") if f["ids"] else []
+        if not _INT.match(f["n"]) or len(ids) != int(f["n"]) or not all(_INT.match(p) for p in ids):
+            _bad(f"tok reply n={f['n'][:10]} does not match its ids", line)
+        return Reply("tok", f, line)
     if parts[1].startswith("policy="):
-        return Reply("policy", _kv(parts[1:], line), line)
-    f = _kv(parts[1:], line)
-    need = {"cls", "label", "conf", "exit", "tokens", "cost", "unit", "bmacs", "flops", "logits"}
-    if not need <= f.keys():
-        raise ProtocolError(f"classify reply lacks {sorted(need - f.keys())}: {line[:80]!r}")
+        f = _kv(parts[1:], POLICY_KEYS, (), line)
+        if not f["policy"]:
+            _bad("empty policy name", line)
+        parse_numbers(f["thr"])
+        return Reply("policy", f, line)
+    f = _kv(parts[1:], CLASSIFY_KEYS, (), line)
+    _classify(f, line, info)
     return Reply("classify", f, line)
+
+
+def parse_info(line: str | Reply) -> dict:
+    """The device's `!info` reply as a dict: ints for sizes, lists for labels and thr,
+    line (None when the firmware does not say), window (1) and first (1) filled in."""
+    r = line if isinstance(line, Reply) else parse_reply(line)
+    if r.kind != "info":
+        raise ProtocolError(f"not an info reply: {r.line[:80]!r}")
+    return _info(r.fields, r.line)
+
+
+# ---------------------------------------------------------------------- the handshake
+PING = b"!ping"
+MAX_HANDSHAKE_PINGS = 8     # unanswered pings while waiting for a booting device
+
+
+class NoAnswer(TimeoutError):
+    """The device did not answer `!ping` during the handshake."""
+
+
+def handshake(write_line, read_line, new_id, timeout: float, spec: str = "the device") -> list[int]:
+    """Bring a freshly opened link to a known state; one implementation for every host
+    (beexgen.host.client.Client, codegen/emulate.py's raw serial handshake, the tests).
+
+    write_line(bytes) sends one line; read_line(seconds) returns the next line or None when
+    none came in time; new_id() gives the next request id. First a line end goes out: it
+    ends any partial line another program left in the device's buffer (its reply has no id
+    and is ignored). Then `#<id> !ping`, again with a backoff while the firmware may still be
+    booting (at most MAX_HANDSHAKE_PINGS unanswered), until a pong carrying one of our ids
+    comes back. Replies come in order, so the pings before the answered one were lost.
+    Returns the ids of the later pings, whose pongs follow next, in this order.
+    Raises NoAnswer, with a hint from what arrived instead, after `timeout` seconds."""
+    write_line(b"\n")
+    deadline = time.monotonic() + timeout
+    pending: list[int] = []
+    interval, garbage, idless_pong = 0.1, 0, False
+
+    def ping() -> None:
+        rid = new_id()
+        pending.append(rid)
+        write_line(b"#%d " % rid + PING)
+    ping()
+    last_ping = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            hint = ("; it answers `ok pong` without the request id: its firmware predates "
+                    "request ids, rebuild it with this beexgen" if idless_pong else
+                    f"; it sent {garbage} line(s) that are not replies (wrong baud rate, or not "
+                    "beexgen firmware?)" if garbage else "")
+            raise NoAnswer(f"no answer from {spec} to !ping within {timeout:g} s{hint}")
+        line = read_line(max(0.0, min(deadline, last_ping + interval) - now))
+        if line is None:
+            if len(pending) < MAX_HANDSHAKE_PINGS:      # perhaps still booting: ask again
+                ping()
+                last_ping = time.monotonic()
+                interval = min(interval * 2, 1.0)
+            continue
+        rid, rest = split_id(line)
+        if rid not in pending:
+            idless_pong |= line == "ok pong"
+            garbage += not line.startswith(("ok", "err", "#"))   # replies to the line end are expected
+            continue
+        del pending[:pending.index(rid) + 1]
+        if rest == "ok pong":
+            return pending
 
 
 def wire_label(label: str) -> str:

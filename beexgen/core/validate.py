@@ -18,8 +18,8 @@ The schema is data, so a new part of the model is a few table entries:
 
 Pure Python (json, hashlib, struct, math): `beexgen-infer --artifact` runs it without
 numpy. Given numpy arrays (as `load` does), the values are checked too: float tensors
-finite, the padding bits of packed rows zero (the numerics contract). The tokenizer
-pipeline check of codegen/vocab.py runs when it can be imported.
+finite, the padding bits of packed rows zero (the numerics contract). The tokenizer JSON
+must be the pipeline the C reproduces (core/wordpiece.py).
 """
 from __future__ import annotations
 
@@ -257,12 +257,9 @@ def _check_tokenizer(tokenizer_json, c: dict, where: str) -> None:
         _fail(where, f"{TOKENIZER} has no model.vocab")
     if len(vocab) != c["vocab_size"]:
         _fail(where, f"{TOKENIZER} has {len(vocab)} vocabulary entries, config.vocab_size = {c['vocab_size']}")
+    from beexgen.core.wordpiece import check_tokenizer
     try:
-        from beexgen.codegen import vocab as vocab_mod
-    except ImportError:                 # host-only install: the size check above must do
-        return
-    try:
-        vocab_mod.check_tokenizer(d)
+        check_tokenizer(d)
     except ValueError as e:
         _fail(where, f"{TOKENIZER}: {e}")
 
