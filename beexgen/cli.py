@@ -114,12 +114,15 @@ def _train_command(fn):
     install), a command that says which extra to install."""
     try:
         from beexgen.train.config import ModelConfig, TrainConfig
-    except ImportError as e:
-        def missing(**_):
-            raise click.ClickException(f"`beexgen train` needs the train extra ({e}): pip install 'beexgen[train]'")
-        missing.__doc__ = fn.__doc__
-        return main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
-            click.argument("args", nargs=-1)(lambda args: missing()))
+    except ModuleNotFoundError as e:
+        missing_name = e.name
+
+        def missing(args):
+            raise click.ClickException(f"beexgen train needs {missing_name}, which is not installed: "
+                                       "pip install 'beexgen[train]'")
+        return main.command("train", help=fn.__doc__, context_settings={"ignore_unknown_options": True,
+                                                                         "allow_extra_args": True})(
+            click.argument("args", nargs=-1)(missing))
     return main.command("train")(_settings_options(TrainConfig, ModelConfig)(fn))
 
 
