@@ -87,6 +87,11 @@ class Board:
     def cost_unit(self) -> str:
         return self.counter.unit
 
+    def arch_flags(self) -> list[str]:
+        """The compiler flags of the board's core: CPU, instruction set, FPU and float ABI
+        (every board here is a Cortex-M4F). The only place these flags are written."""
+        return ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+
     def cost_scale(self) -> tuple[int, int]:
         """(mul, shift): bx_platform_cost() = (ticks * mul + 2**(shift-1)) >> shift."""
         c = self.counter
