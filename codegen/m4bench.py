@@ -178,7 +178,7 @@ __STATIC_FORCEINLINE uint32_t __SXTB16_RORn(uint32_t x, uint32_t r)
 
 def build_q7_object(out_dir: Path, *, dsp: bool = True) -> Path:
     """arm_mat_vec_mult_q7.o from the cmsisdsp sdist, for the Cortex-M4 with the DSP
-    extension (ARM_MATH_DSP, as CMSIS-DSP selects it for -mcpu=cortex-m4)."""
+    extension (ARM_MATH_DSP, as CMSIS-DSP selects it for the Cortex-M4 core)."""
     out = Path(out_dir) / "cmsis"
     if not (out / "Include" / "arm_math.h").exists():
         with tarfile.open(cmsisdsp_sdist()) as tar:

@@ -248,6 +248,7 @@ int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids)
 int bx_classify(const uint8_t *text, size_t len, bx_result *out)
 {
     static int32_t ids[BX_SEQ_MAX];
+    if (len > BX_LINE_MAX) return -BX_STATUS_LINE_TOO_LONG;   /* more ids than bx_all_ids holds */
     int k = bx_tokenize(text, len, bx_all_ids, BX_IDS_MAX);
     if (k < 0) return k;
     if (k == 0) return -BX_STATUS_EMPTY;          /* no token besides [CLS]: nothing to classify */

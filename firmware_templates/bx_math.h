@@ -1,8 +1,8 @@
 /* bx_math.h: project-owned float routines, bit-identical on x86 and Cortex-M4.
  *
  * Only IEEE-754 single-precision + - * / (correctly rounded on SSE, on the M4's
- * FPv4-SP and in PyTorch's CPU kernels) in a fixed order, no libm, no FMA (build
- * with -ffp-contract=off). train/fmath.py performs the same steps in PyTorch; the
+ * FPv4-SP and in PyTorch's CPU kernels) in a fixed order, no libm, no FMA (built
+ * with the exactness flags of codegen/cflags.py, which forbid contraction). train/fmath.py performs the same steps in PyTorch; the
  * constants come from beexgen/core/numerics.py through the generated bx_numerics.h.
  *
  * exp(x): x = k*ln2 + r with k = floor(x*log2(e) + 1/2), so |r| <= ln2/2. ln2 is
@@ -92,7 +92,7 @@ static inline float bx_sigmoidf(float x)
 }
 
 /* Correctly rounded square root: one instruction on both targets (vsqrt.f32 on the
- * M4, sqrtss on x86) given -fno-math-errno; never a libm call. */
+ * M4, sqrtss on x86) given the exactness flags (no errno); never a libm call. */
 static inline float bx_sqrtf(float x)
 {
     return __builtin_sqrtf(x);
