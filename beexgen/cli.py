@@ -416,8 +416,8 @@ def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
 
     One public header (<prefix>_classifier.h: classify a UTF-8 text, the result struct, the
     exit-policy switch, the tokenizer), the private sources in src/, a CMakeLists.txt and a
-    Makefile that read the exactness flags from one generated file (bx_flags.cmake /
-    bx_flags.mk), and a README naming the artifact hash."""
+    Makefile that read the exactness flags from the generated <prefix>_flags.cmake /
+    <prefix>_flags.mk (one definition), and a README naming the artifact hash."""
     from beexgen.codegen import export, project
 
     art_dir = _artifact_arg(artifact_dir)

@@ -340,10 +340,11 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     build_mod.run_make(out, "objects", jobs=1, cc=CC, what="compiling the firmware")  # one job: 2-core CI
 
     def link(script: Path) -> subprocess.CompletedProcess:
+        """`make app` with the linker script `script` (the flags file names src/cm4.ld)."""
         elf.unlink(missing_ok=True)
+        flags = " ".join(ldflags(str(script.resolve()), str(out.resolve())))
         try:
-            return build_mod.run_make(out, "app", jobs=1, cc=CC, what="linking",
-                                      variables={"BX_LDFLAGS": " ".join(ldflags(str(script.resolve()), str(out.resolve())))})
+            return build_mod.run_make(out, "app", jobs=1, cc=CC, what="linking", variables={"BX_LDFLAGS": flags})
         except build_mod.BuildError as e:
             return subprocess.CompletedProcess([], 1, "", str(e))
 

@@ -114,6 +114,8 @@ def test_cli_export_c(tiny, tmp_path):
     from click.testing import CliRunner
 
     from beexgen.cli import main
+    fmt = next(p for p in main.commands["export-c"].params if p.name == "fmt")
+    assert tuple(fmt.type.choices) == export.FORMATS       # the CLI lists the formats export_c knows
     r = CliRunner().invoke(main, ["export-c", str(tiny.path), "--out", str(tmp_path / "z"), "--prefix", "zz",
                                   "--format", "zephyr", "--target", "mps2-an386"])
     assert r.exit_code == 0, r.output
@@ -217,7 +219,8 @@ def check_program_output(stdout: str, two_models) -> None:
             got.append(("err", m.group(2)) if m.group(2) else (int(m.group(3)), int(m.group(4)), m.group(5).split(",")))
         want = two_models["models"][prefix]["want"]
         bad = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
-        assert not bad, f"{prefix}: {len(bad)} of {len(texts)} differ, first {texts[bad[0]]!r}: {got[bad[0]]} != {want[bad[0]]}"
+        assert not bad, (f"{prefix}: {len(bad)} of {len(texts)} differ, first {texts[bad[0]]!r}: "
+                         f"{got[bad[0]]} != {want[bad[0]]}")
     print(f"\n{len(texts)} texts x 2 models: every answer equals the host emulator and PyTorch")
 
 

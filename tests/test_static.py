@@ -8,6 +8,8 @@
   compiled: build_firmware's -D flags). Must be clean, except for
   the suppressions in SUPPRESS, each a reviewed false positive of cppcheck 2.10 in a file
   this test does not own (the owners may move them inline as `// cppcheck-suppress`).
+- Compile flags written once (codegen/cflags.py, boards.Board.arch_flags), no x86 code in an
+  M4 tree, the kernel table (codegen/project.py KERNEL_FILES), no CPU probe at import.
 - The firmware of every board in codegen/boards.py builds with arm-none-eabi-gcc
   -Wall -Wextra -Werror (build_firmware's flags), fits, and the worst-case stack that
   build_firmware computes from -fstack-usage / -fcallgraph-info is known (no recursion,
@@ -159,7 +161,8 @@ def test_exactness_and_core_flags_are_written_once():
         for flags in (exact, arch):
             if homes.get(p) is flags:
                 continue
-            bad += [f"{p.relative_to(ROOT)}:{k}: {ln.strip()}" for k, ln in code_lines(p) if any(f in ln for f in flags)]
+            bad += [f"{p.relative_to(ROOT)}:{k}: {ln.strip()}" for k, ln in code_lines(p)
+                    if any(f in ln for f in flags)]
     assert not bad, "compile flags written outside codegen/cflags.py / codegen/boards.py:\n" + "\n".join(bad)
     # and the generated build files carry them
     text = (TEMPLATES / "bx_flags.mk.j2").read_text() + (TEMPLATES / "bx_flags.cmake.j2").read_text()
@@ -195,3 +198,25 @@ def test_kernel_files_by_isa_are_one_file_and_one_table_entry():
         assert not X86_CODE.search(text) and "__ARM_FEATURE" not in text and "__asm__" not in text, n
     assert not X86_CODE.search((TEMPLATES / "bx_math.h").read_text())
     assert not X86_CODE.search((TEMPLATES / "bx_engine.c").read_text())
+
+
+def test_importing_the_builds_reads_no_cpu_flags():
+    """codegen/build.py (and cflags) read /proc/cpuinfo on the first host build, not at import."""
+    probe = ("import pathlib\n"
+             "real = pathlib.Path.read_text\n"
+             "def guard(self, *a, **k):\n"
+             "    assert 'cpuinfo' not in str(self), 'read at import'\n"
+             "    return real(self, *a, **k)\n"
+             "pathlib.Path.read_text = guard\n"
+             "import builtins\n"
+             "real_open = builtins.open\n"
+             "def guard_open(f, *a, **k):\n"
+             "    assert 'cpuinfo' not in str(f), 'opened at import'\n"
+             "    return real_open(f, *a, **k)\n"
+             "builtins.open = guard_open\n"
+             "import beexgen.codegen.build, beexgen.codegen.firmware, beexgen.codegen.export\n")
+    import sys
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from beexgen.codegen import cflags as cf
+    assert "popcnt" in cf.host_isa_levels({"popcnt"}) and list(cf.host_isa_levels(set())) == ["portable"]
