@@ -22,9 +22,10 @@ int bx_popcount_ref(uint32_t v)
     return (int)((v * 0x01010101u) >> 24);
 }
 
-/* What the paths below call: weak, so that an ISA file with a popcount instruction
- * (bx_kernels_x86.c with POPCNT, bx_kernels_arm_dsp.c) replaces it; same result for
- * every input. */
+/* The optimised popcount: weak, so that an ISA file with a popcount instruction
+ * (bx_kernels_x86.c with POPCNT) replaces it; same result for every input. The portable
+ * loops below call bx_popcount_ref itself, which the compiler inlines (a call per word
+ * to a function that may be replaced cannot be inlined). */
 int bx_popcount(uint32_t v) __attribute__((weak, alias("bx_popcount_ref")));
 
 /* Reference: bit by bit. */
@@ -55,13 +56,9 @@ int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
     return n - 2 * p;
 }
 
-int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n)
-{
-    int32_t p = 0;
-    for (int i = 0; i < BX_WORDS(n); i++)
-        p += bx_popcount(a[i] ^ w[i]);
-    return n - 2 * p;
-}
+/* The same function under its engine-facing name (the portable loops call bx_bdot_ref,
+ * which the compiler inlines). */
+int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n) __attribute__((alias("bx_bdot_ref")));
 
 /* Reference: one row at a time with the portable popcount. */
 void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
@@ -89,10 +86,10 @@ void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
         int32_t p0 = 0, p1 = 0, p2 = 0, p3 = 0;
         for (int i = 0; i < words; i++) {
             const uint32_t x = xb[i];
-            p0 += bx_popcount(x ^ w0[i]);
-            p1 += bx_popcount(x ^ w1[i]);
-            p2 += bx_popcount(x ^ w2[i]);
-            p3 += bx_popcount(x ^ w3[i]);
+            p0 += bx_popcount_ref(x ^ w0[i]);
+            p1 += bx_popcount_ref(x ^ w1[i]);
+            p2 += bx_popcount_ref(x ^ w2[i]);
+            p3 += bx_popcount_ref(x ^ w3[i]);
         }
         y[o + 0] = (float)(n_in - 2 * p0) * alpha[o + 0] + bias[o + 0];
         y[o + 1] = (float)(n_in - 2 * p1) * alpha[o + 1] + bias[o + 1];
@@ -100,7 +97,7 @@ void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
         y[o + 3] = (float)(n_in - 2 * p3) * alpha[o + 3] + bias[o + 3];
     }
     for (; o < n_out; o++) {
-        int32_t dot = bx_bdot(xb, w + (size_t)o * words, n_in);
+        int32_t dot = bx_bdot_ref(xb, w + (size_t)o * words, n_in);
         y[o] = (float)dot * alpha[o] + bias[o];
     }
 }
@@ -172,7 +169,7 @@ float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, 
 {
     float m = 0.0f;
     for (int j = 0; j < n; j++) {
-        e[j] = (float)bx_bdot(q, k + (size_t)j * k_stride, dh) * tau;
+        e[j] = (float)bx_bdot_ref(q, k + (size_t)j * k_stride, dh) * tau;
         if (j == 0 || e[j] > m) m = e[j];
     }
     return m;

@@ -122,20 +122,6 @@ __asm__(
     "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
 );
 
-#if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-/* The popcount of the portable paths (bx_bdot, bx_binlinear_portable's rows): after the
- * nibble step each byte holds its own count (0..8); USAD8 against zero sums the four
- * bytes in one instruction (replacing the multiply and shift). Same result as
- * bx_popcount_ref for every input. */
-int bx_popcount(uint32_t v)
-{
-    v = v - ((v >> 1) & 0x55555555u);
-    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
-    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
-    return (int)__usad8(v, 0u);
-}
-#endif
 #else
 typedef int bx_kernels_arm_dsp_unused;   /* built without -DBX_USE_DSP: bx_kernels_arm.c has the loops */
 #endif
