@@ -432,6 +432,39 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
                    f"then beexgen-infer --port /dev/ttyACM0 --artifact {art_dir}")
 
 
+@main.command("export-c")
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the library (new or empty).")
+@click.option("--prefix", default="bx", show_default=True,
+              help="Prefix of every global C name, macro and file (two models with two prefixes link into one image).")
+@click.option("--format", "fmt", type=click.Choice(["cmake", "make", "zephyr", "platformio", "arduino"]),
+              default="cmake", show_default=True,
+              help="Layout: CMakeLists.txt and Makefile always; zephyr adds zephyr/module.yml + Kconfig, "
+                   "platformio library.json, arduino library.properties.")
+@click.option("--target", default="portable", show_default=True,
+              help="Kernel files and core flags: portable (any C11 compiler and core), host (with the x86 paths) "
+                   "or a board name (its core's kernels and -mcpu/-mfpu/-mfloat-abi).")
+@click.option("--line-max", default=512, show_default=True, help="Longest text in bytes whose every token counts.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
+    """Export the C of an artifact as a library for your own firmware.
+
+    One public header (<prefix>_classifier.h: classify a UTF-8 text, the result struct, the
+    exit-policy switch, the tokenizer), the private sources in src/, a CMakeLists.txt and a
+    Makefile that read the exactness flags from the generated <prefix>_flags.cmake /
+    <prefix>_flags.mk (one definition), and a README naming the artifact hash."""
+    from beexgen.codegen import export, project
+
+    art_dir = _artifact_arg(artifact_dir)
+    try:
+        files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max,
+                                force=force)
+    except (export.ExportError, project.ProjectError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{len(files)} files in {out}: #include \"{prefix}_classifier.h\", call {prefix}_classify()")
+    click.echo(f"build: cmake -S {out} -B {out}/build && cmake --build {out}/build   (or: make -C {out})")
+
+
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--board", default="mps2-an386", show_default=True,

@@ -32,22 +32,15 @@ from pathlib import Path
 from beexgen.core import artifact as art_mod
 from beexgen.codegen import boards as boards_mod
 from beexgen.codegen import build as build_mod
-from beexgen.codegen import render
+from beexgen.codegen import cflags, project, render
 
 CC = "arm-none-eabi-gcc"
 OBJCOPY = "arm-none-eabi-objcopy"
 READELF = "arm-none-eabi-readelf"
 NM = "arm-none-eabi-nm"
-# Flags of every Cortex-M build; the core's own (-mcpu, FPU, float ABI) are board.arch_flags().
-ARM_CFLAGS = ["-std=c11", "-O2",
-              "-ffp-contract=off", "-fno-math-errno", "-ffunction-sections", "-fdata-sections",
-              "-fstack-usage", "-fcallgraph-info=su", "-Wall", "-Wextra", "-Werror", "-g"]
-ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
-# The Arm kernel files by the names of the core records' `kernels` (codegen/cores.toml;
-# bx_kernels_arm*.c: their bx_binlinear replaces the weak portable one of bx_kernels.c);
-# firmware builds only, never the host emulator.
-KERNEL_FILES = {"arm_thumb2": ["bx_kernels_arm.c", "bx_kernels_arm.h"], "arm_dsp": ["bx_kernels_arm_dsp.c"]}
-CM4_KERNEL_SOURCES = KERNEL_FILES["arm_thumb2"] + KERNEL_FILES["arm_dsp"]   # m4bench.py
+# The firmware's platform: start-up, core registers and the generic Cortex-M platform
+# (the board's UART, counter and clock drivers are added by kind: board.driver_files();
+# the kernel files come from codegen/project.py by the core's kernel families).
 CM4_SOURCES = ["startup_cortexm.c", "platform_cortexm.c", "bx_cortexm.h"]
 LINKER_TEMPLATE = "cortexm.ld.j2"
 DEFAULT_STACK = 8192
@@ -260,6 +253,13 @@ def stack_analysis(obj_dir: Path, exception_frame: int = EXCEPTION_FRAME) -> Sta
             best = max((deepest(f) for f in cands), default=(0, []), key=lambda t: t[0])
             return best[0], ["(indirect)"] + best[1]
         if fn not in frames:
+            # A weak kernel of bx_kernels.c ("src/bx_kernels.c:bx_layernorm", an alias
+            # without a frame of its own) runs the strong definition of an ISA file when
+            # the build has one, else the portable path it aliases.
+            base = fn.rpartition(":")[2]
+            for cand in (base, base + "_portable", base + "_ref"):
+                if cand != fn and cand in frames:
+                    return deepest(cand)
             library.add(fn)
             return LIBRARY_FRAME_BOUND, [fn]
         own, qual = frames[fn]
@@ -323,52 +323,56 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
             shutil.rmtree(d)
         d.mkdir(parents=True)
 
-    files = build_mod.generate_sources(art, src, board_name=board.name, cost_unit=board.cost_unit,
-                                       line_max=line_max, command=command,
-                                       defines=board.c_defines() + list(dict(defines or {}).items()))
-    kernels = [f for k in board.cpu.kernels for f in KERNEL_FILES[k]]
-    files += render.copy_sources(CM4_SOURCES + kernels + board.driver_files(), src)
-    ld = render_linker_script(board, src / "cortexm.ld", stack_bytes, heap_bytes)
-
-    cflags = board.arch_flags() + ARM_CFLAGS + [f"-DBX_SEMIHOSTING={int(semihosting)}"]
     if dsp and "arm_dsp" not in board.cpu.kernels:
         raise build_mod.BuildError(f"--dsp: {board.name}'s core {board.core} has no DSP kernel path")
-    if dsp:
-        cflags.append("-DBX_USE_DSP")
+    extra = [f"-DBX_SEMIHOSTING={int(semihosting)}"] + (["-DBX_USE_DSP"] if dsp else []) + cflags.ARM_STACK
     if cmsis_include:
-        cflags += ["-DBX_USE_CMSIS", f"-I{Path(cmsis_include)}"]
-    c_files = sorted(p for p in files if p.suffix == ".c")
-    objects = []
-    for c in c_files:                       # one at a time: CI machines have 2 cores
-        o = obj / (c.stem + ".o")
-        _run([CC, *cflags, f"-I{src}", "-c", "-o", str(o), str(c)], f"compiling {c.name}")
-        objects.append(o)
-
+        extra += ["-DBX_USE_CMSIS", f"-I{Path(cmsis_include).resolve()}"]
     elf, mapf = out / f"{FW}.elf", out / f"{FW}.map"
 
-    def link(script: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
-        cmd = [CC, *cflags, *ARM_LDFLAGS, f"-T{script}", f"-Wl,-Map={mapf}", "-o", str(elf), *map(str, objects), "-lm"]   # -lm: soft-float sqrtf
-        return subprocess.run(cmd, capture_output=True, text=True), cmd
+    def ldflags(script: str, root: str) -> list[str]:
+        return cflags.ARM_LDFLAGS + [f"-T{script}", f"-Wl,-Map={root}/{mapf.name}"]
 
-    r, cmd = link(ld)
+    proj = project.write_project(
+        art, out, target=board.name, board_name=board.name, cost_unit=board.cost_unit, line_max=line_max,
+        defines=board.c_defines() + list(dict(defines or {}).items()),
+        app=project.PROTOCOL_SOURCES + CM4_SOURCES + board.driver_files(), extra=extra, app_name=elf.name,
+        ldflags=ldflags("{root}/src/cortexm.ld", "{root}"), ldlibs=["-lm"],   # -lm: soft-float sqrtf
+        command=command)
+    files = [p for p in proj.files if p.parent == src]
+    ld = render_linker_script(board, src / "cortexm.ld", stack_bytes, heap_bytes)
+    files.append(ld)
+    cflags_used = proj.flags.arch + cflags.STD + proj.flags.opt + proj.flags.warn + extra + cflags.EXACT
+    build_mod.run_make(out, "objects", jobs=1, cc=CC, what="compiling the firmware")  # one job: 2-core CI
+
+    def link(script: Path) -> subprocess.CompletedProcess:
+        """`make app` with the linker script `script` (the flags file names src/cortexm.ld)."""
+        elf.unlink(missing_ok=True)
+        flags = " ".join(ldflags(str(script.resolve()), str(out.resolve())))
+        try:
+            return build_mod.run_make(out, "app", jobs=1, cc=CC, what="linking", variables={"BX_LDFLAGS": flags})
+        except build_mod.BuildError as e:
+            return subprocess.CompletedProcess([], 1, "", str(e))
+
+    r = link(ld)
     overflow = r.returncode != 0 and "overflowed" in r.stderr
     if r.returncode and not overflow:
-        raise build_mod.BuildError(f"linking failed (exit {r.returncode}):\n{' '.join(cmd)}\n{r.stderr[-8000:]}")
+        raise build_mod.BuildError(r.stderr)
     if overflow:
         # Measure with room to spare, then report against the real budget.
         big = dataclasses.replace(board, flash=boards_mod.Region(board.flash.origin, 1 << 27),
                                   ram=boards_mod.Region(board.ram.origin, 1 << 27))
-        r2, cmd2 = link(render_linker_script(big, obj / "measure.ld", stack_bytes, heap_bytes))
+        r2 = link(render_linker_script(big, obj / "measure.ld", stack_bytes, heap_bytes))
         if r2.returncode:
-            raise build_mod.BuildError(f"linking failed:\n{' '.join(cmd2)}\n{r2.stderr[-8000:]}")
+            raise build_mod.BuildError(r2.stderr)
 
     flash_parts, ram_parts = memory_use(board, elf_sections(elf))
     fb = FirmwareBuild(
         board=board.name, out_dir=out, elf=elf, bin=out / f"{FW}.bin", hex=out / f"{FW}.hex", map=mapf,
         flash_used=sum(flash_parts.values()), flash_total=board.flash.length, flash_parts=flash_parts,
         ram_used=sum(ram_parts.values()), ram_total=board.ram.length, ram_parts=ram_parts,
-        stack_reserved=stack_bytes, stack=stack_analysis(obj, board.cpu.exception_frame), semihosting=semihosting, dsp=dsp,
-        cflags=cflags, largest=largest_symbols(board, elf))
+        stack_reserved=stack_bytes, stack=stack_analysis(obj, board.cpu.exception_frame), semihosting=semihosting,
+        dsp=dsp, cflags=cflags_used, largest=largest_symbols(board, elf))
     if overflow or not fb.fits:
         elf.unlink(missing_ok=True)
         raise FirmwareTooBig(f"the model does not fit {board.name}:\n{format_size_table(fb)}\n"

@@ -10,7 +10,7 @@
 Every count is of instructions executed by the arm-none-eabi-gcc build of the real C,
 run in unicorn (codegen/m4emu.py: QEMU's CPU, counted by translation block), over whole
 calls: the kernel's entry, loops, tails and return. Kernels are built into a small
-bench ELF with the firmware's flags (codegen/firmware.py ARM_CFLAGS); the profile runs
+bench ELF with the firmware's flags (codegen/cflags.py arm_cflags); the profile runs
 the firmware ELF itself. Inputs are random (seeded); each measured call's output is
 checked bit for bit against the portable reference run on the same emulator, so a
 figure is never reported for a kernel that computed something else.
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beexgen.codegen import boards, cflags, project
 from beexgen.codegen import firmware as fw_mod
 from beexgen.codegen import render
 from beexgen.codegen.m4emu import M4
@@ -35,8 +36,9 @@ from beexgen.codegen.m4emu import M4
 # d_model 128, d_ff 256): qkv 128->384, slfn 128->512, up 128->256, down 256->128
 # (the attention output 128->128 has the qkv row length).
 MODEL_SHAPES = ((128, 384), (128, 512), (128, 256), (256, 128))
-KERNEL_SOURCES = ("bx_kernels.c", *(f for f in fw_mod.CM4_KERNEL_SOURCES if f.endswith(".c")))
-KERNEL_HEADERS = ("bx_kernels.h", "bx_math.h", *(f for f in fw_mod.CM4_KERNEL_SOURCES if f.endswith(".h")))
+BENCH_BOARD = "mps2-an386"   # its core's kernel files (codegen/project.py) and arch flags
+KERNEL_SOURCES = tuple(f for f in project.kernel_files(BENCH_BOARD) if f.endswith(".c"))
+KERNEL_HEADERS = ("bx_math.h", *(f for f in project.kernel_files(BENCH_BOARD) if f.endswith(".h")))
 CACHE = Path(os.environ.get("BEEXGEN_CACHE", Path.home() / ".cache" / "beexgen"))
 CMSISDSP_VERSION = "1.10.3"
 CMSISDSP_SDIST = f"cmsisdsp-{CMSISDSP_VERSION}.tar.gz"
@@ -56,11 +58,10 @@ def _cc(args: list[str], what: str) -> None:
 
 
 def _bench_cflags(dsp: bool) -> list[str]:
-    """The firmware's compiler flags (codegen/firmware.py) minus the stack/call-graph
+    """The firmware's compiler flags (codegen/cflags.py) without the stack/call-graph
     reports, plus -DBX_USE_DSP for the DSP path."""
-    drop = {"-fstack-usage", "-fcallgraph-info=su"}
-    arch = fw_mod.boards_mod.get_core("cortex-m4").arch_flags()
-    return arch + [f for f in fw_mod.ARM_CFLAGS if f not in drop] + (["-DBX_USE_DSP"] if dsp else [])
+    return cflags.arm_cflags(boards.get_board(BENCH_BOARD).arch_flags(), stack_usage=False) + \
+        (["-DBX_USE_DSP"] if dsp else [])
 
 
 def _link_bench(out: Path, objects: list[Path], cflags: list[str]) -> Path:
@@ -177,7 +178,7 @@ __STATIC_FORCEINLINE uint32_t __SXTB16_RORn(uint32_t x, uint32_t r)
 
 def build_q7_object(out_dir: Path, *, dsp: bool = True) -> Path:
     """arm_mat_vec_mult_q7.o from the cmsisdsp sdist, for the Cortex-M4 with the DSP
-    extension (ARM_MATH_DSP, as CMSIS-DSP selects it for -mcpu=cortex-m4)."""
+    extension (ARM_MATH_DSP, as CMSIS-DSP selects it for the Cortex-M4 core)."""
     out = Path(out_dir) / "cmsis"
     if not (out / "Include" / "arm_math.h").exists():
         with tarfile.open(cmsisdsp_sdist()) as tar:
@@ -409,7 +410,8 @@ def _stage_map(m4: M4) -> dict:
     return {"bx_tokenize": "tokenizer", "bx_embed": "embedding", "bx_pack_signs": "sign packing",
             "bx_binlinear": binary, "bx_layernorm_rows": norm, "bx_layernorm": norm,
             "bx_attend": "attention scores", "bx_attend_scores": "attention scores", "bx_attend_softmax": "softmax",
-            "attend_weigh": "V weighting", "bx_m4_sigmoid_array": "SLFN gates", "bx_exit_after": "exit heads",
+            "bx_attend_weigh": "V weighting", "bx_attend_weigh_portable": "V weighting",
+            "bx_sigmoid_array": "SLFN gates", "bx_exit_after": "exit heads",
             "bx_wide_sums": "wide exit", "bx_exit_wide": "exit heads"}
 
 

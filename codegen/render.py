@@ -20,14 +20,6 @@ from beexgen.core.protocol import DESCRIPTIONS, Status, wire_label
 
 TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
 
-# Hand-written C shared by every target.
-# (bx_vocab.h is rendered by codegen/vocab.py, bx_board.h by codegen/build.py.)
-ENGINE_SOURCES = [
-    "bx_math.h", "bx_kernels.h", "bx_kernels.c", "bx_engine.h", "bx_engine.c",
-    "bx_tokenizer.h", "bx_tokenizer.c", "bx_platform.h", "bx_protocol.h", "bx_protocol.c", "main.c",
-]
-
-
 # --------------------------------------------------------------------------- filters
 
 def c_string(s: str) -> str:
@@ -89,6 +81,12 @@ def c_name(tensor_name: str) -> str:
     return "bx_" + tensor_name.removeprefix("embed.").replace(".", "_")
 
 
+def default_special_ids() -> dict[str, int]:
+    """The special token ids of train/tokenizer.py (an artifact's meta.json normally has them)."""
+    from beexgen.train.tokenizer import CLS, PAD, SPECIALS, UNK
+    return {"pad": SPECIALS.index(PAD), "unk": SPECIALS.index(UNK), "cls": SPECIALS.index(CLS)}
+
+
 def model_context(art: art_mod.Artifact, command: str) -> dict:
     cfg = art.config
     tensors = []
@@ -103,7 +101,7 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
     return {
         "banner": {"command": command, "format_version": art.meta["format_version"], "hash": art.hash},
         "cfg": cfg,
-        "special": art.meta.get("special_ids", {"cls": 2}),
+        "special": art.meta.get("special_ids") or default_special_ids(),
         "classes": [wire_label(c) for c in art.classes],
         "policies": list(art_mod.Policy),
         "policy": {"name": pol["name"].upper(), "thresholds": [np.float32(t) for t in pol["thresholds"]]},
@@ -117,10 +115,12 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
     }
 
 
-def render_model(art: art_mod.Artifact, out_dir: Path, command: str) -> list[Path]:
+def render_model(art: art_mod.Artifact, out_dir: Path, command: str, kernel_markers=()) -> list[Path]:
+    """bx_numerics.h, bx_model.h, bx_model_data.c and bx_forward.c; kernel_markers: the
+    `<stem>_linked` symbols of the build's ISA kernel files (codegen/project.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    ctx = model_context(art, command)
+    ctx = dict(model_context(art, command), kernel_markers=list(kernel_markers))
     return [render_to(env, t, out_dir / t.removesuffix(".j2"), **ctx)
             for t in ("bx_numerics.h.j2", "bx_model.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")]
 

@@ -18,10 +18,10 @@
  * logits. The blocks see [CLS] + the ids, or [CLS] + head + tail of them past
  * BX_SEQ_MAX.
  *
- * Token groups. The per-token stages run on G tokens at a time, stage by stage, so
- * that a layer norm gets G independent rows (bx_layernorm_rows runs them side by side
+ * Token groups. The per-token stages run on BX_ROW_GROUP tokens at a time, stage by
+ * stage, so that a layer norm gets that many independent rows (bx_layernorm_rows runs them side by side
  * in SIMD lanes on an x86 host; its serial sums make one row latency-bound). Every
- * token's arithmetic is the same either way. G is 1 on the Cortex-M4 (no SIMD lanes
+ * token's arithmetic is the same either way. BX_ROW_GROUP is 1 on the Cortex-M4 (no SIMD lanes
  * to fill, and the per-token rows stay single) and 8 on an x86 host with AVX2.
  */
 #include "bx_engine.h"
@@ -32,28 +32,20 @@
 #include "bx_status.h"
 #include "bx_tokenizer.h"
 
-#define D   BX_D_MODEL
-#define H   BX_N_HEADS
-#define DH  BX_D_HEAD
-#define F   BX_D_FF
-#define WDH BX_WORDS(DH)
-#define MAXW (F > 4 * D ? F : 4 * D)        /* widest per-token row: slfn (4d) or up (f) */
-#define MAXIN (F > D ? F : D)               /* widest binary-layer input */
-#if defined(__AVX2__)
-#define G   8
-#else
-#define G   1
-#endif
+#define BX_HEAD_WORDS BX_WORDS(BX_D_HEAD)   /* packed words of one head's query or key */
+/* widest per-token row: slfn (4d) or up (f); widest binary-layer input */
+#define BX_ROW_MAX (BX_D_FF > 4 * BX_D_MODEL ? BX_D_FF : 4 * BX_D_MODEL)
+#define BX_BINLIN_IN_MAX (BX_D_FF > BX_D_MODEL ? BX_D_FF : BX_D_MODEL)
 
-static float    bx_x[BX_SEQ_MAX][D];        /* residual stream */
-static float    bx_v[BX_SEQ_MAX][D];        /* attention values */
-static uint32_t bx_qb[BX_SEQ_MAX][H][WDH];  /* packed queries, per head */
-static uint32_t bx_kb[BX_SEQ_MAX][H][WDH];  /* packed keys, per head */
+static float    bx_x[BX_SEQ_MAX][BX_D_MODEL];        /* residual stream */
+static float    bx_v[BX_SEQ_MAX][BX_D_MODEL];        /* attention values */
+static uint32_t bx_qb[BX_SEQ_MAX][BX_N_HEADS][BX_HEAD_WORDS];  /* packed queries, per head */
+static uint32_t bx_kb[BX_SEQ_MAX][BX_N_HEADS][BX_HEAD_WORDS];  /* packed keys, per head */
 static float    bx_e[BX_SEQ_MAX];           /* attention weights of one query */
-static float    bx_row[G][MAXW];            /* per-token scratch rows, G tokens */
-static float    bx_row2[G][D];              /* layer-norm outputs */
-static float    bx_att[G][D];               /* x_att, then the SLFN output y */
-static uint32_t bx_ub[BX_WORDS(MAXIN)];     /* packed input of a binary layer */
+static float    bx_row[BX_ROW_GROUP][BX_ROW_MAX];            /* per-token scratch rows, one group of tokens */
+static float    bx_row2[BX_ROW_GROUP][BX_D_MODEL];              /* layer-norm outputs */
+static float    bx_att[BX_ROW_GROUP][BX_D_MODEL];               /* x_att, then the SLFN output y */
+static uint32_t bx_ub[BX_WORDS(BX_BINLIN_IN_MAX)];     /* packed input of a binary layer */
 
 #define BX_IDS_MAX BX_LINE_MAX              /* tokenizer ids of one line, at most */
 static int32_t  bx_all_ids[BX_IDS_MAX];     /* every tokenizer id of the line */
@@ -72,9 +64,9 @@ static float    bx_h_prev;                  /* entropy of the previous exit (BX_
 void bx_embed(const int32_t *ids, int n)
 {
     for (int i = 0; i < n; i++) {
-        const uint32_t *te = bx_tok_bits + (size_t)ids[i] * BX_WORDS(D);
-        const uint32_t *pe = bx_pos_bits + (size_t)i * BX_WORDS(D);
-        for (int k = 0; k < D; k++) {
+        const uint32_t *te = bx_tok_bits + (size_t)ids[i] * BX_WORDS(BX_D_MODEL);
+        const uint32_t *pe = bx_pos_bits + (size_t)i * BX_WORDS(BX_D_MODEL);
+        for (int k = 0; k < BX_D_MODEL; k++) {
             float t = ((te[k >> 5] >> (k & 31)) & 1u) ? -bx_tok_scale[k] : bx_tok_scale[k];
             float p = ((pe[k >> 5] >> (k & 31)) & 1u) ? -bx_pos_scale[k] : bx_pos_scale[k];
             bx_x[i][k] = t + p;
@@ -91,17 +83,17 @@ static void sign_binlinear(float *y, const float *u, const bx_binlin_w *w, int n
 
 static void qkv_all(const bx_block_w *blk, int n)
 {
-    for (int i0 = 0; i0 < n; i0 += G) {
-        const int g = n - i0 < G ? n - i0 : G;
-        bx_layernorm_rows(bx_row2[0], bx_x[i0], blk->ln1.w, blk->ln1.b, g, D);
+    for (int i0 = 0; i0 < n; i0 += BX_ROW_GROUP) {
+        const int g = n - i0 < BX_ROW_GROUP ? n - i0 : BX_ROW_GROUP;
+        bx_layernorm_rows(bx_row2[0], bx_x[i0], blk->ln1.w, blk->ln1.b, g, BX_D_MODEL);
         for (int r = 0; r < g; r++) {
             const int i = i0 + r;
-            sign_binlinear(bx_row[r], bx_row2[r], &blk->qkv, D, 3 * D);
-            for (int hh = 0; hh < H; hh++) {
-                bx_pack_signs(bx_qb[i][hh], bx_row[r] + hh * DH, DH);
-                bx_pack_signs(bx_kb[i][hh], bx_row[r] + D + hh * DH, DH);
+            sign_binlinear(bx_row[r], bx_row2[r], &blk->qkv, BX_D_MODEL, 3 * BX_D_MODEL);
+            for (int hh = 0; hh < BX_N_HEADS; hh++) {
+                bx_pack_signs(bx_qb[i][hh], bx_row[r] + hh * BX_D_HEAD, BX_D_HEAD);
+                bx_pack_signs(bx_kb[i][hh], bx_row[r] + BX_D_MODEL + hh * BX_D_HEAD, BX_D_HEAD);
             }
-            for (int k = 0; k < D; k++) bx_v[i][k] = bx_row[r][2 * D + k];
+            for (int k = 0; k < BX_D_MODEL; k++) bx_v[i][k] = bx_row[r][2 * BX_D_MODEL + k];
         }
     }
 }
@@ -109,29 +101,29 @@ static void qkv_all(const bx_block_w *blk, int n)
 /* Token i: attention output and residual -> att = x_att (D,). */
 static void attention_token(const bx_block_w *blk, float *att, int i, int n)
 {
-    for (int hh = 0; hh < H; hh++)
-        bx_attend(bx_row[0] + hh * DH, bx_e, bx_qb[i][hh], &bx_kb[0][hh][0], H * WDH,
-                  &bx_v[0][hh * DH], D, n, DH, blk->tau[hh]);
-    sign_binlinear(att, bx_row[0], &blk->out, D, D);
-    for (int k = 0; k < D; k++) att[k] = bx_x[i][k] + att[k];
+    for (int hh = 0; hh < BX_N_HEADS; hh++)
+        bx_attend(bx_row[0] + hh * BX_D_HEAD, bx_e, bx_qb[i][hh], &bx_kb[0][hh][0], BX_N_HEADS * BX_HEAD_WORDS,
+                  &bx_v[0][hh * BX_D_HEAD], BX_D_MODEL, n, BX_D_HEAD, blk->tau[hh]);
+    sign_binlinear(att, bx_row[0], &blk->out, BX_D_MODEL, BX_D_MODEL);
+    for (int k = 0; k < BX_D_MODEL; k++) att[k] = bx_x[i][k] + att[k];
 }
 
 /* Tokens i0..i0+g-1: SLFN, y = f1 * x + f2 * x_att + s * c, written over bx_att (see model.py). */
 static void slfn_group(const bx_block_w *blk, int i0, int g)
 {
     if (blk->slfn.bits == NULL) return;          /* ablation: y = x_att */
-    bx_layernorm_rows(bx_row2[0], bx_att[0], blk->ln2.w, blk->ln2.b, g, D);
+    bx_layernorm_rows(bx_row2[0], bx_att[0], blk->ln2.w, blk->ln2.b, g, BX_D_MODEL);
     for (int r = 0; r < g; r++) {
         float *row = bx_row[r], *att = bx_att[r];
         const float *x = bx_x[i0 + r];
-        sign_binlinear(row, bx_row2[r], &blk->slfn, D, 4 * D);
+        sign_binlinear(row, bx_row2[r], &blk->slfn, BX_D_MODEL, 4 * BX_D_MODEL);
         /* the three gates first, in one flat element-wise pass (SIMD lanes on the host;
          * each value is the same float either way), then the mix */
-        bx_sigmoid_array(row, 3 * D);
-        for (int k = 0; k < D; k++) {
-            float f1 = row[k], f2 = row[D + k], s = row[2 * D + k];
+        bx_sigmoid_array(row, 3 * BX_D_MODEL);
+        for (int k = 0; k < BX_D_MODEL; k++) {
+            float f1 = row[k], f2 = row[BX_D_MODEL + k], s = row[2 * BX_D_MODEL + k];
             float keep = f1 * x[k] + f2 * att[k];
-            att[k] = keep + s * row[3 * D + k];
+            att[k] = keep + s * row[3 * BX_D_MODEL + k];
         }
     }
 }
@@ -139,20 +131,20 @@ static void slfn_group(const bx_block_w *blk, int i0, int g)
 /* Tokens i0..i0+g-1: x[i] = y + down(sign(up(sign(LN3(y))))), y = bx_att. */
 static void ffn_group(const bx_block_w *blk, int i0, int g)
 {
-    bx_layernorm_rows(bx_row2[0], bx_att[0], blk->ln3.w, blk->ln3.b, g, D);
+    bx_layernorm_rows(bx_row2[0], bx_att[0], blk->ln3.w, blk->ln3.b, g, BX_D_MODEL);
     for (int r = 0; r < g; r++) {
         float *row = bx_row[r];
-        sign_binlinear(row, bx_row2[r], &blk->up, D, F);
-        sign_binlinear(row, row, &blk->down, F, D);
-        for (int k = 0; k < D; k++) bx_x[i0 + r][k] = bx_att[r][k] + row[k];
+        sign_binlinear(row, bx_row2[r], &blk->up, BX_D_MODEL, BX_D_FF);
+        sign_binlinear(row, row, &blk->down, BX_D_FF, BX_D_MODEL);
+        for (int k = 0; k < BX_D_MODEL; k++) bx_x[i0 + r][k] = bx_att[r][k] + row[k];
     }
 }
 
 void bx_block_forward(const bx_block_w *blk, int n)
 {
     qkv_all(blk, n);
-    for (int i0 = 0; i0 < n; i0 += G) {
-        const int g = n - i0 < G ? n - i0 : G;
+    for (int i0 = 0; i0 < n; i0 += BX_ROW_GROUP) {
+        const int g = n - i0 < BX_ROW_GROUP ? n - i0 : BX_ROW_GROUP;
         for (int r = 0; r < g; r++) attention_token(blk, bx_att[r], i0 + r, n);
         slfn_group(blk, i0, g);
         ffn_group(blk, i0, g);
@@ -192,8 +184,8 @@ static int exit_here(int k, bx_result *out)
 
 int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
 {
-    static float scratch[2 * D];
-    bx_exit_head(out->logits, scratch, &bx_x[0][0], n, D, ex->ln.w, ex->ln.b, ex->w, ex->b, BX_N_CLASSES);
+    static float scratch[2 * BX_D_MODEL];
+    bx_exit_head(out->logits, scratch, &bx_x[0][0], n, BX_D_MODEL, ex->ln.w, ex->ln.b, ex->w, ex->b, BX_N_CLASSES);
 #if BX_HAS_WIDE
     for (int c = 0; c < BX_N_CLASSES; c++) out->logits[c] = out->logits[c] + bx_wide_logits[c];
 #endif
@@ -256,6 +248,7 @@ int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids)
 int bx_classify(const uint8_t *text, size_t len, bx_result *out)
 {
     static int32_t ids[BX_SEQ_MAX];
+    if (len > BX_LINE_MAX) return -BX_STATUS_LINE_TOO_LONG;   /* more ids than bx_all_ids holds */
     int k = bx_tokenize(text, len, bx_all_ids, BX_IDS_MAX);
     if (k < 0) return k;
     if (k == 0) return -BX_STATUS_EMPTY;          /* no token besides [CLS]: nothing to classify */

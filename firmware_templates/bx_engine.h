@@ -1,4 +1,5 @@
-/* bx_engine.h: the inference engine's interface (see docs/INTERNALS.md).
+/* bx_engine.h: the inference engine's internal interface (see docs/INTERNALS.md); the
+ * public one is bx_classifier.h.
  * Sizes come from the generated bx_model.h; all buffers are static. */
 #ifndef BX_ENGINE_H
 #define BX_ENGINE_H
@@ -6,19 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bx_classifier.h"      /* bx_result and the public functions */
 #include "bx_model.h"
-
-typedef struct {
-    int32_t  cls;                    /* predicted class index */
-    int32_t  exit_depth;             /* exit taken = blocks run: BX_FIRST_EXIT..BX_N_BLOCKS
-                                        (0: the wide exit) */
-    float    confidence;             /* softmax probability of cls at the exit */
-    float    logits[BX_N_CLASSES];   /* logits of the exit taken */
-    int32_t  n_tokens;               /* ids fed to the blocks, [CLS] included (<= BX_SEQ_MAX) */
-    int32_t  n_ids;                  /* tokenizer ids of the whole line (the wide exit's bag) */
-    uint32_t bmacs;                  /* binary multiply-accumulates executed */
-    uint32_t flops;                  /* float operations executed (deploy.py convention) */
-} bx_result;
 
 /* Weights of one binary linear layer: W (n_out, BX_WORDS(n_in)) packed, alpha, bias (n_out,). */
 typedef struct { const uint32_t *bits; const float *alpha; const float *bias; } bx_binlin_w;
@@ -36,26 +26,6 @@ typedef struct { bx_norm_w ln; const float *w; const float *b; } bx_exit_w;  /* 
 /* Wide exit 0: uni (V, C) and big (BX_WIDE_BUCKETS, C) int8 (big NULL without bigrams),
  * scale and bias (C,) float. */
 typedef struct { const int8_t *uni; const int8_t *big; const float *scale; const float *bias; } bx_wide_w;
-
-/* Tokenize and classify UTF-8 text[0..len). Returns 0, or a negative bx_status:
- * BX_STATUS_BAD_UTF8, or BX_STATUS_EMPTY when the text gives no token besides [CLS]. */
-int bx_classify(const uint8_t *text, size_t len, bx_result *out);
-
-/* Block input ids of a text: [CLS] + its tokenizer ids, or [CLS] + the first
- * (BX_SEQ_MAX - 1) / 2 and the last rest of them when there are more (head + tail,
- * beexgen/core/wide.py). ids has room for BX_SEQ_MAX. Returns the count, or a negative
- * bx_status. */
-int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids);
-
-/* Exit policy (values of beexgen.artifact.Policy, generated as BX_POLICY_*).
- * n_thr must be 0 (NONE), 1 (ENTROPY) or BX_N_EXITS - 1 (CONFIDENCE, BUDGET).
- * Returns 0, or -BX_STATUS_BAD_ARGUMENT. */
-int bx_engine_set_policy(int32_t policy, const float *thr, int n_thr);
-/* Current policy; writes its thresholds to thr (room for BX_N_EXITS floats),
- * their count to *n_thr. */
-int32_t bx_engine_get_policy(float *thr, int *n_thr);
-const char *bx_policy_name(int32_t policy);   /* "none", "entropy", ... or NULL */
-int32_t bx_policy_from_name(const char *name, size_t len);  /* -1 if unknown */
 
 #if BX_HAS_WIDE
 /* Bigram bucket of consecutive ids a, b (beexgen/core/wide.py): multiplicative hashing in

@@ -48,7 +48,11 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
  * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
 void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d);
 void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);   /* weak: see bx_binlinear */
+/* y (d,) = ((x - mean) * r) * gamma + beta, element-wise: a layer norm's last step. */
+void bx_layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,
+                        float mean, float r);
 /* The same for rows independent rows: x, y (rows, d) row-major; y may alias x. */
+void bx_layernorm_rows_portable(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
 void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
 
 /* One attention head for one query. q (BX_WORDS(dh),) packed query; keys: n packed
@@ -66,6 +70,24 @@ float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, 
 float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
 float bx_attend_softmax_portable(float *e, int n, float m, float span);
 float bx_attend_softmax(float *e, int n, float m, float span);
+
+/* bx_attend's last step: o (dh,) = inv * sum_j e[j] * v_j, each sum in j order from 0.0f. */
+void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
+void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
+
+/* Element-wise: x[i] = sigmoid(x[i]) and x[i] = exp(x[i] - m), i < n, each element the
+ * float of bx_math.h's scalar routine (bx_sigmoidf, bx_expf). */
+void bx_sigmoid_array_portable(float *x, int n);
+void bx_sigmoid_array(float *x, int n);
+void bx_exp_shift_array_portable(float *x, float m, int n);
+void bx_exp_shift_array(float *x, float m, int n);
+
+/* Tokens the engine runs per-token stages on at a time (bx_engine.c): the rows
+ * bx_layernorm_rows gets per call. The build of an ISA file that runs rows side by side
+ * sets it (codegen/cflags.py HOST_ISA_LEVELS); 1 otherwise. Results do not depend on it. */
+#ifndef BX_ROW_GROUP
+#define BX_ROW_GROUP 1
+#endif
 
 /* Eight columns of bx_attend's V weighting: o (8,) = inv * sum_{j<n} e[j] * v[j * v_stride + 0..8),
  * each sum in j order from 0.0f. A weak portable definition; ISA files may replace it. */

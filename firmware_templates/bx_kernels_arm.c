@@ -482,7 +482,7 @@ static const float bx_sigmoid_consts[14] = {87.0f, BX_EXP_LO, BX_EXP_HI, BX_LOG2
                                             BX_EXP_P0, BX_EXP_P1, BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5,
                                             1.0f};
 
-void bx_m4_sigmoid_array(float *x, int n)
+void bx_sigmoid_array(float *x, int n)
 {
     if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts);
 }
@@ -615,3 +615,5 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
     if (o < n_out)
         bx_binlinear_portable(y + o, xb, w + (size_t)o * BX_WORDS(n_in), alpha + o, bias + o, n_in, n_out - o);
 }
+
+const int bx_kernels_arm_linked = 1;   /* referenced by bx_forward.c: codegen/project.py */

@@ -121,6 +121,9 @@ __asm__(
     "   pop     {r4-r11, pc}\n"
     "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
 );
+
 #else
 typedef int bx_kernels_arm_dsp_unused;   /* built without -DBX_USE_DSP: bx_kernels_arm.c has the loops */
 #endif
+
+const int bx_kernels_arm_dsp_linked = 1;   /* referenced by bx_forward.c: codegen/project.py */

@@ -1,8 +1,8 @@
 /* bx_math.h: project-owned float routines, bit-identical on x86 and Cortex-M4.
  *
  * Only IEEE-754 single-precision + - * / (correctly rounded on SSE, on the M4's
- * FPv4-SP and in PyTorch's CPU kernels) in a fixed order, no libm, no FMA (build
- * with -ffp-contract=off). train/fmath.py performs the same steps in PyTorch; the
+ * FPv4-SP and in PyTorch's CPU kernels) in a fixed order, no libm, no FMA (built
+ * with the exactness flags of codegen/cflags.py, which forbid contraction). train/fmath.py performs the same steps in PyTorch; the
  * constants come from beexgen/core/numerics.py through the generated bx_numerics.h.
  *
  * exp(x): x = k*ln2 + r with k = floor(x*log2(e) + 1/2), so |r| <= ln2/2. ln2 is
@@ -91,88 +91,8 @@ static inline float bx_sigmoidf(float x)
     return 1.0f / (1.0f + bx_expf(-x));
 }
 
-/* Element-wise over arrays: x[i] = bx_sigmoidf(x[i]) and x[i] = bx_expf(x[i] - m), i < n.
- * On an x86 host with AVX2, eight lanes at a time by bx_expf8 below (each lane the
- * float the scalar routine returns), the last n % 8 by the scalar routine; elsewhere
- * the plain loop. Static inline, so the Cortex-M4 code is the loop it always was. */
-static inline void bx_sigmoid_array(float *x, int n);
-static inline void bx_exp_shift_array(float *x, float m, int n);
-
-#if defined(__AVX2__)
-#include <immintrin.h>
-
-/* bx_expf in eight AVX2 lanes: the same IEEE operations in the same order. The clamps
- * are compare-and-blend; the floor step subtracts one where (float)k > t by adding the
- * compare mask (all ones = -1) to k, which is (float)(k - 1) of the scalar select. */
-static inline __m256 bx_expf8(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(BX_EXP_LO), hi = _mm256_set1_ps(BX_EXP_HI);
-    x = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
-    x = _mm256_blendv_ps(x, hi, _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
-    __m256 t = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(BX_LOG2E)), _mm256_set1_ps(0.5f));
-    __m256i k = _mm256_cvttps_epi32(t);
-    k = _mm256_add_epi32(k, _mm256_castps_si256(_mm256_cmp_ps(_mm256_cvtepi32_ps(k), t, _CMP_GT_OQ)));
-    __m256 kf = _mm256_cvtepi32_ps(k);
-    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(kf, _mm256_set1_ps(BX_LN2_HI)));
-    r = _mm256_sub_ps(r, _mm256_mul_ps(kf, _mm256_set1_ps(BX_LN2_LO)));
-    __m256 p = _mm256_set1_ps(BX_EXP_P0);
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(BX_EXP_P1));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(BX_EXP_P2));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(BX_EXP_P3));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(BX_EXP_P4));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(BX_EXP_P5));
-    __m256 er = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.0f));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
-}
-
-static inline void bx_sigmoid_array(float *x, int n)
-{
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = bx_expf8(_mm256_xor_ps(_mm256_loadu_ps(x + i), sign));   /* -x */
-        _mm256_storeu_ps(x + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
-    }
-    for (; i < n; i++) x[i] = bx_sigmoidf(x[i]);
-}
-
-static inline void bx_exp_shift_array(float *x, float m, int n)
-{
-    const __m256 mv = _mm256_set1_ps(m);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, bx_expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
-    for (; i < n; i++) x[i] = bx_expf(x[i] - m);
-}
-#elif defined(__ARM_ARCH_7EM__) && defined(__ARM_FP)
-/* Cortex-M4 firmware: the sigmoid loop in assembly (bx_kernels_arm.c, the same float
- * operations as bx_sigmoidf); exp of x - m stays the loop below. */
-void bx_m4_sigmoid_array(float *x, int n);
-
-static inline void bx_sigmoid_array(float *x, int n)
-{
-    bx_m4_sigmoid_array(x, n);
-}
-
-static inline void bx_exp_shift_array(float *x, float m, int n)
-{
-    for (int i = 0; i < n; i++) x[i] = bx_expf(x[i] - m);
-}
-#else
-static inline void bx_sigmoid_array(float *x, int n)
-{
-    for (int i = 0; i < n; i++) x[i] = bx_sigmoidf(x[i]);
-}
-
-static inline void bx_exp_shift_array(float *x, float m, int n)
-{
-    for (int i = 0; i < n; i++) x[i] = bx_expf(x[i] - m);
-}
-#endif
-
 /* Correctly rounded square root: one instruction on both targets (vsqrt.f32 on the
- * M4, sqrtss on x86) given -fno-math-errno; never a libm call. */
+ * M4, sqrtss on x86) given the exactness flags (no errno); never a libm call. */
 static inline float bx_sqrtf(float x)
 {
     return __builtin_sqrtf(x);

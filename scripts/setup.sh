@@ -22,6 +22,9 @@ command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 command -v clang >/dev/null || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need_apt+=(libclang-rt-14-dev)
 command -v cppcheck >/dev/null || need_apt+=(cppcheck)
+# the exported library's CMakeLists.txt and Makefile (tests/test_export.py builds both)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v make >/dev/null || need_apt+=(make)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

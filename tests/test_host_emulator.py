@@ -30,6 +30,7 @@ import pytest
 
 from beexgen.core import artifact, cost
 from beexgen.codegen import build as build_mod
+from beexgen.codegen import cflags, project
 from beexgen.core import protocol
 from beexgen.core.protocol import Status, float_to_hex, wire_label
 from beexgen.train import deploy, exits
@@ -753,24 +754,24 @@ def test_threshold_parser_against_exact_rounding(fmt_lib):
 
 
 def test_generation_is_deterministic(plain, tmp_path):
-    a = build_mod.generate_sources(plain["art"], tmp_path / "a", board_name="host", cost_unit="ns")
-    b = build_mod.generate_sources(plain["art"].path, tmp_path / "b", board_name="host", cost_unit="ns")
+    a = project.write_sources(plain["art"], tmp_path / "a", board_name="host", cost_unit="ns")
+    b = project.write_sources(plain["art"].path, tmp_path / "b", board_name="host", cost_unit="ns")
     assert [p.name for p in a] == [p.name for p in b]
     for pa, pb in zip(a, b):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
     board = (tmp_path / "a" / "bx_board.h").read_text()
     assert '#define BX_BOARD_NAME   "host"' in board and "#define BX_LINE_MAX     512" in board
-    c = build_mod.generate_sources(plain["art"], tmp_path / "c", board_name="mps2-an386", cost_unit="instr",
+    c = project.write_sources(plain["art"], tmp_path / "c", board_name="mps2-an386", cost_unit="instr",
                                    line_max=256, defines=[("BX_UART_BASE", "0x40004000u")])
     assert "#define BX_UART_BASE 0x40004000u" in c[[p.name for p in c].index("bx_board.h")].read_text()
     with pytest.raises(ValueError):
-        build_mod.generate_sources(plain["art"], tmp_path / "d", board_name="a b", cost_unit="ns")
+        project.write_sources(plain["art"], tmp_path / "d", board_name="a b", cost_unit="ns")
     with pytest.raises(ValueError):
-        build_mod.generate_sources(plain["art"], tmp_path / "d", board_name="x", cost_unit="ns", line_max=4)
+        project.write_sources(plain["art"], tmp_path / "d", board_name="x", cost_unit="ns", line_max=4)
 
 
 def test_build_errors_carry_gcc_stderr(plain, tmp_path, monkeypatch):
-    monkeypatch.setattr(build_mod, "HOST_CFLAGS", build_mod.HOST_CFLAGS + ["-DBX_LINE_MAX=oops"])
+    monkeypatch.setattr(cflags, "HOST_OPT", cflags.HOST_OPT + ["-DBX_LINE_MAX=oops"])
     with pytest.raises(build_mod.BuildError, match="BX_LINE_MAX"):
         build_mod.build_host(plain["art"], tmp_path / "b")
 
@@ -788,7 +789,7 @@ def test_every_x86_path_gives_the_same_replies(plain, tmp_path, isa):
 
 
 def test_unavailable_x86_path_is_refused(plain, tmp_path, monkeypatch):
-    monkeypatch.setattr(build_mod, "_host_cpu_flags", lambda: {"popcnt"})
+    monkeypatch.setattr(cflags, "host_cpu_flags", lambda: {"popcnt"})
     with pytest.raises(build_mod.BuildError, match=r"'avx2' is not available on this machine \(it has: portable, popcnt"):
         build_mod.build_host(plain["art"], tmp_path / "b", isa="avx2")
     with pytest.raises(build_mod.BuildError, match="known: portable, popcnt, avx2, avx512"):

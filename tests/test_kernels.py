@@ -15,7 +15,7 @@ from beexgen.codegen import render
 from beexgen.train import fmath
 from beexgen.train.exits import exit_stats
 
-from cbuild import TESTS_C, gcc, isa_levels, render_numerics
+from cbuild import HOST_KERNELS, TESTS_C, gcc, isa_levels, render_numerics
 
 SIZES = [1, 31, 32, 33, 63, 64, 65, 127, 128, 129]
 f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -31,11 +31,11 @@ def lib(request, tmp_path_factory):
     """The kernels built once per x86 path this machine has (portable C, POPCNT, AVX2,
     AVX-512), so every optimised path is compared with the reference."""
     d = tmp_path_factory.mktemp(f"kernels_{request.param}")
-    for name in ("bx_kernels.c", "bx_kernels.h", "bx_math.h"):
+    for name in HOST_KERNELS + ["bx_math.h"]:
         shutil.copy(render.TEMPLATE_DIR / name, d / name)
     render_numerics(d)
-    so = gcc(d / "libk.so", [d / "bx_kernels.c", TESTS_C / "kernels_shim.c"], [d], ["-shared", "-fPIC"],
-             isa=ISA[request.param])
+    so = gcc(d / "libk.so", [d / n for n in HOST_KERNELS if n.endswith(".c")] + [TESTS_C / "kernels_shim.c"], [d],
+             ["-shared", "-fPIC"], isa=ISA[request.param])
     L = ctypes.CDLL(str(so))
     L.bx_popcount_ref.argtypes = L.bx_popcount.argtypes = [ctypes.c_uint32]
     L.bx_pack_signs.argtypes = L.bx_pack_signs_ref.argtypes = [u32p, f32p, ctypes.c_int]

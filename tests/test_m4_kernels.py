@@ -179,7 +179,7 @@ def test_sigmoid_array_on_the_m4(m4, n):
     x[: min(n, len(special))] = special[: min(n, len(special))]
     m4.reset_heap()
     px = m4.put(x.tobytes())
-    m4.call("bx_m4_sigmoid_array", px, n)
+    m4.call("bx_sigmoid_array", px, n)
     got = np.frombuffer(m4.read(px, 4 * n), np.uint32)
     want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
     bad = np.flatnonzero(got != want)

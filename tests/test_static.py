@@ -8,6 +8,8 @@
   compiled: build_firmware's -D flags). Must be clean, except for
   the suppressions in SUPPRESS, each a reviewed false positive of cppcheck 2.10 in a file
   this test does not own (the owners may move them inline as `// cppcheck-suppress`).
+- Compile flags written once (codegen/cflags.py, boards.Board.arch_flags), no x86 code in an
+  M4 tree, the kernel table (codegen/project.py KERNEL_FILES), no CPU probe at import.
 - The firmware of every board in codegen/boards/ builds (a smaller model with
   the board's own BX_LINE_MAX on boards with less than 64 KiB of RAM: the micro:bit) with arm-none-eabi-gcc
   -Wall -Wextra -Werror (build_firmware's flags), fits, and the worst-case stack that
@@ -16,13 +18,14 @@
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from beexgen.codegen import boards, build as build_mod, firmware, render
+from beexgen.codegen import boards, build as build_mod, cflags, firmware, project, render
 
 from conftest import needs
 from fixtures import tiny_artifact
@@ -123,3 +126,103 @@ def test_cppcheck_fuzz_targets(work):
     exe = build_mod.build_host(work["art"], work["dir"] / "host_fuzz")
     fuzz = Path(__file__).parent / "fuzz"
     cppcheck(list(fuzz.glob("*.c")), exe.parent / "src", [f"-I{fuzz}"])
+
+
+# --------------------------------------------------------------------------- flags and kernel files
+
+ROOT = TEMPLATES.parent
+SCANNED = ("beexgen", "codegen", "firmware_templates", "host", "train", "tests", "examples", "scripts")
+CODE_SUFFIXES = {".py", ".c", ".h", ".j2", ".ld", ".cmake", ".mk", ".sh"}
+CODE_NAMES = {"Makefile", "CMakeLists.txt"}
+
+
+def code_lines(path: Path) -> list[tuple[int, str]]:
+    """(number, line) of a file's lines that are not comment lines (prose about a flag is
+    allowed; writing the flag is not)."""
+    out = []
+    for k, ln in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        s = ln.strip()
+        if not s.startswith(("#", "*", "/*", "//")):
+            out.append((k, ln))
+    return out
+
+
+def project_code_files() -> list[Path]:
+    files = [ROOT / "Makefile"]
+    for top in SCANNED:
+        files += [p for p in (ROOT / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                  and (p.suffix in CODE_SUFFIXES or p.name in CODE_NAMES)]
+    return sorted(files)
+
+
+def test_exactness_and_core_flags_are_written_once():
+    """The flags C == PyTorch needs are written in codegen/cflags.py only (the generated
+    build files and every build of beexgen's read them from there), the core's flags in
+    codegen/boards.py only (Board.arch_flags)."""
+    exact = {f.split("=")[0] for f in cflags.EXACT} | {"-f" + "fast-math"}
+    arch = {"-m" + "float-abi=", "-m" + "fpu=", "-m" + "cpu="}
+    homes = {ROOT / "codegen" / "cflags.py": exact, ROOT / "codegen" / "boards.py": arch}
+    bad = []
+    for p in project_code_files():
+        for flags in (exact, arch):
+            if homes.get(p) is flags:
+                continue
+            bad += [f"{p.relative_to(ROOT)}:{k}: {ln.strip()}" for k, ln in code_lines(p)
+                    if any(f in ln for f in flags)]
+    assert not bad, "compile flags written outside codegen/cflags.py / codegen/boards.py:\n" + "\n".join(bad)
+    # and the generated build files carry them
+    text = (TEMPLATES / "bx_flags.mk.j2").read_text() + (TEMPLATES / "bx_flags.cmake.j2").read_text()
+    assert "variables" in text
+
+
+X86_CODE = re.compile(r"immintrin|__AVX|__SSE|__POPCNT__|_mm(256|512)?_\w+\(|__x86_64__")
+
+
+@need_arm
+def test_cortex_m4_tree_has_no_x86_code_and_host_tree_no_arm_code(work):
+    fw = firmware_build(work, "mps2-an386").out_dir / "src"
+    found = [f"{p.name}: {m.group(0)}" for p in sorted(fw.iterdir()) for m in [X86_CODE.search(p.read_text())] if m]
+    assert not found, found
+    assert not list(fw.glob("*x86*"))
+    host = build_mod.build_host(work["art"], work["dir"] / "host_isa").parent / "src"
+    assert (host / "bx_kernels_x86.c").is_file() and not list(host.glob("*arm*"))
+
+
+def test_kernel_files_by_isa_are_one_file_and_one_table_entry():
+    """Every kernel file of project.KERNEL_FILES exists; bx_kernels.c holds no ISA code;
+    each ISA .c file defines the marker bx_forward.c references (project.kernel_markers),
+    so adding a path is its file and its entry in the table."""
+    portable = set(project.KERNEL_FILES[project.PORTABLE])
+    for isa, names in project.KERNEL_FILES.items():
+        for n in names:
+            assert (TEMPLATES / n).is_file(), f"{isa}: {n} missing"
+    for n in project.kernel_markers([f for fs in project.KERNEL_FILES.values() for f in fs]):
+        src = TEMPLATES / (n.removesuffix("_linked") + ".c")
+        assert re.search(rf"^const int {n} = 1;", src.read_text(), re.M), f"{src.name} lacks `const int {n} = 1;`"
+    for n in portable:
+        text = (TEMPLATES / n).read_text()
+        assert not X86_CODE.search(text) and "__ARM_FEATURE" not in text and "__asm__" not in text, n
+    assert not X86_CODE.search((TEMPLATES / "bx_math.h").read_text())
+    assert not X86_CODE.search((TEMPLATES / "bx_engine.c").read_text())
+
+
+def test_importing_the_builds_reads_no_cpu_flags():
+    """codegen/build.py (and cflags) read /proc/cpuinfo on the first host build, not at import."""
+    probe = ("import pathlib\n"
+             "real = pathlib.Path.read_text\n"
+             "def guard(self, *a, **k):\n"
+             "    assert 'cpuinfo' not in str(self), 'read at import'\n"
+             "    return real(self, *a, **k)\n"
+             "pathlib.Path.read_text = guard\n"
+             "import builtins\n"
+             "real_open = builtins.open\n"
+             "def guard_open(f, *a, **k):\n"
+             "    assert 'cpuinfo' not in str(f), 'opened at import'\n"
+             "    return real_open(f, *a, **k)\n"
+             "builtins.open = guard_open\n"
+             "import beexgen.codegen.build, beexgen.codegen.firmware, beexgen.codegen.export\n")
+    import sys
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from beexgen.codegen import cflags as cf
+    assert "popcnt" in cf.host_isa_levels({"popcnt"}) and list(cf.host_isa_levels(set())) == ["portable"]

@@ -22,7 +22,7 @@ from beexgen.train import tokenizer as tok_mod
 
 from conftest import needs
 
-from cbuild import SANITIZE, TESTS_C, gcc
+from cbuild import SANITIZE, TESTS_C, arm_flags, gcc
 from fixtures import CORPUS
 from hostile import hostile_strings
 
@@ -337,8 +337,7 @@ def test_non_conforming_tokenizer_rejected(name, tmp_path):
 def test_cortex_m4_build_and_stack(built, tmp_path):
     b = built[VOCAB_SIZES[-1]]
     for src in ("bx_tokenizer.c", "bx_vocab_data.c"):
-        r = subprocess.run(["arm-none-eabi-gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
-                            "-ffp-contract=off", "-mcpu=cortex-m4", "-mthumb", "-fstack-usage",
+        r = subprocess.run(["arm-none-eabi-gcc", *arm_flags(stack_usage=False), "-fstack-usage",
                             "-I", str(b.src), "-c", str(b.src / src), "-o", str(tmp_path / (src + ".o"))],
                            capture_output=True, text=True, cwd=tmp_path)
         assert r.returncode == 0, r.stderr

@@ -19,7 +19,7 @@ import pytest
 
 from beexgen.core import wide
 from beexgen.core.artifact import Policy
-from beexgen.codegen import build as build_mod
+from beexgen.codegen import project
 from beexgen.core.protocol import Status
 from beexgen.train import tokenizer as tok_mod
 from beexgen.train.exits import decide, prior_entropy
@@ -46,9 +46,8 @@ def harness(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"wide_{n_classes}_{buckets}")
     art = tiny_artifact(d / "art", n_classes=n_classes, bigram_buckets=buckets, seq_max=16)
     src = d / "src"
-    build_mod.generate_sources(art, src, board_name="host", cost_unit="ns")
-    sources = [src / f for f in ("bx_engine.c", "bx_kernels.c", "bx_forward.c", "bx_model_data.c",
-                                 "bx_tokenizer.c", "bx_vocab_data.c")] + [TESTS_C / "wide_harness.c"]
+    files = project.write_sources(art, src, board_name="host", cost_unit="ns", app=[])
+    sources = sorted(p for p in files if p.suffix == ".c") + [TESTS_C / "wide_harness.c"]   # the library
     exe = gcc(d / "wide", sources, [src], SANITIZE)
     return art, exe
 

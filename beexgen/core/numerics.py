@@ -5,7 +5,8 @@ Cortex-M4). Binary parts are exact integers everywhere. The float parts use only
 IEEE-754 single-precision +, -, *, / and sqrt (all correctly rounded on x86 SSE, on
 the M4's FPv4 and in PyTorch's CPU kernels) in a fixed order, plus the project-owned
 exp and log below, built from those same operations. No libm, no FMA
-(`-ffp-contract=off`), so the three give bit-identical floats.
+(the C is built with the exactness flags of codegen/cflags.py), so the three give
+bit-identical floats.
 
 Every constant the C needs is emitted from here into the generated header
 (`bx_model.h`), as a C99 hex-float literal: C never re-derives one.

@@ -1,5 +1,7 @@
 /* kernels_shim.c: exports the static inline float routines of bx_math.h so the
- * tests can call them through ctypes next to the kernels of bx_kernels.c. */
+ * tests can call them through ctypes next to the kernels of bx_kernels.c (and the
+ * element-wise array kernels, whichever path the build links). */
+#include "bx_kernels.h"
 #include "bx_math.h"
 
 float shim_expf(float x) { return bx_expf(x); }

@@ -3,7 +3,7 @@
     python tests/fuzz/build_fuzz.py [OUT_DIR] [--line-max N] [target ...]
 
 OUT_DIR (default build/fuzz) receives art/ (a tiny artifact, tests/fixtures.py, made
-once and reused), src/ (the generated C project: generate_sources, board "fuzz",
+once and reused), src/ (the generated C project: codegen/project.py write_sources, portable kernels, board "fuzz",
 cost unit "ns") and one executable per target: fuzz_tokenizer, fuzz_protocol.
 
 The protocol target is built with a short BX_LINE_MAX (64 by default, against 512 on the
@@ -20,13 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from beexgen.codegen import cflags, project
+
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 ROOT = TESTS.parent
 TARGETS = ("tokenizer", "protocol")
 CLANG = os.environ.get("CLANG") or shutil.which("clang") or shutil.which("clang-14") or "clang"
-CFLAGS = ["-std=c11", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-          "-fno-omit-frame-pointer", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra"]
+CFLAGS = cflags.STD + cflags.FUZZ + cflags.EXACT + cflags.WARN
 LINE_MAX = 64
 # portable sources of the generated project (no main.c: it is compiled on its own)
 PROTOCOL_SOURCES = ["bx_engine.c", "bx_kernels.c", "bx_forward.c", "bx_model_data.c", "bx_tokenizer.c",
@@ -48,7 +49,6 @@ def render(out_dir: Path, line_max: int = LINE_MAX) -> Path:
     """The tiny artifact (once) and its generated C project; returns the src dir."""
     sys.path.insert(0, str(TESTS))
     from beexgen.core import artifact
-    from beexgen.codegen import build as build_mod
     from fixtures import tiny_artifact
 
     art_dir = out_dir / "art"
@@ -59,8 +59,8 @@ def render(out_dir: Path, line_max: int = LINE_MAX) -> Path:
             shutil.rmtree(art_dir)
         art = tiny_artifact(art_dir)
     src = out_dir / "src"
-    build_mod.generate_sources(art, src, board_name="fuzz", cost_unit="ns", line_max=line_max,
-                               command="tests/fuzz/build_fuzz.py")
+    project.write_sources(art, src, board_name="fuzz", cost_unit="ns", line_max=line_max,
+                          target=project.PORTABLE, command="tests/fuzz/build_fuzz.py")
     return src
 
 
