@@ -11,7 +11,7 @@ cores this is the proof that libgcc's IEEE single-precision routines (and newlib
 sqrtf) give the bits the host's SSE hardware gives, on every float operation of these
 sentences: nothing in the suite assumes it.
 
-The Cortex-M0+ has no QEMU 7.2 machine: its build (-mcpu=cortex-m0plus) runs on the
+The Cortex-M0+ has no QEMU 7.2 machine: its build (gcc's cortex-m0plus) runs on the
 micro:bit's M0, which executes the same Armv6-M instruction set.
 
 Also: every board file in codegen/boards/ loads and names a known core and driver kinds;
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from beexgen.codegen import boards, build as build_mod, firmware
+from beexgen.codegen import boards, cflags, build as build_mod, firmware
 
 from conftest import needs
 from fixtures import tiny_artifact
@@ -98,12 +98,13 @@ def test_qemu_equals_host_and_pytorch_on_every_core(work, core):
 
 
 def test_cortex_m0plus_build_runs_on_the_m0(work, monkeypatch):
-    """-mcpu=cortex-m0plus code on QEMU's Cortex-M0 (microbit): the same Armv6-M ISA."""
+    """Cortex-M0+ code on QEMU's Cortex-M0 (microbit): the same Armv6-M ISA."""
     mb = boards.get_board("microbit")
     m0p = dataclasses.replace(mb, name="microbit-m0plus", core="cortex-m0plus")
     monkeypatch.setitem(boards.BOARDS, m0p.name, m0p)
     b = firmware.build_firmware(work["art"], m0p.name, work["dir"] / m0p.name, line_max=LINE_MAX)
-    assert "-mcpu=cortex-m0plus" in b.cflags and "-mfloat-abi=soft" in b.cflags
+    assert b.cflags[:len(m0p.arch_flags())] == boards.get_core("cortex-m0plus").arch_flags()
+    assert not boards.get_core("cortex-m0plus").hard_float
     got = qemu_session(b.elf, m0p.name, work["reqs"], work["dir"] / "m0plus.log")
     check_equal(work, got, m0p.name)
 
@@ -150,11 +151,12 @@ def test_every_board_file_loads():
     for p in files:
         b = boards.load_board(p)
         assert b.core in boards.CORES and all(f for f in b.driver_files())
-        assert b.arch_flags()[0] == f"-mcpu={b.cpu.mcpu}"
+        assert b.arch_flags() == b.cpu.arch_flags() and b.cpu.mcpu in b.arch_flags()[0]
     emulated = {b.cpu.name for b in boards.BOARDS.values() if b.emulated}
     assert set(CORE_BOARDS) <= emulated
-    assert boards.get_board("mps2-an385").arch_flags()[-1] == "-mfloat-abi=soft"
-    assert "-mfloat-abi=hard" in boards.get_board("mps2-an505").arch_flags()
+    assert not boards.get_board("mps2-an385").cpu.hard_float and boards.get_board("mps2-an505").cpu.hard_float
+    assert boards.get_board("mps2-an385").arch_flags()[-1].endswith("=soft")
+    assert boards.get_board("mps2-an505").arch_flags()[-1].endswith("=hard")
 
 
 NEW_BOARD = """\
@@ -259,8 +261,8 @@ def operands(rng, n: int):
 @pytest.mark.parametrize("core", ["cortex-m0", "cortex-m3"])
 def test_soft_float_routines_round_like_the_host_hardware(tmp_path, core):
     """libgcc's single-precision add/sub/mul/div/compare/conversions and newlib's sqrtf,
-    as the soft-float firmware links them (the core's -mcpu, -mfloat-abi=soft, the
-    firmware's float flags), run in unicorn on awkward operands: every result's bits
+    as the soft-float firmware links them (the core's arch flags, soft float ABI, the
+    firmware's exactness flags), run in unicorn on awkward operands: every result's bits
     equal numpy's float32 (the host's SSE, round to nearest even, no flush to zero).
     NaN results need only be NaN on both sides (the firmware never makes one)."""
     import numpy as np
@@ -269,8 +271,9 @@ def test_soft_float_routines_round_like_the_host_hardware(tmp_path, core):
     src = tmp_path / "sf.c"
     src.write_text(SOFT_FLOAT_C)
     elf = tmp_path / "sf.elf"
-    flags = boards.get_core(core).arch_flags() + ["-O2", "-std=c11", "-ffp-contract=off", "-fno-math-errno"]
-    r = firmware.subprocess.run([firmware.CC, *flags, "-nostartfiles", "--specs=nano.specs", "-Wl,-e,op_add",
+    flags = cflags.arm_cflags(boards.get_core(core).arch_flags(), stack_usage=False, werror=False)
+    keep = [f for f in cflags.ARM_LDFLAGS if "gc-sections" not in f]      # every op stays: unicorn calls them
+    r = firmware.subprocess.run([firmware.CC, *flags, *keep, "-Wl,-e,op_add",
                                  "-o", str(elf), str(src), "-lm"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rng = np.random.default_rng(13)
