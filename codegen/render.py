@@ -15,7 +15,8 @@ import jinja2
 import numpy as np
 
 from beexgen.core import artifact as art_mod
-from beexgen.core import cost, numerics, wide
+from beexgen.core import cost, numerics, validate, wide
+from beexgen.core import policy as policy_mod
 from beexgen.core.protocol import DESCRIPTIONS, Status, wire_label
 
 TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
@@ -103,7 +104,8 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
         "cfg": cfg,
         "special": art.meta.get("special_ids") or default_special_ids(),
         "classes": [wire_label(c) for c in art.classes],
-        "policies": list(art_mod.Policy),
+        "policies": [{"name": p.name, "value": p.value, "n_thr": policy_mod.n_thresholds(p, validate.n_exits(cfg))}
+                     for p in policy_mod.Policy],
         "policy": {"name": pol["name"].upper(), "thresholds": [np.float32(t) for t in pol["thresholds"]]},
         "tensors": tensors,
         "cost_bmacs": bm, "cost_flops": fl,

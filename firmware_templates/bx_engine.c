@@ -267,15 +267,8 @@ int bx_classify(const uint8_t *text, size_t len, bx_result *out)
 
 int bx_engine_set_policy(int32_t policy, const float *thr, int n_thr)
 {
-    int want;
-    switch (policy) {
-    case BX_POLICY_NONE: want = 0; break;
-    case BX_POLICY_ENTROPY: want = 1; break;
-    case BX_POLICY_CONFIDENCE:
-    case BX_POLICY_BUDGET: want = BX_N_EXITS - 1; break;
-    default: return -BX_STATUS_BAD_ARGUMENT;
-    }
-    if (n_thr != want) return -BX_STATUS_BAD_ARGUMENT;
+    if (policy < 0 || policy >= BX_N_POLICIES || n_thr != bx_policy_n_thresholds[policy])
+        return -BX_STATUS_BAD_ARGUMENT;
     for (int i = 0; i < n_thr; i++) {
         if (!(thr[i] == thr[i])) return -BX_STATUS_BAD_ARGUMENT;   /* NaN */
         bx_thr[i] = thr[i];
