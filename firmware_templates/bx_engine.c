@@ -151,9 +151,11 @@ void bx_block_forward(const bx_block_w *blk, int n)
     }
 }
 
-/* Exit column k (exit BX_FIRST_EXIT + k): does the policy leave here? */
-static int policy_exits(int k, float conf, float h)
+/* Exit column k (exit BX_FIRST_EXIT + k), its class, confidence and entropy: does the
+ * policy leave here? (beexgen/core/policy.py decide is the same rule.) */
+static int policy_exits(int k, int32_t cls, float conf, float h)
 {
+    (void)cls;                   /* no policy reads the class yet */
     if (k == BX_N_EXITS - 1) return 1;
     switch (bx_policy) {
     case BX_POLICY_ENTROPY:      /* (H_prev - H) / H_prev < tau, without the division */
@@ -172,7 +174,7 @@ static int exit_here(int k, bx_result *out)
     int32_t cls;
     float conf, h;
     bx_exit_stats(out->logits, BX_N_CLASSES, &cls, &conf, &h);
-    int take = policy_exits(k, conf, h);
+    int take = policy_exits(k, cls, conf, h);
     bx_h_prev = h;
     if (take) {
         out->cls = cls;

@@ -125,7 +125,7 @@ def test_qemu_firmware_equals_host_emulator_and_pytorch(trec, board):
     compare(dev, *reference(art, ids, all_ids, art.policy)[1:])
 
 
-def test_three_policies_same_depth_in_pytorch_host_and_qemu(trec):
+def test_every_policy_same_depth_in_pytorch_host_and_qemu(trec):
     """Calibrate each policy on validation, switch it at run time with !policy, and check
     every test sentence's exit depth (and class) in all three implementations."""
     run_dir, art, exe, fws = trec
@@ -133,9 +133,11 @@ def test_three_policies_same_depth_in_pytorch_host_and_qemu(trec):
     _, _, ids_v, y_v, all_v = split_texts(run_dir, "val", line_max=1 << 30)
     res_v = deploy.run(deploy.DeployModel(art), ids_v, all_v)
     len_v = np.array([len(s) for s in ids_v])
-    pols = [policies.calibrate_entropy(art.config, res_v, y_v, len_v),
-            policies.calibrate_confidence(res_v, y_v, tolerance=0.05, delta=0.1),
-            policies.calibrate_budget(res_v, y_v, len_v, art.config, budget=0.6)]
+    # every policy there is (a new one is tested here with no change); the confidence
+    # bound loosened so that a tiny model's early exits are taken
+    pols = [policies.calibrate(name, res_v, y_v, len_v, art.config, delta=0.1, budget=0.6,
+                               tolerance=0.05 if name == "confidence" else None)
+            for name in policies.CALIBRATORS if name != "none"]
     with emulate.start_qemu(fws["mps2-an386"].elf, "mps2-an386", serial="tcp") as h:
         for pol in pols:
             _, depth, cls, logits = reference(art, ids, all_ids, pol)

@@ -162,7 +162,7 @@ class DeployResult:
 
     def depth(self, policy: Policy | int, thresholds) -> np.ndarray:
         """Exit number taken by each sentence (= blocks run)."""
-        return decide(policy, thresholds, self.conf, self.entropy, first_exit=self.first_exit,
+        return decide(policy, thresholds, self.conf, self.entropy, cls=self.cls, first_exit=self.first_exit,
                       h_prior=self.h_prior)
 
     def at_exit(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -61,11 +61,12 @@ def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
     return {Policy.NONE: 0, Policy.ENTROPY: 1}.get(p, n_exits - 1)
 
 
-def decide(policy: Policy | int, thresholds, conf, entropy, *, first_exit: int = 1,
+def decide(policy: Policy | int, thresholds, conf, entropy, *, cls=None, first_exit: int = 1,
            h_prior: float = float("inf")):
-    """Exit number taken (first_exit .. first_exit + E - 1) for each row of conf/entropy
-    (N, E) float32, as the C decides it. h_prior: H_{-1} of the entropy rule (float32); the
-    default, infinity, never takes the first exit (a drop from infinity is never small)."""
+    """Exit number taken (first_exit .. first_exit + E - 1) for each row of the exit
+    statistics (N, E): conf and entropy float32, cls the class of each exit (the C's
+    bx_exit_stats). h_prior: H_{-1} of the entropy rule (float32); the default,
+    infinity, never takes the first exit (a drop from infinity is never small)."""
     import numpy as np
 
     policy = Policy(int(policy))
