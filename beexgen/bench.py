@@ -296,7 +296,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     # accuracy and compute per policy (calibrated on validation, measured on test)
     pols = {"default": art.policy,
             **{name: policies.calibrate(name, res_v, y_v, len_v, cfg, budget=budget, unit="compute")
-               for name in ("entropy", "confidence", "budget")}}     # each with its default options
+               for name in policies.CALIBRATORS if name != "none"}}  # each with its default options
     rec["policies"] = {}
     for name, pol in pols.items():
         ev = policies.evaluate_policy(res_t, y_t, len_t, cfg, pol["name"], pol["thresholds"], n_ids=nid_t)
@@ -510,7 +510,7 @@ def markdown(results: list[dict], meta: dict, kernel: dict) -> str:
         a, n = r["policies"][p]["accuracy"], r["n"]
         lo, hi = wilson(a, n)
         return f"{_pct(a)} [{_pct(lo)}-{_pct(hi)}] / {100 * (1 - r['policies'][p]['ops_rel']):.0f} %"
-    for p in ("entropy", "confidence", "budget"):
+    for p in [p for p in results[0]["policies"] if p != "default"]:
         row(f"{p} policy: accuracy / compute saved", lambda r, p=p: pol(r, p))
     row("test texts longer than seq_max (head + tail) / line buffer of the bench's builds",
         lambda r: f"{r['default_eval']['over_seq_max']} / {r['line_max']} B")

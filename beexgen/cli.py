@@ -1,6 +1,7 @@
 """The `beexgen` command: train, export, eval, build, emulate, flash, infer."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -224,9 +225,9 @@ def _policy_options(fn):
     opts = [
         click.option("--policy", "policy_name", type=click.Choice(list(POLICY_OPTIONS)),
                      default=DEFAULT_POLICY, show_default=True, help="Exit policy to calibrate on the validation split."),
-        click.option("--tolerance", type=float, help="confidence: accuracy the early leavers may lose against the "
-                     "last exit, bounded with probability 1-delta; entropy: validation accuracy given up for a "
-                     "cheaper threshold." + dflt("tolerance")),
+        click.option("--tolerance", type=float, help="Accuracy the early leavers may give up against the last exit "
+                     "(confidence: bounded with probability 1-delta; the others: on the validation split)."
+                     + dflt("tolerance")),
         click.option("--delta", type=float, help="confidence: the bound holds with probability 1-delta." + dflt("delta")),
         click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth)." + dflt("ceiling")),
         click.option("--budget", type=float, help="budget: mean compute allowed, fraction of full depth (0..1]."),
@@ -279,15 +280,8 @@ def _deploy_split(run, art, part):
 def calibrate(run_dir, policy_name, out, **options):
     """Choose an exit policy's thresholds on the validation split and re-export the artifact.
 
-    \b
-    entropy     the paper's rule: exit when the fractional entropy reduction between
-                consecutive exits falls below tau (best validation accuracy under --ceiling)
-    confidence  LAMA-style: per-exit confidence thresholds such that, with probability
-                1-delta, sentences leaving early lose at most --tolerance accuracy
-                against the last exit (Clopper-Pearson bound, Bonferroni over exits)
-    budget      EERO-style: thresholds meeting a mean compute --budget with the best accuracy
     The test split is never looked at. Every calibrated policy is also kept in
-    RUN_DIR/policies.json for `beexgen report`."""
+    RUN_DIR/policies.json for `beexgen report`. The policies (beexgen/core/policy.py):"""
     from beexgen.core import artifact
     from beexgen.train import policies
     from beexgen.train.export import export_run
@@ -321,6 +315,16 @@ def calibrate(run_dir, policy_name, out, **options):
     click.echo(f"{policy_name}: thresholds [{thr}]")
     ev = policies.evaluate_policy(res, y, lengths, art.config, pol["name"], pol["thresholds"])
     click.echo("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items() if isinstance(v, float)))
+
+
+def _policy_summary() -> str:
+    import textwrap
+    from beexgen.core.policy import SUMMARY
+    return "\n\n\b\n" + "\n".join(textwrap.fill(text, 88, initial_indent=f"{name:<12}", subsequent_indent=" " * 12)
+                                   for name, text in SUMMARY.items())
+
+
+calibrate.help = inspect.cleandoc(calibrate.help or "") + _policy_summary()
 
 
 @main.command()

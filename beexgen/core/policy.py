@@ -45,6 +45,17 @@ class CalibrationError(ValueError):
 NAMES = tuple(p.name.lower() for p in Policy)      # as meta.json and the serial line spell them
 DEFAULT_POLICY = "confidence"                      # the shipped exit policy
 
+# One line each for `beexgen calibrate --help`.
+SUMMARY = {
+    "none": "run every block",
+    "entropy": "the paper's rule: exit when the fractional entropy reduction between consecutive exits "
+               "falls below tau (best validation accuracy under --ceiling)",
+    "confidence": "LAMA-style: per-exit confidence thresholds such that, with probability 1-delta, sentences "
+                  "leaving early lose at most --tolerance accuracy against the last exit (Clopper-Pearson "
+                  "bound, Bonferroni over exits)",
+    "budget": "EERO-style: thresholds meeting a mean compute --budget with the best accuracy",
+}
+
 # Each policy's calibration options (`beexgen export` / `calibrate` flags) and their
 # defaults (None: unset unless given); train/policies.py CALIBRATORS runs them.
 POLICY_OPTIONS: dict[str, dict] = {
