@@ -59,6 +59,7 @@ static int32_t  bx_policy = BX_DEFAULT_POLICY;
  * k >= 1, but the compiler cannot see that and warns (-Warray-bounds). */
 static float    bx_thr[BX_N_EXITS + 1] = BX_DEFAULT_THRESHOLDS;
 static int      bx_n_thr = BX_DEFAULT_N_THRESHOLDS;
+static int32_t  bx_prev_cls, bx_streak;     /* class of the previous exit; exits agreeing in a row */
 static float    bx_h_prev;                  /* entropy of the previous exit (BX_H_PRIOR first) */
 
 void bx_embed(const int32_t *ids, int n)
@@ -155,7 +156,9 @@ void bx_block_forward(const bx_block_w *blk, int n)
  * policy leave here? (beexgen/core/policy.py decide is the same rule.) */
 static int policy_exits(int k, int32_t cls, float conf, float h)
 {
-    (void)cls;                   /* no policy reads the class yet */
+    /* PATIENCE: how many exits in a row have agreed with the one before (0 at the first) */
+    bx_streak = (k > 0 && cls == bx_prev_cls) ? bx_streak + 1 : 0;
+    bx_prev_cls = cls;
     if (k == BX_N_EXITS - 1) return 1;
     switch (bx_policy) {
     case BX_POLICY_ENTROPY:      /* (H_prev - H) / H_prev < tau, without the division */
@@ -163,6 +166,8 @@ static int policy_exits(int k, int32_t cls, float conf, float h)
     case BX_POLICY_CONFIDENCE:
     case BX_POLICY_BUDGET:
         return conf >= bx_thr[k];
+    case BX_POLICY_PATIENCE:     /* PABEE: the class has not changed for thr[0] exits */
+        return (float)bx_streak >= bx_thr[0];
     default:
         return 0;
     }

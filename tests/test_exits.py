@@ -55,3 +55,15 @@ def test_project_exp_and_log_are_accurate():
 def test_sqrt_rn_is_correctly_rounded():
     x = torch.rand(100000) * 100
     assert np.array_equal(fmath.sqrt_rn(x).numpy(), np.sqrt(x.numpy()))
+
+
+def test_patience_leaves_once_the_class_has_held_for_t_exits():
+    """PABEE's rule: the streak of exits agreeing with the one before reaches t."""
+    cls = np.array([[0, 0, 0, 1], [0, 1, 1, 1], [2, 1, 0, 2], [1, 1, 1, 1]])
+    conf = ent = np.zeros(cls.shape, np.float32)
+    assert decide(Policy.PATIENCE, [0], conf, ent, cls=cls).tolist() == [1, 1, 1, 1]
+    assert decide(Policy.PATIENCE, [1], conf, ent, cls=cls).tolist() == [2, 3, 4, 2]
+    assert decide(Policy.PATIENCE, [2], conf, ent, cls=cls, first_exit=0).tolist() == [2, 3, 3, 2]
+    assert decide(Policy.PATIENCE, [3], conf, ent, cls=cls).tolist() == [4, 4, 4, 4]
+    with pytest.raises(ValueError, match="needs each exit's class"):
+        decide(Policy.PATIENCE, [1], conf, ent)

@@ -214,3 +214,14 @@ def test_report_numbers_exits_from_zero_with_a_wide_exit(tmp_path):
         assert any(line.startswith(f"| {b} |") and f"| {leavers} |" in line
                    for line in text.split("the calibrated bound")[1].splitlines()), (b, leavers)
     assert list(figs["depth_hist.png"].axes[0].get_xticks()) == [0, 1, 2]
+
+
+def test_patience_calibration_takes_the_smallest_patience_within_tolerance():
+    res, y, L = synth(3000, 11)
+    pol = P.calibrate("patience", res, y, L, CFG, tolerance=0.02)
+    sweep = pol["calibration"]["sweep"]
+    last = float((res.cls[:, -1] == y).mean())
+    t = pol["thresholds"][0]
+    assert [r[0] for r in sweep] == [0.0, 1.0, 2.0]
+    assert sweep[int(t)][1] >= last - 0.02 and all(r[1] < last - 0.02 for r in sweep[:int(t)])
+    assert P.evaluate_policy(res, y, L, CFG, pol)["accuracy"] == sweep[int(t)][1]

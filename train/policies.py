@@ -494,6 +494,26 @@ def calibrate_entropy(cfg, res, labels, lengths, *, ceiling: float | None = None
                             "ceiling": ceiling, "tolerance": tolerance}}
 
 
+# --------------------------------------------------------------------------- patience
+
+def calibrate_patience(cfg, res, labels, lengths, *, tolerance: float = 0.005) -> dict:
+    """PATIENCE (PABEE): the smallest patience t (the cheapest: fewer agreeing exits
+    needed) whose validation accuracy is within `tolerance` of the last exit's; t runs
+    over 0 .. E - 1 (E - 1: no early exit can be taken)."""
+    n_exits = res.conf.shape[1]
+    table = ops_table(cfg, lengths)
+    last = float((res.cls[:, -1] == labels).mean())
+    rows = []
+    for t in range(n_exits):
+        depth = res.depth(Policy.PATIENCE, [float(t)])
+        rows.append((float(t), _accuracy(res, labels, depth), compute_fraction(table, depth, res.first_exit),
+                     float(depth.mean())))
+    t, acc, rel, depth = next(r for r in rows if r[1] >= last - tolerance)
+    return {"name": "patience", "thresholds": [t],
+            "calibration": {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
+                            "last_exit_accuracy": last, "tolerance": tolerance, "sweep": rows}}
+
+
 # --------------------------------------------------------------------------- registry
 
 def _check_budget(o: dict) -> None:
@@ -516,6 +536,7 @@ CALIBRATORS: dict[str, Calibrator] = {
                           calibrate_entropy(cfg, res, y, L, ceiling=ceiling, tolerance=tolerance)),
     "budget": Calibrator(lambda res, y, L, cfg, budget, unit: calibrate_budget(res, y, L, cfg, budget=budget, unit=unit),
                          _check_budget),
+    "patience": Calibrator(lambda res, y, L, cfg, tolerance: calibrate_patience(cfg, res, y, L, tolerance=tolerance)),
     "none": Calibrator(lambda res, y, L, cfg: {"name": "none", "thresholds": []}),
 }
 

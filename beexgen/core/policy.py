@@ -16,7 +16,12 @@ one), then 1 .. B. Arrays hold one column per exit, column k = exit first_exit +
               early exits keep the final exit's accuracy within a tolerance).
   BUDGET      EERO-style: the same max-probability test with thresholds chosen so the
               mean compute meets a budget.
-One threshold for ENTROPY, one per early exit (every exit but the last) for the other two.
+  PATIENCE    PABEE (Zhou et al., "BERT Loses Patience", NeurIPS 2020): exit at exit e
+              when the predicted class has stayed the same for t consecutive exits
+              (streak_e = streak_{e-1} + 1 if cls_e == cls_{e-1}, else 0; the first
+              exit's streak is 0): exit when streak_e >= t. t = 0 leaves at the first exit.
+One threshold for ENTROPY and PATIENCE, one per early exit (every exit but the last) for
+CONFIDENCE and BUDGET.
 The last exit always exits.
 
 Adding a policy: its number, threshold count and calibration options here, its rule in
@@ -35,6 +40,7 @@ class Policy(enum.IntEnum):
     ENTROPY = 1
     CONFIDENCE = 2
     BUDGET = 3
+    PATIENCE = 4
 
 
 class CalibrationError(ValueError):
@@ -54,6 +60,8 @@ SUMMARY = {
                   "leaving early lose at most --tolerance accuracy against the last exit (Clopper-Pearson "
                   "bound, Bonferroni over exits)",
     "budget": "EERO-style: thresholds meeting a mean compute --budget with the best accuracy",
+    "patience": "PABEE: exit once the class has stayed the same for t exits in a row (the smallest t "
+                "within --tolerance of the last exit's validation accuracy)",
 }
 
 # Each policy's calibration options (`beexgen export` / `calibrate` flags) and their
@@ -63,13 +71,14 @@ POLICY_OPTIONS: dict[str, dict] = {
     "entropy": {"tolerance": 0.005, "ceiling": None},
     "confidence": {"tolerance": 0.01, "delta": 0.05},
     "budget": {"budget": None, "unit": "depth"},
+    "patience": {"tolerance": 0.005},
 }
 
 
 def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
     """Thresholds `policy` takes on a model with n_exits exits."""
     p = Policy[policy.upper()] if isinstance(policy, str) else Policy(int(policy))
-    return {Policy.NONE: 0, Policy.ENTROPY: 1}.get(p, n_exits - 1)
+    return {Policy.NONE: 0, Policy.ENTROPY: 1, Policy.PATIENCE: 1}.get(p, n_exits - 1)
 
 
 def decide(policy: Policy | int, thresholds, conf, entropy, *, cls=None, first_exit: int = 1,
@@ -100,4 +109,13 @@ def decide(policy: Policy | int, thresholds, conf, entropy, *, cls=None, first_e
     elif policy in (Policy.CONFIDENCE, Policy.BUDGET):
         for b in range(n_exits - 1):
             take[:, b] = conf[:, b] >= thr[b]
+    elif policy == Policy.PATIENCE:
+        if cls is None:
+            raise ValueError("the patience policy needs each exit's class (cls=...)")
+        cls = np.asarray(cls)
+        streak = np.zeros(n, dtype=np.float32)
+        for b in range(n_exits - 1):
+            if b > 0:
+                streak = np.where(cls[:, b] == cls[:, b - 1], streak + 1, 0).astype(np.float32)
+            take[:, b] = streak >= thr[0]
     return take.argmax(axis=1) + first_exit
