@@ -405,7 +405,7 @@ def cores_bench(run_dir: Path, work: Path, n: int | None = None, core_boards=COR
     """The run's default model on every core: for each board of core_boards the firmware
     build (flash, RAM) and, when it fits, QEMU -icount instructions per sentence over the
     first n test sentences (all by default) and how many replies equal the host
-    emulator's; when it does not fit, the build's reason. Keys of shared BENCH.md "cores"."""
+    emulator's; when it does not fit, the build's reason. The "cores" key of docs/bench.json."""
     from beexgen.core import artifact
     from beexgen.codegen import boards, build as build_mod, firmware
     from beexgen.train.trainer import load_run

@@ -67,7 +67,7 @@ def main():
     Typical flow:
       beexgen train rotten_tomatoes --out runs/rt       # train, export, evaluate
       beexgen build runs/rt/artifact --target host      # x86 emulator of the board
-      beexgen build runs/rt/artifact --target cortex-m4 --board nucleo-f411re
+      beexgen build runs/rt/artifact --target cortex-m --board nucleo-f411re
       beexgen emulate runs/rt/artifact --board mps2-an386
     """
 
@@ -390,34 +390,34 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
 
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--target", type=click.Choice(["host", "cortex-m4"]), default="cortex-m4", show_default=True,
+@click.option("--target", type=click.Choice(["host", "cortex-m", "cortex-m4"]), default="cortex-m", show_default=True,
               help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
-                   "cortex-m4: firmware for --board.")
+                   "cortex-m: firmware for --board, whatever its core (cortex-m4: the same, the older name).")
 @click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
-              help="Board for --target cortex-m4 (any Cortex-M core: the board names it; "
+              help="Board for --target cortex-m (the board names its core; "
                    f"codegen/boards/<board>.toml): {_board_registry.board_help()}.")
 @click.option("--out", type=click.Path(file_okay=False), help="Build directory [ARTIFACT/../build/<board>].")
-@click.option("--dsp", is_flag=True, help="Use the Cortex-M4 DSP (ACLE) path of the kernels.")
+@click.option("--dsp", is_flag=True, help="Use the DSP-extension path of the kernels (cores with DSP: M4, M7, M33, M55).")
 @click.option("--cmsis", "cmsis_include", type=click.Path(exists=True, file_okay=False),
               help="A CMSIS-Core include directory to take core register definitions from.")
 @click.option("--sanitize", is_flag=True, help="host: build with AddressSanitizer + UndefinedBehaviorSanitizer.")
-@click.option("--stack", "stack_bytes", type=int, help="Stack bytes the linker reserves (cortex-m4).")
+@click.option("--stack", "stack_bytes", type=int, help="Stack bytes the linker reserves (cortex-m) [the board's].")
 @click.option("--isa", help="host: the x86 kernel path to compile, portable, popcnt, avx2 or avx512 "
                              "(each gives the same replies) [the fastest this machine has].")
 def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_bytes, isa):
     """Generate the C for an artifact and compile it.
 
-    ARTIFACT_DIR is an artifact (or a run directory holding one). For cortex-m4, prints
+    ARTIFACT_DIR is an artifact (or a run directory holding one). For cortex-m, prints
     the size table against the board's flash, RAM and stack, and fails when it does not fit."""
     from beexgen.core import artifact
     from beexgen.codegen import build as build_mod
 
     art_dir = _artifact_arg(artifact_dir)
     art = artifact.load(art_dir)
-    out_dir = Path(out) if out else _build_dir(art_dir, target, board if target == "cortex-m4" else "host")
+    out_dir = Path(out) if out else _build_dir(art_dir, target, "host" if target == "host" else board)
     cmd = "beexgen build " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "beexgen build"
     if isa and target != "host":
-        raise click.UsageError("--isa is for --target host (the Cortex-M4 build has its own --dsp)")
+        raise click.UsageError("--isa is for --target host (a Cortex-M build has its own --dsp)")
     from beexgen.codegen import boards, firmware
     if target == "host":
         exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd, isa=isa)
@@ -491,7 +491,7 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
     if not b.emulated:
         raise click.ClickException(f"{board} is a real board: use `beexgen flash` (QEMU boards: "
                                    f"{', '.join(n for n in boards.BOARDS if boards.get_board(n).emulated)})")
-    out_dir = _build_dir(art_dir, "cortex-m4", board)
+    out_dir = _build_dir(art_dir, "cortex-m", board)
     elf = out_dir / "fw.elf"
     if rebuild or not elf.exists():
         elf = firmware.build_firmware(art_dir, board, out_dir).elf
@@ -523,7 +523,7 @@ def flash(artifact_dir, board):
     from beexgen.codegen import boards, flash as flash_mod
 
     art_dir = _artifact_arg(artifact_dir)
-    out_dir = _build_dir(art_dir, "cortex-m4", board)
+    out_dir = _build_dir(art_dir, "cortex-m", board)
     boards.get_board(board)
     if not (out_dir / "fw.bin").exists():
         raise click.ClickException(f"{out_dir}/fw.bin not found: run `beexgen build {artifact_dir} --board {board}` first")

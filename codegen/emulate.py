@@ -5,7 +5,7 @@
         handshake(ser, timeout=10)           # core.protocol.handshake over pyserial
         ser.write(b"!info\\n"); print(ser.readline())
 
-QEMU arguments (../shared/TOOLCHAIN.md): `-display none -monitor none` (never
+QEMU arguments (measured on QEMU 7.2): `-display none -monitor none` (never
 -nographic: it multiplexes the monitor onto the serial line), semihosting on (the
 firmware's exit and fault reports), `-icount shift=10,sleep=off` (deterministic
 instruction counts, see codegen/boards.py), the serial line as

@@ -7,7 +7,7 @@
  * holding register keeps one byte, so the handler drains it at once.
  *
  * QEMU: after enabling the receiver, one dummy read of DATA is needed, otherwise the
- * first received byte waits about a second (TOOLCHAIN.md): reading DATA is what tells
+ * first received byte waits about a second (measured on QEMU 7.2): reading DATA is what tells
  * QEMU's character backend that the UART accepts input again.
  */
 #include "bx_board.h"

@@ -12,7 +12,7 @@ split on LF, CR or CRLF, decoded as UTF-8 with undecodable bytes replaced. Failu
 device's answer. `protocol.DeviceError` (an `err` reply) and `protocol.ProtocolError`
 (a line that is not a reply) are the layer above.
 
-This module imports pyserial only (DESIGN.md: host knows only the protocol).
+This module imports pyserial only: host/ knows only the protocol (beexgen.core.protocol).
 """
 from __future__ import annotations
 
