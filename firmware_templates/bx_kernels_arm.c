@@ -74,30 +74,7 @@ __asm__(
     "   sub     r6, lr, r6, lsr #23\n"      /* n - 2p */
     "   str     r6, [r1], #4\n"
     "   .endm\n"
-    "   .text\n"
-    "   .global bx_m4_dots4\n"
-    "   .type   bx_m4_dots4, %function\n"
-    "   .thumb_func\n"
-    "bx_m4_dots4:\n"
-    "   push    {r4-r11, lr}\n"
-    "   ldm     r1, {r8-r11}\n"
-    "   mov     r1, r0\n"
-    "   mov     r0, r2\n"
-    "   add     r3, r0, r3, lsl #4\n"       /* end of W */
-    "   mov     r2, #0x01010101\n"
-    "   mov     lr, #128\n"
-    "1: bx_row4\n"
-    "   bx_row4\n"
-    "   bx_row4\n"
-    "   bx_row4\n"
-    "   bx_row4\n"
-    "   bx_row4\n"
-    "   bx_row4\n"
-    "   bx_row4\n"                         /* eight rows per pass: n_rows % 8 == 0 */
-    "   cmp     r0, r3\n"
-    "   bne     1b\n"
-    "   pop     {r4-r11, pc}\n"
-    "   .size   bx_m4_dots4, . - bx_m4_dots4\n"
+    BX_ARM_DOTS4("   mov     r2, #0x01010101\n")   /* the byte-sum multiplier of bx_row4 */
 
     /* One words-8 row: r0 = W row (advanced), r2 = x, dot stored at r1 (advanced).
      * Half one: w0..w3 ^ x0..x3 in r4-r7, adder (r4, r5, r6) -> r6 = s_a, r4 = c_a,
@@ -138,25 +115,7 @@ __asm__(
     "   sub     r10, lr, r10, lsr #15\n"    /* n - 2p */
     "   str     r10, [r1], #4\n"
     "   .endm\n"
-    "   .global bx_m4_dots8\n"
-    "   .type   bx_m4_dots8, %function\n"
-    "   .thumb_func\n"
-    "bx_m4_dots8:\n"
-    "   push    {r4-r11, lr}\n"
-    "   mov     r12, r1\n"
-    "   mov     r1, r0\n"
-    "   mov     r0, r2\n"
-    "   mov     r2, r12\n"
-    "   add     r3, r0, r3, lsl #5\n"       /* end of W */
-    "   mov     lr, #256\n"
-    "1: bx_row8\n"
-    "   bx_row8\n"
-    "   bx_row8\n"
-    "   bx_row8\n"
-    "   cmp     r0, r3\n"
-    "   bne     1b\n"
-    "   pop     {r4-r11, pc}\n"
-    "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
+    BX_ARM_DOTS8
 );
 #endif
 

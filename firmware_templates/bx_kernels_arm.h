@@ -54,4 +54,47 @@ float bx_m4_softmax_noclamp(float *e, int n, const float *c, float m);
     "   and     \\r, \\r, #0x0F0F0F0F\n" \
     "   .endm\n"
 
+/* The dot loops around a kernel file's row macros, which the file defines before it
+ * pastes these (bx_kernels_arm.c: Armv7-M; bx_kernels_arm_dsp.c: the DSP extension).
+ * bx_m4_dots4(dots r0, x r1, W r2, n_rows r3): x stays in r8-r11, r0 walks W, r1 the
+ * dots, lr = n = 128; setup: the file's own extra register set-up. bx_m4_dots8: the
+ * same with r2 = x (eight words do not fit beside a row's), n = 256. Eight (four) rows
+ * per pass: n_rows % 8 == 0. */
+#define BX_ARM_DOTS4(setup) \
+    "   .text\n" \
+    "   .global bx_m4_dots4\n" \
+    "   .type   bx_m4_dots4, %function\n" \
+    "   .thumb_func\n" \
+    "bx_m4_dots4:\n" \
+    "   push    {r4-r11, lr}\n" \
+    "   ldm     r1, {r8-r11}\n" \
+    "   mov     r1, r0\n" \
+    "   mov     r0, r2\n" \
+    "   add     r3, r0, r3, lsl #4\n"       /* end of W */ \
+    setup \
+    "   mov     lr, #128\n" \
+    "1: bx_row4\n   bx_row4\n   bx_row4\n   bx_row4\n" \
+    "   bx_row4\n   bx_row4\n   bx_row4\n   bx_row4\n" \
+    "   cmp     r0, r3\n" \
+    "   bne     1b\n" \
+    "   pop     {r4-r11, pc}\n" \
+    "   .size   bx_m4_dots4, . - bx_m4_dots4\n"
+#define BX_ARM_DOTS8 \
+    "   .global bx_m4_dots8\n" \
+    "   .type   bx_m4_dots8, %function\n" \
+    "   .thumb_func\n" \
+    "bx_m4_dots8:\n" \
+    "   push    {r4-r11, lr}\n" \
+    "   mov     r12, r1\n" \
+    "   mov     r1, r0\n" \
+    "   mov     r0, r2\n" \
+    "   mov     r2, r12\n" \
+    "   add     r3, r0, r3, lsl #5\n"       /* end of W */ \
+    "   mov     lr, #256\n" \
+    "1: bx_row8\n   bx_row8\n   bx_row8\n   bx_row8\n" \
+    "   cmp     r0, r3\n" \
+    "   bne     1b\n" \
+    "   pop     {r4-r11, pc}\n" \
+    "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
+
 #endif /* BX_KERNELS_ARM_H */
