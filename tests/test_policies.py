@@ -158,8 +158,10 @@ def test_report_writes_figures_and_table(tmp_path, cal, conf_policy):
         "entropy": P.calibrate_entropy(CFG, res_v, y_v, L_v),
         "confidence": conf_policy,
         "budget-0.6": P.calibrate_budget(res_v, y_v, L_v, CFG, budget=0.6),
+        "patience": P.calibrate("patience", res_v, y_v, L_v, CFG),
         "none": {"name": "none", "thresholds": []},
     }
+    assert {p["name"] for p in pols.values()} == set(P.CALIBRATORS)   # every policy there is
     figs = {}
     twin = [0.7, 0.8, 0.9]
     md = report.make_report(res, y, L, CFG, pols, tmp_path / "rep", res_val=res_v, labels_val=y_v,

@@ -147,7 +147,7 @@ def policy_curve(res, labels, lengths, cfg, policy, thresholds_grid) -> list[tup
 def threshold_family(policy: dict, n_exits: int, n: int = 41) -> list:
     """A one-parameter family of thresholds through a calibrated policy, for its curve.
 
-    ENTROPY: tau on a grid over [-0.25, 1] plus the chosen tau.
+    ENTROPY: tau on a grid over [-0.25, 1] plus the chosen tau. PATIENCE: every t.
     CONFIDENCE/BUDGET: t_b(a) = 1 - a (1 - t_b*) for a in [0, a_max] (a = 1 is the chosen
     point, a = 0 puts every threshold at 1, a_max brings the lowest threshold to 0);
     disabled exits (t* > 1) stay disabled. Without any enabled exit, a shared
@@ -159,6 +159,8 @@ def threshold_family(policy: dict, n_exits: int, n: int = 41) -> list:
     if pol == Policy.ENTROPY:
         taus = np.unique(np.concatenate([np.linspace(-0.25, 1.0, n), thr]))
         return [[f32(t)] for t in taus]
+    if pol == Policy.PATIENCE:        # every patience there is: 0 .. n_exits - 1
+        return [[float(t)] for t in range(n_exits)]
     live = thr < 1.0
     if thr.size != n_exits - 1 or not live.any():
         return [[f32(t)] * (n_exits - 1) for t in np.concatenate([np.linspace(0, 1, n), [NEVER]])]
