@@ -44,6 +44,14 @@ def log(msg: str) -> None:
 SEEDS = (0, 1, 2)          # the shipped model and both baselines are reported as a 3-seed mean
 
 
+def line_max_for(texts: list[str]) -> int:
+    """The line length the bench's builds get: the device reads a text whole (no cut can
+    keep the answer), so the power of two that holds the longest text with its line end
+    and request overhead, and at least the default."""
+    from beexgen.core.protocol import LINE_MAX
+    return max(LINE_MAX, 1 << (max(len(t.encode()) + 3 for t in texts) - 1).bit_length())
+
+
 def run_dirs(ds: str, out: Path) -> dict[str, Path]:
     """Runs of one data set: the shipped model (seed 0), its full-precision twin and the
     paper's architecture (--no-wide) on the same split and tokenizer, and seeds 1, 2
@@ -329,9 +337,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     texts = [run.texts[i] for i in idx_t]
     # one emulator per x86 kernel path this machine has (portable C up to the fastest);
     # the last is what `beexgen build --target host` makes
-    # the device reads a text whole (no cut can keep the answer), so the emulator and the
-    # QEMU firmware get a line long enough for the longest test text (512 B by default)
-    line_max = max(512, 1 << (max(len(t.encode()) + 3 for t in texts) - 1).bit_length())
+    line_max = line_max_for(texts)
     rec["line_max"] = line_max
     exes = {name: build_mod.build_host(art, bdir / ("host-" + name), isa=name, line_max=line_max)
             for name in build_mod.host_isa_levels()}
@@ -415,7 +421,7 @@ def cores_bench(run_dir: Path, work: Path, n: int | None = None, core_boards=COR
     _, _, idx_t = run.part("test")
     texts = [run.texts[i] for i in idx_t]
     texts = texts[:n] if n else texts
-    line_max = max(512, 1 << (max(len(t.encode()) + 3 for t in texts) - 1).bit_length())
+    line_max = line_max_for(texts)
     exe = build_mod.build_host(art, Path(work) / "host", line_max=line_max)
     host = device_replies(f"exec:{exe}", texts)
     strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)   # noqa: E731

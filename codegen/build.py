@@ -68,7 +68,7 @@ def run_make(project_dir: Path, target: str, jobs: int = 2, cc: str = "gcc", var
 
 
 def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *, sanitize: bool = False,
-               line_max: int = 512, command: str = "beexgen build --target host",
+               line_max: int = project.LINE_MAX, command: str = "beexgen build --target host",
                jobs: int = 2, isa: str | None = None) -> Path:
     """Generate the project into out_dir (src/ and the build files: codegen/project.py),
     add platform_host.c and build the host emulator out_dir/bx_host with its Makefile and

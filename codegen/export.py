@@ -62,7 +62,7 @@ def apply_prefix(root: Path, prefix: str) -> list[Path]:
 
 
 def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix: str = project.DEFAULT_PREFIX,
-             fmt: str = "cmake", target: str = project.PORTABLE, line_max: int = 512,
+             fmt: str = "cmake", target: str = project.PORTABLE, line_max: int = project.LINE_MAX,
              command: str | None = None, force: bool = False) -> list[Path]:
     """Write the library of `art` into out_dir; return the files written.
 

@@ -307,7 +307,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     boards.UnknownBoardError for an unknown board."""
     board = boards_mod.get_board(board_name)
     stack_bytes = stack_bytes or board.default_stack or DEFAULT_STACK
-    line_max = line_max or board.line_max or 512      # request bytes per line (BX_LINE_MAX)
+    line_max = line_max or board.line_max or project.LINE_MAX      # request bytes per line (BX_LINE_MAX)
     check_toolchain()
     if stack_bytes < 1024 or stack_bytes % 8:
         raise ValueError(f"stack_bytes {stack_bytes}: want a multiple of 8, at least 1024")

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from beexgen.core import artifact as art_mod
 from beexgen.codegen import cflags, render, vocab
+from beexgen.core.protocol import LINE_MAX
 
 # Hand-written C of the library on every target (kernels: KERNEL_FILES).
 ENGINE_SOURCES = ["bx_math.h", "bx_engine.h", "bx_engine.c", "bx_tokenizer.h", "bx_tokenizer.c"]
@@ -122,7 +123,7 @@ def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str
 
 
 def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, board_name: str,
-                  cost_unit: str, line_max: int = 512, defines=None, target: str = HOST,
+                  cost_unit: str, line_max: int = LINE_MAX, defines=None, target: str = HOST,
                   app: list[str] = tuple(PROTOCOL_SOURCES), command: str = "beexgen build") -> list[Path]:
     """Write the C sources of `art` for `target` into src_dir; return the files written.
 
@@ -208,7 +209,7 @@ class Project:
 
 
 def write_project(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, target: str,
-                  board_name: str, cost_unit: str, line_max: int = 512, defines=None,
+                  board_name: str, cost_unit: str, line_max: int = LINE_MAX, defines=None,
                   app: list[str] = (), opt: list[str] | None = None, werror: bool = True,
                   extra: list[str] = (), app_name: str = "", ldflags: list[str] = (),
                   ldlibs: list[str] = (), name: str = DEFAULT_PREFIX, command: str = "beexgen build") -> Project:

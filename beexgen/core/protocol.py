@@ -23,6 +23,7 @@ from enum import IntEnum
 # bx_board.h (link_defines) and host/client.py pipelines by them.
 ID_DIGITS = 9          # a request id is `#` + 1..ID_DIGITS decimal digits + one space
 WINDOW = 4             # requests a host may keep unanswered: the receive ring holds them all
+LINE_MAX = 512         # request bytes per line by default (BX_LINE_MAX); a board or build may set another
 RX_SLACK = 32          # ring bytes beyond the window: one `#<id> !ping` fence and a stray line end
 
 
