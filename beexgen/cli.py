@@ -30,8 +30,9 @@ def _known_errors() -> tuple:
     try:
         from beexgen.train.data import DataError
         out.append(DataError)
-        from beexgen.codegen import boards, build, emulate, firmware
-        out += [boards.UnknownBoardError, build.BuildError, firmware.FirmwareTooBig, emulate.QemuError]
+        from beexgen.codegen import boards, build, emulate, export, firmware, project
+        out += [boards.UnknownBoardError, build.BuildError, firmware.FirmwareTooBig, emulate.QemuError,
+                export.ExportError, project.ProjectError]
     except ImportError:
         pass
     return tuple(out)
@@ -39,7 +40,7 @@ def _known_errors() -> tuple:
 
 # The extra a command needs (pyproject.toml); every other command needs beexgen[train].
 # A module only one extra brings names that extra whatever the command.
-_EXTRA = {"build": "build", "emulate": "build", "flash": "build", "bench": "bench"}
+_EXTRA = {"build": "build", "export-c": "build", "emulate": "build", "flash": "build", "bench": "bench"}
 _EXTRA_OF_MODULE = {"transformers": "teacher", "sklearn": "bench", "unicorn": "bench"}
 
 
@@ -119,9 +120,8 @@ def _train_command(fn):
     except ModuleNotFoundError as e:
         missing_name = e.name
 
-        def missing(args):
-            raise click.ClickException(f"beexgen train needs {missing_name}, which is not installed: "
-                                       "pip install 'beexgen[train]'")
+        def missing(args):       # the group turns this into the install-the-extra message
+            raise ModuleNotFoundError(f"No module named {missing_name!r}", name=missing_name)
         return main.command("train", help=fn.__doc__, context_settings={"ignore_unknown_options": True,
                                                                          "allow_extra_args": True})(
             click.argument("args", nargs=-1)(missing))
@@ -458,14 +458,10 @@ def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
     exit-policy switch, the tokenizer), the private sources in src/, a CMakeLists.txt and a
     Makefile that read the exactness flags from the generated <prefix>_flags.cmake /
     <prefix>_flags.mk (one definition), and a README naming the artifact hash."""
-    from beexgen.codegen import export, project
+    from beexgen.codegen import export
 
     art_dir = _artifact_arg(artifact_dir)
-    try:
-        files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max,
-                                force=force)
-    except (export.ExportError, project.ProjectError) as e:
-        raise click.ClickException(str(e)) from None
+    files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max, force=force)
     click.echo(f"{len(files)} files in {out}: #include \"{prefix}_classifier.h\", call {prefix}_classify()")
     click.echo(f"build: cmake -S {out} -B {out}/build && cmake --build {out}/build   (or: make -C {out})")
 

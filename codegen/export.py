@@ -27,7 +27,6 @@ from beexgen.core import artifact as art_mod
 from beexgen.codegen import cflags, project, render
 
 FORMATS = ("cmake", "make", "zephyr", "platformio", "arduino")
-TARGETS_HELP = "portable (any C11 compiler and core), host (x86 paths), or a board name (its core's kernels)"
 LIBRARY_VERSION = "0.1.0"
 # bx_ / BX_ at the start of a word, and BX_ after -D (a define in a flag)
 _LOWER = re.compile(r"\bbx_")

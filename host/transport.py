@@ -31,7 +31,6 @@ import tty
 
 import serial
 
-LINE_ENDINGS = b"\r\n"
 MAX_PENDING = 1 << 20      # a device spewing bytes without a newline: cut the line here
 
 

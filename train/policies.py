@@ -124,10 +124,6 @@ def fixed_exit_points(res, labels, lengths, cfg) -> list[tuple[float, float, flo
     return [point(res, labels, ops, np.full(N, b, dtype=np.int64)) for b in range(e0, e0 + E)]
 
 
-def full_depth_point(res, labels, lengths, cfg) -> tuple[float, float, float]:
-    return fixed_exit_points(res, labels, lengths, cfg)[-1]
-
-
 def policy_curve(res, labels, lengths, cfg, policy, thresholds_grid) -> list[tuple[float, float, float]]:
     """(mean compute fraction, accuracy, mean depth) for each entry of thresholds_grid.
 
