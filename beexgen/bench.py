@@ -264,9 +264,10 @@ def accuracy_block(run_dir: Path, art, run, res_t, y_t, bow: dict, tfidf: dict) 
     pd = rp.depth(artifact.Policy[paper.policy["name"].upper()], paper.policy["thresholds"])
     acc["paper_model"] = float((rp.cls[:, -1] == y_t).mean())
     acc["paper_default_policy"] = float((rp.at_exit(pd)[0] == y_t).mean())
-    acc["twin"] = evaluate.twin_exit_accuracy(run_dir / TWIN_DIR)[-1]
+    twin = evaluate.twin_exit_accuracy(run_dir / TWIN_DIR)       # every exit's, loaded and run once
+    acc["twin"] = twin[-1]
     acc["bow_lr"], acc["tfidf_lr"] = bow["accuracy"], tfidf["accuracy"]
-    return {"n": n, "accuracy": acc, "wilson95": {k: wilson(v, n) for k, v in acc.items()},
+    return {"n": n, "accuracy": acc, "twin_exit_acc": twin, "wilson95": {k: wilson(v, n) for k, v in acc.items()},
             "paper_size": paper.size_report()["total"], "paper_policy": paper.policy["name"]}
 
 
@@ -311,7 +312,6 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
         ev.pop("depth")
         rec["policies"][name] = ev
     from beexgen.train import report as report_mod
-    rec["twin_exit_acc"] = evaluate.twin_exit_accuracy(run_dir / TWIN_DIR)
     md = report_mod.make_report(res_t, y_t, len_t, cfg, {k: v for k, v in pols.items() if k != "default"},
                                 run_dir / "report", res_val=res_v, labels_val=y_v, lengths_val=len_v,
                                 title=f"{ds} (beexgen bench)", twin_acc=rec["twin_exit_acc"])
