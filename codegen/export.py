@@ -83,7 +83,7 @@ def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix:
     proj = project.write_project(art, out, target=target, board_name="library", cost_unit="none",
                                  line_max=line_max, app=[], werror=False, name=prefix, command=command)
     env = render.environment()
-    banner = {"command": command, "format_version": art.meta["format_version"], "hash": art.hash}
+    banner = render.banner(art, command)
     ctx = dict(banner=banner, name=prefix, NAME=prefix.upper(), version=LIBRARY_VERSION)
     render.render_to(env, "export_README.md.j2", out / "README.md", classes=list(art.classes), isas=isas,
                      exact=cflags.EXACT, arch=proj.flags.arch, **ctx)

@@ -135,7 +135,7 @@ def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, bo
     art = art if isinstance(art, art_mod.Artifact) else art_mod.load(art)
     src = Path(src_dir)
     src.mkdir(parents=True, exist_ok=True)
-    banner = {"command": command, "format_version": art.meta["format_version"], "hash": art.hash}
+    banner = render.banner(art, command)
     kernels = kernel_files(target)
     rendered = [*render.render_model(art, src, command, kernel_markers=kernel_markers(kernels)),
                 render.render_status(src), *vocab.render_vocab(art.tokenizer_json, src, banner),
@@ -233,6 +233,6 @@ def write_project(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, ta
                   lib_sources=rel(p for p in files if p.name not in app_names),
                   app_sources=rel(p for p in files if p.name in app_names),
                   app_name=app_name if app_names else "", ldflags=list(ldflags), ldlibs=list(ldlibs))
-    banner = {"command": command, "format_version": art.meta["format_version"], "hash": art.hash}
+    banner = render.banner(art, command)
     files += render_build_files(out, flags, banner)
     return Project(out, files, flags)

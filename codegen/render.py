@@ -23,6 +23,12 @@ TEMPLATE_DIR = Path(str(files("beexgen.firmware_templates")))
 
 # --------------------------------------------------------------------------- filters
 
+
+def banner(art: art_mod.Artifact, command: str) -> dict:
+    """What every generated file's banner names: the command, the format version, the artifact hash."""
+    return {"command": command, "format_version": art.meta["format_version"], "hash": art.hash}
+
+
 def c_string(s: str) -> str:
     """A C string literal holding the UTF-8 bytes of s (octal escapes where needed)."""
     out = []
@@ -100,7 +106,7 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
     pol = art.policy
     bm, fl = cost.cost_tables(cfg)
     return {
-        "banner": {"command": command, "format_version": art.meta["format_version"], "hash": art.hash},
+        "banner": banner(art, command),
         "cfg": cfg,
         "special": art.meta.get("special_ids") or default_special_ids(),
         "classes": [wire_label(c) for c in art.classes],
