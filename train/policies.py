@@ -110,7 +110,8 @@ def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None, n_ids=No
     return {"policy": pol.name.lower(), "thresholds": [f32(t) for t in np.ravel(thresholds)],
             "accuracy": acc, "mean_depth": mdepth, "depth_frac": mdepth / B, "ops_rel": comp,
             "first_exit": int(res.first_exit),
-            "depth_hist": np.bincount(depth - res.first_exit, minlength=E).tolist(), "depth": depth}
+            "depth_hist": np.bincount(depth - res.first_exit, minlength=E).tolist(),
+            "exit_histogram": {e: int((depth == e).sum()) for e in range(res.first_exit, B + 1)}, "depth": depth}
 
 
 # --------------------------------------------------------------------------- curves

@@ -1,0 +1,3 @@
+from beexgen.bench.run import cores_main
+
+cores_main()
