@@ -227,3 +227,47 @@ def test_patience_calibration_takes_the_smallest_patience_within_tolerance():
     assert [r[0] for r in sweep] == [0.0, 1.0, 2.0]
     assert sweep[int(t)][1] >= last - 0.02 and all(r[1] < last - 0.02 for r in sweep[:int(t)])
     assert P.evaluate_policy(res, y, L, CFG, pol)["accuracy"] == sweep[int(t)][1]
+
+
+def test_a_wide_exit_model_names_its_exits_alike_in_meta_report_and_bench_json(trained, tmp_path):
+    """One notion of exit, the exit number e (0 = the wide exit, then 1 .. n_blocks): the
+    calibration in meta.json, the eval report, the policy report and the bench's JSON of a
+    wide-exit model (the test session's trec6 run) all use it."""
+    import json
+    from types import SimpleNamespace
+
+    from beexgen.bench import accuracy as bench_acc, policies as bench_pol
+    from beexgen.bench.record import DatasetBench
+    from beexgen.core import artifact
+    from beexgen.train import deploy, evaluate
+    from beexgen.train.trainer import load_run
+
+    run_dir = trained("trec6")
+    meta = json.loads((run_dir / "artifact" / "meta.json").read_text())
+    cfg = meta["config"]
+    assert cfg["wide"] and meta["exit_policy"]["name"] == "confidence"
+    exits = list(range(0, cfg["n_blocks"] + 1))
+    assert [x["exit"] for x in meta["exit_policy"]["info"]["per_exit"]] == exits[:-1]
+
+    art, run = artifact.load(run_dir / "artifact"), load_run(run_dir)
+    ids_t, y_t, _ = run.part("test")
+    ids_v, y_v, _ = run.part("val")
+    dm = deploy.DeployModel(art)
+    res_t, res_v = deploy.run(dm, ids_t, run.all_part("test")), deploy.run(dm, ids_v, run.all_part("val"))
+    assert res_t.exits == exits
+    rep = evaluate.evaluate(art, ids_t, y_t, res=res_t, all_ids=run.all_part("test"))
+    assert rep["exits"] == exits
+    assert "| exit | 0 (wide) | " + " | ".join(map(str, exits[1:])) + " |" in evaluate.format_report(rep)
+
+    ctx = SimpleNamespace(art=art, res_t=res_t, y_t=y_t, len_t=np.array([len(s) for s in ids_t]),
+                          nid_t=np.array([len(a) for a in run.all_part("test")]), res_v=res_v, y_v=y_v,
+                          len_v=np.array([len(s) for s in ids_v]), twin_exit_acc=None, report=rep)
+    d = DatasetBench()
+    d.policies = bench_pol.measure("trec6", tmp_path, ctx)
+    d.accuracy.accuracy_by_exit = bench_acc.by_exit(rep)
+    doc = d.to_json()
+    assert list(doc["exit_histogram"]) == list(doc["accuracy_by_exit"]) == [str(e) for e in exits]
+    assert list(doc["exit_histogram"].values()) == rep["depth_hist"]
+    text = (tmp_path / "trec6" / "report" / "report.md").read_text()
+    table = text.split("the calibrated bound")[1].split("\n\n")[2].splitlines()[2:]
+    assert [int(line.split("|")[1]) for line in table] == exits[:-1], table

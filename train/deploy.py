@@ -160,6 +160,11 @@ class DeployResult:
     first_exit: int = 1     # exit number of column 0: 0 with a wide exit, else 1
     h_prior: float = float("inf")  # entropy before any exit (the entropy rule's H_{-1}, exits.py)
 
+    @property
+    def exits(self) -> list[int]:
+        """The exit number e of each column (first_exit .. n_blocks)."""
+        return list(range(self.first_exit, self.first_exit + self.cls.shape[1]))
+
     def depth(self, policy: Policy | int, thresholds) -> np.ndarray:
         """Exit number taken by each sentence (= blocks run)."""
         return decide(policy, thresholds, self.conf, self.entropy, cls=self.cls, first_exit=self.first_exit,

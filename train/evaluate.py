@@ -45,11 +45,12 @@ def evaluate(art: art_mod.Artifact, ids: list[list[int]], labels: np.ndarray,
     return {
         "n": int(len(labels)),
         "first_exit": e0,
+        "exits": list(range(e0, B + 1)),          # the exit number e of each exit_acc / depth_hist column
         "exit_acc": [float(a) for a in (res.cls == labels[:, None]).mean(0)],
         "policy": policy,
         "policy_acc": float((pred == labels).mean()),
         "mean_depth": float(depth.mean()),
-        "depth_hist": [int((depth == d).sum()) for d in range(e0, B + 1)],
+        "depth_hist": [int((depth == e).sum()) for e in range(e0, B + 1)],
         "over_seq_max": int((n_ids > cfg["seq_max"] - 1).sum()),
         "mean_ids_over": float(n_ids[n_ids > cfg["seq_max"] - 1].mean()) if (n_ids > cfg["seq_max"] - 1).any() else 0.0,
         "bmacs": float(bm.mean()), "flops": float(fl.mean()),
@@ -59,9 +60,9 @@ def evaluate(art: art_mod.Artifact, ids: list[list[int]], labels: np.ndarray,
 
 
 def format_report(rep: dict, title: str = "", twin_acc: list[float] | None = None) -> str:
-    E, e0 = len(rep["exit_acc"]), rep.get("first_exit", 1)
-    B = E + e0 - 1
-    names = ["0 (wide)" if e == 0 else str(e) for e in range(e0, e0 + E)]
+    exits = rep["exits"]
+    E, n_blocks = len(exits), exits[-1]
+    names = ["0 (wide)" if e == 0 else str(e) for e in exits]
     lines = [f"## {title}" if title else "", "",
              f"test sentences: {rep['n']}; {rep.get('over_seq_max', 0)} longer than seq_max "
              f"(mean {rep.get('mean_ids_over', 0):.0f} ids; the blocks see head + tail, the wide exit every id)", "",
@@ -80,7 +81,7 @@ def format_report(rep: dict, title: str = "", twin_acc: list[float] | None = Non
               f"| exit policy | {p['name']} (thresholds {thr}) |",
               f"| accuracy under the policy | {rep['policy_acc']:.4f} |",
               f"| accuracy at full depth | {rep['exit_acc'][-1]:.4f} |",
-              f"| mean exit depth | {rep['mean_depth']:.3f} of {B} |",
+              f"| mean exit depth | {rep['mean_depth']:.3f} of {n_blocks} |",
               f"| binary MACs / sentence | {rep['bmacs']:,.0f} |",
               f"| float ops / sentence | {rep['flops']:,.0f} |",
               f"| compute vs full depth (flops + bmacs/64) | {rep['ops_rel']:.3f} ({(1 - rep['ops_rel']) * 100:.1f} % saved) |",

@@ -111,18 +111,17 @@ def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None, n_ids=No
             "accuracy": acc, "mean_depth": mdepth, "depth_frac": mdepth / B, "ops_rel": comp,
             "first_exit": int(res.first_exit),
             "depth_hist": np.bincount(depth - res.first_exit, minlength=E).tolist(),
-            "exit_histogram": {e: int((depth == e).sum()) for e in range(res.first_exit, B + 1)}, "depth": depth}
+            "exit_histogram": {e: int((depth == e).sum()) for e in res.exits}, "depth": depth}
 
 
 # --------------------------------------------------------------------------- curves
 
 def fixed_exit_points(res, labels, lengths, cfg) -> list[tuple[float, float, float]]:
-    """(compute fraction, accuracy, depth) when every sentence leaves at exit b, b = 1..B.
-    The last entry is the full-depth point."""
+    """(compute fraction, accuracy, depth) when every sentence leaves at exit e, for each
+    exit e = first_exit .. n_blocks. The last entry is the full-depth point."""
     ops = ops_table(cfg, lengths)
-    N, E = res.conf.shape
-    e0 = res.first_exit
-    return [point(res, labels, ops, np.full(N, b, dtype=np.int64)) for b in range(e0, e0 + E)]
+    N = res.conf.shape[0]
+    return [point(res, labels, ops, np.full(N, e, dtype=np.int64)) for e in res.exits]
 
 
 def policy_curve(res, labels, lengths, cfg, policy, thresholds_grid) -> list[tuple[float, float, float]]:
@@ -289,7 +288,7 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
         leave = alive & (conf[:, b] >= np.float32(t))
         nl, kl = int(leave.sum()), int(harm[leave, b].sum())
         per_exit.append({
-            "exit": b + 1, "threshold": t, "reaching": int(alive.sum()), "leaving": nl, "harms": kl,
+            "exit": res.exits[b], "threshold": t, "reaching": int(alive.sum()), "leaving": nl, "harms": kl,
             "harm_rate": kl / nl if nl else 0.0,
             "bound": float(clopper_pearson_upper(kl, nl, delta_b)) if nl else None,
             "scan_start": f32(grid[start]) if start < len(grid) else None,

@@ -59,11 +59,11 @@ def _pareto(ax, fixed, curves, chosen, first_exit: int = 1, twin: float | None =
     for name, pts in curves.items():
         pts = sorted(pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", lw=1.2, alpha=0.8, label=f"{name} (sweep)")
-    for b, (c, a, _) in enumerate(fixed, start=first_exit):
-        full = b == first_exit + len(fixed) - 1
+    for e, (c, a, _) in enumerate(fixed, start=first_exit):      # exit numbers; the last is full depth
+        full = e == first_exit + len(fixed) - 1
         ax.plot([c], [a], "D" if full else "s", color="crimson" if full else "black", ms=7 if full else 5,
-                label="full depth" if full else ("fixed exit" if b == first_exit else None), zorder=4)
-        ax.annotate("full" if full else f"exit {b}", (c, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
+                label="full depth" if full else ("fixed exit" if e == first_exit else None), zorder=4)
+        ax.annotate("full" if full else f"exit {e}", (c, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
     for k, (name, (c, a, _)) in enumerate(chosen.items()):
         ax.plot([c], [a], "*", ms=15, mec="black", color=f"C{k}", label=f"{name} (chosen)", zorder=5)
     if twin is not None:
@@ -99,10 +99,10 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels_test = np.asarray(labels_test)
-    N, B = res_test.conf.shape
+    N, n_exits = res_test.conf.shape        # one column per exit
     e0 = getattr(res_test, "first_exit", 1)
-    exits = np.arange(e0, e0 + B)
-    n_blocks = e0 + B - 1                   # exit numbers e0 .. n_blocks (= blocks run)
+    exits = np.arange(e0, e0 + n_exits)     # the exit number e of each column (= blocks run)
+    n_blocks = int(exits[-1])
     majority = float(np.bincount(labels_test).max() / max(1, N))
     label = f"{title}: " if title else ""
     fixed = P.fixed_exit_points(res_test, labels_test, lengths_test, cfg)
@@ -113,7 +113,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
         evals[name] = ev
         chosen[name] = (ev["ops_rel"], ev["accuracy"], ev["mean_depth"])
         curves[name] = P.policy_curve(res_test, labels_test, lengths_test, cfg, pol["name"],
-                                      P.threshold_family(pol, B))
+                                      P.threshold_family(pol, n_exits))
     val = {}
     if res_val is not None and labels_val is not None:
         lv = lengths_val if lengths_val is not None else np.ones(len(labels_val), dtype=np.int64)
@@ -159,7 +159,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     if res_val is not None and labels_val is not None:
         acc_v = (res_val.cls == np.asarray(labels_val)[:, None]).mean(0)
         ax.plot(x, acc_v, "s--", label="validation")
-    if twin_acc is not None and len(twin_acc) == B:
+    if twin_acc is not None and len(twin_acc) == n_exits:
         ax.plot(x, twin_acc, "^-.", color="crimson", label="float32 twin (test)")
     ax.set_xticks(x)
     ax.set_xlabel("exit")
@@ -176,7 +176,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     xe = exits[:-1]
     ax.bar(xe - 0.2, r_w[:-1], width=0.4, label="right here, wrong at the last exit (overthinking)")
     ax.bar(xe + 0.2, w_r[:-1], width=0.4, label="wrong here, right at the last exit")
-    ax.set_xticks(xe if B > 1 else [])
+    ax.set_xticks(xe if n_exits > 1 else [])
     ax.set_xlabel("exit")
     ax.set_ylabel("test sentences")
     ax.set_ylim(0, max(1, int(max([*r_w[:-1], *w_r[:-1], 0]) * 1.15) + 1))
@@ -187,7 +187,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
 
     # report.md
     L = [f"# {title or 'Exit policies'}", "",
-         f"Test sentences: {N}; exits: {B}. Compute is ops (flops + bmacs/64, beexgen/core/cost.py) "
+         f"Test sentences: {N}; exits: {n_exits}. Compute is ops (flops + bmacs/64, beexgen/core/cost.py) "
          "relative to running every block on the same sentences; depths follow exits.decide "
          "(the firmware's rule) with float32 thresholds.", "",
          "## Policies (test split)", ""]
@@ -197,7 +197,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
         head += " val accuracy | val mean depth | val compute |"
         sep += "---|---|---|"
     L += [head, sep]
-    L.append(f"| full depth | none | - | {full_a:.4f} | +0.0000 | {B:.3f} | 0.0 % | 1.000 | 0.0 % |"
+    L.append(f"| full depth | none | - | {full_a:.4f} | +0.0000 | {n_blocks:.3f} | 0.0 % | 1.000 | 0.0 % |"
              + (" | | |" if val else ""))
     for name, pol in policies.items():
         ev = evals[name]
@@ -211,7 +211,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
         L.append(row)
     L += ["", "Sentences leaving at each depth (test):", "",
           "| policy | " + " | ".join(str(b) for b in exits) + " |",
-          "|---|" + "---|" * B]
+          "|---|" + "---|" * n_exits]
     for name in policies:
         L.append(f"| {name} | " + " | ".join(str(h) for h in evals[name]["depth_hist"]) + " |")
 
@@ -219,7 +219,7 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
           "| exit | accuracy | compute | right here & wrong at last | wrong here & right at last |",
           "|---|---|---|---|---|"]
     for k, (c, a, _) in enumerate(fixed):
-        L.append(f"| {e0 + k} | {a:.4f} | {c:.3f} | {int(r_w[k])} | {int(w_r[k])} |")
+        L.append(f"| {exits[k]} | {a:.4f} | {c:.3f} | {int(r_w[k])} | {int(w_r[k])} |")
     if acc_v is not None:
         L += ["", "Validation accuracy of each exit: " + ", ".join(f"{a:.4f}" for a in acc_v)]
     L += ["", f"Overthinking (right at an early exit, wrong at the last), summed over early exits: "
@@ -236,14 +236,14 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
                   "| exit | threshold | test leavers | test harm rate | within tolerance |", "|---|---|---|---|---|"]
             depth = evals[name]["depth"]
             cls = res_test.cls
-            for b in range(B - 1):
-                m = depth == e0 + b
+            for k, e in enumerate(exits[:-1]):          # column k holds exit e
+                m = depth == e
                 if crit == "error":
-                    harm = (cls[m, b] != labels_test[m]) & (cls[m, -1] == labels_test[m])
+                    harm = (cls[m, k] != labels_test[m]) & (cls[m, -1] == labels_test[m])
                 else:
-                    harm = cls[m, b] != cls[m, -1]
+                    harm = cls[m, k] != cls[m, -1]
                 rate = float(harm.mean()) if m.any() else 0.0
-                L.append(f"| {e0 + b} | {_fmt_thr([pol['thresholds'][b]])} | {int(m.sum())} | {rate:.4f} | "
+                L.append(f"| {e} | {_fmt_thr([pol['thresholds'][k]])} | {int(m.sum())} | {rate:.4f} | "
                          f"{'yes' if rate <= tol else 'no'} |")
             L.append("")
     bud = {n: p for n, p in policies.items() if p["name"] == "budget" and "info" in p}

@@ -105,6 +105,11 @@ def seed_accuracy(run_dir: Path) -> dict[str, float]:
             "bow": bag_of_words(run).accuracy, "tfidf": tfidf_lr(run)["accuracy"], "n": int(len(y))}
 
 
+def by_exit(rep: dict) -> dict[str, float]:
+    """Exit number e -> test accuracy there, from train/evaluate.py's report."""
+    return {str(e): pct(a) for e, a in zip(rep["exits"], rep["exit_acc"])}
+
+
 def measure(ds: str, out: Path, ctx, bow: BagOfWords) -> Accuracy:
     """The accuracy stage of one data set (ctx: common test-split state, run.DatasetContext)."""
     from beexgen.core import artifact
@@ -120,14 +125,12 @@ def measure(ds: str, out: Path, ctx, bow: BagOfWords) -> Accuracy:
     acc["paper_default_policy"] = _policy_accuracy(paper, rp, y)
     acc["twin"] = ctx.twin_exit_acc[-1]
     acc["bow_lr"], acc["tfidf_lr"] = bow.accuracy, ctx.tfidf["accuracy"]
-    rep = ctx.report
-    by_exit = {str(rep["first_exit"] + k): pct(a) for k, a in enumerate(rep["exit_acc"])}
     seeds = {"0": {"default_policy": acc["default_policy"], "full_depth": acc["full_depth"],
                    "bow": acc["bow_lr"], "tfidf": acc["tfidf_lr"], "n": n}}
     for s in SEEDS[1:]:
         seeds[str(s)] = seed_accuracy(run_dirs(ds, out)[f"seed{s}"])
     mean = {k: pct(np.mean([v[k] for v in seeds.values()])) for k in ("default_policy", "full_depth", "bow", "tfidf")}
     return Accuracy(test_sentences=n, **{f"accuracy_{k}": pct(v) for k, v in acc.items()},
-                    wilson95={k: wilson_pct(v, n) for k, v in acc.items()}, accuracy_by_exit=by_exit,
+                    wilson95={k: wilson_pct(v, n) for k, v in acc.items()}, accuracy_by_exit=by_exit(ctx.report),
                     seed_mean=mean,
                     seeds={s: {k: (pct(v) if k != "n" else v) for k, v in d.items()} for s, d in seeds.items()})
