@@ -71,11 +71,11 @@ def ops_table(cfg: dict, lengths, n_ids=None) -> np.ndarray:
     (default lengths - 1)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     n_ids = lengths - 1 if n_ids is None else np.asarray(n_ids, dtype=np.int64)
-    e0, B = cost.first_exit(cfg), cfg["n_blocks"]
+    e0, n_blocks = cost.first_exit(cfg), cfg["n_blocks"]
     pairs = np.stack([lengths, n_ids], axis=1)
     uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d, int(k))) for d in range(e0, B + 1)]
-                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), B + 1 - e0)
+    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d, int(k))) for d in range(e0, n_blocks + 1)]
+                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), n_blocks + 1 - e0)
     return tab[inv.reshape(-1)]
 
 
@@ -106,12 +106,11 @@ def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None, n_ids=No
     depth = res.depth(pol, thresholds)
     ops = ops_table(cfg, lengths, n_ids)
     comp, acc, mdepth = point(res, labels, ops, depth)
-    E, B = res.conf.shape[1], cfg["n_blocks"]
+    hist = {e: int((depth == e).sum()) for e in res.exits}      # exit number -> sentences leaving there
     return {"policy": pol.name.lower(), "thresholds": [f32(t) for t in np.ravel(thresholds)],
-            "accuracy": acc, "mean_depth": mdepth, "depth_frac": mdepth / B, "ops_rel": comp,
-            "first_exit": int(res.first_exit),
-            "depth_hist": np.bincount(depth - res.first_exit, minlength=E).tolist(),
-            "exit_histogram": {e: int((depth == e).sum()) for e in res.exits}, "depth": depth}
+            "accuracy": acc, "mean_depth": mdepth, "depth_frac": mdepth / cfg["n_blocks"], "ops_rel": comp,
+            "first_exit": int(res.first_exit), "depth_hist": list(hist.values()), "exit_histogram": hist,
+            "depth": depth}
 
 
 # --------------------------------------------------------------------------- curves
@@ -256,26 +255,26 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
     labels = np.asarray(labels)
     conf = np.asarray(res.conf, dtype=np.float32)
     cls = np.asarray(res.cls)
-    N, B = conf.shape
-    if B < 2:
+    N, n_exits = conf.shape
+    if n_exits < 2:
         return {"name": "confidence", "thresholds": [], "info": {"note": "a single exit"}}
     grid = default_conf_grid() if grid is None else np.unique(np.asarray(grid, np.float32))[::-1]
     if criterion == "error":
         harm = (cls != labels[:, None]) & (cls[:, -1] == labels)[:, None]
     else:
         harm = cls != cls[:, -1:]
-    delta_b = delta / (B - 1)
+    delta_b = delta / (n_exits - 1)
     n_min = min_samples(tolerance, delta_b)
     alive = np.ones(N, dtype=bool)
     thresholds, per_exit = [], []
-    for b in range(B - 1):
-        c, h = conf[alive, b], harm[alive, b]
+    for k in range(n_exits - 1):                               # column k: exit res.exits[k]
+        c, h = conf[alive, k], harm[alive, k]
         order = np.argsort(-c, kind="stable")
         neg_sorted = -c[order]                                  # ascending
         cum_h = np.concatenate([[0], np.cumsum(h[order])])
         n = np.searchsorted(neg_sorted, -grid, side="right")    # #{c >= t}, t descending
-        k = cum_h[n]
-        U = clopper_pearson_upper(k, n, delta_b)
+        harms = cum_h[n]
+        U = clopper_pearson_upper(harms, n, delta_b)
         start = int(np.argmax(n >= n_min)) if (n >= n_min).any() else len(grid)
         j_ok, j_fail = -1, None
         for j in range(start, len(grid)):
@@ -285,10 +284,10 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
             j_ok = j
         t = f32(grid[j_ok]) if j_ok >= 0 else NEVER
         thresholds.append(t)
-        leave = alive & (conf[:, b] >= np.float32(t))
-        nl, kl = int(leave.sum()), int(harm[leave, b].sum())
+        leave = alive & (conf[:, k] >= np.float32(t))
+        nl, kl = int(leave.sum()), int(harm[leave, k].sum())
         per_exit.append({
-            "exit": res.exits[b], "threshold": t, "reaching": int(alive.sum()), "leaving": nl, "harms": kl,
+            "exit": res.exits[k], "threshold": t, "reaching": int(alive.sum()), "leaving": nl, "harms": kl,
             "harm_rate": kl / nl if nl else 0.0,
             "bound": float(clopper_pearson_upper(kl, nl, delta_b)) if nl else None,
             "scan_start": f32(grid[start]) if start < len(grid) else None,
@@ -296,10 +295,10 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
         })
         alive &= ~leave
     col = res.depth(Policy.CONFIDENCE, thresholds) - res.first_exit
-    assert int((col < B - 1).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
+    assert int((col < n_exits - 1).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
     depth = col + res.first_exit
     pred = cls[np.arange(N), col]
-    early = col < B - 1
+    early = col < n_exits - 1
     info = {
         "method": "per-exit fixed-sequence Clopper-Pearson test (LAMA-style calibrated confidence)",
         "criterion": criterion, "tolerance": float(tolerance), "delta": float(delta),
@@ -318,14 +317,14 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
 # --------------------------------------------------------------------------- EERO-style
 
 def _thresholds_for_rates(conf: np.ndarray, cum_target: np.ndarray) -> list[float]:
-    """Sequential per-exit quantile thresholds: after exit b, about cum_target[b] * N
-    sentences in total have left; exit b takes the most confident of those reaching it."""
-    N, B = conf.shape
+    """Sequential per-exit quantile thresholds: after column k, about cum_target[k] * N
+    sentences in total have left; column k takes the most confident of those reaching it."""
+    N, n_exits = conf.shape
     alive = np.ones(N, dtype=bool)
     left, thr = 0, []
-    for b in range(B - 1):
-        want = int(round(cum_target[b] * N)) - left
-        c = np.sort(conf[alive, b])[::-1]
+    for k in range(n_exits - 1):
+        want = int(round(cum_target[k] * N)) - left
+        c = np.sort(conf[alive, k])[::-1]
         want = min(max(want, 0), c.size)
         if want == 0:
             t = np.float32(NEVER)
@@ -334,7 +333,7 @@ def _thresholds_for_rates(conf: np.ndarray, cum_target: np.ndarray) -> list[floa
             up = np.nextafter(t, np.float32(2.0))
             if abs(int((c >= up).sum()) - want) < abs(int((c >= t).sum()) - want):
                 t = up
-        leave = alive & (conf[:, b] >= t)
+        leave = alive & (conf[:, k] >= t)
         left += int(leave.sum())
         alive &= ~leave
         thr.append(f32(t))
@@ -380,7 +379,7 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
         raise ValueError("unit is 'depth' or 'compute'")
     labels = np.asarray(labels)
     conf = np.asarray(res.conf, dtype=np.float32)
-    N, B = conf.shape                      # B: exits here (exit 0 included with a wide exit)
+    N, n_exits = conf.shape                # one column per exit (exit 0 included with a wide exit)
     e0, nb = res.first_exit, cfg["n_blocks"]
     ops = ops_table(cfg, lengths)
     if unit == "depth":
@@ -424,17 +423,17 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
     # 2. shared threshold
     vals = np.unique(np.concatenate([conf[:, :-1].ravel(), np.float32([0.0, NEVER])]))
     lo_i, hi_i = 0, len(vals) - 1  # compute(vals[hi_i] = NEVER) = 1 >= budget unless budget < 1
-    if run([f32(vals[hi_i])] * (B - 1))[0] <= budget:
+    if run([f32(vals[hi_i])] * (n_exits - 1))[0] <= budget:
         best_i = hi_i
     else:
         best_i = 0
         while lo_i <= hi_i:
             m = (lo_i + hi_i) // 2
-            if run([f32(vals[m])] * (B - 1))[0] <= budget:
+            if run([f32(vals[m])] * (n_exits - 1))[0] <= budget:
                 best_i, lo_i = m, m + 1
             else:
                 hi_i = m - 1
-    thr = [f32(vals[best_i])] * (B - 1)
+    thr = [f32(vals[best_i])] * (n_exits - 1)
     comp, acc, md = run(thr)
     cands.append({"scheme": "shared", "thresholds": thr, "compute": comp, "accuracy": acc, "mean_depth": md})
 
