@@ -10,6 +10,7 @@ import click
 
 from beexgen import __version__
 from beexgen.codegen import boards as _board_registry   # standard library only: the --board help
+from beexgen.codegen import layout as _layout           # standard library only: export-c's prefix and formats
 from beexgen.core import protocol as _protocol          # pure Python: the default line length
 
 
@@ -440,10 +441,10 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 @main.command("export-c")
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the library (new or empty).")
-@click.option("--prefix", default="bx", show_default=True,
+@click.option("--prefix", default=_layout.DEFAULT_PREFIX, show_default=True,
               help="Prefix of every global C name, macro and file (two models with two prefixes link into one image).")
-@click.option("--format", "fmt", type=click.Choice(["cmake", "make", "zephyr", "platformio", "arduino"]),
-              default="cmake", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(_layout.FORMATS),
+              default=_layout.FORMATS[0], show_default=True,
               help="Layout: CMakeLists.txt and Makefile always; zephyr adds zephyr/module.yml + Kconfig, "
                    "platformio library.json, arduino library.properties.")
 @click.option("--target", default="portable", show_default=True,

@@ -4,7 +4,7 @@ The generated build files (codegen/project.py: bx_flags.cmake and bx_flags.mk, r
 the generated CMakeLists.txt and Makefile) are written from these lists, and so are
 beexgen's own builds (the host emulator, the firmware, the kernel bench, the fuzz targets
 and the tests' helpers), so a user's build and ours compile the same C the same way.
-tests/test_build_files.py fails if an exactness flag is written anywhere else.
+tests/test_static.py fails if an exactness flag is written anywhere else.
 
 Exactness (EXACT). C == PyTorch bit for bit needs every float operation rounded as
 written, in the written order:

@@ -26,7 +26,7 @@ from pathlib import Path
 from beexgen.core import artifact as art_mod
 from beexgen.codegen import cflags, project, render
 
-FORMATS = ("cmake", "make", "zephyr", "platformio", "arduino")
+from beexgen.codegen.layout import FORMATS  # noqa: E402  (defined once, with the prefix)
 LIBRARY_VERSION = "0.1.0"
 # bx_ / BX_ at the start of a word, and BX_ after -D (a define in a flag)
 _LOWER = re.compile(r"\bbx_")

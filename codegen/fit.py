@@ -15,13 +15,15 @@ import numpy as np
 
 from beexgen.core import artifact as art_mod
 from beexgen.core import validate
+from beexgen.core.wordpiece import SPECIAL_IDS, SPECIAL_TOKENS
 
 from . import firmware
 
 
 def placeholder_vocab(vocab_size: int) -> dict[str, int]:
     """[PAD], [UNK], [CLS] and placeholder pieces up to vocab_size ids."""
-    return {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, **{f"w{i}": i for i in range(3, vocab_size)}}
+    n = len(SPECIAL_TOKENS)
+    return {**{t: i for i, t in enumerate(SPECIAL_TOKENS)}, **{f"w{i}": i for i in range(n, vocab_size)}}
 
 
 def placeholder_artifact(model_cfg: dict, tokenizer_json: str, out: Path) -> art_mod.Artifact:
@@ -33,7 +35,7 @@ def placeholder_artifact(model_cfg: dict, tokenizer_json: str, out: Path) -> art
             "exit_policy": {"name": "confidence",         # non-zero thresholds: in .data, as shipped
                             "thresholds": [0.5] * (cfg["n_blocks"] + int(bool(cfg.get("wide"))) - 1)},
             "h_prior": 0.5,
-            "special_ids": {"pad": 0, "unk": 1, "cls": 2}}
+            "special_ids": dict(SPECIAL_IDS)}
     return art_mod.save(out, meta, tensors, tokenizer_json)
 
 

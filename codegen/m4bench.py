@@ -32,10 +32,20 @@ from beexgen.codegen import firmware as fw_mod
 from beexgen.codegen import render
 from beexgen.codegen.m4emu import M4
 
-# (n_in, n_out) of the default model's binary layers (train/model.py ModelConfig,
-# d_model 128, d_ff 256): qkv 128->384, slfn 128->512, up 128->256, down 256->128
-# (the attention output 128->128 has the qkv row length).
-MODEL_SHAPES = ((128, 384), (128, 512), (128, 256), (256, 128))
+
+
+def model_shapes(cfg: dict | None = None) -> tuple[tuple[int, int], ...]:
+    """(n_in, n_out) of one block's binary layers (core/validate.py expected_tensors: n_out
+    rows of n_in / 32 words), by default the default model's (train/config.py ModelConfig);
+    the attention output is left out (its rows are qkv's length: the same cost per row)."""
+    from beexgen.core import validate
+    from beexgen.train.config import ModelConfig
+    cfg = cfg or ModelConfig(vocab_size=1, n_classes=2).to_dict()
+    return tuple((shape[1] * 32, shape[0]) for name, (_, shape) in validate.expected_tensors(cfg).items()
+                 if name.startswith("blocks.0.") and name.endswith(".bits") and name != "blocks.0.out.bits")
+
+
+MODEL_SHAPES = model_shapes()   # qkv, slfn, up, down of d_model 128, d_ff 256
 BENCH_BOARD = "mps2-an386"   # its core's kernel files (codegen/project.py) and arch flags
 KERNEL_SOURCES = tuple(f for f in project.kernel_files(BENCH_BOARD) if f.endswith(".c"))
 KERNEL_HEADERS = ("bx_math.h", *(f for f in project.kernel_files(BENCH_BOARD) if f.endswith(".h")))

@@ -57,7 +57,7 @@ LINE_MAX_MIN = 16            # room for every command and its arguments
 LINE_MAX_MAX = 1 << 16
 C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PREFIX = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
-DEFAULT_PREFIX = "bx"
+from beexgen.codegen.layout import DEFAULT_PREFIX  # noqa: E402  (defined once, with the formats)
 
 
 def target_isas(target: str) -> list[str]:

@@ -90,8 +90,8 @@ def c_name(tensor_name: str) -> str:
 
 def default_special_ids() -> dict[str, int]:
     """The special token ids of train/tokenizer.py (an artifact's meta.json normally has them)."""
-    from beexgen.train.tokenizer import CLS, PAD, SPECIALS, UNK
-    return {"pad": SPECIALS.index(PAD), "unk": SPECIALS.index(UNK), "cls": SPECIALS.index(CLS)}
+    from beexgen.core.wordpiece import SPECIAL_IDS
+    return dict(SPECIAL_IDS)
 
 
 def model_context(art: art_mod.Artifact, command: str) -> dict:

@@ -1,6 +1,6 @@
 /* bx_kernels_arm.c: the binary linear layer on the Cortex-M4 (Armv7-M Thumb-2 + FPv4).
  *
- * Linked into Cortex-M4 builds only (codegen/firmware.py, CM4_SOURCES); its
+ * Linked into Cortex-M4 builds only (codegen/project.py, KERNEL_FILES); its
  * bx_binlinear replaces the weak portable one of bx_kernels.c. The integer part of the
  * model's shapes (rows of 4 or 8 words: n_in = 128 or 256, n_out a multiple of 8) runs
  * in the hand-written loops below; every other shape, and the rows past the last

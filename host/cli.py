@@ -166,7 +166,7 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
-F32_MAX = 3.4028234663852886e38
+from beexgen.core.policy import F32_MAX  # noqa: E402  (defined once, with the policies)
 
 
 def _parse_policy(spec: str) -> tuple[str, list[float] | None]:

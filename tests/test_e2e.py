@@ -17,6 +17,7 @@ import pytest
 from beexgen.core import artifact
 from beexgen.codegen import build as build_mod, emulate, firmware
 from beexgen.host.client import Client
+from beexgen.core import protocol
 from beexgen.core.protocol import DeviceError
 from beexgen.host.transport import open_transport
 from beexgen.train import data, deploy, policies
@@ -27,12 +28,13 @@ from beexgen.train.trainer import load_run
 DATASETS = list(data.OFFLINE)
 
 
-def split_texts(run_dir, part="test", line_max=512):
+def split_texts(run_dir, part="test", line_max=protocol.LINE_MAX):
     """Texts of a split that fit the device's line (the others are refused whole: the
-    model reads every id of a line), with their block ids, every id, and labels."""
+    model reads every id of a line; host/client.py refuses a request longer than the
+    line), with their block ids, every id, and labels."""
     run = load_run(run_dir)
     ids, y, idx = run.part(part)
-    keep = [k for k, i in enumerate(idx) if len(run.texts[i].encode()) <= line_max - 4]
+    keep = [k for k, i in enumerate(idx) if len(protocol.classify_request(run.texts[i]).rstrip(b"\n")) <= line_max]
     return (run, [run.texts[idx[k]] for k in keep], [ids[k] for k in keep],
             y[keep], [run.all_ids[idx[k]] for k in keep])
 
@@ -84,7 +86,8 @@ def test_host_emulator_equals_pytorch_on_the_whole_test_split(dataset, trained, 
     # ids: the device's !tok (block ids: [CLS] + head + tail) on the whole text
     want = [encode_for_model(tok, t, seq) for t in texts]
     too_long = [i for i, t in enumerate(toks) if t == "LINE_TOO_LONG"]   # "!tok " + text > the line
-    assert all(len(texts[i].encode()) > 500 for i in too_long)
+    # exactly the `!tok <text>` lines longer than BX_LINE_MAX (the `#<id> ` prefix is not counted)
+    assert too_long == [i for i, t in enumerate(texts) if len(b"!tok " + t.encode()) > protocol.LINE_MAX]
     assert all(toks[i] == want[i] for i in range(len(texts)) if i not in too_long)
     print(f"\n{dataset}: {len(texts) - len(too_long)} id sequences identical, "
           f"{len(run.part('test')[0]) - len(texts)} texts longer than the line buffer left out")

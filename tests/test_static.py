@@ -81,13 +81,32 @@ def test_cppcheck_firmware_templates(work):
     cppcheck(list(TEMPLATES.glob("*.c")), inc)
 
 
+def compiled_defines(cc: str, flags: list[str], src: Path) -> list[str]:
+    """-D flags for the configuration a build compiles: the macros the compiler predefines
+    under its flags (gcc -dM -E) that the sources test in #if / #ifdef / defined()."""
+    tested = set()
+    for p in src.iterdir():
+        for ln in p.read_text(errors="replace").splitlines():
+            if re.match(r"\s*#\s*(if|elif|ifdef|ifndef)\b", ln):
+                tested |= set(re.findall(r"\b[A-Za-z_]\w*\b", ln))
+    r = subprocess.run([cc, *flags, "-dM", "-E", "-x", "c", "/dev/null"], capture_output=True, text=True, check=True)
+    pre = dict(m.groups() for m in re.finditer(r"^#define (\w+) ?(.*)$", r.stdout, re.M))
+    return [f"-D{k}={v}" if v else f"-D{k}" for k, v in sorted(pre.items()) if k in tested]
+
+
 @need_cppcheck
 def test_cppcheck_rendered_host_project(work):
+    """The configuration that is compiled (the default x86 path's predefined macros, as
+    -D flags: cppcheck then checks that configuration only, not every #if it can guess)."""
+    import json
     exe = build_mod.build_host(work["art"], work["dir"] / "host")
     src = exe.parent / "src"
     files = list(src.glob("*.c"))
     assert {"platform_host.c", "main.c", "bx_model_data.c", "bx_vocab_data.c", "bx_forward.c"} <= {p.name for p in files}
-    cppcheck(files, src)
+    manifest = json.loads((exe.parent / build_mod.MANIFEST).read_text())
+    defines = compiled_defines(manifest["cc"], manifest["cflags"], src)
+    assert defines or manifest["isa"] == "portable", manifest["isa"]    # x86 paths test __POPCNT__, __AVX2__ ...
+    cppcheck(files, src, defines or ["-D__STDC__"])
 
 
 @need_cppcheck
@@ -155,7 +174,7 @@ def project_code_files() -> list[Path]:
     return sorted(files)
 
 
-def test_exactness_and_core_flags_are_written_once():
+def test_exactness_and_core_flags_are_written_once(work):
     """The flags C == PyTorch needs are written in codegen/cflags.py only (the generated
     build files and every build of beexgen's read them from there), the core's flags in
     codegen/boards.py only (Board.arch_flags)."""
@@ -170,9 +189,43 @@ def test_exactness_and_core_flags_are_written_once():
             bad += [f"{p.relative_to(ROOT)}:{k}: {ln.strip()}" for k, ln in code_lines(p)
                     if any(f in ln for f in flags)]
     assert not bad, "compile flags written outside codegen/cflags.py / codegen/boards.py:\n" + "\n".join(bad)
-    # and the generated build files carry them
-    text = (TEMPLATES / "bx_flags.mk.j2").read_text() + (TEMPLATES / "bx_flags.cmake.j2").read_text()
-    assert "variables" in text
+    # and the generated build files carry them (rendered, not the templates' text)
+    out = work["dir"] / "flags_project"
+    project.write_project(work["art"], out, target=project.HOST, board_name="host", cost_unit="ns")
+    for name in (project.FLAGS_MK, project.FLAGS_CMAKE):
+        text = (out / name).read_text()
+        missing = [f for f in cflags.EXACT if f not in text]
+        assert not missing, f"{name} lacks {missing}"
+
+
+# Constants written once (issue 23): (what, pattern of its definition or literal, its one home).
+CONSTANTS = [
+    ("special token names", re.compile(r"""["']\[(PAD|UNK|CLS)\]["']"""), "beexgen/core/wordpiece.py"),
+    ("special token ids", re.compile(r"""["'](pad|unk|cls)["']\s*:\s*\d"""), "beexgen/core/wordpiece.py"),
+    ("export-c formats", re.compile(r"""["']make["'],\s*["']zephyr["']"""), "codegen/layout.py"),
+    ("the default C prefix", re.compile(r"""(DEFAULT_PREFIX\s*=|default=["']bx["'])"""), "codegen/layout.py"),
+    ("float32's largest value", re.compile(r"F32_MAX\s*=|3\.40282346"), "beexgen/core/policy.py"),
+    ("the core -> QEMU board table", re.compile(r"CORE_BOARDS\s*=|\"cortex-m0\":\s*\"microbit\""),
+     "beexgen/bench/cores.py"),
+    ("the kernel bench's shapes", re.compile(r"MODEL_SHAPES\s*=\s*\(\("), None),    # derived (m4bench.model_shapes)
+]
+
+
+def test_each_constant_is_written_once():
+    """Each constant of CONSTANTS is written in its home only (comments aside) in the
+    package's code; the rest import it. None: written nowhere (derived). (Tests spell
+    special tokens on purpose, as input.)"""
+    bad = []
+    for p in project_code_files():
+        if p.suffix != ".py" or p.relative_to(ROOT).parts[0] in ("tests", "scripts", "examples"):
+            continue
+        rel = p.relative_to(ROOT).as_posix()
+        for what, pat, home in CONSTANTS:
+            bad += [f"{rel}:{k}: {what}: {ln.strip()}" for k, ln in code_lines(p) if rel != home and pat.search(ln)]
+    assert not bad, "constants written outside their home:\n" + "\n".join(bad)
+    for what, pat, home in CONSTANTS:       # and the pattern does find the definition at home
+        if home:
+            assert any(pat.search(ln) for _, ln in code_lines(ROOT / home)), (what, home)
 
 
 X86_CODE = re.compile(r"immintrin|__AVX|__SSE|__POPCNT__|_mm(256|512)?_\w+\(|__x86_64__")

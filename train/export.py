@@ -25,8 +25,8 @@ from .model import BEExformer
 
 
 def special_ids() -> dict[str, int]:
-    from .tokenizer import CLS, PAD, SPECIALS, UNK
-    return {"pad": SPECIALS.index(PAD), "unk": SPECIALS.index(UNK), "cls": SPECIALS.index(CLS)}
+    from beexgen.core.wordpiece import SPECIAL_IDS
+    return dict(SPECIAL_IDS)
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from beexgen.core.wide import head_tail
+from beexgen.core.wordpiece import CLS, PAD, SPECIAL_TOKENS, UNK  # noqa: F401  (re-exported)
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
-SPECIALS = [PAD, UNK, CLS]          # ids 0, 1, 2
+SPECIALS = list(SPECIAL_TOKENS)     # ids 0, 1, 2
 CONTROL = "[\x00-\x1f\x7f]"
 PUNCT = r"[!-/:-@\[-`{-~]"
 MAX_WORD_CHARS = 100

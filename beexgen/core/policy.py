@@ -50,6 +50,7 @@ class CalibrationError(ValueError):
 
 NAMES = tuple(p.name.lower() for p in Policy)      # as meta.json and the serial line spell them
 DEFAULT_POLICY = "confidence"                      # the shipped exit policy
+F32_MAX = 3.4028234663852886e38                    # the largest threshold (float32's largest finite value)
 
 # One line each for `beexgen calibrate --help`.
 SUMMARY = {

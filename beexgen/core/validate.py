@@ -36,7 +36,7 @@ FORMAT_NAME = "beexgen-artifact"
 FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 U32, F32, I8 = "uint32", "float32", "int8"
-F32_MAX = 3.4028234663852886e38
+from beexgen.core.policy import F32_MAX  # noqa: E402  (defined once, with the policies)
 UINT32_LIMIT = 2 ** 32
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -239,7 +239,8 @@ def _check_policy(meta: dict, c: dict, where: str) -> None:
 
 
 def _check_special(meta: dict, c: dict, where: str) -> None:
-    sp = meta.get("special_ids", {"pad": 0, "unk": 1, "cls": 2})
+    from beexgen.core.wordpiece import SPECIAL_IDS
+    sp = meta.get("special_ids", SPECIAL_IDS)
     if not isinstance(sp, dict):
         _fail(where, "meta.json special_ids must be an object")
     for k, v in sp.items():

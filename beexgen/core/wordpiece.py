@@ -11,7 +11,9 @@ import json
 
 PREFIX = "##"
 MAX_WORD_CHARS = 100
-UNK = "[UNK]"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]")     # ids 0, 1, 2: written here only
+SPECIAL_IDS = {t.strip("[]").lower(): i for i, t in enumerate(SPECIAL_TOKENS)}   # {"pad": 0, "unk": 1, "cls": 2}
+PAD, UNK, CLS = SPECIAL_TOKENS
 
 # The pipeline bx_tokenizer.c implements, spelled out here on purpose (not imported
 # from train/tokenizer.py): if the Python pipeline changes, rendering must fail until
