@@ -358,8 +358,9 @@ def report(run_dir, out, compare):
     from beexgen.train.evaluate import twin_exit_accuracy
     twin = run_dir / TWIN_DIR
     twin_acc = twin_exit_accuracy(twin) if (twin / "checkpoint.pt").exists() else None
-    md = rep_mod.make_report(res_t, y_t, len_t, art.config, pols, out, res_val=res_v, labels_val=y_v,
-                             lengths_val=len_v, title=f"{run.config.dataset} ({run_dir})", twin_acc=twin_acc)
+    from beexgen.train.policies import Split
+    md = rep_mod.make_report(Split.of(res_t, y_t, len_t), art.config, pols, out, val=Split.of(res_v, y_v, len_v),
+                             title=f"{run.config.dataset} ({run_dir})", twin_acc=twin_acc)
     if compare:
         runs = []
         for d in (run_dir, *map(Path, compare)):

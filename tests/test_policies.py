@@ -14,6 +14,11 @@ from beexgen.train.exits import decide, exit_stats
 CFG = dict(d_model=64, n_heads=2, d_ff=128, n_blocks=3, seq_max=64, n_classes=4, slfn=True)
 
 
+def S(res, y, lengths=None) -> P.Split:
+    """A split of synthetic exits (lengths only matter for compute: 10 by default)."""
+    return P.Split.of(res, y, np.full(len(y), 10) if lengths is None else lengths)
+
+
 def synth(n, seed, *, C=4, cuts=(0.9, 0.8), lo=0.3):
     """B = len(cuts) + 1 exits. Early exit b has confidence ~ U(lo, 1): its class is the
     label when conf >= cuts[b] and a uniformly random class below (right 1/C of the time).
@@ -44,7 +49,7 @@ def cal():
 @pytest.fixture(scope="module")
 def conf_policy(cal):
     res, y, _ = cal
-    return P.calibrate_confidence(res, y, tolerance=0.01, delta=0.05)
+    return P.fit_confidence(S(res, y), CFG, tolerance=0.01, delta=0.05).to_dict()
 
 
 def test_confidence_threshold_finds_the_accuracy_cliff(cal, conf_policy):
@@ -53,7 +58,7 @@ def test_confidence_threshold_finds_the_accuracy_cliff(cal, conf_policy):
     assert len(t) == 2
     # exit 1 is exact above 0.9, exit 2 above 0.8: the bound allows only a sliver below
     assert 0.895 <= t[0] <= 0.9 and 0.795 <= t[1] <= 0.8
-    for ex in conf_policy["info"]["per_exit"]:
+    for ex in conf_policy["calibration"]["per_exit"]:
         assert ex["bound"] <= 0.01
     json.dumps(conf_policy)  # storable in the artifact's meta.json
 
@@ -73,7 +78,7 @@ def test_confidence_bound_holds_on_a_fresh_sample(conf_policy):
 
 def test_thresholds_are_float32(cal, conf_policy):
     res, y, L = cal
-    bud = P.calibrate_budget(res, y, L, CFG, budget=0.6)
+    bud = P.fit_budget(S(res, y, L), CFG, budget=0.6).to_dict()
     for t in conf_policy["thresholds"] + bud["thresholds"]:
         assert isinstance(t, float) and t == float(np.float32(t))
     json.dumps(bud)
@@ -83,19 +88,19 @@ def test_lower_tolerance_never_lowers_thresholds(cal):
     res, y, _ = cal
     prev = None
     for tol in (0.05, 0.02, 0.01, 0.005, 0.002):
-        t = np.array(P.calibrate_confidence(res, y, tolerance=tol)["thresholds"])
+        t = np.array(P.fit_confidence(S(res, y), CFG, tolerance=tol).thresholds)
         if prev is not None:
             assert (t >= prev).all(), (tol, t, prev)
         prev = t
     # the label-free criterion bounds more than the error criterion: never more aggressive
-    d = np.array(P.calibrate_confidence(res, y, tolerance=0.01, criterion="disagreement")["thresholds"])
-    e = np.array(P.calibrate_confidence(res, y, tolerance=0.01)["thresholds"])
+    d = np.array(P.fit_confidence(S(res, y), CFG, tolerance=0.01, criterion="disagreement").thresholds)
+    e = np.array(P.fit_confidence(S(res, y), CFG, tolerance=0.01).thresholds)
     assert (d >= e).all()
 
 
 def test_useless_exit_is_disabled():
     res, y, _ = synth(5000, 2, cuts=(1.01, 0.8))  # exit 1 is random everywhere
-    t = P.calibrate_confidence(res, y)["thresholds"]
+    t = P.fit_confidence(S(res, y), CFG).thresholds
     assert t[0] == P.NEVER > 1.0 and 0.79 <= t[1] <= 0.8
     assert (decide(Policy.CONFIDENCE, t, res.conf, res.entropy) != 1).all()
 
@@ -105,15 +110,15 @@ def test_budget_is_met_within_two_percent(unit):
     res, y, L = synth(4000, 3)
     ops = P.ops_table(CFG, L)
     for budget in (0.4, 0.6, 0.8):
-        pol = P.calibrate_budget(res, y, L, CFG, budget=budget, unit=unit)
-        depth = decide(Policy.BUDGET, pol["thresholds"], res.conf, res.entropy)
+        pol = P.fit_budget(S(res, y, L), CFG, budget=budget, unit=unit)
+        depth = decide(Policy.BUDGET, pol.thresholds, res.conf, res.entropy)
         got = depth.mean() / 3 if unit == "depth" else P.compute_fraction(ops, depth)
         assert budget * 0.98 <= got <= budget + 1e-9, (budget, got)
-        assert pol["info"]["budget_met"] and abs(pol["info"]["compute"] - got) < 1e-12
+        assert pol.calibration["budget_met"] and abs(pol.calibration["compute"] - got) < 1e-12
         # a budget-matched policy beats leaving at a fixed mix of exits: better than exit 1 alone
-        assert pol["info"]["accuracy"] > (res.cls[:, 0] == y).mean()
+        assert pol.calibration["accuracy"] > (res.cls[:, 0] == y).mean()
     with pytest.raises(ValueError):
-        P.calibrate_budget(res, y, L, CFG, budget=0.2, unit=unit)
+        P.fit_budget(S(res, y, L), CFG, budget=0.2, unit=unit)
 
 
 def test_entropy_calibration_picks_the_known_best_tau():
@@ -130,9 +135,9 @@ def test_entropy_calibration_picks_the_known_best_tau():
     cls[n // 2:, 0] = 1
     res = DeployResult(np.zeros((n, 4, 2), np.float32), cls, np.full((n, 4), 0.6, np.float32), ent)
     cfg = dict(CFG, n_blocks=4)
-    pol = P.calibrate_entropy(cfg, res, y, np.full(n, 10))
-    tau = pol["thresholds"][0]
-    assert 0.1 <= tau <= 0.5 and pol["calibration"]["accuracy"] == 1.0
+    pol = P.fit_entropy(S(res, y, np.full(n, 10)), cfg)
+    tau = pol.thresholds[0]
+    assert 0.1 <= tau <= 0.5 and pol.calibration["accuracy"] == 1.0
     assert tau == float(np.float32(tau))
     depth = decide(Policy.ENTROPY, [tau], res.conf, res.entropy)
     assert (depth[: n // 2] == 3).all() and (depth[n // 2:] == 2).all()
@@ -155,17 +160,17 @@ def test_report_writes_figures_and_table(tmp_path, cal, conf_policy):
     res_v, y_v, L_v = cal
     res, y, L = synth(3000, 4)
     pols = {
-        "entropy": P.calibrate_entropy(CFG, res_v, y_v, L_v),
+        "entropy": P.fit_entropy(S(res_v, y_v, L_v), CFG).to_dict(),
         "confidence": conf_policy,
-        "budget-0.6": P.calibrate_budget(res_v, y_v, L_v, CFG, budget=0.6),
+        "budget-0.6": P.fit_budget(S(res_v, y_v, L_v), CFG, budget=0.6).to_dict(),
         "patience": P.calibrate("patience", res_v, y_v, L_v, CFG),
         "none": {"name": "none", "thresholds": []},
     }
     assert {p["name"] for p in pols.values()} == set(P.CALIBRATORS)   # every policy there is
     figs = {}
     twin = [0.7, 0.8, 0.9]
-    md = report.make_report(res, y, L, CFG, pols, tmp_path / "rep", res_val=res_v, labels_val=y_v,
-                            lengths_val=L_v, title="synthetic", twin_acc=twin, figures=figs)
+    md = report.make_report(S(res, y, L), CFG, pols, tmp_path / "rep", val=S(res_v, y_v, L_v),
+                            title="synthetic", twin_acc=twin, figures=figs)
     assert md == tmp_path / "rep" / "report.md"
     # every plot has a title; accuracy axes run from the majority class (or lower) to 1,
     # never zoomed onto the data; the twin is drawn beside the model
@@ -203,10 +208,11 @@ def test_report_numbers_exits_from_zero_with_a_wide_exit(tmp_path):
     res, y, L = synth(2000, 7)
     wide = dataclasses.replace(res, first_exit=0)
     cfg = dict(CFG, wide=True, n_blocks=2, bigram_buckets=256)
-    pol = P.calibrate_confidence(dataclasses.replace(synth(3000, 8)[0], first_exit=0), synth(3000, 8)[1],
-                                 tolerance=0.02, delta=0.1)
+    res_v, y_v, L_v = synth(3000, 8)
+    pol = P.fit_confidence(S(dataclasses.replace(res_v, first_exit=0), y_v, L_v), cfg, tolerance=0.02,
+                           delta=0.1).to_dict()
     figs = {}
-    md = report.make_report(wide, y, L, cfg, {"confidence": pol}, tmp_path / "rep", title="wide", figures=figs)
+    md = report.make_report(S(wide, y, L), cfg, {"confidence": pol}, tmp_path / "rep", title="wide", figures=figs)
     ev = P.evaluate_policy(wide, y, L, cfg, pol)
     text = md.read_text()
     assert "| policy | 0 | 1 | 2 |" in text
@@ -247,7 +253,7 @@ def test_a_wide_exit_model_names_its_exits_alike_in_meta_report_and_bench_json(t
     cfg = meta["config"]
     assert cfg["wide"] and meta["exit_policy"]["name"] == "confidence"
     exits = list(range(0, cfg["n_blocks"] + 1))
-    assert [x["exit"] for x in meta["exit_policy"]["info"]["per_exit"]] == exits[:-1]
+    assert [x["exit"] for x in meta["exit_policy"]["calibration"]["per_exit"]] == exits[:-1]
 
     art, run = artifact.load(run_dir / "artifact"), load_run(run_dir)
     ids_t, y_t, _ = run.part("test")

@@ -25,7 +25,7 @@ is a classifier with a reject option; exit probabilities are calibrated with
 exponential weights that account for each head's risk and cost so that a fixed budget
 is met. Only the abstracts of both papers were available here, so the procedures
 below are this project's precise versions of those ideas, described in full in each
-function's docstring (the finite-sample bound of `calibrate_confidence` goes beyond
+function's docstring (the finite-sample bound of `fit_confidence` goes beyond
 LAMA's average-accuracy criterion).
 
 Compute: "compute fraction" is ops (flops + bmacs/64, beexgen/core/cost.py) summed over the
@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -44,10 +44,39 @@ from scipy import stats
 from beexgen.core import cost
 from beexgen.core.artifact import Policy
 
-from beexgen.core.policy import POLICY_OPTIONS, CalibrationError  # noqa: F401  (re-exported)
+from beexgen.core.policy import POLICY_OPTIONS, SUMMARY, CalibrationError  # noqa: F401  (re-exported)
 from .exits import decide, n_thresholds
 
 NEVER = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1.0000001: this exit is never taken
+
+
+@dataclass(frozen=True)
+class Split:
+    """What a calibrator or a report reads of one split (validation to calibrate, test
+    to measure): res, a deploy.DeployResult (every exit's logits, classes, confidences,
+    entropies; res.exits their exit numbers), the labels, and the block input lengths
+    (compute depends on them); n_ids: whole-line id counts (default lengths - 1)."""
+    res: object
+    labels: np.ndarray
+    lengths: np.ndarray
+    n_ids: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, res, labels, lengths, n_ids=None) -> "Split":
+        return cls(res, np.asarray(labels), np.asarray(lengths), None if n_ids is None else np.asarray(n_ids))
+
+
+@dataclass
+class PolicyFit:
+    """A calibrated policy: its name, float32 thresholds and what its calibrator measured
+    on the split (`calibration`, written into meta.json with the policy)."""
+    name: str
+    thresholds: list[float]
+    calibration: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The policy as meta.json's exit_policy holds it."""
+        return {"name": self.name, "thresholds": list(self.thresholds), "calibration": self.calibration}
 
 
 def f32(x) -> float:
@@ -140,22 +169,31 @@ def policy_curve(res, labels, lengths, cfg, policy, thresholds_grid) -> list[tup
 
 
 def threshold_family(policy: dict, n_exits: int, n: int = 41) -> list:
-    """A one-parameter family of thresholds through a calibrated policy, for its curve.
-
-    ENTROPY: tau on a grid over [-0.25, 1] plus the chosen tau. PATIENCE: every t.
-    CONFIDENCE/BUDGET: t_b(a) = 1 - a (1 - t_b*) for a in [0, a_max] (a = 1 is the chosen
-    point, a = 0 puts every threshold at 1, a_max brings the lowest threshold to 0);
-    disabled exits (t* > 1) stay disabled. Without any enabled exit, a shared
-    threshold over [0, 1] is swept instead. NONE: no thresholds."""
-    pol = _policy(policy)
-    if pol == Policy.NONE:
-        return [[]]
+    """A one-parameter family of thresholds through a calibrated policy, for its curve
+    (each policy's own: the `family` of its CALIBRATORS entry)."""
     thr = np.asarray(policy.get("thresholds", []), dtype=np.float64)
-    if pol == Policy.ENTROPY:
-        taus = np.unique(np.concatenate([np.linspace(-0.25, 1.0, n), thr]))
-        return [[f32(t)] for t in taus]
-    if pol == Policy.PATIENCE:        # every patience there is: 0 .. n_exits - 1
-        return [[float(t)] for t in range(n_exits)]
+    return CALIBRATORS[_policy(policy).name.lower()].family(thr, n_exits, n)
+
+
+def _family_none(thr: np.ndarray, n_exits: int, n: int) -> list:
+    return [[]]
+
+
+def _family_entropy(thr: np.ndarray, n_exits: int, n: int) -> list:
+    """tau on a grid over [-0.25, 1] plus the chosen tau."""
+    return [[f32(t)] for t in np.unique(np.concatenate([np.linspace(-0.25, 1.0, n), thr]))]
+
+
+def _family_patience(thr: np.ndarray, n_exits: int, n: int) -> list:
+    """Every patience there is: 0 .. n_exits - 1."""
+    return [[float(t)] for t in range(n_exits)]
+
+
+def _family_per_exit(thr: np.ndarray, n_exits: int, n: int) -> list:
+    """CONFIDENCE/BUDGET: t_k(a) = 1 - a (1 - t_k*) for a in [0, a_max] (a = 1 is the
+    chosen point, a = 0 puts every threshold at 1, a_max brings the lowest threshold to
+    0); disabled exits (t* > 1) stay disabled. Without any enabled exit, a shared
+    threshold over [0, 1] is swept instead."""
     live = thr < 1.0
     if thr.size != n_exits - 1 or not live.any():
         return [[f32(t)] * (n_exits - 1) for t in np.concatenate([np.linspace(0, 1, n), [NEVER]])]
@@ -204,8 +242,8 @@ def default_conf_grid() -> np.ndarray:
     return np.unique(g.astype(np.float32))[::-1]
 
 
-def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float = 0.05,
-                         criterion: str = "error", grid=None) -> dict:
+def fit_confidence(split: Split, cfg: dict, *, tolerance: float = 0.01, delta: float = 0.05,
+                   criterion: str = "error", grid=None) -> PolicyFit:
     """LAMA-style confidence thresholds with a finite-sample (Clopper-Pearson) guarantee.
 
     Per early exit b = 1..B-1, in order, on the calibration split (validation, never
@@ -246,18 +284,18 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
     conditional on the earlier thresholds, which were themselves chosen on the same
     sample; the Bonferroni split is the only correction made for that.
 
-    Returns {"name": "confidence", "thresholds": [B-1 float32 values], "info": {...}}
-    with, per exit, the leavers' count n, harms k, the bound at the chosen threshold,
-    n_min and where the scan started/stopped, and the realised policy on the split.
+    Returns the thresholds (one per early exit) and, in calibration, per exit its
+    leavers' count n, harms k, the bound at the chosen threshold, n_min and where the
+    scan started/stopped, and the realised policy on the split.
     """
     if criterion not in ("error", "disagreement"):
         raise ValueError("criterion is 'error' or 'disagreement'")
-    labels = np.asarray(labels)
+    res, labels = split.res, np.asarray(split.labels)
     conf = np.asarray(res.conf, dtype=np.float32)
     cls = np.asarray(res.cls)
     N, n_exits = conf.shape
     if n_exits < 2:
-        return {"name": "confidence", "thresholds": [], "info": {"note": "a single exit"}}
+        return PolicyFit("confidence", [], {"note": "a single exit"})
     grid = default_conf_grid() if grid is None else np.unique(np.asarray(grid, np.float32))[::-1]
     if criterion == "error":
         harm = (cls != labels[:, None]) & (cls[:, -1] == labels)[:, None]
@@ -311,7 +349,7 @@ def calibrate_confidence(res, labels, *, tolerance: float = 0.01, delta: float =
         "early_accuracy_last": float((cls[early, -1] == labels[early]).mean()) if early.any() else None,
         "mean_depth": float(depth.mean()),
     }
-    return {"name": "confidence", "thresholds": thresholds, "info": info}
+    return PolicyFit("confidence", thresholds, info)
 
 
 # --------------------------------------------------------------------------- EERO-style
@@ -340,9 +378,9 @@ def _thresholds_for_rates(conf: np.ndarray, cum_target: np.ndarray) -> list[floa
     return thr
 
 
-def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "depth",
-                     risk_weights: Sequence[float] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
-                     rel_tol: float = 0.02) -> dict:
+def fit_budget(split: Split, cfg: dict, *, budget: float, unit: str = "depth",
+               risk_weights: Sequence[float] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+               rel_tol: float = 0.02) -> PolicyFit:
     """EERO-style thresholds meeting a mean compute budget with the best accuracy.
 
     budget: the mean compute allowed, as a fraction of running every block:
@@ -370,14 +408,13 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
     2. one shared threshold t for every early exit, the largest float32 confidence value
        whose realised compute is <= budget (binary search; compute grows with t).
 
-    Returns {"name": "budget", "thresholds": [B-1 float32 values], "info": {...}}; info
-    holds the chosen scheme, its parameters, realised compute and accuracy on the split,
+    Returns the thresholds (one per early exit); calibration holds the chosen scheme, its parameters, realised compute and accuracy on the split,
     and every candidate. Raises ValueError when the budget is below the cost of exit 1.
     """
     unit = {"ops": "compute", "flops": "compute"}.get(unit, unit)
     if unit not in ("depth", "compute"):
         raise ValueError("unit is 'depth' or 'compute'")
-    labels = np.asarray(labels)
+    res, labels, lengths = split.res, np.asarray(split.labels), split.lengths
     conf = np.asarray(res.conf, dtype=np.float32)
     N, n_exits = conf.shape                # one column per exit (exit 0 included with a wide exit)
     e0, nb = res.first_exit, cfg["n_blocks"]
@@ -452,7 +489,7 @@ def calibrate_budget(res, labels, lengths, cfg, *, budget: float, unit: str = "d
             "compute": best["compute"], "accuracy": best["accuracy"], "mean_depth": best["mean_depth"],
             "head_cost": [float(x) for x in c], "head_risk": [float(x) for x in R],
             "candidates": [{k: v for k, v in x.items()} for x in cands], "split_size": int(N)}
-    return {"name": "budget", "thresholds": list(best["thresholds"]), "info": info}
+    return PolicyFit("budget", list(best["thresholds"]), info)
 
 
 # --------------------------------------------------------------------------- entropy
@@ -477,26 +514,27 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
     return rows
 
 
-def calibrate_entropy(cfg, res, labels, lengths, *, ceiling: float | None = None,
-                      tolerance: float = 0.005) -> dict:
-    rows = sweep_entropy(cfg, res, labels, lengths)
+def fit_entropy(split: Split, cfg: dict, *, ceiling: float | None = None, tolerance: float = 0.005) -> PolicyFit:
+    """ENTROPY: the threshold of sweep_entropy with the best validation accuracy under the
+    compute ceiling; the cheapest within `tolerance` of it."""
+    rows = sweep_entropy(cfg, split.res, np.asarray(split.labels), split.lengths)
     ok = [r for r in rows if ceiling is None or r[2] <= ceiling]
     if not ok:
         raise CalibrationError(f"no entropy threshold meets the compute ceiling {ceiling}: the cheapest "
                          f"reaches {min(r[2] for r in rows):.3f} of full depth ")
     best = max(r[1] for r in ok)
     tau, acc, rel, depth = min((r for r in ok if r[1] >= best - tolerance), key=lambda r: (r[2], -r[1]))
-    return {"name": "entropy", "thresholds": [tau],
-            "calibration": {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
-                            "ceiling": ceiling, "tolerance": tolerance}}
+    return PolicyFit("entropy", [tau], {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
+                                        "ceiling": ceiling, "tolerance": tolerance})
 
 
 # --------------------------------------------------------------------------- patience
 
-def calibrate_patience(cfg, res, labels, lengths, *, tolerance: float = 0.005) -> dict:
+def fit_patience(split: Split, cfg: dict, *, tolerance: float = 0.005) -> PolicyFit:
     """PATIENCE (PABEE): the smallest patience t (the cheapest: fewer agreeing exits
     needed) whose validation accuracy is within `tolerance` of the last exit's; t runs
-    over 0 .. E - 1 (E - 1: no early exit can be taken)."""
+    over 0 .. n_exits - 1 (n_exits - 1: no early exit can be taken)."""
+    res, labels, lengths = split.res, np.asarray(split.labels), split.lengths
     n_exits = res.conf.shape[1]
     table = ops_table(cfg, lengths)
     last = float((res.cls[:, -1] == labels).mean())
@@ -506,9 +544,8 @@ def calibrate_patience(cfg, res, labels, lengths, *, tolerance: float = 0.005) -
         rows.append((float(t), _accuracy(res, labels, depth), compute_fraction(table, depth, res.first_exit),
                      float(depth.mean())))
     t, acc, rel, depth = next(r for r in rows if r[1] >= last - tolerance)
-    return {"name": "patience", "thresholds": [t],
-            "calibration": {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
-                            "last_exit_accuracy": last, "tolerance": tolerance, "sweep": rows}}
+    return PolicyFit("patience", [t], {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,
+                                       "last_exit_accuracy": last, "tolerance": tolerance, "sweep": rows})
 
 
 # --------------------------------------------------------------------------- registry
@@ -520,21 +557,22 @@ def _check_budget(o: dict) -> None:
 
 @dataclass(frozen=True)
 class Calibrator:
-    """How `beexgen calibrate` / `export` calibrate one policy on the validation split,
-    with the options of train/config.py POLICY_OPTIONS (their defaults there)."""
-    run: Callable[..., dict]          # (res, labels, lengths, cfg, **options) -> policy dict
-    check: Callable[[dict], None] | None = None   # refuses bad options (before any loading)
+    """One exit policy's entry: how `beexgen calibrate` / `export` fit it on the
+    validation split, with the options of core/policy.py POLICY_OPTIONS (their defaults
+    there), its threshold family for the report's curves, its one-line summary, and the
+    check that refuses bad options before anything loads."""
+    fit: Callable[..., PolicyFit]                     # (split, cfg, **options) -> PolicyFit
+    family: Callable[[np.ndarray, int, int], list]    # (thresholds, n_exits, n) -> threshold vectors
+    summary: str
+    check: Callable[[dict], None] | None = None
 
 
 CALIBRATORS: dict[str, Calibrator] = {
-    "confidence": Calibrator(lambda res, y, L, cfg, tolerance, delta:
-                             calibrate_confidence(res, y, tolerance=tolerance, delta=delta)),
-    "entropy": Calibrator(lambda res, y, L, cfg, tolerance, ceiling:
-                          calibrate_entropy(cfg, res, y, L, ceiling=ceiling, tolerance=tolerance)),
-    "budget": Calibrator(lambda res, y, L, cfg, budget, unit: calibrate_budget(res, y, L, cfg, budget=budget, unit=unit),
-                         _check_budget),
-    "patience": Calibrator(lambda res, y, L, cfg, tolerance: calibrate_patience(cfg, res, y, L, tolerance=tolerance)),
-    "none": Calibrator(lambda res, y, L, cfg: {"name": "none", "thresholds": []}),
+    "confidence": Calibrator(fit_confidence, _family_per_exit, SUMMARY["confidence"]),
+    "entropy": Calibrator(fit_entropy, _family_entropy, SUMMARY["entropy"]),
+    "budget": Calibrator(fit_budget, _family_per_exit, SUMMARY["budget"], _check_budget),
+    "patience": Calibrator(fit_patience, _family_patience, SUMMARY["patience"]),
+    "none": Calibrator(lambda split, cfg: PolicyFit("none", []), _family_none, SUMMARY["none"]),
 }
 
 
@@ -548,6 +586,11 @@ def calibration_options(name: str, **given) -> dict:
     return opts
 
 
+def fit(name: str, split: Split, cfg: dict, **given) -> PolicyFit:
+    """Fit policy `name` on a split (the validation split), with calibration_options."""
+    return CALIBRATORS[name].fit(split, cfg, **calibration_options(name, **given))
+
+
 def calibrate(name: str, res, labels, lengths, cfg, **given) -> dict:
-    """Calibrate policy `name` on (res, labels, lengths): the validation split."""
-    return CALIBRATORS[name].run(res, labels, lengths, cfg, **calibration_options(name, **given))
+    """fit() on Split(res, labels, lengths), as meta.json's exit_policy dict."""
+    return fit(name, Split.of(res, labels, lengths), cfg, **given).to_dict()

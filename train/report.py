@@ -1,13 +1,13 @@
 """Exit-policy report: Pareto curves, exit-depth histograms, per-exit accuracy,
 overthinking counts (PNG, matplotlib Agg) and a markdown summary.
 
-    make_report(res_test, labels_test, lengths_test, cfg, policies, out_dir, ...)
+    make_report(test, cfg, policies, out_dir, val=None, ...)   test, val: policies.Split
         -> out_dir / "report.md" (+ pareto.png, depth_hist.png, exit_accuracy.png,
            overthinking.png)
     exit_weights_effect(runs, out_dir=None) -> {"table", "accuracy", "labels", "png"}
 
 `policies` maps a display name to a policy dict ({"name": "entropy" | "confidence" |
-"budget" | "none", "thresholds": [...], optional "info"/"calibration"}); thresholds are
+"budget" | "patience" | "none", "thresholds": [...], optional "calibration"}); thresholds are
 normally calibrated on the validation split (train/policies.py) and
 everything here is measured on the test split with exits.decide, the firmware's rule.
 Compute is ops (flops + bmacs/64, beexgen/core/cost.py) relative to full depth.
@@ -74,8 +74,7 @@ def _pareto(ax, fixed, curves, chosen, first_exit: int = 1, twin: float | None =
     ax.legend(fontsize=7, loc="lower right")
 
 
-def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_dir, *,
-                res_val=None, labels_val=None, lengths_val=None, title: str = "",
+def make_report(test: P.Split, cfg, policies: dict, out_dir, *, val: P.Split | None = None, title: str = "",
                 twin_acc: list[float] | None = None, figures: dict | None = None) -> Path:
     """Write the policy comparison on the test split to out_dir; return report.md's path.
 
@@ -92,13 +91,14 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     Accuracy axes run from the majority-class accuracy (or lower) to 1; exits are
     numbered as everywhere else (0 is the wide exit).
     report.md: per-policy table (accuracy, mean depth, compute reduction vs full depth,
-    thresholds; validation columns when res_val/labels_val are given - compute there
-    needs lengths_val), fixed exits, overthinking counts, and for confidence policies the
+    thresholds; validation columns when `val` is given - compute there needs its
+    lengths), fixed exits, overthinking counts, and for confidence policies the
     harm rate of each exit's leavers on test next to the calibrated tolerance.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels_test = np.asarray(labels_test)
+    res_test, labels_test, lengths_test = test.res, np.asarray(test.labels), test.lengths
+    res_val, labels_val, lengths_val = (val.res, val.labels, val.lengths) if val is not None else (None, None, None)
     N, n_exits = res_test.conf.shape        # one column per exit
     e0 = getattr(res_test, "first_exit", 1)
     exits = np.arange(e0, e0 + n_exits)     # the exit number e of each column (= blocks run)
@@ -225,11 +225,12 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
     L += ["", f"Overthinking (right at an early exit, wrong at the last), summed over early exits: "
           f"{int(r_w[:-1].sum())}; the reverse: {int(w_r[:-1].sum())}. A sentence counts once per exit.", ""]
 
-    conf_pols = {n: p for n, p in policies.items() if p["name"] == "confidence" and "info" in p}
+    cal = {n: p.get("calibration") or p.get("info") or {} for n, p in policies.items()}   # "info": older meta.json
+    conf_pols = {n: p for n, p in policies.items() if p["name"] == "confidence" and "criterion" in cal[n]}
     if conf_pols:
         L += ["## Confidence policies: the calibrated bound, checked on test", ""]
         for name, pol in conf_pols.items():
-            info = pol["info"]
+            info = cal[name]
             tol, crit = info.get("tolerance"), info.get("criterion", "error")
             L += [f"**{name}**: criterion `{crit}`, tolerance {tol}, delta {info.get('delta')} "
                   f"(per exit {info.get('delta_per_exit'):.4g}), calibration sentences {info.get('split_size')}.", "",
@@ -246,11 +247,11 @@ def make_report(res_test, labels_test, lengths_test, cfg, policies: dict, out_di
                 L.append(f"| {e} | {_fmt_thr([pol['thresholds'][k]])} | {int(m.sum())} | {rate:.4f} | "
                          f"{'yes' if rate <= tol else 'no'} |")
             L.append("")
-    bud = {n: p for n, p in policies.items() if p["name"] == "budget" and "info" in p}
+    bud = {n: p for n, p in policies.items() if p["name"] == "budget" and "scheme" in cal[n]}
     if bud:
         L += ["## Budget policies", ""]
         for name, pol in bud.items():
-            i = pol["info"]
+            i = cal[name]
             L.append(f"- **{name}**: budget {i['budget']} ({i['unit']}), calibration compute {i['compute']:.4f}, "
                      f"scheme `{i['scheme']}`" + (f" (mu {i['mu']}, lam {i['lam']:.4g})" if i.get("mu") is not None else "")
                      + f"; test: {evals[name]['mean_depth'] / n_blocks:.4f} of full depth, {evals[name]['ops_rel']:.4f} of full ops.")

@@ -40,9 +40,10 @@ def measure(ds: str, out: Path, ctx, budget: float = 0.3) -> Policies:
                for name in policies.CALIBRATORS if name != "none"}}
     ev = {name: policies.evaluate_policy(ctx.res_t, ctx.y_t, ctx.len_t, cfg, p["name"], p["thresholds"],
                                          n_ids=ctx.nid_t) for name, p in pols.items()}
-    report.make_report(ctx.res_t, ctx.y_t, ctx.len_t, cfg, {k: v for k, v in pols.items() if k != "default"},
-                       out / ds / "report", res_val=ctx.res_v, labels_val=ctx.y_v, lengths_val=ctx.len_v,
-                       title=f"{ds} (beexgen bench)", twin_acc=ctx.twin_exit_acc)
+    report.make_report(policies.Split.of(ctx.res_t, ctx.y_t, ctx.len_t), cfg,
+                       {k: v for k, v in pols.items() if k != "default"}, out / ds / "report",
+                       val=policies.Split.of(ctx.res_v, ctx.y_v, ctx.len_v), title=f"{ds} (beexgen bench)",
+                       twin_acc=ctx.twin_exit_acc)
     d = ev["default"]
     n = len(ctx.y_t)
     return Policies(
