@@ -130,13 +130,14 @@ def test_distiller_is_outside_the_model_and_its_loss_learns():
 
 
 @pytest.fixture(scope="module")
-def teacher_runs(tiny_bert, tmp_path_factory):
+def teacher_runs(tiny_bert, tmp_path_factory, trained):
+    """The plain run is the test session's trec6 run (conftest TINY_TRAIN, the same
+    config: trained once per session); the two teacher runs differ from it only by
+    their teacher options."""
     base = tmp_path_factory.mktemp("teacher_runs")
-    runs = {}
-    for name, over in {"none": {}, "distill": {"distill": 1.0},
-                       "transfer": {"distill": 0.5, "transfer": 2}}.items():
-        if name != "none":
-            over = {**over, "teacher": str(tiny_bert)}
+    runs = {"none": trained("trec6")}
+    for name, over in {"distill": {"distill": 1.0}, "transfer": {"distill": 0.5, "transfer": 2}}.items():
+        over = {**over, "teacher": str(tiny_bert)}
         out = base / name
         train(TrainConfig(dataset="trec6", out=str(out), **TINY_TRAIN, **over), progress=False)
         export.export_run(out)
