@@ -123,6 +123,12 @@ def cores_table(b: Bench) -> str:
     return "\n".join(L) + "\n"
 
 
+def _span(values, fmt: str) -> str:
+    """"lo-hi" of values in format fmt, or the one value when they print alike."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _versus(mine: float, other: float) -> str:
     return "above" if mine > other else "**below**" if mine < other else "level with"
 
@@ -177,11 +183,11 @@ def prose(b: Bench) -> str:
     L.append("- What the model does give: it is " + (
         "**exact** (C == PyTorch, bit for bit, on every test sentence; QEMU == host)" if exact else
         "**not exact** on every sentence (see the C == PyTorch and QEMU == host rows)")
-        + f", and **cheap on the M4**: the default ({' / '.join(names)}) policy sends {min(exit0):.0f}-{max(exit0):.0f} "
-        f"% of the sentences out at exit 0, so the mean is {min(mean):.2f}-{max(mean):.2f} M instructions per sentence "
-        f"(about {min(m[0] for m in ms):.1f}-{max(m[1] for m in ms):.1f} ms at 100 MHz), where an int8 model of the "
-        f"same shape would need {min(int8):.0f}-{max(int8):.0f} M instructions for its matrix products alone and "
-        f"{min(flash):.0f}-{max(flash):.0f} KB of flash. It is "
+        + f", and **cheap on the M4**: the default ({' / '.join(names)}) policy sends {_span(exit0, '.0f')} "
+        f"% of the sentences out at exit 0, so the mean is {_span(mean, '.2f')} M instructions per sentence "
+        f"(about {_span([m[0] for m in ms] + [m[1] for m in ms], '.1f')} ms at 100 MHz), where an int8 model of the "
+        f"same shape would need {_span(int8, '.0f')} M instructions for its matrix products alone and "
+        f"{_span(flash, '.0f')} KB of flash. It is "
         + ("**not smaller**" if s0.artifact_bytes >= s0.bow_lr_int8_bytes else "smaller")
         + f" than the bag-of-words LR ({s0.artifact_bytes / 1024:.0f} KB against {s0.bow_lr_int8_bytes / 1024:.0f} KB "
         f"at int8 on {first}).")
