@@ -303,5 +303,5 @@ int32_t bx_policy_from_name(const char *name, size_t len)
         const char *s = bx_policy_names[p];
         if (strlen(s) == len && memcmp(s, name, len) == 0) return p;
     }
-    return -1;
+    return -BX_STATUS_BAD_ARGUMENT;
 }

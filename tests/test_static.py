@@ -279,3 +279,42 @@ def test_importing_the_builds_reads_no_cpu_flags():
     assert r.returncode == 0, r.stderr
     from beexgen.codegen import cflags as cf
     assert "popcnt" in cf.host_isa_levels({"popcnt"}) and list(cf.host_isa_levels(set())) == ["portable"]
+
+
+# --------------------------------------------------------------------------- the C API's status type
+
+STATUS_PROGRAM = """#include <stdio.h>
+#include <string.h>
+#include "bx_classifier.h"
+int main(void)
+{
+    bx_status s;                                   /* the type exists and holds every code */
+    for (int v = 0; v <= %(max)d; v++) { s = (bx_status)v; printf("%%d %%s\\n", (int)s, bx_status_name(s)); }
+    printf("unknown %%d\\n", (int)bx_policy_from_name("no-such-policy", 14));
+    for (int p = 0; p < BX_N_POLICIES; p++)
+        printf("%%s %%d\\n", bx_policy_names[p], (int)bx_policy_from_name(bx_policy_names[p], strlen(bx_policy_names[p])));
+    return 0;
+}
+"""
+
+
+def test_the_c_status_is_one_typed_enum_of_the_protocol_table(work):
+    """bx_status.h is a typed enum generated from core/protocol.py Status (names, values);
+    bx_policy_from_name answers a negative bx_status for an unknown name, each policy's
+    number (core/policy.py) for a known one. Compiled -Werror against the host project."""
+    from beexgen.core.policy import Policy
+    from beexgen.core.protocol import Status
+    exe = build_mod.build_host(work["art"], work["dir"] / "host_status")
+    src = exe.parent / "src"
+    assert "typedef enum bx_status {" in (src / "bx_status.h").read_text()
+    assert not re.search(r"#define BX_STATUS_(?!H\b)", (src / "bx_status.h").read_text())    # no bare #define codes
+    prog = work["dir"] / "status.c"
+    prog.write_text(STATUS_PROGRAM % {"max": max(Status)})
+    objs = [p for p in (exe.parent / "obj").glob("*.o") if p.stem != "main"]
+    out = work["dir"] / "status"
+    subprocess.run(["gcc", *cflags.STD, "-Wall", "-Wextra", "-Werror", f"-I{src}", str(prog), *map(str, objs), "-lm",
+                    "-o", str(out)], check=True, capture_output=True, text=True)
+    got = subprocess.run([str(out)], capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()
+    want = [f"{int(s)} {s.name}" for s in Status] + [f"unknown {-int(Status.BAD_ARGUMENT)}"]
+    want += [f"{p.name.lower()} {int(p)}" for p in Policy]
+    assert got == want
