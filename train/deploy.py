@@ -165,6 +165,10 @@ class DeployResult:
         """The exit number e of each column (first_exit .. n_blocks)."""
         return list(range(self.first_exit, self.first_exit + self.cls.shape[1]))
 
+    def column(self, e) -> np.ndarray:
+        """The tensor column of exit number(s) e: the one place they are converted."""
+        return np.asarray(e) - self.first_exit
+
     def depth(self, policy: Policy | int, thresholds) -> np.ndarray:
         """Exit number taken by each sentence (= blocks run)."""
         return decide(policy, thresholds, self.conf, self.entropy, cls=self.cls, first_exit=self.first_exit,
@@ -172,7 +176,7 @@ class DeployResult:
 
     def at_exit(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(predicted class, logits at the exit taken) for exit numbers `depth`."""
-        rows, col = np.arange(len(depth)), np.asarray(depth) - self.first_exit
+        rows, col = np.arange(len(depth)), self.column(depth)
         return self.cls[rows, col], self.logits[rows, col]
 
 

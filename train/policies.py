@@ -332,7 +332,7 @@ def fit_confidence(split: Split, cfg: dict, *, tolerance: float = 0.01, delta: f
             "first_failure": f32(grid[j_fail]) if j_fail is not None else None,
         })
         alive &= ~leave
-    col = res.depth(Policy.CONFIDENCE, thresholds) - res.first_exit
+    col = res.column(res.depth(Policy.CONFIDENCE, thresholds))
     assert int((col < n_exits - 1).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
     depth = col + res.first_exit
     pred = cls[np.arange(N), col]

@@ -55,14 +55,14 @@ def _accuracy_axis(ax, values, floor: float, label: str = "accuracy (test)") -> 
     ax.set_ylabel(label)
 
 
-def _pareto(ax, fixed, curves, chosen, first_exit: int = 1, twin: float | None = None):
+def _pareto(ax, fixed, curves, chosen, exits, twin: float | None = None):
     for name, pts in curves.items():
         pts = sorted(pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", lw=1.2, alpha=0.8, label=f"{name} (sweep)")
-    for e, (c, a, _) in enumerate(fixed, start=first_exit):      # exit numbers; the last is full depth
-        full = e == first_exit + len(fixed) - 1
+    for e, (c, a, _) in zip(exits, fixed):                        # fixed: one point per exit number e
+        full = e == exits[-1]
         ax.plot([c], [a], "D" if full else "s", color="crimson" if full else "black", ms=7 if full else 5,
-                label="full depth" if full else ("fixed exit" if e == first_exit else None), zorder=4)
+                label="full depth" if full else ("fixed exit" if e == exits[0] else None), zorder=4)
         ax.annotate("full" if full else f"exit {e}", (c, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
     for k, (name, (c, a, _)) in enumerate(chosen.items()):
         ax.plot([c], [a], "*", ms=15, mec="black", color=f"C{k}", label=f"{name} (chosen)", zorder=5)
@@ -100,8 +100,8 @@ def make_report(test: P.Split, cfg, policies: dict, out_dir, *, val: P.Split | N
     res_test, labels_test, lengths_test = test.res, np.asarray(test.labels), test.lengths
     res_val, labels_val, lengths_val = (val.res, val.labels, val.lengths) if val is not None else (None, None, None)
     N, n_exits = res_test.conf.shape        # one column per exit
-    e0 = getattr(res_test, "first_exit", 1)
-    exits = np.arange(e0, e0 + n_exits)     # the exit number e of each column (= blocks run)
+    exits = np.asarray(res_test.exits)      # the exit number e of each column (= blocks run)
+    e0 = int(exits[0])
     n_blocks = int(exits[-1])
     majority = float(np.bincount(labels_test).max() / max(1, N))
     label = f"{title}: " if title else ""
@@ -126,7 +126,7 @@ def make_report(test: P.Split, cfg, policies: dict, out_dir, *, val: P.Split | N
     # (a) Pareto
     fig = _fig(7.2, 5.0)
     ax = fig.add_subplot(111)
-    _pareto(ax, fixed, curves, chosen, e0, twin_acc[-1] if twin_acc else None)
+    _pareto(ax, fixed, curves, chosen, exits, twin_acc[-1] if twin_acc else None)
     _accuracy_axis(ax, [a for _, a, _ in fixed] + [a for pts in curves.values() for _, a, _ in pts], majority)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{label}accuracy vs compute (test)")
@@ -274,11 +274,10 @@ def exit_weights_effect(runs, out_dir=None, *, name: str = "exit_weights") -> di
     "png" (path or None)}; with out_dir, writes out_dir/<name>.png and <name>.md."""
     labs = [r[0] for r in runs]
     acc = np.array([(res.cls == np.asarray(y)[:, None]).mean(0) for _, res, y in runs])
-    B = acc.shape[1] if acc.size else 0
-    e0 = getattr(runs[0][1], "first_exit", 1) if runs else 1
-    exits = np.arange(e0, e0 + B)
+    n_exits = acc.shape[1] if acc.size else 0
+    exits = runs[0][1].exits if runs else []
     lines = ["| weights | " + " | ".join(f"exit {b}" for b in exits) + " | mean |",
-             "|---|" + "---|" * (B + 1)]
+             "|---|" + "---|" * (n_exits + 1)]
     for lab, a in zip(labs, acc):
         lines.append(f"| {lab} | " + " | ".join(f"{x:.4f}" for x in a) + f" | {a.mean():.4f} |")
     table = "\n".join(lines) + "\n"
