@@ -36,21 +36,20 @@ def evaluate(art: art_mod.Artifact, ids: list[list[int]], labels: np.ndarray,
     pred, _ = res.at_exit(depth)
     lengths = np.array([len(s) for s in ids])
     n_ids = np.array([len(a) for a in all_ids]) if all_ids is not None else lengths - 1
-    B = cfg["n_blocks"]
-    bm_full, fl_full = np.array([cost.sentence_cost(cfg, n, B, k) for n, k in zip(lengths, n_ids)]).T
+    n_blocks = cfg["n_blocks"]
+    bm_full, fl_full = np.array([cost.sentence_cost(cfg, n, n_blocks, k) for n, k in zip(lengths, n_ids)]).T
     bm, fl = np.array([cost.sentence_cost(cfg, n, d, k) for n, d, k in zip(lengths, depth, n_ids)]).T
     size = art.size_report()
     twin = fp32_bytes(cfg, size["vocab"])
-    e0 = cost.first_exit(cfg)
     return {
         "n": int(len(labels)),
-        "first_exit": e0,
-        "exits": list(range(e0, B + 1)),          # the exit number e of each exit_acc / depth_hist column
+        "first_exit": res.first_exit,
+        "exits": res.exits,                        # the exit number e of each exit_acc / depth_hist column
         "exit_acc": [float(a) for a in (res.cls == labels[:, None]).mean(0)],
         "policy": policy,
         "policy_acc": float((pred == labels).mean()),
         "mean_depth": float(depth.mean()),
-        "depth_hist": [int((depth == e).sum()) for e in range(e0, B + 1)],
+        "depth_hist": [int((depth == e).sum()) for e in res.exits],
         "over_seq_max": int((n_ids > cfg["seq_max"] - 1).sum()),
         "mean_ids_over": float(n_ids[n_ids > cfg["seq_max"] - 1].mean()) if (n_ids > cfg["seq_max"] - 1).any() else 0.0,
         "bmacs": float(bm.mean()), "flops": float(fl.mean()),
@@ -61,13 +60,13 @@ def evaluate(art: art_mod.Artifact, ids: list[list[int]], labels: np.ndarray,
 
 def format_report(rep: dict, title: str = "", twin_acc: list[float] | None = None) -> str:
     exits = rep["exits"]
-    E, n_blocks = len(exits), exits[-1]
+    n_exits, n_blocks = len(exits), exits[-1]
     names = ["0 (wide)" if e == 0 else str(e) for e in exits]
     lines = [f"## {title}" if title else "", "",
              f"test sentences: {rep['n']}; {rep.get('over_seq_max', 0)} longer than seq_max "
              f"(mean {rep.get('mean_ids_over', 0):.0f} ids; the blocks see head + tail, the wide exit every id)", "",
              "| exit | " + " | ".join(names) + " |",
-             "|---|" + "---|" * E,
+             "|---|" + "---|" * n_exits,
              "| accuracy (binarized) | " + " | ".join(f"{a:.4f}" for a in rep["exit_acc"]) + " |"]
     if twin_acc:
         lines.append("| accuracy (full-precision twin) | " + " | ".join(f"{a:.4f}" for a in twin_acc) + " |")
