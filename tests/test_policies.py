@@ -269,7 +269,7 @@ def test_a_wide_exit_model_names_its_exits_alike_in_meta_report_and_bench_json(t
                           nid_t=np.array([len(a) for a in run.all_part("test")]), res_v=res_v, y_v=y_v,
                           len_v=np.array([len(s) for s in ids_v]), twin_exit_acc=None, report=rep)
     d = DatasetBench()
-    d.policies = bench_pol.measure("trec6", tmp_path, ctx)
+    d.policies = bench_pol.measure("trec6", tmp_path, ctx, names=["confidence"])   # the others: test_e2e, the bench
     d.accuracy.accuracy_by_exit = bench_acc.by_exit(rep)
     doc = d.to_json()
     assert list(doc["exit_histogram"]) == list(doc["accuracy_by_exit"]) == [str(e) for e in exits]

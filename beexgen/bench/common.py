@@ -7,6 +7,7 @@ import dataclasses
 import re
 import sys
 import time
+import types
 import typing
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def _typed(tp, v):
         return from_json(tp, v)
     if typing.get_origin(tp) is dict and args and dataclasses.is_dataclass(args[1]):
         return {k: from_json(args[1], x) for k, x in v.items()}
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):         # X | None
         inner = [a for a in args if a is not type(None)]
         return _typed(inner[0], v) if len(inner) == 1 else v
     return v

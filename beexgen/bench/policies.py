@@ -31,13 +31,15 @@ class Policies:
     policies: dict[str, PolicyResult] = field(default_factory=dict)    # each calibrated policy
 
 
-def measure(ds: str, out: Path, ctx, budget: float = 0.3) -> Policies:
+def measure(ds: str, out: Path, ctx, budget: float = 0.3, names=None) -> Policies:
+    """names: the policies to calibrate (default every registered one but none)."""
     from beexgen.train import policies, report
 
     cfg = ctx.art.config
+    names = [n for n in policies.CALIBRATORS if n != "none"] if names is None else names
     pols = {"default": ctx.art.policy,
             **{name: policies.calibrate(name, ctx.res_v, ctx.y_v, ctx.len_v, cfg, budget=budget, unit="compute")
-               for name in policies.CALIBRATORS if name != "none"}}
+               for name in names}}
     ev = {name: policies.evaluate_policy(ctx.res_t, ctx.y_t, ctx.len_t, cfg, p["name"], p["thresholds"],
                                          n_ids=ctx.nid_t) for name, p in pols.items()}
     report.make_report(policies.Split.of(ctx.res_t, ctx.y_t, ctx.len_t), cfg,
