@@ -25,8 +25,9 @@ def _floats(s: str | None) -> list[float] | None:
 def _known_errors() -> tuple:
     """Errors that mean bad input (a file, a name, a size), not a bug: one line, no traceback."""
     from beexgen.core.policy import CalibrationError    # pure Python: also on a host-only install
+    from beexgen.core.outdir import OutputDirError
     from beexgen.core.validate import ArtifactError
-    out = [ArtifactError, CalibrationError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
+    out = [ArtifactError, CalibrationError, OutputDirError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
     try:
         from beexgen.train.data import DataError
         out.append(DataError)
@@ -420,6 +421,8 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
     if isa and target != "host":
         raise click.UsageError("--isa is for --target host (a Cortex-M build has its own --dsp)")
     from beexgen.codegen import boards, firmware
+    from beexgen.core import outdir
+    outdir.prepare(out_dir, command="beexgen build", reuse=True)     # the --out rule (core/outdir.py)
     if target == "host":
         exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd, isa=isa)
         click.echo(f"host emulator: {exe}")
@@ -491,6 +494,8 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
     out_dir = _build_dir(art_dir, "cortex-m", board)
     elf = out_dir / "fw.elf"
     if rebuild or not elf.exists():
+        from beexgen.core import outdir
+        outdir.prepare(out_dir, command="beexgen emulate", reuse=True)
         elf = firmware.build_firmware(art_dir, board, out_dir).elf
     h = emu.start_qemu(elf, board, serial=serial_kind, log=out_dir / "qemu.log")
     click.echo(f"QEMU {board} running {elf}")
