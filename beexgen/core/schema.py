@@ -14,6 +14,8 @@ Pure Python, importing nothing of beexgen: no cycle in beexgen/core.
 """
 from __future__ import annotations
 
+import math
+
 FORMAT_NAME = "beexgen-artifact"
 FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
@@ -124,3 +126,24 @@ def expected_tensors(config: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 def n_exits(c: dict) -> int:
     return c["n_blocks"] + (1 if c["wide"] else 0)
+
+
+# --------------------------------------------------------------------------- ranges
+# A range rule is (lo, hi) or (lo, hi, "open_lo" | "open_hi" | "open"): the settings
+# (train/config.py), the calibration options (core/policy.py) and the CLI's number type use it.
+
+def in_range(v, rule: tuple) -> bool:
+    """v (a finite number, not a bool) within rule = (lo, hi[, "open_lo" | "open_hi" | "open"])."""
+    lo, hi, *o = rule
+    o = o[0] if o else ""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+        return False
+    ok_lo = v > lo if o in ("open_lo", "open") else v >= lo
+    ok_hi = v < hi if o in ("open_hi", "open") else v <= hi
+    return ok_lo and ok_hi
+
+
+def range_text(rule: tuple) -> str:
+    lo, hi, *o = rule
+    o = o[0] if o else ""
+    return f"{'(' if o in ('open_lo', 'open') else '['}{lo:g}, {hi:g}{')' if o in ('open_hi', 'open') else ']'}"

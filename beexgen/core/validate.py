@@ -133,6 +133,12 @@ def _check_config(c, where: str) -> None:
                      "flops, beyond the device's 32-bit counters (reduce config.seq_max or d_model)")
 
 
+def check_config(c: dict, where: str) -> None:
+    """The config checks of an artifact (types, ranges, relations, 32-bit cost counters)
+    on a model config alone: `beexgen train` runs them before training."""
+    _check_config(c, where)
+
+
 def _check_classes(meta: dict, c: dict, where: str) -> None:
     from beexgen.core.protocol import wire_label
     cl = meta.get("classes")
