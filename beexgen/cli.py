@@ -68,7 +68,7 @@ def _prefix(v: str) -> str:
     """export-c --prefix: a lower-case C identifier (codegen/project.py PREFIX), not too long."""
     from beexgen.codegen.project import PREFIX
     if not PREFIX.fullmatch(v or "") or len(v) > PREFIX_MAX:
-        raise click.BadParameter(f"{v[:40]!r}: want a lower-case C identifier of at most {PREFIX_MAX} characters "
+        raise click.BadParameter(f"prefix {v[:40]!r}: want a lower-case C identifier of at most {PREFIX_MAX} characters "
                                  "such as 'sent' or 'spam2' (letters, digits and single '_', a letter first)")
     return v
 

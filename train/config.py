@@ -73,7 +73,7 @@ class ModelConfig:
     n_blocks: int | None = setting(None, "Transformer blocks, each with an exit head.", flag="blocks",
                                    show="2 with the wide exit, 4 without", range=_schema("n_blocks"))
     seq_max: int = setting(64, "Maximum tokens per sentence the blocks see, [CLS] included "
-                               "(longer texts: head + tail; the wide exit sees every id).")
+                               "(longer texts: head + tail; the wide exit sees every id).", range=_schema("seq_max"))
     binary: bool = setting(True, "Binarized weights and activations (False: the twin).", cli=False)
     slfn: bool = setting(True, "Selective Learn-Forget Network in every block (--no-slfn: the ablation).")
     dropout: float = setting(0.1, "Training-only dropout: embeddings, block branches.", range=(0.0, 1.0, "open_hi"))

@@ -308,6 +308,8 @@ def read_dir(path: str | Path) -> tuple[dict, bytes, bytes]:
     """(meta, weights bytes, tokenizer bytes) of an artifact directory, after checking the
     files are there, meta.json parses, the format and version, and the content hash
     recomputed from the files. Raises ArtifactError."""
+    if not str(path).strip():
+        raise ArtifactError("'': an empty path is not an artifact directory")
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: not an artifact directory (run `beexgen export` to make one)")
@@ -363,10 +365,10 @@ def safetensors_specs(data: bytes, where: str = WEIGHTS) -> dict[str, tuple[str,
             raise ArtifactError(f"{where}: tensor {name}: dtype {h.get('dtype')!r} is not U32, F32 or I8")
         if (not isinstance(shape, list) or len(shape) > SAFETENSORS_MAX_DIMS
                 or not all(_typed(x, int) and 0 <= x < UINT32_LIMIT for x in shape)):
-            raise ArtifactError(f"{where}: tensor {name}: shape {str(shape)[:40]} is not a list of at most "
+            raise ArtifactError(f"{where}: tensor {name}: shape {repr(shape)[:40]} is not a list of at most "
                                 f"{SAFETENSORS_MAX_DIMS} non-negative integers")
         if not isinstance(offs, list) or len(offs) != 2 or not all(_typed(x, int) for x in offs):
-            raise ArtifactError(f"{where}: tensor {name}: data_offsets {str(offs)[:40]} is not two integers")
+            raise ArtifactError(f"{where}: tensor {name}: data_offsets {repr(offs)[:40]} is not two integers")
         a, b = offs
         shape = tuple(shape)
         size = _ITEMSIZE[dtype] * math.prod(shape)
