@@ -651,10 +651,18 @@ def fetch(names):
 
 
 @main.command("boards")
-def boards_cmd():
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False),
+              help="Write the boards table into this README between its <!-- boards:begin/end --> markers.")
+def boards_cmd(readme):
     """List the boards (codegen/boards/*.toml): core, float ABI, flash, RAM, QEMU machine.
 
-    A new board of a known family is one more file there (docs/INTERNALS.md)."""
+    A new board of a known family is one more file there, a board of a new vendor that
+    file and its driver C files (docs/INTERNALS.md). Broken board files are listed as
+    warnings; the other boards work."""
+    if readme:
+        changed = _board_registry.write_readme(readme)
+        click.echo(f"{readme}: boards table {'updated' if changed else 'unchanged'}")
+        return
     click.echo(_board_registry.board_table())
 
 

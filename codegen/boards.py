@@ -551,3 +551,36 @@ def board_table() -> str:
                     f"{b.flash.length >> 10:>6} K {b.ram.length >> 10:>6} K  {where:13} {desc}")
     rows += [f"warning: board {n} disabled: {msg}" for n, msg in sorted(BOARD_ERRORS.items())]
     return "\n".join(rows)
+
+
+README_BEGIN, README_END = "<!-- boards:begin -->", "<!-- boards:end -->"
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n >> 10} KB"
+
+
+def readme_table() -> str:
+    """The README's boards table, generated from the registry (`beexgen boards --readme`)."""
+    rows = ["| board | core | runs on | flash / RAM | UART | cost counter |", "|---|---|---|---|---|---|"]
+    for n, b in sorted(BOARDS.items(), key=lambda kv: (not kv[1].emulated, kv[0])):
+        core = f"{b.cpu.name} ({'hard' if b.cpu.hard_float else 'soft'} float)"
+        where = f"QEMU `{b.qemu_machine}`" if b.emulated else "hardware (build only here)"
+        uart = f"{b.uart.kind} @ 0x{b.uart.base:08x}, IRQ {b.uart.irq}"
+        unit = "instructions (`-icount`)" if b.counter.unit == "instr" else "cycles"
+        rows.append(f"| `{n}` | {core} | {where} | {_size(b.flash.length)} / {_size(b.ram.length)} | {uart} "
+                    f"| {unit}, {b.counter.kind} |")
+    return "\n".join(rows)
+
+
+def write_readme(path: str | Path) -> bool:
+    """Replace the table between README_BEGIN and README_END in `path`; True if it changed."""
+    p = Path(path)
+    text = p.read_text()
+    a, b = text.find(README_BEGIN), text.find(README_END)
+    if a < 0 or b < a:
+        raise BoardFileError(f"{p}: no {README_BEGIN} ... {README_END} markers")
+    new = text[:a + len(README_BEGIN)] + "\n" + readme_table() + "\n" + text[b:]
+    if new != text:
+        p.write_text(new)
+    return new != text

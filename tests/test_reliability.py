@@ -515,3 +515,15 @@ def test_driver_kinds_come_from_the_driver_files(tmp_path):
     for p in (ROOT / "firmware_templates").glob("*_*.c"):
         if p.name.split("_")[0] in boards.ROLES:
             assert boards.parse_driver(p).file == p.name
+
+
+def test_readme_boards_table_is_generated(tmp_path):
+    """`beexgen boards --readme` writes every board of the registry between the markers."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n" + boards.README_BEGIN + "\n| stale |\n" + boards.README_END + "\n\nafter\n")
+    r = run("boards", "--readme", readme)
+    assert r.exit_code == 0 and "updated" in r.output
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("\n\nafter\n")
+    for name in boards.BOARDS:
+        assert f"| `{name}` |" in text
