@@ -305,8 +305,11 @@ class Board:
 
 
 def _param_value(v) -> str:
-    """A driver parameter as C: an integer (unsigned), or a letter A-Z as its index (GPIO port A = 0)."""
-    return str(ord(v) - ord("A")) if isinstance(v, str) else f"{v}u"
+    """A driver parameter as C: an unsigned integer (hex from 0x10000 on), or a letter A-Z as its
+    index (GPIO port A = 0)."""
+    if isinstance(v, str):
+        return str(ord(v) - ord("A"))
+    return f"0x{v:08x}u" if v >= 0x10000 else f"{v}u"      # addresses and register bits in hex
 
 
 # --------------------------------------------------------------------------- loading
