@@ -185,7 +185,8 @@ def _check_special(meta: dict, c: dict, where: str) -> None:
 
 
 def _check_tokenizer(tokenizer_json, c: dict, where: str) -> None:
-    d = loads_bounded(tokenizer_json, TOKENIZER, max_bytes=TOKENIZER_MAX_BYTES, max_depth=TOKENIZER_MAX_DEPTH)
+    d = loads_bounded(tokenizer_json, f"{where}: {TOKENIZER}", max_bytes=TOKENIZER_MAX_BYTES,
+                      max_depth=TOKENIZER_MAX_DEPTH)
     model = d.get("model") if isinstance(d, dict) else None
     vocab = model.get("vocab") if isinstance(model, dict) else None
     if not isinstance(vocab, dict) or not vocab:
