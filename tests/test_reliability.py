@@ -174,6 +174,15 @@ def test_vocab_ids_as_booleans_pass_validation(art, tmp_path):
     refused_everywhere(d, tmp_path, "is not an integer id")
 
 
+def test_special_ids_without_cls_render_an_empty_define(art, tmp_path):
+    d = copy(art, tmp_path)
+    meta = json.loads((d / "meta.json").read_text())
+    meta["special_ids"] = {"pad": 0, "unk": 1}
+    (d / "meta.json").write_text(json.dumps(meta))
+    rehash(d)
+    refused_everywhere(d, tmp_path, "want exactly pad, unk, cls")
+
+
 def test_deeply_nested_meta_gives_a_recursion_error(art, tmp_path):
     d = copy(art, tmp_path)
     text = (d / "meta.json").read_text().rstrip().rstrip("}")

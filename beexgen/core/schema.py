@@ -22,6 +22,7 @@ META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 U32, F32, I8 = "uint32", "float32", "int8"
 F32_MAX = 3.4028234663852886e38
 UINT32_LIMIT = 2 ** 32
+SPECIAL_KEYS = ("pad", "unk", "cls")   # meta.json special_ids: exactly these token ids
 
 # Bounds on meta.json itself, checked before any field is read (a deeply nested or huge
 # file is refused without recursing into it).

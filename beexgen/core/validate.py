@@ -33,7 +33,7 @@ from beexgen.core import cost
 from beexgen.core.policy import NAMES as POLICY_NAMES, n_thresholds
 from beexgen.core.schema import (  # noqa: F401  (the schema, re-exported for older imports)
     CONFIG_FIELDS, F32, F32_MAX, FORMAT_NAME, FORMAT_VERSION, I8, META, META_MAX_BYTES, META_MAX_DEPTH,
-    SAFETENSORS_MAX_DIMS, SAFETENSORS_MAX_HEADER, TENSOR_PARTS, TOKENIZER, TOKENIZER_MAX_BYTES, TOKENIZER_MAX_DEPTH, U32, UINT32_LIMIT, WEIGHT_ABS_MAX, WEIGHTS,
+    SAFETENSORS_MAX_DIMS, SAFETENSORS_MAX_HEADER, SPECIAL_KEYS, TENSOR_PARTS, TOKENIZER, TOKENIZER_MAX_BYTES, TOKENIZER_MAX_DEPTH, U32, UINT32_LIMIT, WEIGHT_ABS_MAX, WEIGHTS,
     expected_tensors, n_exits, words)
 
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
@@ -179,6 +179,8 @@ def _check_special(meta: dict, c: dict, where: str) -> None:
     sp = meta.get("special_ids", {"pad": 0, "unk": 1, "cls": 2})
     if not isinstance(sp, dict):
         _fail(where, "meta.json special_ids must be an object")
+    if set(sp) != set(SPECIAL_KEYS):
+        _fail(where, f"meta.json special_ids has keys {sorted(sp)}, want exactly {', '.join(SPECIAL_KEYS)}")
     for k, v in sp.items():
         if not _typed(v, int) or not 0 <= v < c["vocab_size"]:
             _fail(where, f"meta.json special_ids.{k} = {v!r} is not a token id below config.vocab_size")
