@@ -241,8 +241,41 @@ def _check_tensors(tensors: dict, c: dict, where: str) -> None:
     for name in sorted(want):
         t = tensors[name]
         if isinstance(t, tuple):
-            continue                    # a header only (check_dir): shapes were all there is
+            if len(t) > 2:              # (dtype, shape, bytes) from check_dir: the same checks, pure Python
+                _check_raw_values(name, t[0], t[1], t[2], c, where)
+            continue
         _check_values(name, t, c, where)
+
+
+def _check_raw_values(name: str, dtype: str, shape: tuple, raw: bytes, c: dict, where: str) -> None:
+    """_check_values without numpy, on a tensor's little-endian bytes (the array module):
+    finite floats within WEIGHT_ABS_MAX, int8 codes >= -127, zero padding bits."""
+    import array
+    import sys
+    a = array.array({F32: "f", I8: "b", U32: "I"}[dtype])
+    if a.itemsize != _ITEMSIZE[dtype]:
+        raise ArtifactError(f"{where}: {WEIGHTS} tensor {name}: this platform's array item size differs")
+    a.frombytes(raw)
+    if sys.byteorder == "big" and a.itemsize > 1:
+        a.byteswap()
+    if dtype == F32:
+        if not all(map(math.isfinite, a)):
+            _fail(where, f"{WEIGHTS} tensor {name} has NaN or infinite values")
+        big = max(map(abs, a), default=0.0)
+        if big > WEIGHT_ABS_MAX:
+            _fail(where, f"{WEIGHTS} tensor {name} holds {big:.3g}, beyond the {WEIGHT_ABS_MAX:g} a trained "
+                         "weight can be (its float arithmetic would overflow)")
+    elif dtype == I8:
+        if len(a) and min(a) < -127:
+            _fail(where, f"{WEIGHTS} tensor {name} holds -128: int8 codes are symmetric, -127 .. 127")
+    else:
+        cols = c["d_ff"] if name.endswith("down.bits") else c["d_model"]
+        pad = words(cols) * 32 - cols
+        if pad and len(a) and shape:
+            mask = ((1 << pad) - 1) << (32 - pad)
+            w = shape[-1]
+            if any(x & mask for x in a[w - 1::w]):
+                _fail(where, f"{WEIGHTS} tensor {name} has non-zero padding bits (its rows are {cols} signs)")
 
 
 def _check_values(name: str, t, c: dict, where: str) -> None:
@@ -340,9 +373,10 @@ _ST_DTYPES = {"U32": U32, "F32": F32, "I8": I8}
 _ITEMSIZE = {U32: 4, F32: 4, I8: 1}
 
 
-def safetensors_specs(data: bytes, where: str = WEIGHTS) -> dict[str, tuple[str, tuple[int, ...]]]:
+def safetensors_specs(data: bytes, where: str = WEIGHTS, *, with_bytes: bool = False) -> dict[str, tuple]:
     """name -> (dtype, shape) from a safetensors file's header (8-byte little-endian
-    length, then JSON), with every tensor's byte range checked against the file."""
+    length, then JSON), with every tensor's byte range checked against the file;
+    with_bytes: name -> (dtype, shape, the tensor's bytes)."""
     if len(data) < 8:
         raise ArtifactError(f"{where}: truncated ({len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
@@ -377,15 +411,15 @@ def safetensors_specs(data: bytes, where: str = WEIGHTS) -> dict[str, tuple[str,
         size = _ITEMSIZE[dtype] * math.prod(shape)
         if not (0 <= a <= b <= body and b - a == size):
             raise ArtifactError(f"{where}: tensor {name}: bytes {a}..{b} of {body} do not hold {dtype} {list(shape)}")
-        out[name] = (dtype, shape)
+        out[name] = (dtype, shape, data[8 + n + a:8 + n + b]) if with_bytes else (dtype, shape)
     return out
 
 
 def check_dir(path: str | Path) -> dict:
-    """The whole check of an artifact directory without loading the weights (what
-    `beexgen-infer --artifact` runs): read_dir (files, format, recomputed hash), then
-    validate() on the tensors' headers. Returns meta."""
+    """The whole check of an artifact directory without numpy (what `beexgen-infer
+    --artifact` runs): read_dir (files, format, recomputed hash), then validate() on the
+    tensors' headers and bytes, the value checks included (pure Python). Returns meta."""
     meta, wbytes, tbytes = read_dir(path)
-    validate(meta, safetensors_specs(wbytes, f"{Path(path) / WEIGHTS}"), tbytes.decode("utf-8", "replace"),
-             where=str(path))
+    validate(meta, safetensors_specs(wbytes, f"{Path(path) / WEIGHTS}", with_bytes=True),
+             tbytes.decode("utf-8", "replace"), where=str(path))
     return meta
