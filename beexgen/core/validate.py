@@ -15,9 +15,10 @@ pure Python except the value checks of numpy arrays, which only exist where nump
 meta.json and tokenizer.json are refused, before parsing, when larger or more deeply
 nested than the schema's bounds (no RecursionError on a hostile file).
 
-Pure Python (json, hashlib, struct, math): `beexgen-infer --artifact` runs it without
-numpy. Given numpy arrays (as `load` does), the values are checked too: float tensors
-finite, the padding bits of packed rows zero (the numerics contract). The tokenizer JSON
+Pure Python (json, hashlib, struct, math, array): `beexgen-infer --artifact` runs it
+without numpy. The values are checked too, on numpy arrays (as `load` gives) or on the
+tensors' bytes (as `check_dir` gives): float tensors finite and within WEIGHT_ABS_MAX,
+int8 codes symmetric, the padding bits of packed rows zero (the numerics contract). The tokenizer JSON
 must be the pipeline the C reproduces (core/wordpiece.py).
 """
 from __future__ import annotations
