@@ -543,3 +543,29 @@ def test_readme_boards_table_is_generated(tmp_path):
     assert "stale" not in text and text.endswith("\n\nafter\n")
     for name in boards.BOARDS:
         assert f"| `{name}` |" in text
+
+
+def test_outdir_rule(tmp_path, monkeypatch):
+    """core/outdir.prepare directly: an earlier build (build.json) is reused, a foreign
+    directory with a file is not, a marked one is replaced only with force."""
+    from beexgen.core import outdir
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "old_build"
+    (old / "src").mkdir(parents=True)
+    (old / "build.json").write_text("{}")
+    assert outdir.prepare(old, command="t", reuse=True) == old and (old / "src").is_dir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "fw.elf").write_bytes(b"\x7fELF")
+    with pytest.raises(outdir.OutputDirError, match="did not create"):
+        outdir.prepare(other, command="t", reuse=True, force=True)
+    assert (other / "fw.elf").is_file()
+    new = outdir.prepare(tmp_path / "a" / "b", command="t")
+    (new / "x").write_text("x")
+    with pytest.raises(outdir.OutputDirError, match="--force"):
+        outdir.prepare(new, command="t")
+    outdir.prepare(new, command="t", force=True)
+    assert not (new / "x").exists() and outdir.is_marked(new)
+    for bad in ("", " ", ".", "..", str(tmp_path), "~"):
+        with pytest.raises(outdir.OutputDirError):
+            outdir.prepare(bad, command="t", force=True)

@@ -6,7 +6,8 @@ replaces only such a directory; anything else is refused, force or not:
 - a training run (checkpoint.pt) or an artifact (meta.json + weights.safetensors),
   at the top or anywhere below;
 - a non-empty directory beexgen did not create (no marker).
-A directory that does not exist or is empty is created (or adopted) and marked.
+A directory that does not exist or is empty is created (or adopted) and marked; a build
+directory of an earlier beexgen (its build.json manifest, LEGACY_MARKS) counts as marked.
 
 `prepare(path, force=..., command=...)` is the whole rule; `beexgen export-c` and
 `beexgen build` call it. Pure Python (pathlib, shutil).
@@ -28,8 +29,12 @@ class OutputDirError(ValueError):
     """An output directory beexgen refuses to write into or replace."""
 
 
+LEGACY_MARKS = ("build.json",)      # the manifest every `beexgen build` wrote before MARKER existed
+
+
 def is_marked(path: str | Path) -> bool:
-    return (Path(path) / MARKER).is_file()
+    """path is a directory beexgen created: its marker, or an earlier build's manifest."""
+    return any((Path(path) / m).is_file() for m in (MARKER, *LEGACY_MARKS))
 
 
 def _precious(path: Path) -> str | None:
@@ -79,6 +84,6 @@ def prepare(path: str | Path | None, *, force: bool = False, command: str = "bee
             raise OutputDirError(f"{command}: {p} exists and is not empty (pass --force to replace it: "
                                  "beexgen created it)")
     p.mkdir(parents=True, exist_ok=True)
-    if not is_marked(p):
+    if not (p / MARKER).is_file():
         _mark(p, command)
     return p
