@@ -554,6 +554,11 @@ def test_outdir_rule(tmp_path, monkeypatch):
     (old / "src").mkdir(parents=True)
     (old / "build.json").write_text("{}")
     assert outdir.prepare(old, command="t", reuse=True) == old and (old / "src").is_dir()
+    (old / "mine.txt").write_text("x")
+    (old / outdir.MARKER).unlink()
+    with pytest.raises(outdir.OutputDirError, match="did not create"):   # --force never replaces it
+        outdir.prepare(old, command="t", force=True)
+    assert (old / "mine.txt").is_file()
     other = tmp_path / "other"
     other.mkdir()
     (other / "fw.elf").write_bytes(b"\x7fELF")

@@ -33,8 +33,12 @@ LEGACY_MARKS = ("build.json",)      # the manifest every `beexgen build` wrote b
 
 
 def is_marked(path: str | Path) -> bool:
-    """path is a directory beexgen created: its marker, or an earlier build's manifest."""
-    return any((Path(path) / m).is_file() for m in (MARKER, *LEGACY_MARKS))
+    """path is a directory beexgen created (its marker)."""
+    return (Path(path) / MARKER).is_file()
+
+
+def _legacy(path: Path) -> bool:
+    return any((path / m).is_file() for m in LEGACY_MARKS)
 
 
 def _precious(path: Path) -> str | None:
@@ -75,7 +79,7 @@ def prepare(path: str | Path | None, *, force: bool = False, command: str = "bee
         what = _precious(p)
         if what:
             raise OutputDirError(f"{command}: refusing to write into {p}: it holds {what}; give a new directory")
-        if not is_marked(p):
+        if not (is_marked(p) or (reuse and not force and _legacy(p))):
             raise OutputDirError(f"{command}: {p} is a non-empty directory beexgen did not create "
                                  f"(no {MARKER}); give a new or empty directory")
         if force:
