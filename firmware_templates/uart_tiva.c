@@ -1,4 +1,4 @@
-/* bx-driver: uart tiva; base: yes; params: rcgc_bit gpio_base gpio_bit rx_pin tx_pin pctl */
+/* bx-driver: uart tiva; base: yes; params: rcgc_uart rcgc_gpio pr_uart pr_gpio uart_bit gpio_bit gpio_base rx_pin tx_pin pctl */
 /* uart_tiva.c: the TI Tiva C / Stellaris UART (TM4C123GH6PM datasheet SPMS376E, section
  * 14, an ARM PL011 derivative), receive by interrupt, send by polling.
  *
@@ -11,10 +11,13 @@
  * Baud divisor (section 14.3.2): BRD = f / (16 x baud) = IBRD + FBRD / 64, FBRD rounded:
  * x = (8 f / baud + 1) / 2 = round(64 f / (16 baud)), IBRD = x >> 6, FBRD = x & 63.
  *
- * Clocks and pins (bx_board.h, the board's [uart] params): the UART's bit in RCGCUART
- * (0x400FE618) and its GPIO port's bit in RCGCGPIO (0x400FE608), each waited for in
- * PRUART / PRGPIO; the RX and TX pins of the port at gpio_base (APB aperture) in their
- * alternate function: AFSEL 0x420, DEN 0x51C, PCTL 0x52C (4 bits per pin, value pctl).
+ * Clocks and pins (bx_board.h, the board's [uart] params): the UART's bit uart_bit in
+ * the clock-gating register rcgc_uart (TM4C: RCGCUART 0x400FE618; LM3S: RCGC1
+ * 0x400FE104) and its GPIO port's bit gpio_bit in rcgc_gpio (TM4C: RCGCGPIO 0x400FE608;
+ * LM3S: RCGC2 0x400FE108), each waited for in its peripheral-ready register pr_uart /
+ * pr_gpio (TM4C: PRUART 0x400FEA18, PRGPIO 0x400FEA08; 0 = none, LM3S); the RX and TX
+ * pins of the port at gpio_base (APB aperture) in their alternate function: AFSEL
+ * 0x420, DEN 0x51C and, where the part has one (pctl != 0), PCTL 0x52C (4 bits per pin).
  */
 #include "bx_board.h"
 #include "bx_cortexm.h"
@@ -41,10 +44,6 @@
 #define IM_OEIM    (1u << 10)
 #define LCRH_WLEN8 (3u << 5)
 
-#define SYSCTL_RCGCGPIO BX_REG(0x400FE608u)
-#define SYSCTL_RCGCUART BX_REG(0x400FE618u)
-#define SYSCTL_PRGPIO   BX_REG(0x400FEA08u)
-#define SYSCTL_PRUART   BX_REG(0x400FEA18u)
 #define GPIO_AFSEL      BX_REG(BX_UART_GPIO_BASE + 0x420u)
 #define GPIO_DEN        BX_REG(BX_UART_GPIO_BASE + 0x51Cu)
 #define GPIO_PCTL       BX_REG(BX_UART_GPIO_BASE + 0x52Cu)
@@ -54,15 +53,23 @@ static void pin_uart(uint32_t pin)
     uint32_t sh = 4u * pin;
     GPIO_AFSEL |= 1u << pin;
     GPIO_DEN |= 1u << pin;
+#if BX_UART_PCTL
     GPIO_PCTL = (GPIO_PCTL & ~(0xFu << sh)) | ((uint32_t)BX_UART_PCTL << sh);
+#else
+    (void)sh;
+#endif
 }
 
 void bx_uart_init(void)
 {
-    SYSCTL_RCGCUART |= 1u << BX_UART_RCGC_BIT;
-    SYSCTL_RCGCGPIO |= 1u << BX_UART_GPIO_BIT;
-    while (!(SYSCTL_PRUART & (1u << BX_UART_RCGC_BIT))) {}
-    while (!(SYSCTL_PRGPIO & (1u << BX_UART_GPIO_BIT))) {}
+    BX_REG(BX_UART_RCGC_UART) |= 1u << BX_UART_UART_BIT;
+    BX_REG(BX_UART_RCGC_GPIO) |= 1u << BX_UART_GPIO_BIT;
+#if BX_UART_PR_UART
+    while (!(BX_REG(BX_UART_PR_UART) & (1u << BX_UART_UART_BIT))) {}
+#endif
+#if BX_UART_PR_GPIO
+    while (!(BX_REG(BX_UART_PR_GPIO) & (1u << BX_UART_GPIO_BIT))) {}
+#endif
     pin_uart(BX_UART_RX_PIN);
     pin_uart(BX_UART_TX_PIN);
 
@@ -73,7 +80,10 @@ void bx_uart_init(void)
     UART_LCRH = LCRH_WLEN8;                            /* 8N1, FIFOs off; written after the divisors */
     UART_CC = 0;                                       /* clocked by the system clock */
     UART_ECR = 0;                                      /* clear stale errors */
-    UART_ICR = 0x7F2u;                                 /* and stale interrupts */
+    UART_ICR = 0x7F2u;                                 /* and stale interrupts, then drop a byte */
+    while (!(UART_FR & FR_RXFE)) {                     /* received before now: its interrupt was */
+        (void)UART_DR;                                 /* just cleared, and a full holding register */
+    }                                                  /* would take no more bytes */
     UART_IM = IM_RXIM | IM_OEIM;
     UART_CTL = CTL_UARTEN | CTL_TXE | CTL_RXE;
     bx_nvic_enable(BX_UART_IRQ);

@@ -574,3 +574,24 @@ def test_outdir_rule(tmp_path, monkeypatch):
     for bad in ("", " ", ".", "..", str(tmp_path), "~"):
         with pytest.raises(outdir.OutputDirError):
             outdir.prepare(bad, command="t", force=True)
+
+
+@needs("arm-none-eabi-gcc", "qemu-system-arm")
+def test_new_vendor_uart_runs_in_qemu(art, tmp_path):
+    """The tiva UART (uart_tiva.c, added with the TM4C123 board as its TOML + that file)
+    on QEMU's Stellaris LM3S6965: replies equal the host emulator's, and its SysTick
+    cost counts the same instructions as mps2-an385's CMSDK timer (same M3 code)."""
+    from beexgen.codegen import build as build_mod, firmware
+    from test_firmware_qemu import costs, host_replies, normalise, qemu_session, request_script
+
+    reqs = request_script(art)[:50]                  # !info, 20 !tok, then classifications
+    want = host_replies(build_mod.build_host(art, tmp_path / "host"), reqs)
+    got = {}
+    for b in ("lm3s6965evb", "mps2-an385"):
+        fw = firmware.build_firmware(art, b, tmp_path / b)
+        got[b] = qemu_session(fw.elf, b, reqs, tmp_path / f"{b}.log")
+    assert [normalise(x) for x in got["lm3s6965evb"]] == [normalise(x) for x in want]
+    mine, ref = costs(reqs, got["lm3s6965evb"]), costs(reqs, got["mps2-an385"])
+    assert len(mine) >= 25 and [m[:2] for m in mine] == [r[:2] for r in ref]
+    ratio = sum(m[2] for m in mine) / sum(r[2] for r in ref)
+    assert abs(ratio - 1) < 0.01, ratio
