@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,25 +15,105 @@ from beexgen.codegen import layout as _layout           # standard library only:
 from beexgen.core import protocol as _protocol          # pure Python: the default line length
 
 
-def _floats(s: str | None) -> list[float] | None:
-    if s is None or s == "":
+def _floats(s: str | None, rule: tuple | None = None) -> list[float] | None:
+    if s is None:
         return None
     try:
-        return [float(x) for x in s.split(",")]
+        out = [float(x) for x in s.split(",")]
     except ValueError:
         raise click.BadParameter(f"{s!r}: want comma-separated numbers, e.g. 1,1,1,1") from None
+    from beexgen.core.schema import in_range, range_text
+    for x in out:
+        if not in_range(x, rule or (-math.inf, math.inf)):
+            raise click.BadParameter(f"{x:g} in {s!r}: each must be a finite number"
+                                     + (f" in {range_text(rule)}" if rule else ""))
+    return out
+
+
+class Number(click.ParamType):
+    """An int or a float within a range rule (beexgen/core/schema.py `in_range`): a value
+    that is not a number of the kind, nan, inf, or outside the range is refused when the
+    command line is parsed, before any file is read or any training step runs."""
+
+    def __init__(self, kind: type, rule: tuple | None = None):
+        from beexgen.core.schema import range_text
+        self.kind, self.rule = kind, rule
+        self.name = ("integer" if kind is int else "number") + (f" in {range_text(rule)}" if rule else "")
+
+    def convert(self, value, param, ctx):
+        from beexgen.core.schema import in_range, range_text
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            v = value
+        else:
+            try:
+                v = self.kind(str(value).strip())
+            except (ValueError, OverflowError):
+                self.fail(f"{str(value)[:40]!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        if not in_range(v, self.rule or (-math.inf, math.inf)):
+            want = f"in {range_text(self.rule)}" if self.rule else "finite"
+            self.fail(f"{str(value)[:40]} is out of range: want a finite {self.name.split(' ')[0]} {want}",
+                      param, ctx)
+        return v
+
+
+def _multiple(v, k: int):
+    if v is not None and v % k:
+        raise click.BadParameter(f"{v} is not a multiple of {k}")
+    return v
+
+
+PREFIX_MAX = 32      # characters of an export-c --prefix (it starts every C name and file name)
+
+
+def _prefix(v: str) -> str:
+    """export-c --prefix: a lower-case C identifier (codegen/project.py PREFIX), not too long."""
+    from beexgen.codegen.project import PREFIX
+    if not PREFIX.fullmatch(v or "") or len(v) > PREFIX_MAX:
+        raise click.BadParameter(f"prefix {v[:40]!r}: want a lower-case C identifier of at most {PREFIX_MAX} characters "
+                                 "such as 'sent' or 'spam2' (letters, digits and single '_', a letter first)")
+    return v
+
+
+def _line_max(v: int) -> int:
+    from beexgen.codegen.project import LINE_MAX_MAX, LINE_MAX_MIN
+    if not LINE_MAX_MIN <= v <= LINE_MAX_MAX:
+        raise click.BadParameter(f"{v} is out of range: want an integer in [{LINE_MAX_MIN}, {LINE_MAX_MAX}]")
+    return v
+
+
+def _board(ctx, param, value):
+    """--board: a board of the registry or a board file (my-board.toml), checked when the
+    command line is parsed; 'none' (train's: skip the RAM check) passes."""
+    if value is None or value == "none" and ctx.command.name == "train":
+        return value
+    if ctx.get_parameter_source(param.name) == click.core.ParameterSource.DEFAULT:
+        return value            # the default is checked where it is used (a host build never needs it)
+    try:
+        _board_registry.get_board(value)
+    except (_board_registry.UnknownBoardError, _board_registry.BoardFileError) as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _nonempty(ctx, param, value):
+    """A text option given as '' is refused (its default is what leaving it out gives)."""
+    if isinstance(value, str) and not value.strip():
+        raise click.BadParameter("empty value")
+    return value
 
 
 def _known_errors() -> tuple:
     """Errors that mean bad input (a file, a name, a size), not a bug: one line, no traceback."""
     from beexgen.core.policy import CalibrationError    # pure Python: also on a host-only install
+    from beexgen.core.outdir import OutputDirError
     from beexgen.core.validate import ArtifactError
-    out = [ArtifactError, CalibrationError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
+    out = [ArtifactError, CalibrationError, OutputDirError, _board_registry.UnknownBoardError,
+           _board_registry.BoardFileError, FileNotFoundError, NotADirectoryError, IsADirectoryError]
     try:
         from beexgen.train.data import DataError
         out.append(DataError)
-        from beexgen.codegen import boards, build, emulate, export, firmware, project
-        out += [boards.UnknownBoardError, build.BuildError, firmware.FirmwareTooBig, emulate.QemuError,
+        from beexgen.codegen import build, emulate, export, firmware, project
+        out += [build.BuildError, firmware.FirmwareTooBig, emulate.QemuError,
                 export.ExportError, project.ProjectError]
     except ImportError:
         pass
@@ -99,12 +180,22 @@ def _settings_options(*classes):
                 else:
                     decorators.append(click.option(f"{name}/--no-{name[2:]}", f.name, default=f.default, **kw))
             elif typing.get_origin(kind) is list:
-                decorators.append(click.option(name, f.name, default=None, callback=lambda c, p, v: _floats(v),
+                decorators.append(click.option(name, f.name, default=None,
+                                               callback=lambda c, p, v, r=m.get("range"): _floats(v, r),
                                                **{**kw, "show_default": False}))
             else:
                 dflt = None if f.default is dataclasses.MISSING else f.default
-                typ = click.Choice(m["choices"]) if m.get("choices") else kind
-                decorators.append(click.option(name, f.name, type=typ, default=dflt, **kw))
+                cb = None
+                if m.get("choices"):
+                    typ = click.Choice(m["choices"])
+                elif kind in (int, float):
+                    typ = Number(kind, m.get("range"))
+                elif m.get("path"):
+                    typ = click.Path(exists=m["path"] != "new", dir_okay=m["path"] != "file", file_okay=True)
+                    cb = _nonempty
+                else:
+                    typ, cb = kind, _nonempty if kind is str else None
+                decorators.append(click.option(name, f.name, type=typ, default=dflt, callback=cb, **kw))
 
     def apply(fn):
         for d in reversed(decorators):
@@ -130,9 +221,9 @@ def _train_command(fn):
 
 
 @click.argument("dataset")
-@click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<dataset>].")
+@click.option("--out", type=click.Path(file_okay=False), callback=_nonempty, help="Run directory [runs/<dataset>].")
 @click.option("--with-twin", is_flag=True, help="Also train the full-precision twin into RUN/twin.")
-@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+@click.option("--board", callback=_board, default=_board_registry.DEFAULT_BOARD, show_default=True,
               help="Check before training that the model's RAM (seq_max tokens) fits this board "
                    f"({_board_registry.board_help()}); 'none' skips.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -152,8 +243,15 @@ def train(dataset, out, with_twin, board, quiet, **settings):
     try:
         cfg = config.TrainConfig(dataset=dataset, out=str(out), model=model, **rest)
         mcfg = config.ModelConfig(vocab_size=cfg.vocab_size, n_classes=2, **{**model, "bigram_buckets": 0})
+        whole = config.ModelConfig(vocab_size=cfg.vocab_size, n_classes=2, **model)   # every model rule
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if not cfg.full_precision:          # what the export will check, checked before training
+        from beexgen.core.validate import ArtifactError, check_config
+        try:
+            check_config(whole.to_dict(), "the model settings")
+        except ArtifactError as e:
+            raise click.UsageError(str(e).replace("meta.json config.", "")) from None
     if board != "none":
         _ram_check(mcfg, board)
     progress = not quiet
@@ -219,7 +317,10 @@ def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):
 def _policy_options(fn):
     """--policy and the calibration options, one set for `export` and `calibrate`: the
     policies and each option's default come from beexgen/core/policy.py POLICY_OPTIONS."""
-    from beexgen.core.policy import DEFAULT_POLICY, POLICY_OPTIONS   # pure Python
+    from beexgen.core.policy import DEFAULT_POLICY, OPTION_RANGES, POLICY_OPTIONS   # pure Python
+
+    def num(option: str) -> Number:
+        return Number(float, OPTION_RANGES[option])
 
     def dflt(option: str) -> str:
         d = [f"{p} {o[option]}" for p, o in POLICY_OPTIONS.items() if o.get(option) is not None]
@@ -227,12 +328,12 @@ def _policy_options(fn):
     opts = [
         click.option("--policy", "policy_name", type=click.Choice(list(POLICY_OPTIONS)),
                      default=DEFAULT_POLICY, show_default=True, help="Exit policy to calibrate on the validation split."),
-        click.option("--tolerance", type=float, help="Accuracy the early leavers may give up against the last exit "
+        click.option("--tolerance", type=num("tolerance"), help="Accuracy the early leavers may give up against the last exit "
                      "(confidence: bounded with probability 1-delta; the others: on the validation split)."
                      + dflt("tolerance")),
-        click.option("--delta", type=float, help="confidence: the bound holds with probability 1-delta." + dflt("delta")),
-        click.option("--ceiling", type=float, help="entropy: compute ceiling (fraction of full depth)." + dflt("ceiling")),
-        click.option("--budget", type=float, help="budget: mean compute allowed, fraction of full depth (0..1]."),
+        click.option("--delta", type=num("delta"), help="confidence: the bound holds with probability 1-delta." + dflt("delta")),
+        click.option("--ceiling", type=num("ceiling"), help="entropy: compute ceiling (fraction of full depth)." + dflt("ceiling")),
+        click.option("--budget", type=num("budget"), help="budget: mean compute allowed, fraction of full depth (0..1]."),
         click.option("--unit", type=click.Choice(["depth", "compute"]),
                      help="budget: the budget in blocks run or in operations (bmacs/64 + flops)." + dflt("unit")),
     ]
@@ -243,7 +344,7 @@ def _policy_options(fn):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
+@click.option("--out", type=click.Path(file_okay=False), callback=_nonempty, help="Artifact directory [RUN_DIR/artifact].")
 @_policy_options
 def export(run_dir, out, policy_name, **options):
     """Freeze a trained run into a deployable artifact (packed bits, calibrated exits)."""
@@ -278,7 +379,7 @@ def _deploy_split(run, art, part):
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @_policy_options
-@click.option("--out", type=click.Path(file_okay=False), help="Artifact directory [RUN_DIR/artifact].")
+@click.option("--out", type=click.Path(file_okay=False), callback=_nonempty, help="Artifact directory [RUN_DIR/artifact].")
 def calibrate(run_dir, policy_name, out, **options):
     """Choose an exit policy's thresholds on the validation split and re-export the artifact.
 
@@ -331,7 +432,7 @@ calibrate.help = inspect.cleandoc(calibrate.help or "") + _policy_summary()
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Report directory [RUN_DIR/report].")
+@click.option("--out", type=click.Path(file_okay=False), callback=_nonempty, help="Report directory [RUN_DIR/report].")
 @click.option("--compare", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Other runs (e.g. other --exit-weights) whose per-exit accuracy to show beside.")
 def report(run_dir, out, compare):
@@ -388,7 +489,7 @@ def _artifact_arg(path: str):
 
 
 def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
-    return art_dir.parent / "build" / (board or target)
+    return art_dir.parent / "build" / (_board_registry.board_name(board) if board else target)
 
 
 @main.command()
@@ -396,16 +497,17 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
 @click.option("--target", type=click.Choice(["host", "cortex-m", "cortex-m4"]), default="cortex-m", show_default=True,
               help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
                    "cortex-m: firmware for --board, whatever its core (cortex-m4: the same, the older name).")
-@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+@click.option("--board", callback=_board, default=_board_registry.DEFAULT_BOARD, show_default=True,
               help="Board for --target cortex-m (the board names its core; "
                    f"codegen/boards/<board>.toml): {_board_registry.board_help()}.")
-@click.option("--out", type=click.Path(file_okay=False), help="Build directory [ARTIFACT/../build/<board>].")
+@click.option("--out", type=click.Path(file_okay=False), callback=_nonempty, help="Build directory [ARTIFACT/../build/<board>].")
 @click.option("--dsp", is_flag=True, help="Use the DSP-extension path of the kernels (cores with DSP: M4, M7, M33, M55).")
 @click.option("--cmsis", "cmsis_include", type=click.Path(exists=True, file_okay=False),
               help="A CMSIS-Core include directory to take core register definitions from.")
 @click.option("--sanitize", is_flag=True, help="host: build with AddressSanitizer + UndefinedBehaviorSanitizer.")
-@click.option("--stack", "stack_bytes", type=int, help="Stack bytes the linker reserves (cortex-m) [the board's].")
-@click.option("--isa", help="host: the x86 kernel path to compile, portable, popcnt, avx2 or avx512 "
+@click.option("--stack", "stack_bytes", type=Number(int, (1024, 1 << 24)), callback=lambda c, p, v: _multiple(v, 8),
+              help="Stack bytes the linker reserves (cortex-m), a multiple of 8 [the board's].")
+@click.option("--isa", callback=_nonempty, help="host: the x86 kernel path to compile, portable, popcnt, avx2 or avx512 "
                              "(each gives the same replies) [the fastest this machine has].")
 def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_bytes, isa):
     """Generate the C for an artifact and compile it.
@@ -422,6 +524,8 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
     if isa and target != "host":
         raise click.UsageError("--isa is for --target host (a Cortex-M build has its own --dsp)")
     from beexgen.codegen import boards, firmware
+    from beexgen.core import outdir
+    outdir.prepare(out_dir, command="beexgen build", reuse=True)     # the --out rule (core/outdir.py)
     if target == "host":
         exe = build_mod.build_host(art, out_dir, sanitize=sanitize, command=cmd, isa=isa)
         click.echo(f"host emulator: {exe}")
@@ -441,8 +545,8 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 
 @main.command("export-c")
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the library (new or empty).")
-@click.option("--prefix", default=_layout.DEFAULT_PREFIX, show_default=True,
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=_nonempty, help="Directory of the library (new or empty).")
+@click.option("--prefix", default=_layout.DEFAULT_PREFIX, show_default=True, callback=lambda c, p, v: _prefix(v),
               help="Prefix of every global C name, macro and file (two models with two prefixes link into one image).")
 @click.option("--format", "fmt", type=click.Choice(_layout.FORMATS),
               default=_layout.FORMATS[0], show_default=True,
@@ -451,8 +555,10 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 @click.option("--target", default="portable", show_default=True,
               help="Kernel files and core flags: portable (any C11 compiler and core), host (with the x86 paths) "
                    "or a board name (its core's kernels and -mcpu/-mfpu/-mfloat-abi).")
-@click.option("--line-max", default=_protocol.LINE_MAX, show_default=True, help="Longest text in bytes whose every token counts.")
-@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--line-max", default=_protocol.LINE_MAX, show_default=True, type=Number(int),
+              callback=lambda c, p, v: _line_max(v), help="Longest text in bytes whose every token counts.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out that beexgen created (marked by a "
+              ".beexgen-output file); never the current directory, a run, an artifact or another directory.")
 def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
     """Export the C of an artifact as a library for your own firmware.
 
@@ -470,10 +576,10 @@ def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
 
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--board", default="mps2-an386", show_default=True,
+@click.option("--board", callback=_board, default="mps2-an386", show_default=True,
               help=f"An emulated board: {_board_registry.board_help(emulated_only=True)}.")
 @click.option("--serial", "serial_kind", type=click.Choice(["tcp", "pty"]), default="tcp", show_default=True)
-@click.option("--port-file", type=click.Path(dir_okay=False), help="Also write the --port value to this file.")
+@click.option("--port-file", type=click.Path(dir_okay=False), callback=_nonempty, help="Also write the --port value to this file.")
 @click.option("--rebuild/--no-rebuild", default=True, show_default=True, help="Build the firmware first.")
 def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
     """Run the firmware in QEMU and serve its UART on a TCP socket or a pty.
@@ -493,6 +599,8 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
     out_dir = _build_dir(art_dir, "cortex-m", board)
     elf = out_dir / "fw.elf"
     if rebuild or not elf.exists():
+        from beexgen.core import outdir
+        outdir.prepare(out_dir, command="beexgen emulate", reuse=True)
         elf = firmware.build_firmware(art_dir, board, out_dir).elf
     h = emu.start_qemu(elf, board, serial=serial_kind, log=out_dir / "qemu.log")
     click.echo(f"QEMU {board} running {elf}")
@@ -514,7 +622,7 @@ def emulate(artifact_dir, board, serial_kind, port_file, rebuild):
 
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+@click.option("--board", callback=_board, default=_board_registry.DEFAULT_BOARD, show_default=True,
               help=f"A real board: {', '.join(n for n, b in sorted(_board_registry.BOARDS.items()) if not b.emulated)}.")
 def flash(artifact_dir, board):
     """Program a real board with openocd, st-flash or pyocd (whichever is installed),
@@ -546,21 +654,31 @@ def fetch(names):
 
 
 @main.command("boards")
-def boards_cmd():
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False),
+              help="Write the boards table into this README between its <!-- boards:begin/end --> markers.")
+def boards_cmd(readme):
     """List the boards (codegen/boards/*.toml): core, float ABI, flash, RAM, QEMU machine.
 
-    A new board of a known family is one more file there (docs/INTERNALS.md)."""
+    A new board of a known family is one more file there, a board of a new vendor that
+    file and its driver C files (docs/INTERNALS.md). Broken board files are listed as
+    warnings; the other boards work."""
+    if readme:
+        changed = _board_registry.write_readme(readme)
+        click.echo(f"{readme}: boards table {'updated' if changed else 'unchanged'}")
+        return
     click.echo(_board_registry.board_table())
 
 
 @main.command("bench")
 @click.option("--dataset", "datasets", multiple=True, help="An offline data set to run (repeat for more) [all of them].")
-@click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False), callback=_nonempty,
+              help="Directory of the runs, bench.md and bench.json.")
 @click.option("--reuse/--retrain", default=True, show_default=True, help="Reuse trained runs found in --out.")
-@click.option("--epochs", type=int, help="Override the default epochs (quick looks only).")
-@click.option("--qemu-n", type=int, help="Send only this many test sentences to QEMU [all].")
-@click.option("--jobs", default=2, show_default=True, help="Trainings run side by side (one torch thread each).")
-@click.option("--readme", type=click.Path(dir_okay=False), help="Write the summary table into this README "
+@click.option("--epochs", type=Number(int, (1, 100_000)), help="Override the default epochs (quick looks only).")
+@click.option("--qemu-n", type=Number(int, (1, 10**9)), help="Send only this many test sentences to QEMU [all].")
+@click.option("--jobs", default=2, show_default=True, type=Number(int, (1, 64)),
+              help="Trainings run side by side (one torch thread each).")
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False), help="Write the summary table into this README "
               "between its <!-- bench:begin/end --> markers (and docs/bench.json beside it).")
 def bench_cmd(datasets, out, reuse, epochs, qemu_n, jobs, readme):
     """The results table: accuracy, compute, size, M4 instructions and speed, side by side.

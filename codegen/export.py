@@ -23,7 +23,7 @@ import re
 import shutil
 from pathlib import Path
 
-from beexgen.core import artifact as art_mod
+from beexgen.core import artifact as art_mod, outdir
 from beexgen.codegen import cflags, project, render
 
 from beexgen.codegen.layout import FORMATS  # noqa: E402  (defined once, with the prefix)
@@ -73,11 +73,7 @@ def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix:
         raise ExportError(f"format {fmt!r}: want one of {', '.join(FORMATS)}")
     isas = project.target_isas(target)           # UnknownBoardError for a bad board
     art = art if isinstance(art, art_mod.Artifact) else art_mod.load(art)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise ExportError(f"{out} exists and is not empty (pass --force to replace it)")
-        shutil.rmtree(out)
+    out = outdir.prepare(out_dir, force=force, command="beexgen export-c")   # the --force rule (core/outdir.py)
     command = command or (f"beexgen export-c {art.path or 'ARTIFACT'} --out {out} --prefix {prefix} "
                           f"--format {fmt} --target {target}")
     proj = project.write_project(art, out, target=target, board_name="library", cost_unit="none",

@@ -1,8 +1,8 @@
 """Put a firmware build on a real board.
 
-`flash(board, build_dir)` uses the first of openocd, st-flash, pyocd found on PATH (the
-arguments per tool are board data, [flash_tools] of codegen/boards/<board>.toml), printing the exact
-command it runs. Without any of them it explains the drag-and-drop route (NUCLEO
+`flash(board, build_dir)` uses the first tool of the board's [flash_tools] table
+(codegen/boards/<board>.toml: tool -> arguments, in the order written there) found on
+PATH, printing the exact command it runs; the tools are board data, not a table here. Without any of them it explains the drag-and-drop route (NUCLEO
 boards show up as a USB drive; copying fw.bin onto it programs the chip) and returns 1.
 """
 from __future__ import annotations
@@ -14,8 +14,6 @@ from pathlib import Path
 
 from beexgen.codegen import boards as boards_mod
 from beexgen.codegen.firmware import FW
-
-TOOL_ORDER = ("openocd", "st-flash", "pyocd")
 
 
 def flash_command(board: boards_mod.Board, build_dir: Path, tool: str) -> list[str]:
@@ -36,13 +34,13 @@ def flash(board: str | boards_mod.Board, build_dir: str | Path, *, out=sys.stdou
         print(f"{board.name} is emulated by QEMU (-M {board.qemu_machine}); nothing to flash. "
               f"Run it with beexgen.codegen.emulate.start_qemu.", file=out)
         return 2
-    for tool in TOOL_ORDER:
-        if tool in board.flash_tools and shutil.which(tool):
+    for tool in board.flash_tools:                      # the board file's order
+        if shutil.which(tool):
             cmd = flash_command(board, build_dir, tool)
             print("$ " + " ".join(cmd), file=out, flush=True)
             return subprocess.run(cmd).returncode
     bin_path = (build_dir / f"{FW}.bin").resolve()
-    print(f"No flashing tool found (looked for {', '.join(t for t in TOOL_ORDER if t in board.flash_tools)} on PATH).",
+    print(f"No flashing tool found (looked for {', '.join(board.flash_tools)} on PATH).",
           file=out)
     if board.usb_drive_hint:
         print(f"Copy the image onto the board's USB drive instead: plug the {board.name} in, wait for the drive "

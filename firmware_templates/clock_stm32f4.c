@@ -1,8 +1,9 @@
+/* bx-driver: clock stm32f4_hsi_pll; params: pll_m pll_n pll_p pll_q flash_latency apb1_div */
 /* clock_stm32f4.c: bx_clock_init() for STM32F4 boards, SYSCLK from the 16 MHz HSI
  * through the main PLL (RM0383 section 6):
  *     f = 16 MHz / M * N / P; AHB = SYSCLK, APB1 = SYSCLK / BX_APB1_DIV, APB2 = SYSCLK.
  * M, N, P, Q, the flash wait states and the APB1 divider come from the board record
- * (codegen/boards/<board>.toml, [pll]) through bx_board.h. */
+ * (codegen/boards/<board>.toml, clock_params) through bx_board.h. */
 #include "bx_board.h"
 #include "bx_cortexm.h"
 

@@ -1,3 +1,4 @@
+/* bx-driver: counter cmsdk_timer; base: yes; ticks: hz */
 /* counter_cmsdk_timer.c: the cost counter on a CMSDK APB timer (mps2, mps3): timer0
  * counting down from 0xFFFFFFFF at BX_COUNTER_BASE. Under QEMU -icount shift=10 the
  * ticks convert to instructions by BX_COST_MUL / 2^BX_COST_SHIFT (codegen/boards.py). */

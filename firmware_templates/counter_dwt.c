@@ -1,3 +1,4 @@
+/* bx-driver: counter dwt; base: no; ticks: cycles; needs: thumb2 */
 /* counter_dwt.c: the cost counter on the DWT cycle counter (CYCCNT) of Armv7-M and
  * Armv8-M Mainline cores. Silicon only: it reads 0 under QEMU. */
 #include "bx_board.h"

@@ -1,3 +1,4 @@
+/* bx-driver: counter nrf_timer; base: yes; ticks: hz */
 /* counter_nrf_timer.c: the cost counter on TIMER0 of an nRF51 / nRF52 (nRF51 RM v3.0
  * section 18, nRF52840 PS section 6.30): timer mode, 32 bits, prescaler 0 (16 MHz).
  * The count is read by triggering CAPTURE[0] and reading CC[0]. Under QEMU -icount

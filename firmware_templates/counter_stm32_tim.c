@@ -1,3 +1,4 @@
+/* bx-driver: counter stm32_tim; base: yes; ticks: instructions; params: rcc_apb1 */
 /* counter_stm32_tim.c: the cost counter on a 32-bit STM32 general-purpose timer (TIM2)
  * counting up. QEMU clocks its timers at 1 GHz; the prescaler 2^10 - 1 makes one tick
  * per instruction under -icount shift=10. */

@@ -1,3 +1,4 @@
+/* bx-driver: counter systick; base: no; ticks: hz */
 /* counter_systick.c: the cost counter on SysTick, which every Cortex-M core has. It
  * counts down 24 bits at the core clock (CLKSOURCE = 1); its wrap interrupt
  * (bx_systick_handler, vector 15) counts the wraps, so the count read here is

@@ -1,3 +1,4 @@
+/* bx-driver: uart cmsdk; base: yes */
 /* uart_cmsdk.c: ARM CMSDK APB UART (MPS2 boards), receive by interrupt, send by polling.
  *
  * Registers (CMSDK technical reference, ARM DDI 0479): DATA 0x00, STATE 0x04

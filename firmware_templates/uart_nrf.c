@@ -1,3 +1,4 @@
+/* bx-driver: uart nrf; base: yes; params: tx_pin rx_pin */
 /* uart_nrf.c: the nRF51 / nRF52 UART (UART0, nRF51 RM v3.0 section 29), receive by
  * interrupt, send by polling.
  *

@@ -1,3 +1,4 @@
+/* bx-driver: uart stm32; base: yes; params: gpio_port tx_pin rx_pin af rcc_apb1 rcc_apb2 */
 /* uart_stm32.c: STM32F4 USART (USART1..6), receive by interrupt, send by polling.
  *
  * Registers (RM0090 / RM0383 section "USART registers"): SR 0x00 (RXNE bit 5, ORE

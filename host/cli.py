@@ -262,7 +262,7 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, windo
     if not port:
         raise click.UsageError("no device: pass --port SPEC or --emulator PATH (or set BEEXGEN_PORT)")
     pol = _parse_policy(policy) if policy else None
-    want_hash = _artifact_hash(artifact) if artifact else None
+    want_hash = _artifact_hash(artifact) if artifact is not None else None   # "" is refused, not skipped
 
     items = None
     interactive = False

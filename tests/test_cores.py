@@ -166,7 +166,7 @@ core = "cortex-m4"
 clock_hz = 84_000_000
 nvic_irqs = 85
 clock_setup = "stm32f4_hsi_pll"
-pll = { m = 16, n = 336, p = 4, q = 7, latency = 2, apb1_div = 2 }
+clock_params = { pll_m = 16, pll_n = 336, pll_p = 4, pll_q = 7, flash_latency = 2, apb1_div = 2 }
 
 [flash]
 origin = 0x08000000
@@ -181,8 +181,7 @@ kind = "stm32"
 base = 0x40004400
 irq = 38
 pclk_hz = 42_000_000
-rcc_apb1 = 0x20000
-gpio = ["A", 2, 3, 7]
+params = { gpio_port = "A", tx_pin = 2, rx_pin = 3, af = 7, rcc_apb1 = 0x20000, rcc_apb2 = 0 }
 
 [counter]
 kind = "dwt"

@@ -104,7 +104,8 @@ def test_export_errors(tiny, tmp_path):
     with pytest.raises(UnknownBoardError, match="known boards"):
         export.export_c(tiny, tmp_path / "a", target="esp32")
     export.export_c(tiny, tmp_path / "b")
-    with pytest.raises(export.ExportError, match="not empty"):
+    from beexgen.core.outdir import OutputDirError
+    with pytest.raises(OutputDirError, match="not empty"):
         export.export_c(tiny, tmp_path / "b")
     export.export_c(tiny, tmp_path / "b", force=True, prefix="again")
     assert (tmp_path / "b" / "src" / "again_classifier.h").is_file()

@@ -395,6 +395,21 @@ def with_test_set(ds: Dataset, test: Dataset) -> Dataset:
                    f"{ds.source} + test {test.source}")
 
 
+def _warn_small_classes(ds: Dataset, labels, parts: dict[str, list[int]]) -> None:
+    """A warning, with the counts, for each class too small to appear in every split (it
+    is trained on but never validated or tested: its accuracy is unknown)."""
+    for part, idx in parts.items():
+        if part == "test" and not idx:
+            continue                      # a test file of its own: checked by with_test_set
+        present = {ds.labels[i] for i in idx}
+        for c in class_names(ds):
+            if c not in present:
+                n = int((labels == c).sum())
+                print(f"warning: {ds.source}: class {c!r} has {n} example(s), too few to appear in the {part} "
+                      f"split ({len(idx)} examples): it is trained on but never "
+                      f"{'validated' if part == 'validation' else 'tested'}", file=sys.stderr)
+
+
 def split_dataset(ds: Dataset, seed: int, val_frac: float = 0.1, test_frac: float = 0.1,
                   fixed_test_from: int | None = None) -> Split:
     """Seeded, stratified split: each class is shuffled with the seed and cut in the
@@ -430,6 +445,7 @@ def split_dataset(ds: Dataset, seed: int, val_frac: float = 0.1, test_frac: floa
     if missing:
         raise DataError(f"{ds.source}: class(es) {sorted(missing)} have too few examples to appear "
                         "in the training split")
+    _warn_small_classes(ds, labels, {"validation": va, "test": [] if fixed else te})
     return Split(sorted(tr), sorted(va), sorted(te), seed, ds.fingerprint())
 
 

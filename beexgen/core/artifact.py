@@ -132,10 +132,11 @@ def save(path: str | Path, meta: dict, tensors: dict[str, np.ndarray], tokenizer
 def load(path: str | Path) -> Artifact:
     from safetensors.numpy import load as st_load
 
-    from beexgen.core.validate import read_dir
+    from beexgen.core.validate import read_dir, safetensors_specs
 
     path = Path(path)
     meta, wbytes, tbytes = read_dir(path)         # files, format, version, content hash
+    safetensors_specs(wbytes, str(path / WEIGHTS))   # the header's types and byte ranges, strictly
     try:
         tensors = dict(st_load(wbytes))
     except Exception as e:  # safetensors raises its own error types

@@ -17,7 +17,10 @@ block input length n and the exit, plus wide_flops_per_id x the line's id count
 """
 from __future__ import annotations
 
-import numpy as np
+from beexgen.core.schema import expected_tensors
+
+# numpy only inside the table and size functions: validate.py's overflow check
+# (sentence_cost) runs on a host-only install too.
 
 BOPS_PER_FLOP = 64
 
@@ -70,9 +73,10 @@ def sentence_cost(cfg: dict, n: int, depth: int, n_ids: int | None = None) -> tu
     return depth * bm, fl + 3 * n * cfg["d_model"] + depth * (fb + exit_flops(cfg, n))
 
 
-def cost_tables(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+def cost_tables(cfg: dict):
     """(bmacs, flops) uint32 tables indexed [n - 1, exit - first_exit], without the
     per-id part of the wide exit (the C adds wide_flops_per_id x ids)."""
+    import numpy as np
     L, B, e0 = cfg["seq_max"], cfg["n_blocks"], first_exit(cfg)
     E = B + 1 - e0
     bm = np.zeros((L, E), dtype=np.uint64)
@@ -86,6 +90,7 @@ def cost_tables(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ops(bmacs, flops):
+    import numpy as np
     return np.asarray(flops, dtype=np.float64) + np.asarray(bmacs, dtype=np.float64) / BOPS_PER_FLOP
 
 
@@ -97,7 +102,7 @@ ARTIFACT_BUDGET = 256 * 1024   # bytes of weights + vocabulary the default recip
 def artifact_bytes(cfg: dict, vocab_bytes: int) -> int:
     """Bytes of an artifact's tensors + vocabulary strings (= Artifact.size_report()
     ["total"]), from the config alone."""
-    from beexgen.core.validate import expected_tensors
+    import numpy as np
     return sum(np.dtype(dt).itemsize * int(np.prod(shape)) for dt, shape in expected_tensors(cfg).values()) + vocab_bytes
 
 

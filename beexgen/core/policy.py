@@ -75,6 +75,15 @@ POLICY_OPTIONS: dict[str, dict] = {
     "patience": {"tolerance": 0.005},
 }
 
+# The values each calibration option may take, (lo, hi[, "open_lo" | "open_hi" | "open"]):
+# the CLI's option types check them when the command line is parsed (beexgen/cli.py).
+OPTION_RANGES: dict[str, tuple] = {
+    "tolerance": (0.0, 1.0, "open_hi"),      # accuracy given up, a fraction
+    "delta": (0.0, 1.0, "open"),             # a probability strictly between 0 and 1
+    "ceiling": (0.0, 1.0, "open_lo"),        # fraction of full depth
+    "budget": (0.0, 1.0, "open_lo"),         # fraction of full depth
+}
+
 
 def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
     """Thresholds `policy` takes on a model with n_exits exits."""

@@ -9,16 +9,16 @@ content hash. A failure is one `ArtifactError` whose message names the field:
 
     runs/x/artifact: meta.json config.n_heads = 3 does not divide config.d_model = 64
 
-The schema is data, so a new part of the model is a few table entries:
-- a config field: add it to CONFIG_FIELDS (type, range) and, if it relates to others,
-  a line in `_check_config`;
-- new tensors: write a function `config -> {name: (dtype, shape)}` and append it to
-  TENSOR_PARTS. `expected_tensors(config)` is the union of those parts; the artifact's
-  tensors must be exactly that set, each with that dtype and shape.
+The schema (fields, types, bounds, tensors) lives in beexgen/core/schema.py; this
+module checks an artifact against it. Nothing is skipped silently: every check here is
+pure Python except the value checks of numpy arrays, which only exist where numpy does.
+meta.json and tokenizer.json are refused, before parsing, when larger or more deeply
+nested than the schema's bounds (no RecursionError on a hostile file).
 
-Pure Python (json, hashlib, struct, math): `beexgen-infer --artifact` runs it without
-numpy. Given numpy arrays (as `load` does), the values are checked too: float tensors
-finite, the padding bits of packed rows zero (the numerics contract). The tokenizer JSON
+Pure Python (json, hashlib, struct, math, array): `beexgen-infer --artifact` runs it
+without numpy. The values are checked too, on numpy arrays (as `load` gives) or on the
+tensors' bytes (as `check_dir` gives): float tensors finite and within WEIGHT_ABS_MAX,
+int8 codes symmetric, the padding bits of packed rows zero (the numerics contract). The tokenizer JSON
 must be the pipeline the C reproduces (core/wordpiece.py).
 """
 from __future__ import annotations
@@ -30,14 +30,13 @@ import re
 import struct
 from pathlib import Path
 
+from beexgen.core import cost
 from beexgen.core.policy import NAMES as POLICY_NAMES, n_thresholds
+from beexgen.core.schema import (  # noqa: F401  (the schema, re-exported for older imports)
+    CONFIG_FIELDS, F32, F32_MAX, FORMAT_NAME, FORMAT_VERSION, I8, META, META_MAX_BYTES, META_MAX_DEPTH,
+    SAFETENSORS_MAX_DIMS, SAFETENSORS_MAX_HEADER, SPECIAL_KEYS, TENSOR_PARTS, TOKENIZER, TOKENIZER_MAX_BYTES, TOKENIZER_MAX_DEPTH, U32, UINT32_LIMIT, WEIGHT_ABS_MAX, WEIGHTS,
+    expected_tensors, n_exits, words)
 
-FORMAT_NAME = "beexgen-artifact"
-FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
-META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
-U32, F32, I8 = "uint32", "float32", "int8"
-from beexgen.core.policy import F32_MAX  # noqa: E402  (defined once, with the policies)
-UINT32_LIMIT = 2 ** 32
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -63,99 +62,6 @@ def content_hash(meta: dict, weights_bytes: bytes, tokenizer_bytes: bytes) -> st
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------- the schema
-
-def words(cols: int) -> int:
-    """uint32 words of a packed row of `cols` signs."""
-    return (cols + 31) // 32
-
-
-# config field -> (type, min, max); bools are their own type (JSON true is not 1 here)
-CONFIG_FIELDS: dict[str, tuple[type, float, float]] = {
-    "vocab_size": (int, 4, 1 << 20),
-    "n_classes": (int, 2, 4096),
-    "d_model": (int, 1, 8192),
-    "n_heads": (int, 1, 1024),
-    "d_ff": (int, 1, 65536),
-    "n_blocks": (int, 1, 256),
-    "seq_max": (int, 2, 8192),
-    "binary": (bool, 0, 1),
-    "slfn": (bool, 0, 1),
-    "dropout": (float, 0.0, 1.0),
-    "wide": (bool, 0, 1),
-    "bigram_buckets": (int, 0, 1 << 24),
-}
-
-
-def _embed(c: dict) -> dict:
-    d, V, L = c["d_model"], c["vocab_size"], c["seq_max"]
-    return {"embed.tok.bits": (U32, (V, words(d))), "embed.tok.scale": (F32, (d,)),
-            "embed.pos.bits": (U32, (L, words(d))), "embed.pos.scale": (F32, (d,))}
-
-
-def _binlin(name: str, n_out: int, n_in: int) -> dict:
-    return {name + ".bits": (U32, (n_out, words(n_in))), name + ".alpha": (F32, (n_out,)),
-            name + ".bias": (F32, (n_out,))}
-
-
-def _blocks(c: dict) -> dict:
-    d, f, h = c["d_model"], c["d_ff"], c["n_heads"]
-    out = {}
-    for b in range(c["n_blocks"]):
-        p = f"blocks.{b}."
-        for ln in ("ln1", "ln2", "ln3"):
-            out[p + ln + ".weight"] = (F32, (d,))
-            out[p + ln + ".bias"] = (F32, (d,))
-        out[p + "tau"] = (F32, (h,))
-        out.update(_binlin(p + "qkv", 3 * d, d))
-        out.update(_binlin(p + "out", d, d))
-        if c["slfn"]:
-            out.update(_binlin(p + "slfn", 4 * d, d))
-        out.update(_binlin(p + "up", f, d))
-        out.update(_binlin(p + "down", d, f))
-    return out
-
-
-def _exits(c: dict) -> dict:
-    d, C = c["d_model"], c["n_classes"]
-    out = {}
-    for b in range(c["n_blocks"]):
-        p = f"exits.{b}."
-        out.update({p + "ln.weight": (F32, (d,)), p + "ln.bias": (F32, (d,)),
-                    p + "fc.weight": (F32, (C, d)), p + "fc.bias": (F32, (C,))})
-    return out
-
-
-def _wide(c: dict) -> dict:
-    """The wide exit 0 (beexgen/core/wide.py): int8 tables, one float scale and bias per class."""
-    if not c["wide"]:
-        return {}
-    V, C, K = c["vocab_size"], c["n_classes"], c["bigram_buckets"]
-    out = {"wide.uni": (I8, (V, C)), "wide.scale": (F32, (C,)), "wide.bias": (F32, (C,))}
-    if K:
-        out["wide.big"] = (I8, (K, C))
-    return out
-
-
-# Each part: config -> {tensor name: (dtype, shape)}. A new part of the model appends one.
-TENSOR_PARTS = [_embed, _blocks, _exits, _wide]
-
-
-def expected_tensors(config: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Every tensor an artifact of this (already checked) config holds: name -> (dtype, shape)."""
-    out: dict = {}
-    for part in TENSOR_PARTS:
-        for name, spec in part(config).items():
-            if name in out:
-                raise ValueError(f"tensor {name} defined by two parts of TENSOR_PARTS")
-            out[name] = spec
-    return out
-
-
-def n_exits(c: dict) -> int:
-    return c["n_blocks"] + (1 if c["wide"] else 0)
-
-
 # --------------------------------------------------------------------------- the check
 
 def _fail(where: str, msg: str):
@@ -171,6 +77,36 @@ def _typed(v, typ: type) -> bool:
 
 
 _KIND = {int: "an integer", bool: "a boolean", float: "a finite number"}
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str | bytes) -> int:
+    """Deepest nesting of objects and lists in a JSON text, found without parsing it
+    (strings removed first), so a hostile file cannot exhaust the parser's stack."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = best = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        best = max(best, depth)
+    return best
+
+
+def loads_bounded(text: str | bytes, where: str, *, max_bytes: int = META_MAX_BYTES,
+                  max_depth: int = META_MAX_DEPTH):
+    """json.loads after checking size and nesting depth against the schema's bounds."""
+    if len(text) > max_bytes:
+        _fail(where, f"{len(text):,} bytes, more than the {max_bytes:,} allowed")
+    d = json_depth(text)
+    if d > max_depth:
+        _fail(where, f"nested {d} levels deep, more than the {max_depth} allowed")
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        _fail(where, f"not valid JSON ({e})")
 
 
 def _check_config(c, where: str) -> None:
@@ -192,14 +128,16 @@ def _check_config(c, where: str) -> None:
     k = c["bigram_buckets"]
     if k and (not c["wide"] or k < 2 or k & (k - 1)):
         _fail(where, f"meta.json config.bigram_buckets = {k} is not 0 or a power of two >= 2 with config.wide")
-    try:
-        from beexgen.core import cost
-    except ImportError:                 # host-only install: no numpy
-        return
     bm, fl = cost.sentence_cost(c, c["seq_max"], c["n_blocks"])
     if bm >= UINT32_LIMIT or fl >= UINT32_LIMIT:
         _fail(where, f"meta.json config: a {c['seq_max']}-token sentence costs {bm:,} bmacs and {fl:,} "
                      "flops, beyond the device's 32-bit counters (reduce config.seq_max or d_model)")
+
+
+def check_config(c: dict, where: str) -> None:
+    """The config checks of an artifact (types, ranges, relations, 32-bit cost counters)
+    on a model config alone: `beexgen train` runs them before training."""
+    _check_config(c, where)
 
 
 def _check_classes(meta: dict, c: dict, where: str) -> None:
@@ -243,19 +181,24 @@ def _check_special(meta: dict, c: dict, where: str) -> None:
     sp = meta.get("special_ids", SPECIAL_IDS)
     if not isinstance(sp, dict):
         _fail(where, "meta.json special_ids must be an object")
+    if set(sp) != set(SPECIAL_KEYS):
+        _fail(where, f"meta.json special_ids has keys {sorted(sp)}, want exactly {', '.join(SPECIAL_KEYS)}")
     for k, v in sp.items():
         if not _typed(v, int) or not 0 <= v < c["vocab_size"]:
             _fail(where, f"meta.json special_ids.{k} = {v!r} is not a token id below config.vocab_size")
 
 
 def _check_tokenizer(tokenizer_json, c: dict, where: str) -> None:
-    try:
-        d = json.loads(tokenizer_json)
-    except (ValueError, UnicodeDecodeError) as e:
-        _fail(where, f"{TOKENIZER} is not valid JSON ({e})")
-    vocab = (d.get("model") or {}).get("vocab") if isinstance(d, dict) else None
+    d = loads_bounded(tokenizer_json, f"{where}: {TOKENIZER}", max_bytes=TOKENIZER_MAX_BYTES,
+                      max_depth=TOKENIZER_MAX_DEPTH)
+    model = d.get("model") if isinstance(d, dict) else None
+    vocab = model.get("vocab") if isinstance(model, dict) else None
     if not isinstance(vocab, dict) or not vocab:
         _fail(where, f"{TOKENIZER} has no model.vocab")
+    for piece, i in vocab.items():
+        if not _typed(i, int) or not 0 <= i < len(vocab):
+            _fail(where, f"{TOKENIZER} model.vocab[{piece[:20]!r}] = {i!r} is not an integer id in "
+                         f"[0, {len(vocab)})")
     if len(vocab) != c["vocab_size"]:
         _fail(where, f"{TOKENIZER} has {len(vocab)} vocabulary entries, config.vocab_size = {c['vocab_size']}")
     from beexgen.core.wordpiece import check_tokenizer
@@ -300,8 +243,41 @@ def _check_tensors(tensors: dict, c: dict, where: str) -> None:
     for name in sorted(want):
         t = tensors[name]
         if isinstance(t, tuple):
-            continue                    # a header only (check_dir): shapes were all there is
+            if len(t) > 2:              # (dtype, shape, bytes) from check_dir: the same checks, pure Python
+                _check_raw_values(name, t[0], t[1], t[2], c, where)
+            continue
         _check_values(name, t, c, where)
+
+
+def _check_raw_values(name: str, dtype: str, shape: tuple, raw: bytes, c: dict, where: str) -> None:
+    """_check_values without numpy, on a tensor's little-endian bytes (the array module):
+    finite floats within WEIGHT_ABS_MAX, int8 codes >= -127, zero padding bits."""
+    import array
+    import sys
+    a = array.array({F32: "f", I8: "b", U32: "I"}[dtype])
+    if a.itemsize != _ITEMSIZE[dtype]:
+        raise ArtifactError(f"{where}: {WEIGHTS} tensor {name}: this platform's array item size differs")
+    a.frombytes(raw)
+    if sys.byteorder == "big" and a.itemsize > 1:
+        a.byteswap()
+    if dtype == F32:
+        if not all(map(math.isfinite, a)):
+            _fail(where, f"{WEIGHTS} tensor {name} has NaN or infinite values")
+        big = max(map(abs, a), default=0.0)
+        if big > WEIGHT_ABS_MAX:
+            _fail(where, f"{WEIGHTS} tensor {name} holds {big:.3g}, beyond the {WEIGHT_ABS_MAX:g} a trained "
+                         "weight can be (its float arithmetic would overflow)")
+    elif dtype == I8:
+        if len(a) and min(a) < -127:
+            _fail(where, f"{WEIGHTS} tensor {name} holds -128: int8 codes are symmetric, -127 .. 127")
+    else:
+        cols = c["d_ff"] if name.endswith("down.bits") else c["d_model"]
+        pad = words(cols) * 32 - cols
+        if pad and len(a) and shape:
+            mask = ((1 << pad) - 1) << (32 - pad)
+            w = shape[-1]
+            if any(x & mask for x in a[w - 1::w]):
+                _fail(where, f"{WEIGHTS} tensor {name} has non-zero padding bits (its rows are {cols} signs)")
 
 
 def _check_values(name: str, t, c: dict, where: str) -> None:
@@ -309,6 +285,9 @@ def _check_values(name: str, t, c: dict, where: str) -> None:
     if t.dtype == np.float32:
         if not np.isfinite(t).all():
             _fail(where, f"{WEIGHTS} tensor {name} has NaN or infinite values")
+        if t.size and float(np.abs(t).max()) > WEIGHT_ABS_MAX:
+            _fail(where, f"{WEIGHTS} tensor {name} holds {float(np.abs(t).max()):.3g}, beyond the "
+                         f"{WEIGHT_ABS_MAX:g} a trained weight can be (its float arithmetic would overflow)")
         return
     if t.dtype == np.int8:
         if t.size and int(t.min()) < -127:
@@ -322,6 +301,19 @@ def _check_values(name: str, t, c: dict, where: str) -> None:
             _fail(where, f"{WEIGHTS} tensor {name} has non-zero padding bits (its rows are {cols} signs)")
 
 
+def _check_depth(meta: dict, where: str) -> None:
+    """meta (already parsed, e.g. by an exporter) nested no deeper than META_MAX_DEPTH."""
+    stack = [(meta, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > META_MAX_DEPTH:
+            _fail(where, f"{META} is nested more than {META_MAX_DEPTH} levels deep")
+        if isinstance(v, dict):
+            stack += [(x, d + 1) for x in v.values() if isinstance(x, (dict, list))]
+        elif isinstance(v, list):
+            stack += [(x, d + 1) for x in v if isinstance(x, (dict, list))]
+
+
 def validate(meta: dict, tensors: dict, tokenizer_json, *, where: str = "artifact") -> None:
     """Raise ArtifactError (one line, naming the field) unless the artifact is consistent:
     format and version, hash field, config types and ranges, class names, exit policy and
@@ -330,6 +322,7 @@ def validate(meta: dict, tensors: dict, tokenizer_json, *, where: str = "artifac
     (values checked too) or (dtype, shape)."""
     if not isinstance(meta, dict):
         _fail(where, f"{META} is not a JSON object")
+    _check_depth(meta, where)
     if meta.get("format") != FORMAT_NAME:
         _fail(where, f"{META} format = {meta.get('format')!r}: not a beexgen artifact")
     v = meta.get("format_version")
@@ -353,16 +346,15 @@ def read_dir(path: str | Path) -> tuple[dict, bytes, bytes]:
     """(meta, weights bytes, tokenizer bytes) of an artifact directory, after checking the
     files are there, meta.json parses, the format and version, and the content hash
     recomputed from the files. Raises ArtifactError."""
+    if not str(path).strip():
+        raise ArtifactError("'': an empty path is not an artifact directory")
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: not an artifact directory (run `beexgen export` to make one)")
     for name in (META, WEIGHTS, TOKENIZER):
         if not (path / name).is_file():
             raise ArtifactError(f"{path / name}: missing; the artifact is incomplete")
-    try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path / META}: not valid JSON ({e})") from None
+    meta = loads_bounded((path / META).read_bytes(), str(path / META))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{path / META}: not a beexgen artifact (format field is {meta.get('format')!r})"
                             if isinstance(meta, dict) else f"{path / META}: not a beexgen artifact")
@@ -383,39 +375,53 @@ _ST_DTYPES = {"U32": U32, "F32": F32, "I8": I8}
 _ITEMSIZE = {U32: 4, F32: 4, I8: 1}
 
 
-def safetensors_specs(data: bytes, where: str = WEIGHTS) -> dict[str, tuple[str, tuple[int, ...]]]:
+def safetensors_specs(data: bytes, where: str = WEIGHTS, *, with_bytes: bool = False) -> dict[str, tuple]:
     """name -> (dtype, shape) from a safetensors file's header (8-byte little-endian
-    length, then JSON), with every tensor's byte range checked against the file."""
+    length, then JSON), with every tensor's byte range checked against the file;
+    with_bytes: name -> (dtype, shape, the tensor's bytes)."""
     if len(data) < 8:
         raise ArtifactError(f"{where}: truncated ({len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > len(data) - 8:
         raise ArtifactError(f"{where}: header of {n} bytes in a {len(data)}-byte file (truncated)")
+    if n > SAFETENSORS_MAX_HEADER:
+        raise ArtifactError(f"{where}: header of {n:,} bytes, more than the {SAFETENSORS_MAX_HEADER:,} allowed")
     try:
-        header = json.loads(data[8:8 + n])
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{where}: unreadable header ({e})") from None
+        header = loads_bounded(data[8:8 + n], "header", max_bytes=SAFETENSORS_MAX_HEADER, max_depth=3)
+    except ArtifactError as e:
+        raise ArtifactError(f"{where}: unreadable {e}") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{where}: header is a JSON {type(header).__name__}, not an object")
     body = len(data) - 8 - n
     out = {}
     for name, h in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (a, b) = _ST_DTYPES.get(h["dtype"], h["dtype"]), tuple(h["shape"]), h["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ArtifactError(f"{where}: tensor {name}: malformed header entry") from None
-        size = _ITEMSIZE.get(dtype, 4) * math.prod(shape)
+        if not isinstance(h, dict):
+            raise ArtifactError(f"{where}: tensor {name}: header entry is not an object")
+        dtype, shape, offs = _ST_DTYPES.get(h.get("dtype"), h.get("dtype")), h.get("shape"), h.get("data_offsets")
+        if dtype not in _ITEMSIZE:
+            raise ArtifactError(f"{where}: tensor {name}: dtype {h.get('dtype')!r} is not U32, F32 or I8")
+        if (not isinstance(shape, list) or len(shape) > SAFETENSORS_MAX_DIMS
+                or not all(_typed(x, int) and 0 <= x < UINT32_LIMIT for x in shape)):
+            raise ArtifactError(f"{where}: tensor {name}: shape {repr(shape)[:40]} is not a list of at most "
+                                f"{SAFETENSORS_MAX_DIMS} non-negative integers")
+        if not isinstance(offs, list) or len(offs) != 2 or not all(_typed(x, int) for x in offs):
+            raise ArtifactError(f"{where}: tensor {name}: data_offsets {repr(offs)[:40]} is not two integers")
+        a, b = offs
+        shape = tuple(shape)
+        size = _ITEMSIZE[dtype] * math.prod(shape)
         if not (0 <= a <= b <= body and b - a == size):
             raise ArtifactError(f"{where}: tensor {name}: bytes {a}..{b} of {body} do not hold {dtype} {list(shape)}")
-        out[name] = (dtype, shape)
+        out[name] = (dtype, shape, data[8 + n + a:8 + n + b]) if with_bytes else (dtype, shape)
     return out
 
 
 def check_dir(path: str | Path) -> dict:
-    """The whole check of an artifact directory without loading the weights (what
-    `beexgen-infer --artifact` runs): read_dir (files, format, recomputed hash), then
-    validate() on the tensors' headers. Returns meta."""
+    """The whole check of an artifact directory without numpy (what `beexgen-infer
+    --artifact` runs): read_dir (files, format, recomputed hash), then validate() on the
+    tensors' headers and bytes, the value checks included (pure Python). Returns meta."""
     meta, wbytes, tbytes = read_dir(path)
-    validate(meta, safetensors_specs(wbytes, f"{Path(path) / WEIGHTS}"), tbytes.decode("utf-8", "replace"),
-             where=str(path))
+    validate(meta, safetensors_specs(wbytes, f"{Path(path) / WEIGHTS}", with_bytes=True),
+             tbytes.decode("utf-8", "replace"), where=str(path))
     return meta
