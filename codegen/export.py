@@ -12,10 +12,18 @@ README.md naming the artifact hash, and the metadata of the format:
     platformio    library.json (srcDir/includeDir src, the flags of bx_flags.*)
     arduino       library.properties (sources in src/, as the Arduino library format wants)
 
-Symbol prefix. Every global name of the C (functions, data, types, macros) starts with
+Symbol prefix. Every name of the C (functions, data, types, macros) starts with
 `bx_` / `BX_`, and so do its file names; with another prefix every one of them is
 renamed (`bx_classify` -> `sent_classify`, `BX_N_CLASSES` -> `SENT_N_CLASSES`,
-`bx_model.h` -> `sent_model.h`), so two models link into one image.
+`bx_model.h` -> `sent_model.h`).
+
+One translation unit. The library compiles as src/<prefix>_classifier.c alone, which
+#includes its parts (src/*.c.inc) with BX_UNITY defined: every internal function and
+table is static (firmware_templates/bx_internal.h), so the objects' only global symbols
+are the public API (PUBLIC_SUFFIXES). No public suffix ends with `_` + another, so the
+public names of two legal prefixes P and P_x never meet (P_x_s2 == P_s1 would need
+s1 == x_s2), and any two exports link into one image. The sources forbid contraction
+and refuse fast math themselves, so no flag of the user's build changes a result.
 """
 from __future__ import annotations
 
@@ -27,6 +35,11 @@ from beexgen.core import artifact as art_mod
 from beexgen.codegen import cflags, project, render
 
 FORMATS = ("cmake", "make", "zephyr", "platformio", "arduino")
+# The global symbols of an exported library: <prefix>_<suffix> (bx_classifier.h, bx_model.h).
+PUBLIC_SUFFIXES = ("classify", "engine_set_policy", "engine_get_policy", "policy_name", "policy_from_name",
+                   "model_ids", "selftest", "labels")
+UNITY = "bx_classifier.c"
+PART_SUFFIX = ".inc"        # bx_engine.c -> bx_engine.c.inc: compiled only through UNITY
 LIBRARY_VERSION = "0.1.0"
 # bx_ / BX_ at the start of a word, and BX_ after -D (a define in a flag)
 _LOWER = re.compile(r"\bbx_")
@@ -62,17 +75,22 @@ def apply_prefix(root: Path, prefix: str) -> list[Path]:
 
 def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix: str = project.DEFAULT_PREFIX,
              fmt: str = "cmake", target: str = project.PORTABLE, line_max: int = project.LINE_MAX,
-             command: str | None = None, force: bool = False) -> list[Path]:
+             command: str | None = None, force: bool = False, golden: list[dict] | None = None) -> list[Path]:
     """Write the library of `art` into out_dir; return the files written.
 
     target: the kernel files and core flags ("portable", "host" or a board name).
     line_max: the longest text (bytes) whose every token the wide exit sees (BX_LINE_MAX).
-    force: replace a non-empty out_dir (else ExportError)."""
+    force: replace a non-empty out_dir (else ExportError). golden: the self-test's
+    sentences and answers (codegen/selftest.py golden_set; None: from the test split of
+    the training run beside the artifact, if there is one)."""
     check_prefix(prefix)
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r}: want one of {', '.join(FORMATS)}")
     isas = project.target_isas(target)           # UnknownBoardError for a bad board
     art = art if isinstance(art, art_mod.Artifact) else art_mod.load(art)
+    if golden is None:
+        from beexgen.codegen import selftest
+        golden = selftest.default_golden(art, line_max)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -81,9 +99,19 @@ def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix:
     command = command or (f"beexgen export-c {art.path or 'ARTIFACT'} --out {out} --prefix {prefix} "
                           f"--format {fmt} --target {target}")
     proj = project.write_project(art, out, target=target, board_name="library", cost_unit="none",
-                                 line_max=line_max, app=[], werror=False, name=prefix, command=command)
+                                 line_max=line_max, app=[], werror=False, name=prefix, command=command,
+                                 golden=golden)
     env = render.environment()
     banner = render.banner(art, command)
+    parts = []
+    for f in proj.flags.lib_sources:                 # src/bx_engine.c -> src/bx_engine.c.inc
+        (out / f).rename(out / (f + PART_SUFFIX))
+        parts.append(Path(f).name + PART_SUFFIX)
+    portable = project.KERNEL_FILES[project.PORTABLE]
+    isa_headers = [f for f in project.kernel_files(target) if f.endswith(".h") and f not in portable]
+    render.render_to(env, "bx_unity.c.j2", proj.src / UNITY, banner=banner, parts=parts, isa_headers=isa_headers)
+    proj.flags.lib_sources = [f"{project.SRC}/{UNITY}"]
+    project.render_build_files(out, proj.flags, banner)
     ctx = dict(banner=banner, name=prefix, NAME=prefix.upper(), version=LIBRARY_VERSION)
     render.render_to(env, "export_README.md.j2", out / "README.md", classes=list(art.classes), isas=isas,
                      exact=cflags.EXACT, arch=proj.flags.arch, **ctx)

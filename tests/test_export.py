@@ -49,18 +49,34 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return r
 
 
+def public_api(prefix: str) -> set[str]:
+    return {f"{prefix}_{s}" for s in export.PUBLIC_SUFFIXES}
+
+
+def global_symbols(obj: Path, nm: str = "nm") -> set[str]:
+    """The global symbols an object or archive defines; fails on any weak one."""
+    out = run([nm, "--defined-only", obj]).stdout
+    rows = [ln.split() for ln in out.splitlines() if len(ln.split()) == 3]
+    weak = [r for r in rows if r[1] in "VvWw"]
+    assert not weak, f"weak symbols in {obj.name}: {weak}"
+    return {r[2] for r in rows if r[1].isupper()}
+
+
 # --------------------------------------------------------------------------- layout
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_every_format_has_its_layout_and_the_banner(tiny, tmp_path, fmt):
     out = tmp_path / "lib"
     files = {p.relative_to(out).as_posix() for p in export.export_c(tiny, out, prefix="sent", fmt=fmt)}
-    assert {"CMakeLists.txt", "Makefile", "sent_flags.cmake", "sent_flags.mk", "README.md",
-            "src/sent_classifier.h", "src/sent_engine.c", "src/sent_kernels.c"} <= files
+    assert {"CMakeLists.txt", "Makefile", "sent_flags.cmake", "sent_flags.mk", "README.md", "src/sent_classifier.h",
+            "src/sent_classifier.c", "src/sent_engine.c.inc", "src/sent_kernels.c.inc"} <= files
+    # one translation unit: src/sent_classifier.c is the only .c an IDE or a build compiles
+    assert [f for f in files if f.endswith(".c")] == ["src/sent_classifier.c"]
     assert not any("bx_" in f for f in files), files
     # the library only: no protocol loop, platform, start-up or UART driver, no x86 or Arm code
     assert not any(Path(f).name in {"sent_protocol.c", "main.c", "platform_host.c", "platform_cortexm.c",
-                                    "startup_cortexm.c", "sent_kernels_x86.c", "sent_kernels_arm.c"} for f in files)
+                                    "startup_cortexm.c", "sent_kernels_x86.c.inc", "sent_kernels_arm.c.inc"}
+               for f in files)
     extra = {"zephyr": {"zephyr/module.yml", "zephyr/Kconfig", "zephyr/CMakeLists.txt"},
              "platformio": {"library.json"}, "arduino": {"library.properties"}}.get(fmt, set())
     assert extra <= files and not (set().union(*[v for k, v in {
@@ -88,11 +104,13 @@ def test_public_header_stands_alone_and_every_global_name_has_the_prefix(tiny, t
     run(["cc", *cflags.STD, *cflags.WARN, *cflags.WERROR, f"-I{out / 'src'}", "-c", "-o", tmp_path / "use.o",
          tmp_path / "use.c"])
     run(["make", "-C", out, "lib", "CFLAGS="])
-    syms = run(["nm", "-g", "--defined-only", out / "libsent.a"]).stdout
-    names = [ln.split()[-1] for ln in syms.splitlines() if len(ln.split()) == 3]
-    assert names and all(n.startswith("sent_") for n in names), [n for n in names if not n.startswith("sent_")]
+    assert global_symbols(out / "libsent.a") == public_api("sent")
     text = "".join(p.read_text() for p in (out / "src").iterdir())
     assert not re.search(r"\bbx_|\bBX_", text)
+    # the public header declares no weight array, and no private header comes with it
+    pub = (out / "src" / "sent_classifier.h").read_text() + (out / "src" / "sent_model.h").read_text()
+    assert "_bits[" not in pub and "_weight[" not in pub and "#include \"sent_weights.h\"" not in pub
+    assert 'extern "C"' in (out / "src" / "sent_classifier.h").read_text()
 
 
 def test_export_errors(tiny, tmp_path):
@@ -120,7 +138,7 @@ def test_cli_export_c(tiny, tmp_path):
                                   "--format", "zephyr", "--target", "mps2-an386"])
     assert r.exit_code == 0, r.output
     assert "zz_classifier.h" in r.output and (tmp_path / "z" / "zephyr" / "module.yml").is_file()
-    assert (tmp_path / "z" / "src" / "zz_kernels_arm.c").is_file()
+    assert (tmp_path / "z" / "src" / "zz_kernels_arm.c.inc").is_file()
     r = CliRunner().invoke(main, ["export-c", str(tiny.path), "--out", str(tmp_path / "y"), "--prefix", "9x"])
     assert r.exit_code != 0 and "prefix '9x'" in r.output and "Traceback" not in r.output
 
@@ -153,11 +171,10 @@ def test_library_builds_with_cmake_and_make(tiny, tmp_path, cc, tool):
         commands = [ln for ln in r.stdout.splitlines() if ln.startswith(cc + " ") and " -c " in ln]
     assert lib.is_file()
     want = cflags.EXACT + project.arch_flags(target)
-    assert len(commands) == len(list((out / "src").glob("*.c")))
+    assert len(commands) == 1                   # the one translation unit
     for c in commands:
         assert all(f in c.split() for f in want), c
-    members = run([("arm-none-eabi-" if cc == ARM_CC else "") + "nm", "-g", "--defined-only", lib]).stdout
-    assert ("m1_kernels_arm_linked" in members) == (cc == ARM_CC)
+    assert global_symbols(lib, "arm-none-eabi-nm" if cc == ARM_CC else "nm") == public_api("m1")
 
 
 # --------------------------------------------------------------------------- two models in one program
