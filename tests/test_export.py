@@ -293,3 +293,83 @@ def test_bare_metal_example_two_models_in_qemu(two_models, tmp_path):
     out = console.read_text()
     assert out.splitlines()[-1] == "done", out[-2000:]
     check_program_output(out, two_models)
+
+
+# --------------------------------------------------------------------------- C++ callers, any flags (issue 21)
+
+def export_as(two_models, out: Path, target: str, prefixes: dict[str, str], fmt: str = "cmake") -> dict[str, Path]:
+    """Export the qa and spam models under other prefixes (golden sentences: each model's
+    own training run's test split, found beside its artifact)."""
+    libs = {}
+    for model, prefix in prefixes.items():
+        libs[prefix] = out / prefix
+        export.export_c(two_models["models"][model]["art"], libs[prefix], prefix=prefix, target=target, fmt=fmt)
+    return libs
+
+
+@pytest.mark.parametrize("cxx,cc", [("g++", "gcc"), ("clang++", "clang")])
+def test_cpp_host_program_with_prefixes_sent_and_sent_block(two_models, tmp_path, cxx, cc):
+    """examples/cpp_host (C++, CMake) with `sent` and `sent_block`, one prefix the other's
+    start: both self-tests pass and every answer on both test splits equals the host emulator."""
+    libs = export_as(two_models, tmp_path / "lib", "host", {"qa": "sent", "spam": "sent_block"})
+    b = tmp_path / "build"
+    run(["cmake", "-S", EXAMPLES / "cpp_host", "-B", b, f"-DSENT_EXPORT={libs['sent']}",
+         f"-DSENT_BLOCK_EXPORT={libs['sent_block']}", f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_C_COMPILER={cc}"])
+    r = run(["cmake", "--build", b, "-j2"])
+    assert "warning" not in r.stdout.lower(), r.stdout
+    r = subprocess.run([str(b / "classify")], input="".join(t + "\n" for t in two_models["texts"]),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first, _, rest = r.stdout.partition("\n")
+    assert first == "selftest 0 0", first
+    check_program_output(rest, two_models)
+
+
+@needs(ARM_CC, QEMU)
+def test_arduino_sketch_with_prefixes_sent_and_sent_exit_on_the_m4_in_qemu(two_models, tmp_path):
+    """examples/arduino/classify built as the Arduino IDE builds a sketch: the .ino as a C++
+    unit with `#include "Arduino.h"` first (arm-none-eabi-g++), each library's
+    src/<prefix>_classifier.c as C (arm-none-eabi-gcc) with the core's flags and -O2 only
+    (none of the generated flags); no fused multiply-add in the libraries' code; run on
+    mps2-an386 in QEMU: both self-tests pass and every answer equals the host emulator."""
+    libs = export_as(two_models, tmp_path / "lib", "mps2-an386", {"qa": "sent", "spam": "sent_exit"},
+                     fmt="arduino")
+    arch = project.arch_flags("mps2-an386")
+    texts = [t.encode() for t in two_models["texts"]]
+    b = tmp_path / "build"
+    b.mkdir()
+    ino = EXAMPLES / "arduino" / "classify" / "classify.ino"
+    (b / "classify.ino.cpp").write_text('#include "Arduino.h"\n#line 1 "classify.ino"\n' + ino.read_text())
+    (b / "texts.cpp").write_text(
+        '#include "texts.h"\n\nconst char *const texts[] = {\n'
+        + "".join(f"    {render.c_string(t.decode())},\n" for t in texts)
+        + "};\nconst unsigned text_lens[] = {" + ", ".join(str(len(t)) for t in texts) + "};\n"
+        "const unsigned n_texts = sizeof text_lens / sizeof text_lens[0];\n")
+    inc = [f"-I{d}" for d in (EXAMPLES / "arduino" / "qemu", EXAMPLES / "common", EXAMPLES / "bare_metal",
+                              libs["sent"] / "src", libs["sent_exit"] / "src")]
+    objs = []
+    for src in (b / "classify.ino.cpp", EXAMPLES / "arduino" / "qemu" / "core.cpp", b / "texts.cpp"):
+        objs.append(b / (src.name + ".o"))
+        run(["arm-none-eabi-g++", *arch, "-Os", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra",
+             *inc, "-c", "-o", objs[-1], src])
+    for prefix, d in libs.items():
+        objs.append(b / f"{prefix}.o")
+        run([ARM_CC, *arch, "-O2", "-std=gnu11", f"-I{d / 'src'}", "-c", "-o", objs[-1], d / "src" / f"{prefix}_classifier.c"])
+        code = run(["arm-none-eabi-objdump", "-d", objs[-1]]).stdout.lower()
+        assert not re.search(r"\tv(fma|fms|fnma|fnms)\b", code), f"{prefix}: fused multiply-add without the flags"
+    objs.append(b / "startup.o")
+    run([ARM_CC, *arch, "-O2", "-std=gnu11", "-c", "-o", objs[-1], EXAMPLES / "bare_metal" / "startup.c"])
+    elf = b / "classify.elf"
+    # linked by gcc: the sketch uses no C++ runtime (no exceptions, RTTI or new), and Debian's
+    # arm-none-eabi toolchain here has no libstdc++ for nano.specs
+    run([ARM_CC, *arch, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+         f"-T{EXAMPLES / 'bare_metal' / 'mps2_an386.ld'}", "-Wl,--gc-sections", "-o", elf, *objs, "-lm"])
+    console = tmp_path / "console.txt"
+    run([QEMU, "-M", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "none",
+         "-chardev", f"file,id=con,path={console}", "-semihosting-config", "enable=on,target=native,chardev=con",
+         "-kernel", elf], timeout=600)
+    out = console.read_text()
+    first, _, rest = out.partition("\n")
+    assert first == "selftest 0 0", out[:2000]
+    assert rest.splitlines()[-1] == "done", out[-2000:]
+    check_program_output(rest, two_models)
