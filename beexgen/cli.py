@@ -389,11 +389,22 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
     return art_dir.parent / "build" / (board or target)
 
 
+BUILD_TARGETS = ("host", "cortex-m")
+TARGET_ALIASES = {"cortex-m4": "cortex-m"}      # the older name, accepted and never shown
+
+
+def _build_target(ctx, param, value):
+    value = TARGET_ALIASES.get(value, value)
+    if value not in BUILD_TARGETS:
+        raise click.BadParameter(f"{value!r}: want {' or '.join(BUILD_TARGETS)}")
+    return value
+
+
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--target", type=click.Choice(["host", "cortex-m", "cortex-m4"]), default="cortex-m", show_default=True,
+@click.option("--target", default="cortex-m", show_default=True, metavar="[host|cortex-m]", callback=_build_target,
               help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
-                   "cortex-m: firmware for --board, whatever its core (cortex-m4: the same, the older name).")
+                   "cortex-m: firmware for --board, whatever its core.")
 @click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
               help="Board for --target cortex-m (the board names its core; "
                    f"codegen/boards/<board>.toml): {_board_registry.board_help()}.")

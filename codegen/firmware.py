@@ -318,7 +318,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     if isinstance(art_or_dir, art_mod.Artifact):      # load() validated the other case
         art_mod.validate(art.meta, art.tensors, art.tokenizer_json, where=str(art.path or "artifact"))
     semihosting = board.emulated if semihosting is None else bool(semihosting)
-    command = command or f"beexgen build --target cortex-m4 --board {board.name}" + (" --dsp" if dsp else "")
+    command = command or f"beexgen build --target cortex-m --board {board.name}" + (" --dsp" if dsp else "")
     out = Path(out_dir)
     src, obj = out / "src", out / "obj"
     for d in (src, obj):
