@@ -465,14 +465,18 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
     """Export the C of an artifact as a library for your own firmware.
 
-    One public header (<prefix>_classifier.h: classify a UTF-8 text, the result struct, the
-    exit-policy switch, the tokenizer), the private sources in src/, a CMakeLists.txt and a
-    Makefile that read the exactness flags from the generated <prefix>_flags.cmake /
-    <prefix>_flags.mk (one definition), and a README naming the artifact hash."""
+    One public header (<prefix>_classifier.h, C and C++: classify a UTF-8 text, the result
+    struct, labels, the exit-policy switch, the self-test), one C file to compile
+    (src/<prefix>_classifier.c, whose only global symbols are that API), a CMakeLists.txt
+    and a Makefile, a toolchain file for arm-none-eabi, and a README (integration, the
+    self-test, exactness). Prints the library's flash and RAM. The sources stay exact
+    whatever the build's flags; golden sentences for the self-test come from the training
+    run's test split when the artifact sits in its run directory."""
     from beexgen.codegen import export
 
     art_dir = _artifact_arg(artifact_dir)
-    files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max, force=force)
+    files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max, force=force,
+                            report=click.echo)
     click.echo(f"{len(files)} files in {out}: #include \"{prefix}_classifier.h\", call {prefix}_classify()")
     click.echo(f"build: cmake -S {out} -B {out}/build && cmake --build {out}/build   (or: make -C {out})")
 

@@ -39,6 +39,7 @@ FORMATS = ("cmake", "make", "zephyr", "platformio", "arduino")
 PUBLIC_SUFFIXES = ("classify", "engine_set_policy", "engine_get_policy", "policy_name", "policy_from_name",
                    "model_ids", "selftest", "labels")
 UNITY = "bx_classifier.c"
+TOOLCHAIN_FILE = "toolchain-arm-none-eabi.cmake"     # copied into <out>/cmake/
 PART_SUFFIX = ".inc"        # bx_engine.c -> bx_engine.c.inc: compiled only through UNITY
 LIBRARY_VERSION = "0.1.0"
 # bx_ / BX_ at the start of a word, and BX_ after -D (a define in a flag)
@@ -73,16 +74,54 @@ def apply_prefix(root: Path, prefix: str) -> list[Path]:
     return sorted(out)
 
 
+def footprint(proj: project.Project, target: str) -> tuple[dict | None, str]:
+    """Flash and static RAM of the library's one unit, compiled as the export's CMake
+    recipe compiles it (arm-none-eabi-gcc for a board, the host cc otherwise):
+    ({"flash", "ram", "compiler", "flags"}, "") or (None, why not)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    arm = bool(proj.flags.arch)
+    cc, size = ("arm-none-eabi-gcc", "arm-none-eabi-size") if arm else ("cc", "size")
+    if not shutil.which(cc) or not shutil.which(size):
+        return None, f"{cc} not found"
+    flags = proj.flags.arch + cflags.STD + [f for f in proj.flags.opt if f != "-g"] + cflags.EXACT
+    with tempfile.TemporaryDirectory(prefix="beexgen-size-") as d:
+        obj = Path(d) / "lib.o"
+        r = subprocess.run([cc, *flags, f"-I{proj.src}", "-c", "-o", str(obj), str(proj.src / UNITY)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise ExportError(f"the exported library does not compile with {cc}:\n{r.stderr[-3000:]}")
+        r = subprocess.run([size, "-A", str(obj)], capture_output=True, text=True)
+    flash = ram = 0
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) < 2 or not f[1].isdigit():
+            continue
+        name, n = f[0], int(f[1])
+        if re.match(r"\.(text|rodata|data\.rel\.ro)", name):
+            flash += n
+        elif re.match(r"\.data", name):
+            flash += n
+            ram += n
+        elif re.match(r"\.bss|COMMON", name):
+            ram += n
+    return {"flash": flash, "ram": ram, "compiler": cc, "flags": flags}, ""
+
+
 def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix: str = project.DEFAULT_PREFIX,
              fmt: str = "cmake", target: str = project.PORTABLE, line_max: int = project.LINE_MAX,
-             command: str | None = None, force: bool = False, golden: list[dict] | None = None) -> list[Path]:
+             command: str | None = None, force: bool = False, golden: list[dict] | None = None,
+             report=None) -> list[Path]:
     """Write the library of `art` into out_dir; return the files written.
 
     target: the kernel files and core flags ("portable", "host" or a board name).
     line_max: the longest text (bytes) whose every token the wide exit sees (BX_LINE_MAX).
     force: replace a non-empty out_dir (else ExportError). golden: the self-test's
     sentences and answers (codegen/selftest.py golden_set; None: from the test split of
-    the training run beside the artifact, if there is one)."""
+    the training run beside the artifact, if there is one). report: called with each line
+    of the summary (the measured flash and RAM, the self-test's sentences)."""
     check_prefix(prefix)
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r}: want one of {', '.join(FORMATS)}")
@@ -113,8 +152,17 @@ def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix:
     proj.flags.lib_sources = [f"{project.SRC}/{UNITY}"]
     project.render_build_files(out, proj.flags, banner)
     ctx = dict(banner=banner, name=prefix, NAME=prefix.upper(), version=LIBRARY_VERSION)
+    (out / "cmake").mkdir()
+    render.copy_sources([TOOLCHAIN_FILE], out / "cmake")
+    size, size_why = footprint(proj, target)
+    if report:
+        report(f"size: {size['flash']} B flash, {size['ram']} B static RAM ({size['compiler']} "
+               f"{' '.join(size['flags'])})" if size else f"size: not measured ({size_why})")
+        report(f"self-test: {len(golden)} golden sentences" if golden else
+               "self-test: no golden sentences (no split.json beside the artifact): <prefix>_selftest() returns -1")
     render.render_to(env, "export_README.md.j2", out / "README.md", classes=list(art.classes), isas=isas,
-                     exact=cflags.EXACT, arch=proj.flags.arch, **ctx)
+                     exact=cflags.EXACT, fast_math=cflags.FAST_MATH, arch=proj.flags.arch, target=target, size=size, size_why=size_why,
+                     n_golden=len(golden), dsp="arm_dsp" in isas, line_max=line_max, **ctx)
     if fmt == "zephyr":
         (out / "zephyr").mkdir()
         for t, name in (("zephyr_module.yml.j2", "module.yml"), ("zephyr_Kconfig.j2", "Kconfig"),

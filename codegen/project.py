@@ -104,8 +104,9 @@ def _check_defines(defines) -> list[tuple[str, str]]:
 
 
 def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str,
-                 line_max: int, defines=None) -> Path:
-    """bx_board.h: BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX and the board's own macros."""
+                 line_max: int, defines=None, library: bool = False) -> Path:
+    """bx_board.h: BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX, the flow-control sizes and the
+    board's own macros; library: BX_LINE_MAX alone (no serial or board setting)."""
     for what, s in (("board name", board_name), ("cost unit", cost_unit)):
         if not s or not all(33 <= ord(ch) < 127 and ch not in ",=" for ch in s):
             raise ProjectError(f"{what} {s!r} must be non-empty printable ASCII without spaces, ',' or '=' "
@@ -114,10 +115,10 @@ def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str
         raise ProjectError(f"line_max {line_max!r} must be an integer in [{LINE_MAX_MIN}, {LINE_MAX_MAX}]")
     defines = _check_defines(defines)
     from beexgen.core.protocol import link_defines    # flow-control sizes (issue 14); defines override
-    link = [d for d in link_defines(line_max) if d[0] not in {n for n, _ in defines}]
+    link = [] if library else [d for d in link_defines(line_max) if d[0] not in {n for n, _ in defines}]
     return render.render_to(render.environment(), "bx_board.h.j2", Path(out_dir) / BOARD_HEADER,
                             banner=banner, board_name=board_name, cost_unit=cost_unit,
-                            line_max=line_max, defines=defines, link=link)
+                            line_max=line_max, defines=defines, link=link, library=library)
 
 
 def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, board_name: str,
@@ -140,7 +141,7 @@ def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, bo
     rendered = [*render.render_model(art, src, command),
                 render.render_status(src), *vocab.render_vocab(art.tokenizer_json, src, banner),
                 render_board(src, banner, board_name=board_name, cost_unit=cost_unit,
-                             line_max=line_max, defines=defines),
+                             line_max=line_max, defines=defines, library=not app),
                 render.render_to(render.environment(), PUBLIC_HEADER + ".j2", src / PUBLIC_HEADER,
                                  banner=banner),
                 render.render_to(render.environment(), GOLDEN_HEADER + ".j2", src / GOLDEN_HEADER,

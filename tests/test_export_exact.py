@@ -6,7 +6,7 @@
 - nm: no weak symbol, no global symbol outside the public API, and no two legal prefixes
   can make the same public name;
 - no fused multiply-add in the M4 object built with none of the generated flags;
-- -ffast-math stops the build with the reason;
+- fast math stops the build with the reason;
 - the self-test: `!selftest` and `beexgen-infer --selftest` pass on every QEMU board and
   count mismatches when one bit of a weight is flipped in the firmware image.
 (tests/test_export.py runs the C++ and Arduino-style programs on whole test splits.)
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from beexgen.codegen import boards, export, firmware, selftest
+from beexgen.codegen import boards, cflags, export, firmware, selftest
 from beexgen.codegen.emulate import QEMU, start_qemu
 
 from conftest import needs
@@ -122,10 +122,10 @@ def test_fused_multiply_add_check_would_see_one(tmp_path):
 def test_fast_math_stops_the_build_with_the_reason(lib, tmp_path, cc):
     target = M4 if cc == ARM_GCC else "host"
     arch = boards.get_board(M4).arch_flags() if cc == ARM_GCC else []
-    r = subprocess.run([cc, *arch, "-std=c11", "-O2", "-ffast-math", "-c", "-o", str(tmp_path / "x.o"),
+    r = subprocess.run([cc, *arch, "-std=c11", "-O2", *cflags.FAST_MATH, "-c", "-o", str(tmp_path / "x.o"),
                         str(unity(lib, target, "sent"))], capture_output=True, text=True)
     assert r.returncode != 0
-    assert "must not be compiled with -ffast-math" in r.stderr and "bit for bit" in r.stderr, r.stderr[-2000:]
+    assert f"must not be compiled with {cflags.FAST_MATH[0]}" in r.stderr and "bit for bit" in r.stderr, r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("cxx", ["g++", "clang++", ARM_GXX])
