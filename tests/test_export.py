@@ -84,6 +84,16 @@ def test_every_format_has_its_layout_and_the_banner(tiny, tmp_path, fmt):
         "arduino": {"library.properties"}}.items() if k != fmt]) & files)
     for f in ("src/sent_classifier.h", "README.md", "sent_flags.mk", "CMakeLists.txt"):
         assert tiny.hash in (out / f).read_text(), f
+    readme = (out / "README.md").read_text()
+    # the self-test first, then the integration of every format, exactness, the start-up notes
+    assert readme.index("sent_selftest()") < readme.index("## 2. Use") < readme.index("## 3.")
+    for want in ("add_subdirectory(", "sent_flags.mk", "~/Arduino/libraries", "PlatformIO", "ZEPHYR_EXTRA_MODULES",
+                 "CMAKE_TOOLCHAIN_FILE", "sent-core", "CPACR", "startup.c", "-u _printf_float", "Built for real",
+                 "bytes of static RAM", "SENT_LINE_MAX"):
+        assert want in readme, want
+    assert "platform.local.txt" not in readme        # nothing to edit outside the user's project
+    assert "CMAKE_SYSTEM_NAME Generic" in (out / "cmake" / "toolchain-arm-none-eabi.cmake").read_text()
+    assert "SENT_RX_RING" not in (out / "src" / "sent_board.h").read_text()      # no serial settings
     if fmt == "platformio":
         lib = json.loads((out / "library.json").read_text())
         assert lib["build"]["srcDir"] == "src" and set(cflags.EXACT) <= set(lib["build"]["flags"])
