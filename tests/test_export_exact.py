@@ -193,3 +193,118 @@ def test_selftest_on_the_host_emulator(lib, tmp_path):
     exe = build.build_host(lib["art"], tmp_path / "host0", golden=[])
     r = subprocess.run([str(exe)], input="!selftest\n", capture_output=True, text=True, timeout=60)
     assert r.stdout.splitlines() == ["ok selftest mismatches=-1"], r.stdout
+
+
+# --------------------------------------------------------------------------- three prefixes in one program
+
+THREE = ("sent", "sent_block", "sent_exit")
+PROGRAM = """\
+#include <stdio.h>
+#include <string.h>
+%(includes)s
+#include "texts.h"
+
+static void put_answer(int rc, int32_t cls, int32_t exit_depth, const float *logits, int n);
+%(semihost)s
+int main(void)
+{
+    for (unsigned i = 0; i < n_texts; i++) {
+%(calls)s
+    }
+    say("done\\n");
+    finish();
+    return 0;
+}
+
+static void put_answer(int rc, int32_t cls, int32_t exit_depth, const float *logits, int n)
+{
+    char line[64 + 9 * 16];
+    size_t k;
+    if (rc) { snprintf(line, sizeof line, "err %%d\\n", -rc); say(line); return; }
+    k = (size_t)snprintf(line, sizeof line, "%%d %%d", (int)cls, (int)exit_depth);
+    for (int c = 0; c < n && k < sizeof line; c++) {
+        uint32_t b;
+        memcpy(&b, &logits[c], sizeof b);
+        k += (size_t)snprintf(line + k, sizeof line - k, " %%08lx", (unsigned long)b);
+    }
+    snprintf(line + k, sizeof line - k, "\\n");
+    say(line);
+}
+"""
+HOST_IO = "static void say(const char *s) { fputs(s, stdout); }\nstatic void finish(void) {}\n"
+SEMIHOST_IO = """\
+static int semihost(int op, const void *arg)
+{
+    register int r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+static void say(const char *s) { semihost(0x04, s); }
+static void finish(void) { semihost(0x18, (const void *)0x20026); }
+"""
+
+
+def three_program(d: Path, semihost: bool) -> Path:
+    calls = "".join(
+        f"        {{ {p}_result r; int rc = {p}_classify((const uint8_t *)texts[i], text_lens[i], &r);\n"
+        f"          put_answer(rc, r.cls, r.exit_depth, r.logits, {p.upper()}_N_CLASSES); }}\n" for p in THREE)
+    (d / "three.c").write_text(PROGRAM % {"includes": "".join(f'#include "{p}_classifier.h"\n' for p in THREE),
+                                          "semihost": SEMIHOST_IO if semihost else HOST_IO, "calls": calls})
+    from beexgen.codegen import render
+    data = [t.encode() for t in TEXTS]
+    (d / "texts.h").write_text("extern const char *const texts[];\nextern const unsigned text_lens[];\n"
+                               "extern const unsigned n_texts;\n")
+    (d / "texts.c").write_text('#include "texts.h"\nconst char *const texts[] = {\n'
+                               + "".join(f"    {render.c_string(t.decode())},\n" for t in data) + "};\n"
+                               "const unsigned text_lens[] = {" + ", ".join(str(len(t)) for t in data) + "};\n"
+                               "const unsigned n_texts = sizeof text_lens / sizeof text_lens[0];\n")
+    return d / "three.c"
+
+
+def check_three(lib, got: list[str]) -> None:
+    """Each text's answer equals beexgen's reference build's, once per prefix."""
+    assert got[-1] == "done", got[-3:]
+    want = []
+    for a in selftest.reference_answers(lib["art"], TEXTS):
+        want += [None if a is None else " ".join([str(a[0]), str(a[1])] + [f"{b:08x}" for b in a[2]])] * len(THREE)
+    assert len(got) - 1 == len(want) == 3 * len(TEXTS)
+    bad = [i for i, (g, w) in enumerate(zip(got, want)) if (g.startswith("err ") if w is None else g != w)]
+    assert not bad, f"{len(bad)} answers differ, first: {got[bad[0]]} != {want[bad[0]]}"
+
+
+def test_three_prefixes_link_into_one_host_program(lib, tmp_path):
+    """sent, sent_block and sent_exit (each the other's start) in one host program: every
+    answer equals beexgen's reference build."""
+    for p in THREE:
+        if not (lib["dir"] / "host" / p).exists():
+            export.export_c(lib["art"], lib["dir"] / "host" / p, prefix=p, target="host", golden=lib["golden"])
+    src = three_program(tmp_path, semihost=False)
+    inc = [f"-I{lib['dir'] / 'host' / p / 'src'}" for p in THREE] + [f"-I{tmp_path}"]
+    exe = tmp_path / "three"
+    run(["cc", "-std=c11", "-O2", *PEDANTIC, *inc, "-o", exe, src, tmp_path / "texts.c",
+         *[unity(lib, "host", p) for p in THREE], "-lm"])
+    check_three(lib, run([exe], timeout=120).stdout.splitlines())
+
+
+@needs(ARM_GCC, QEMU)
+def test_three_prefixes_link_into_one_m4_image(lib, tmp_path):
+    """The same three libraries, compiled with the core's flags only, in one mps2-an386
+    image under QEMU: every answer equals the reference build on x86."""
+    for p in THREE:
+        if not (lib["dir"] / M4 / p).exists():
+            export.export_c(lib["art"], lib["dir"] / M4 / p, prefix=p, target=M4, golden=lib["golden"])
+    arch = boards.get_board(M4).arch_flags()
+    src = three_program(tmp_path, semihost=True)
+    inc = [f"-I{lib['dir'] / M4 / p / 'src'}" for p in THREE] + [f"-I{tmp_path}"]
+    elf = tmp_path / "three.elf"
+    # (-pedantic for the library units elsewhere: the example's start-up casts its stack address)
+    run([ARM_GCC, *arch, "-std=c11", "-O2", "-Wall", "-Wextra", *inc, "-nostartfiles", "--specs=nano.specs",
+         "--specs=nosys.specs", f"-T{EXAMPLES / 'bare_metal' / 'mps2_an386.ld'}", "-Wl,--gc-sections", "-o", elf,
+         src, tmp_path / "texts.c", EXAMPLES / "bare_metal" / "startup.c",
+         *[unity(lib, M4, p) for p in THREE], "-lm"])
+    console = tmp_path / "console.txt"
+    run([QEMU, "-M", M4, "-display", "none", "-monitor", "none", "-serial", "none",
+         "-chardev", f"file,id=con,path={console}", "-semihosting-config", "enable=on,target=native,chardev=con",
+         "-kernel", elf], timeout=300)
+    check_three(lib, console.read_text().splitlines())
