@@ -7,7 +7,8 @@ The reference answers come from beexgen's own build of the library (the portable
 with the exactness flags, on this machine): the C that tests/test_export.py and the
 e2e tests prove equal to the PyTorch deploy mirror, class, exit and logit bits. From the
 texts, in order, the first that reach an exit or a class not yet covered are kept
-(at most MAX_GOLDEN), so the self-test runs every exit and every class the texts reach.
+(at most MAX_GOLDEN), so the self-test runs every exit and every class the texts reach,
+and the next ones up to MIN_GOLDEN.
 Everything here is numpy + subprocess: never torch.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from beexgen.codegen import cflags, project, render
 
 DRIVER = "bx_golden_driver.c"
 MAX_GOLDEN = 16
+MIN_GOLDEN = 8
 CANDIDATES = 400            # texts tried, from the start of the split
 
 
@@ -55,7 +57,8 @@ def reference_answers(art: art_mod.Artifact, texts: list[str], line_max: int = p
 
 
 def choose(answers: list) -> list[int]:
-    """Indices of the first answers that reach an exit or a class not yet covered."""
+    """Indices of the first answers that reach an exit or a class not yet covered, then
+    the first others up to MIN_GOLDEN (more sentences, more weights exercised)."""
     seen, keep = set(), []
     for i, a in enumerate(answers):
         if a is None:
@@ -66,7 +69,8 @@ def choose(answers: list) -> list[int]:
             keep.append(i)
             if len(keep) == MAX_GOLDEN:
                 break
-    return keep
+    rest = [i for i, a in enumerate(answers) if a is not None and i not in keep]
+    return sorted(keep + rest[:max(0, MIN_GOLDEN - len(keep))])
 
 
 def golden_set(art: art_mod.Artifact | str | Path, texts: list[str], line_max: int = project.LINE_MAX) -> list[dict]:
