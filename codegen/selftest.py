@@ -94,7 +94,14 @@ def run_texts(art: art_mod.Artifact) -> list[str] | None:
     return m4bench.test_texts(run, CANDIDATES)
 
 
+_DEFAULT: dict[tuple[str, str, int], list[dict]] = {}
+
+
 def default_golden(art: art_mod.Artifact, line_max: int = project.LINE_MAX) -> list[dict]:
-    """golden_set of the artifact's training run's test split ([] when there is none)."""
-    texts = run_texts(art)
-    return golden_set(art, texts, line_max) if texts else []
+    """golden_set of the artifact's training run's test split ([] when there is none);
+    computed once per artifact and line length in a process (builds of several boards)."""
+    key = (art.hash, str(art.path), line_max)
+    if key not in _DEFAULT:
+        texts = run_texts(art)
+        _DEFAULT[key] = golden_set(art, texts, line_max) if texts else []
+    return [dict(g) for g in _DEFAULT[key]]
