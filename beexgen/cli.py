@@ -492,11 +492,22 @@ def _build_dir(art_dir: Path, target: str, board: str | None) -> Path:
     return art_dir.parent / "build" / (_board_registry.board_name(board) if board else target)
 
 
+BUILD_TARGETS = ("host", "cortex-m")
+TARGET_ALIASES = {"cortex-m4": "cortex-m"}      # the older name, accepted and never shown
+
+
+def _build_target(ctx, param, value):
+    value = TARGET_ALIASES.get(value, value)
+    if value not in BUILD_TARGETS:
+        raise click.BadParameter(f"{value!r}: want {' or '.join(BUILD_TARGETS)}")
+    return value
+
+
 @main.command()
 @click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--target", type=click.Choice(["host", "cortex-m", "cortex-m4"]), default="cortex-m", show_default=True,
+@click.option("--target", default="cortex-m", show_default=True, metavar="[host|cortex-m]", callback=_build_target,
               help="host: the x86 emulator of the board (speaks the protocol on stdin/stdout); "
-                   "cortex-m: firmware for --board, whatever its core (cortex-m4: the same, the older name).")
+                   "cortex-m: firmware for --board, whatever its core.")
 @click.option("--board", callback=_board, default=_board_registry.DEFAULT_BOARD, show_default=True,
               help="Board for --target cortex-m (the board names its core; "
                    f"codegen/boards/<board>.toml): {_board_registry.board_help()}.")
@@ -562,14 +573,18 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
     """Export the C of an artifact as a library for your own firmware.
 
-    One public header (<prefix>_classifier.h: classify a UTF-8 text, the result struct, the
-    exit-policy switch, the tokenizer), the private sources in src/, a CMakeLists.txt and a
-    Makefile that read the exactness flags from the generated <prefix>_flags.cmake /
-    <prefix>_flags.mk (one definition), and a README naming the artifact hash."""
+    One public header (<prefix>_classifier.h, C and C++: classify a UTF-8 text, the result
+    struct, labels, the exit-policy switch, the self-test), one C file to compile
+    (src/<prefix>_classifier.c, whose only global symbols are that API), a CMakeLists.txt
+    and a Makefile, a toolchain file for arm-none-eabi, and a README (integration, the
+    self-test, exactness). Prints the library's flash and RAM. The sources stay exact
+    whatever the build's flags; golden sentences for the self-test come from the training
+    run's test split when the artifact sits in its run directory."""
     from beexgen.codegen import export
 
     art_dir = _artifact_arg(artifact_dir)
-    files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max, force=force)
+    files = export.export_c(art_dir, out, prefix=prefix, fmt=fmt, target=target, line_max=line_max, force=force,
+                            report=click.echo)
     click.echo(f"{len(files)} files in {out}: #include \"{prefix}_classifier.h\", call {prefix}_classify()")
     click.echo(f"build: cmake -S {out} -B {out}/build && cmake --build {out}/build   (or: make -C {out})")
 

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from beexgen.core import artifact as art_mod
-from beexgen.codegen import cflags, project
+from beexgen.codegen import cflags, project, selftest
 from beexgen.codegen.cflags import HOST_ISA_NAMES, host_isa_levels  # noqa: F401  (the CLI and bench use them)
 
 HOST_PLATFORM = "platform_host.c"
@@ -69,7 +69,7 @@ def run_make(project_dir: Path, target: str, jobs: int = 2, cc: str = "gcc", var
 
 def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *, sanitize: bool = False,
                line_max: int = project.LINE_MAX, command: str = "beexgen build --target host",
-               jobs: int = 2, isa: str | None = None) -> Path:
+               jobs: int = 2, isa: str | None = None, golden: list[dict] | None = None) -> Path:
     """Generate the project into out_dir (src/ and the build files: codegen/project.py),
     add platform_host.c and build the host emulator out_dir/bx_host with its Makefile and
     gcc. Returns the executable's path.
@@ -79,6 +79,7 @@ def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *
     path by name (host_isa_levels(); None: the fastest this machine has). Writes
     out_dir/build.json: sources, artifact hash, flags and the static RAM of the portable
     code (`ram_bytes`: .data + .bss of every object except the platform file).
+    golden: the self-test's sentences (codegen/selftest.py; None: the training run's).
     Raises BuildError with gcc's stderr when compiling fails."""
     art = _as_artifact(art_or_dir)
     levels = host_isa_levels()
@@ -90,7 +91,8 @@ def build_host(art_or_dir: art_mod.Artifact | str | Path, out_dir: str | Path, *
     opt = cflags.HOST_OPT + levels[isa] + (cflags.SANITIZE if sanitize else [])
     proj = project.write_project(art, out, target=project.HOST, board_name="host", cost_unit="ns",
                                  line_max=line_max, app=project.PROTOCOL_SOURCES + [HOST_PLATFORM],
-                                 opt=opt, app_name=HOST_EXE, command=command)
+                                 opt=opt, app_name=HOST_EXE, command=command,
+                                 golden=selftest.default_golden(art, line_max) if golden is None else golden)
     exe = out / HOST_EXE
     exe.unlink(missing_ok=True)
     run_make(out, "app", jobs=jobs, what="building the host emulator")

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from beexgen.core import artifact as art_mod
+from beexgen.codegen import selftest
 from beexgen.codegen import boards as boards_mod
 from beexgen.codegen import build as build_mod
 from beexgen.codegen import cflags, project, render
@@ -294,7 +295,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
                    dsp: bool = False, cmsis_include: str | Path | None = None,
                    semihosting: bool | None = None, stack_bytes: int | None = None,
                    heap_bytes: int = 0, line_max: int | None = None, defines=None,
-                   command: str | None = None) -> FirmwareBuild:
+                   command: str | None = None, golden: list[dict] | None = None) -> FirmwareBuild:
     """Generate, compile and link the firmware of an artifact for a board.
 
     dsp: compile the kernels' Cortex-M4 DSP path (-DBX_USE_DSP). cmsis_include: a CMSIS
@@ -302,7 +303,9 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     semihosting: build in semihosting exit/fault reporting (default: on for the QEMU
     boards, off for real boards, where a semihosting call without a debugger faults).
     stack_bytes: stack the linker reserves. defines: extra (name, value) pairs or a dict
-    for bx_board.h (e.g. {"BX_RX_RING": 256}, the receive ring's entries).
+    for bx_board.h (e.g. {"BX_RX_RING": 256}, the receive ring's entries). golden: the
+    self-test's sentences (codegen/selftest.py; None: from the training run's test split
+    beside the artifact, if any; `!selftest` answers -1 without them).
     Raises FirmwareTooBig when it does not fit, build.BuildError when compiling fails,
     boards.UnknownBoardError for an unknown board."""
     board = boards_mod.get_board(board_name)
@@ -315,7 +318,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
     if isinstance(art_or_dir, art_mod.Artifact):      # load() validated the other case
         art_mod.validate(art.meta, art.tensors, art.tokenizer_json, where=str(art.path or "artifact"))
     semihosting = board.emulated if semihosting is None else bool(semihosting)
-    command = command or f"beexgen build --target cortex-m4 --board {board.name}" + (" --dsp" if dsp else "")
+    command = command or f"beexgen build --target cortex-m --board {board.name}" + (" --dsp" if dsp else "")
     out = Path(out_dir)
     src, obj = out / "src", out / "obj"
     for d in (src, obj):
@@ -338,7 +341,7 @@ def build_firmware(art_or_dir: art_mod.Artifact | str | Path, board_name: str, o
         defines=board.c_defines() + list(dict(defines or {}).items()),
         app=project.PROTOCOL_SOURCES + CM4_SOURCES + board.driver_files(), extra=extra, app_name=elf.name,
         ldflags=ldflags("{root}/src/cortexm.ld", "{root}"), ldlibs=["-lm"],   # -lm: soft-float sqrtf
-        command=command)
+        command=command, golden=selftest.default_golden(art, line_max) if golden is None else golden)
     files = [p for p in proj.files if p.parent == src]
     ld = render_linker_script(board, src / "cortexm.ld", stack_bytes, heap_bytes)
     files.append(ld)

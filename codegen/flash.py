@@ -27,7 +27,7 @@ def flash(board: str | boards_mod.Board, build_dir: str | Path, *, out=sys.stdou
     board = boards_mod.get_board(board) if isinstance(board, str) else board
     build_dir = Path(build_dir)
     if not (build_dir / f"{FW}.elf").is_file():
-        print(f"{build_dir}/{FW}.elf not found: build first (beexgen build --target cortex-m4 --board {board.name})",
+        print(f"{build_dir}/{FW}.elf not found: build first (beexgen build --target cortex-m --board {board.name})",
               file=out)
         return 1
     if board.emulated and not board.flash_tools:

@@ -19,11 +19,13 @@ run `make` on this Makefile, so they compile what a user's CMake or Make build c
 metadata of a Zephyr module, a PlatformIO or an Arduino library.
 
 Kernel files by ISA. KERNEL_FILES maps an instruction-set family to its hand-written
-kernel files; TARGET_ISAS lists a target's families. bx_kernels.c (portable) defines every
-kernel weak; an ISA file replaces some with strong definitions. Adding a kernel path is
-one file and one entry in KERNEL_FILES. Each ISA .c file defines `<stem>_linked`, which
-bx_forward.c references, so a static-library link takes the file (and its strong
-kernels) and does not silently keep the weak portable ones.
+kernel files; target_isas lists a target's families, and only those files are written
+into a tree. An ISA family's header (bx_kernels_x86.h, bx_kernels_arm.h) defines
+BX_HAVE_<KERNEL> for each engine-facing kernel its .c file defines; bx_kernels.h includes
+the ISA headers present in the tree (__has_include) and bx_kernels.c defines every other
+kernel from its portable path. No weak symbols: a kernel defined twice or never is a
+build error. Adding a kernel path is one file (and its header) and one entry in
+KERNEL_FILES.
 
 Everything here is numpy + jinja2: never torch. Same artifact and arguments =>
 byte-identical files.
@@ -39,14 +41,16 @@ from beexgen.codegen import cflags, render, vocab
 from beexgen.core.protocol import LINE_MAX
 
 # Hand-written C of the library on every target (kernels: KERNEL_FILES).
-ENGINE_SOURCES = ["bx_math.h", "bx_engine.h", "bx_engine.c", "bx_tokenizer.h", "bx_tokenizer.c"]
+ENGINE_SOURCES = ["bx_math.h", "bx_engine.h", "bx_engine.c", "bx_tokenizer.h", "bx_tokenizer.c",
+                  "bx_selftest.c"]
 # The serial-protocol application: the main loop over a target's bx_platform.h.
 PROTOCOL_SOURCES = ["bx_platform.h", "bx_protocol.h", "bx_protocol.c", "main.c"]
 PUBLIC_HEADER = "bx_classifier.h"
 BOARD_HEADER = "bx_board.h"
+GOLDEN_HEADER = "bx_golden.h"
 KERNEL_FILES = {
-    "portable": ["bx_kernels.h", "bx_kernels.c"],
-    "x86": ["bx_kernels_x86.c"],
+    "portable": ["bx_internal.h", "bx_kernels.h", "bx_kernels.c"],   # bx_internal.h: every private header's
+    "x86": ["bx_kernels_x86.h", "bx_kernels_x86.c"],
     "arm_thumb2": ["bx_kernels_arm.h", "bx_kernels_arm.c"],     # Thumb-2 + VFP cores (codegen/cores.toml)
     "arm_dsp": ["bx_kernels_arm_dsp.c"],                         # cores with the DSP extension (--dsp)
 }
@@ -75,12 +79,6 @@ def kernel_files(target: str) -> list[str]:
     return [f for isa in target_isas(target) for f in KERNEL_FILES[isa]]
 
 
-def kernel_markers(files: list[str]) -> list[str]:
-    """`<stem>_linked` of each ISA kernel .c file (the portable file needs none)."""
-    portable = set(KERNEL_FILES[PORTABLE])
-    return [Path(f).stem + "_linked" for f in files if f.endswith(".c") and f not in portable]
-
-
 def arch_flags(target: str) -> list[str]:
     if target in (HOST, PORTABLE):
         return []
@@ -106,8 +104,9 @@ def _check_defines(defines) -> list[tuple[str, str]]:
 
 
 def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str,
-                 line_max: int, defines=None) -> Path:
-    """bx_board.h: BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX and the board's own macros."""
+                 line_max: int, defines=None, library: bool = False) -> Path:
+    """bx_board.h: BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX, the flow-control sizes and the
+    board's own macros; library: BX_LINE_MAX alone (no serial or board setting)."""
     for what, s in (("board name", board_name), ("cost unit", cost_unit)):
         if not s or not all(33 <= ord(ch) < 127 and ch not in ",=" for ch in s):
             raise ProjectError(f"{what} {s!r} must be non-empty printable ASCII without spaces, ',' or '=' "
@@ -116,33 +115,37 @@ def render_board(out_dir: Path, banner: dict, *, board_name: str, cost_unit: str
         raise ProjectError(f"line_max {line_max!r} must be an integer in [{LINE_MAX_MIN}, {LINE_MAX_MAX}]")
     defines = _check_defines(defines)
     from beexgen.core.protocol import link_defines    # flow-control sizes (issue 14); defines override
-    link = [d for d in link_defines(line_max) if d[0] not in {n for n, _ in defines}]
+    link = [] if library else [d for d in link_defines(line_max) if d[0] not in {n for n, _ in defines}]
     return render.render_to(render.environment(), "bx_board.h.j2", Path(out_dir) / BOARD_HEADER,
                             banner=banner, board_name=board_name, cost_unit=cost_unit,
-                            line_max=line_max, defines=defines, link=link)
+                            line_max=line_max, defines=defines, link=link, library=library)
 
 
 def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, board_name: str,
                   cost_unit: str, line_max: int = LINE_MAX, defines=None, target: str = HOST,
-                  app: list[str] = tuple(PROTOCOL_SOURCES), command: str = "beexgen build") -> list[Path]:
+                  app: list[str] = tuple(PROTOCOL_SOURCES), command: str = "beexgen build",
+                  golden: list[dict] = ()) -> list[Path]:
     """Write the C sources of `art` for `target` into src_dir; return the files written.
 
     board_name, cost_unit: BX_BOARD_NAME, BX_COST_UNIT ("ns", "instr", "cycles").
     line_max: BX_LINE_MAX, request bytes per line (and the longest text bx_classify
     tokenizes whole). defines: extra (name, value) pairs (or a dict) emitted as
     `#define name value` in bx_board.h. app: hand-written application files to copy
-    (default: the protocol loop; a platform file is the caller's to add)."""
+    (default: the protocol loop; a platform file is the caller's to add). golden: the
+    self-test's sentences and answers (codegen/selftest.py; none: bx_selftest returns -1)."""
     art = art if isinstance(art, art_mod.Artifact) else art_mod.load(art)
     src = Path(src_dir)
     src.mkdir(parents=True, exist_ok=True)
     banner = render.banner(art, command)
     kernels = kernel_files(target)
-    rendered = [*render.render_model(art, src, command, kernel_markers=kernel_markers(kernels)),
+    rendered = [*render.render_model(art, src, command),
                 render.render_status(src), *vocab.render_vocab(art.tokenizer_json, src, banner),
                 render_board(src, banner, board_name=board_name, cost_unit=cost_unit,
-                             line_max=line_max, defines=defines),
+                             line_max=line_max, defines=defines, library=not app),
                 render.render_to(render.environment(), PUBLIC_HEADER + ".j2", src / PUBLIC_HEADER,
-                                 banner=banner)]
+                                 banner=banner),
+                render.render_to(render.environment(), GOLDEN_HEADER + ".j2", src / GOLDEN_HEADER,
+                                 banner=banner, golden=list(golden))]
     copied = ENGINE_SOURCES + kernels + list(app)
     clash = {p.name for p in rendered} & set(copied)
     if clash:
@@ -212,7 +215,8 @@ def write_project(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, ta
                   board_name: str, cost_unit: str, line_max: int = LINE_MAX, defines=None,
                   app: list[str] = (), opt: list[str] | None = None, werror: bool = True,
                   extra: list[str] = (), app_name: str = "", ldflags: list[str] = (),
-                  ldlibs: list[str] = (), name: str = DEFAULT_PREFIX, command: str = "beexgen build") -> Project:
+                  ldlibs: list[str] = (), name: str = DEFAULT_PREFIX, command: str = "beexgen build",
+                  golden: list[dict] = ()) -> Project:
     """The sources (write_sources) in out_dir/src and the build files in out_dir.
 
     target: "host", "portable" or a board name (kernel files and arch flags). app:
@@ -223,7 +227,7 @@ def write_project(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, ta
     out = Path(out_dir)
     src = out / SRC
     files = write_sources(art, src, board_name=board_name, cost_unit=cost_unit, line_max=line_max,
-                          defines=defines, target=target, app=app, command=command)
+                          defines=defines, target=target, app=app, command=command, golden=golden)
     app_names = set(app)
     rel = lambda ps: [f"{SRC}/{p.name}" for p in sorted(ps) if p.suffix == ".c"]
     if opt is None:

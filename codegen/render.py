@@ -123,14 +123,16 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
     }
 
 
-def render_model(art: art_mod.Artifact, out_dir: Path, command: str, kernel_markers=()) -> list[Path]:
-    """bx_numerics.h, bx_model.h, bx_model_data.c and bx_forward.c; kernel_markers: the
-    `<stem>_linked` symbols of the build's ISA kernel files (codegen/project.py)."""
+MODEL_TEMPLATES = ("bx_numerics.h.j2", "bx_model.h.j2", "bx_weights.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")
+
+
+def render_model(art: art_mod.Artifact, out_dir: Path, command: str) -> list[Path]:
+    """bx_numerics.h, bx_model.h (public: dimensions, policies, labels), bx_weights.h
+    (private: the model data's declarations), bx_model_data.c and bx_forward.c."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    ctx = dict(model_context(art, command), kernel_markers=list(kernel_markers))
-    return [render_to(env, t, out_dir / t.removesuffix(".j2"), **ctx)
-            for t in ("bx_numerics.h.j2", "bx_model.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")]
+    ctx = model_context(art, command)
+    return [render_to(env, t, out_dir / t.removesuffix(".j2"), **ctx) for t in MODEL_TEMPLATES]
 
 
 def status_context() -> dict:

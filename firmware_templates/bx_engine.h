@@ -7,8 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bx_internal.h"        /* exactness pragmas, BX_INTERNAL */
 #include "bx_classifier.h"      /* bx_result and the public functions */
 #include "bx_model.h"
+#include "bx_tokenizer.h"
 
 /* Weights of one binary linear layer: W (n_out, BX_WORDS(n_in)) packed, alpha, bias (n_out,). */
 typedef struct { const uint32_t *bits; const float *alpha; const float *bias; } bx_binlin_w;
@@ -27,6 +29,8 @@ typedef struct { bx_norm_w ln; const float *w; const float *b; } bx_exit_w;  /* 
  * scale and bias (C,) float. */
 typedef struct { const int8_t *uni; const int8_t *big; const float *scale; const float *bias; } bx_wide_w;
 
+#include "bx_weights.h"         /* the model data, in these types */
+
 #if BX_HAS_WIDE
 /* Bigram bucket of consecutive ids a, b (beexgen/core/wide.py): multiplicative hashing in
  * uint32 arithmetic, which wraps mod 2^32 as the Python reference does. */
@@ -40,17 +44,17 @@ static inline uint32_t bx_wide_bucket(int32_t a, int32_t b)
 #endif
 }
 /* S (C,) int32 = the wide exit's integer sums over ids[0..k) (exact; see bx_engine.c). */
-void bx_wide_sums(int32_t *s, const int32_t *ids, int k);
+BX_INTERNAL void bx_wide_sums(int32_t *s, const int32_t *ids, int k);
 #endif
 
 /* Pieces used by the rendered forward pass (bx_forward.c). */
-void bx_embed(const int32_t *ids, int n);
-void bx_block_forward(const bx_block_w *blk, int n);
+BX_INTERNAL void bx_embed(const int32_t *ids, int n);
+BX_INTERNAL void bx_block_forward(const bx_block_w *blk, int n);
 /* Runs exit head `b` (after block b + 1); returns 1 (and fills out) when the policy
  * exits here. */
-int  bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out);
+BX_INTERNAL int  bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out);
 /* Exit 0 on the wide logits bx_classify summed; returns 1 (and fills out) to exit. */
-int  bx_exit_wide(bx_result *out);
-int  bx_forward(const int32_t *ids, int n, bx_result *out);  /* returns the exit taken */
+BX_INTERNAL int  bx_exit_wide(bx_result *out);
+BX_INTERNAL int  bx_forward(const int32_t *ids, int n, bx_result *out);  /* returns the exit taken */
 
 #endif /* BX_ENGINE_H */

@@ -1,11 +1,11 @@
 /* bx_kernels.c: the portable kernels (every target); see bx_kernels.h for the shapes
  * and the binary algebra.
  *
- * Each kernel the engine calls is defined here weak, as an alias of its portable path.
- * An ISA file of the build (codegen/project.py KERNEL_FILES: bx_kernels_x86.c on the host,
- * bx_kernels_arm*.c on the Cortex-M4) replaces it with a strong definition that falls
- * back to the portable path for the shapes it does not specialise. This file has no
- * ISA-specific code. */
+ * Each kernel the engine calls is defined here from its portable path, unless an ISA
+ * file of the target defines it (its BX_HAVE_<KERNEL> macro: bx_kernels.h, "Kernel
+ * selection"; codegen/project.py KERNEL_FILES: bx_kernels_x86.c on the host,
+ * bx_kernels_arm*.c on the Cortex-M4), falling back to the portable path for the shapes
+ * it does not specialise. This file has no ISA-specific code. */
 #include "bx_kernels.h"
 
 #include "bx_math.h"
@@ -22,11 +22,12 @@ int bx_popcount_ref(uint32_t v)
     return (int)((v * 0x01010101u) >> 24);
 }
 
-/* The optimised popcount: weak, so that an ISA file with a popcount instruction
- * (bx_kernels_x86.c with POPCNT) replaces it; same result for every input. The portable
- * loops below call bx_popcount_ref itself, which the compiler inlines (a call per word
- * to a function that may be replaced cannot be inlined). */
-int bx_popcount(uint32_t v) __attribute__((weak, alias("bx_popcount_ref")));
+/* The optimised popcount: an ISA file with a popcount instruction (bx_kernels_x86.c
+ * with POPCNT) defines it instead; same result for every input. The portable loops
+ * below call bx_popcount_ref itself, which the compiler inlines. */
+#if !defined(BX_HAVE_POPCOUNT)
+int bx_popcount(uint32_t v) { return bx_popcount_ref(v); }
+#endif
 
 /* Reference: bit by bit. */
 void bx_pack_signs_ref(uint32_t *out, const float *x, int n)
@@ -45,8 +46,10 @@ void bx_pack_signs_portable(uint32_t *out, const float *x, int n)
     bx_pack_signs_ref(out, x, n);
 }
 
-/* What the engine calls: weak, like bx_binlinear below (bx_kernels_arm.c on the M4). */
-void bx_pack_signs(uint32_t *out, const float *x, int n) __attribute__((weak, alias("bx_pack_signs_portable")));
+/* What the engine calls, unless an ISA file defines it (see bx_binlinear below). */
+#if !defined(BX_HAVE_PACK_SIGNS)
+void bx_pack_signs(uint32_t *out, const float *x, int n) { bx_pack_signs_portable(out, x, n); }
+#endif
 
 int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
 {
@@ -58,7 +61,7 @@ int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n)
 
 /* The same function under its engine-facing name (the portable loops call bx_bdot_ref,
  * which the compiler inlines). */
-int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n) __attribute__((alias("bx_bdot_ref")));
+int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n) { return bx_bdot_ref(a, w, n); }
 
 /* Reference: one row at a time with the portable popcount. */
 void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
@@ -102,12 +105,16 @@ void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
     }
 }
 
-/* The kernel the engine calls. This definition is weak: an ISA file linked into the
- * build (bx_kernels_arm.c in Cortex-M4 firmware) replaces it with a stronger one, which
- * falls back to bx_binlinear_portable for the shapes it does not specialise. */
+/* The kernel the engine calls: the portable path, unless an ISA file of the target
+ * defines it (bx_kernels_arm.c in Cortex-M4 firmware, BX_HAVE_BINLINEAR), falling back
+ * to bx_binlinear_portable for the shapes it does not specialise. */
+#if !defined(BX_HAVE_BINLINEAR)
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out)
-    __attribute__((weak, alias("bx_binlinear_portable")));
+{
+    bx_binlinear_portable(y, xb, w, alpha, bias, n_in, n_out);
+}
+#endif
 
 void bx_layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,
                         float mean, float r)
@@ -130,9 +137,13 @@ void bx_layernorm_portable(float *y, const float *x, const float *gamma, const f
     bx_layernorm_apply(y, x, gamma, beta, d, mean, r);
 }
 
-/* What the engine calls: weak (bx_kernels_arm.c on the M4). */
+/* What the engine calls, unless an ISA file defines it (bx_kernels_arm.c on the M4). */
+#if !defined(BX_HAVE_LAYERNORM)
 void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
-    __attribute__((weak, alias("bx_layernorm_portable")));
+{
+    bx_layernorm_portable(y, x, gamma, beta, d);
+}
+#endif
 
 /* Row by row (an ISA file may run rows side by side: bx_kernels_x86.c). */
 void bx_layernorm_rows_portable(float *y, const float *x, const float *gamma, const float *beta, int rows, int d)
@@ -141,11 +152,15 @@ void bx_layernorm_rows_portable(float *y, const float *x, const float *gamma, co
         bx_layernorm(y + (size_t)r * d, x + (size_t)r * d, gamma, beta, d);
 }
 
+#if !defined(BX_HAVE_LAYERNORM_ROWS)
 void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d)
-    __attribute__((weak, alias("bx_layernorm_rows_portable")));
+{
+    bx_layernorm_rows_portable(y, x, gamma, beta, rows, d);
+}
+#endif
 
 /* Element-wise over arrays: x[i] = bx_sigmoidf(x[i]) and x[i] = bx_expf(x[i] - m), i < n.
- * Weak: ISA files run them in SIMD lanes (bx_kernels_x86.c) or in assembly
+ * ISA files may define them, in SIMD lanes (bx_kernels_x86.c) or in assembly
  * (bx_kernels_arm.c), each element the float the scalar routine returns. */
 void bx_sigmoid_array_portable(float *x, int n)
 {
@@ -157,8 +172,12 @@ void bx_exp_shift_array_portable(float *x, float m, int n)
     for (int i = 0; i < n; i++) x[i] = bx_expf(x[i] - m);
 }
 
-void bx_sigmoid_array(float *x, int n) __attribute__((weak, alias("bx_sigmoid_array_portable")));
-void bx_exp_shift_array(float *x, float m, int n) __attribute__((weak, alias("bx_exp_shift_array_portable")));
+#if !defined(BX_HAVE_SIGMOID_ARRAY)
+void bx_sigmoid_array(float *x, int n) { bx_sigmoid_array_portable(x, n); }
+#endif
+#if !defined(BX_HAVE_EXP_SHIFT_ARRAY)
+void bx_exp_shift_array(float *x, float m, int n) { bx_exp_shift_array_portable(x, m, n); }
+#endif
 
 /* The three steps of bx_attend are separate functions (not inlined) so that an
  * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
@@ -188,8 +207,8 @@ float bx_attend_softmax_portable(float *e, int n, float m, float span)
 
 /* o (8,) = inv * sum_j e[j] * v_j[0..8): eight running sums in registers, each the
  * reference's additions in j order from 0.0f (so the same floats), V read row by row.
- * Weak: bx_kernels_arm.c has a VMLA loop for the Cortex-M4. */
-__attribute__((weak))
+ * bx_kernels_arm.c has a VMLA loop for the Cortex-M4 instead (BX_HAVE_WEIGH8). */
+#if !defined(BX_HAVE_WEIGH8)
 void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv)
 {
     float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
@@ -202,11 +221,18 @@ void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, fl
     o[0] = a0 * inv; o[1] = a1 * inv; o[2] = a2 * inv; o[3] = a3 * inv;
     o[4] = a4 * inv; o[5] = a5 * inv; o[6] = a6 * inv; o[7] = a7 * inv;
 }
+#endif
 
-/* The engine-facing steps are weak (bx_kernels_arm.c replaces them on the M4). */
+/* The engine-facing steps, unless an ISA file defines them (bx_kernels_arm.c on the M4). */
+#if !defined(BX_HAVE_ATTEND_SCORES)
 float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
-    __attribute__((weak, alias("bx_attend_scores_portable")));
-float bx_attend_softmax(float *e, int n, float m, float span) __attribute__((weak, alias("bx_attend_softmax_portable")));
+{
+    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+}
+#endif
+#if !defined(BX_HAVE_ATTEND_SOFTMAX)
+float bx_attend_softmax(float *e, int n, float m, float span) { return bx_attend_softmax_portable(e, n, m, span); }
+#endif
 
 /* V weighting: o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. */
 void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
@@ -225,8 +251,12 @@ void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_st
     for (int c = c0; c < dh; c++) o[c] *= inv;
 }
 
+#if !defined(BX_HAVE_ATTEND_WEIGH)
 void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
-    __attribute__((weak, alias("bx_attend_weigh_portable")));
+{
+    bx_attend_weigh_portable(o, e, v, v_stride, n, dh, inv);
+}
+#endif
 
 void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau)

@@ -17,70 +17,93 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bx_internal.h"        /* exactness pragmas, BX_INTERNAL */
+
+/* Kernel selection (no weak symbols, no link-order tricks). The engine calls one name
+ * per kernel (bx_binlinear, bx_layernorm, ...). An ISA file of the target (codegen/
+ * project.py KERNEL_FILES: bx_kernels_x86.c on the host, bx_kernels_arm*.c on a
+ * Cortex-M with Thumb-2 + VFP) defines some of them, and its header
+ * bx_kernels_<isa>.h says which with one BX_HAVE_<KERNEL> macro each; bx_kernels.c
+ * defines every other one from its portable path. codegen writes only the target's ISA
+ * files into a tree, so the ISA headers present in the tree are the selection, which
+ * any IDE's preprocessor sees (and the exported one-unit file names them). A kernel defined twice or never is a compile or link
+ * error, never a silent fallback. */
+#if defined(__has_include)
+#if __has_include("bx_kernels_x86.h")
+#include "bx_kernels_x86.h"
+#endif
+#if __has_include("bx_kernels_arm.h")
+#include "bx_kernels_arm.h"
+#endif
+#endif
+/* (A compiler without __has_include: the exported library's one-unit file includes its
+ * target's ISA headers itself, first; a file-by-file build there must do the same, or an
+ * ISA kernel is defined twice: a link error, never a silent fallback.) */
+
 #define BX_WORDS(n) (((n) + 31) / 32)
 
 /* popcount of one word: the portable SWAR reference, and the optimised path. */
-int bx_popcount_ref(uint32_t v);
-int bx_popcount(uint32_t v);
+BX_INTERNAL int bx_popcount_ref(uint32_t v);
+BX_INTERNAL int bx_popcount(uint32_t v);
 
 /* x (n,) float -> out (BX_WORDS(n),) packed signs (bit 1 where x[i] < 0). */
-void bx_pack_signs_ref(uint32_t *out, const float *x, int n);
-void bx_pack_signs_portable(uint32_t *out, const float *x, int n);   /* C (and AVX2) */
-void bx_pack_signs(uint32_t *out, const float *x, int n);            /* the engine's: see bx_binlinear */
+BX_INTERNAL void bx_pack_signs_ref(uint32_t *out, const float *x, int n);
+BX_INTERNAL void bx_pack_signs_portable(uint32_t *out, const float *x, int n);   /* C (and AVX2) */
+BX_INTERNAL void bx_pack_signs(uint32_t *out, const float *x, int n);            /* the engine's: see bx_binlinear */
 
 /* a, w (BX_WORDS(n),) packed -> n - 2 * popcount(a XOR w), in [-n, n]. */
-int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n);
-int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n);
+BX_INTERNAL int32_t bx_bdot_ref(const uint32_t *a, const uint32_t *w, int n);
+BX_INTERNAL int32_t bx_bdot(const uint32_t *a, const uint32_t *w, int n);
 
 /* Binary linear layer: W (n_out, BX_WORDS(n_in)) packed, alpha, bias (n_out,)
  * xb (BX_WORDS(n_in),) packed -> y (n_out,):  y[o] = alpha[o] * dot(xb, W[o]) + bias[o]. */
-void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
+BX_INTERNAL void bx_binlinear_ref(float *y, const uint32_t *xb, const uint32_t *w,
                       const float *alpha, const float *bias, int n_in, int n_out);
 /* bx_binlinear_portable: the C path (with the x86 extensions the build enables), any
  * shape. bx_binlinear: what the engine calls; the portable path unless an ISA file
  * (bx_kernels_arm.c on the Cortex-M4) provides it. All three give the same y bits. */
-void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
+BX_INTERNAL void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
                            const float *alpha, const float *bias, int n_in, int n_out);
-void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
+BX_INTERNAL void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out);
 
 /* Layer norm over d: x, gamma, beta (d,) -> y (d,); y may alias x.
  * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
-void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d);
-void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);   /* weak: see bx_binlinear */
+BX_INTERNAL void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d);
+BX_INTERNAL void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d);   /* ISA files may define it: see bx_binlinear */
 /* y (d,) = ((x - mean) * r) * gamma + beta, element-wise: a layer norm's last step. */
-void bx_layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,
+BX_INTERNAL void bx_layernorm_apply(float *y, const float *x, const float *gamma, const float *beta, int d,
                         float mean, float r);
 /* The same for rows independent rows: x, y (rows, d) row-major; y may alias x. */
-void bx_layernorm_rows_portable(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
-void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
+BX_INTERNAL void bx_layernorm_rows_portable(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
+BX_INTERNAL void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float *beta, int rows, int d);
 
 /* One attention head for one query. q (BX_WORDS(dh),) packed query; keys: n packed
  * keys, key j at k + j * k_stride words; values: v + j * v_stride floats, dh of them;
  * e (n,) scratch.  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j. */
-void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
+BX_INTERNAL void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
                const float *v, int v_stride, int n, int dh, float tau);
 
 /* bx_attend's first two steps: scores e (n,) = tau * dot(q, k_j), returning their max;
  * softmax weights e[j] = exp(e[j] - m) in place, returning 1 / sum_j e[j], where span
  * >= m - min_j e[j] (or NaN) may let an ISA path skip exp's clamps. Portable paths and
- * the weak engine-facing names (ISA files may replace them). */
-float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+ * the engine-facing names (ISA files may define them). */
+BX_INTERNAL float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
                                 float tau);
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
-float bx_attend_softmax_portable(float *e, int n, float m, float span);
-float bx_attend_softmax(float *e, int n, float m, float span);
+BX_INTERNAL float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
+BX_INTERNAL float bx_attend_softmax_portable(float *e, int n, float m, float span);
+BX_INTERNAL float bx_attend_softmax(float *e, int n, float m, float span);
 
 /* bx_attend's last step: o (dh,) = inv * sum_j e[j] * v_j, each sum in j order from 0.0f. */
-void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
-void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
+BX_INTERNAL void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
+BX_INTERNAL void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
 
 /* Element-wise: x[i] = sigmoid(x[i]) and x[i] = exp(x[i] - m), i < n, each element the
  * float of bx_math.h's scalar routine (bx_sigmoidf, bx_expf). */
-void bx_sigmoid_array_portable(float *x, int n);
-void bx_sigmoid_array(float *x, int n);
-void bx_exp_shift_array_portable(float *x, float m, int n);
-void bx_exp_shift_array(float *x, float m, int n);
+BX_INTERNAL void bx_sigmoid_array_portable(float *x, int n);
+BX_INTERNAL void bx_sigmoid_array(float *x, int n);
+BX_INTERNAL void bx_exp_shift_array_portable(float *x, float m, int n);
+BX_INTERNAL void bx_exp_shift_array(float *x, float m, int n);
 
 /* Tokens the engine runs per-token stages on at a time (bx_engine.c): the rows
  * bx_layernorm_rows gets per call. The build of an ISA file that runs rows side by side
@@ -90,16 +113,18 @@ void bx_exp_shift_array(float *x, float m, int n);
 #endif
 
 /* Eight columns of bx_attend's V weighting: o (8,) = inv * sum_{j<n} e[j] * v[j * v_stride + 0..8),
- * each sum in j order from 0.0f. A weak portable definition; ISA files may replace it. */
-void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+ * each sum in j order from 0.0f. The portable definition, or an ISA file's (BX_HAVE_WEIGH8). */
+#if !defined(BX_HAVE_WEIGH8)   /* else: an assembly kernel (bx_kernels_arm.h) */
+BX_INTERNAL void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+#endif
 
 /* Exit head. x (n, d) row-major residual stream -> logits (c,):
  * m = mean over the n rows; logits = W . LN(m) + b with W (c, d). scratch (2d,). */
-void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
+BX_INTERNAL void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
                   const float *ln_w, const float *ln_b, const float *w, const float *b, int c);
 
 /* Softmax statistics of logits (c,): predicted class (first max), its probability,
  * and the entropy H = -sum p log p, computed in the order of train/exits.py. */
-void bx_exit_stats(const float *logits, int c, int32_t *cls, float *conf, float *entropy);
+BX_INTERNAL void bx_exit_stats(const float *logits, int c, int32_t *cls, float *conf, float *entropy);
 
 #endif /* BX_KERNELS_H */

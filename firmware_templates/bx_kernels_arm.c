@@ -121,7 +121,7 @@ __asm__(
 
 __asm__(
     "   .text\n"
-    "   .global bx_m4_affine\n"
+    BX_ASM_GLOBAL(bx_m4_affine)
     "   .type   bx_m4_affine, %function\n"
     "   .thumb_func\n"
     "bx_m4_affine:\n"                       /* r0 = y (dots in, floats out), r1 = alpha, r2 = bias, r3 = n */
@@ -179,7 +179,7 @@ __asm__(
     "   bx_sign r4\n"
     "   .endm\n"
     "   .text\n"
-    "   .global bx_m4_pack_words\n"
+    BX_ASM_GLOBAL(bx_m4_pack_words)
     "   .type   bx_m4_pack_words, %function\n"
     "   .thumb_func\n"
     "bx_m4_pack_words:\n"                  /* r0 = out, r1 = x, r2 = words > 0 */
@@ -212,7 +212,7 @@ void bx_pack_signs(uint32_t *out, const float *x, int n)
  * vmul then vadd) per j; the sums start at +0.0 as the reference's do. */
 __asm__(
     "   .text\n"
-    "   .global bx_weigh8\n"
+    BX_ASM_GLOBAL(bx_weigh8)
     "   .type   bx_weigh8, %function\n"
     "   .thumb_func\n"
     "bx_weigh8:\n"                         /* r0 = o, r1 = e, r2 = v, r3 = v_stride, [sp] = n, s0 = inv */
@@ -260,7 +260,7 @@ __asm__(
  * so the first step takes m = e[0] as the reference's j == 0 does. */
 __asm__(
     "   .text\n"
-    "   .global bx_m4_scores32\n"
+    BX_ASM_GLOBAL(bx_m4_scores32)
     "   .type   bx_m4_scores32, %function\n"
     "   .thumb_func\n"
     "bx_m4_scores32:\n"         /* r0 = e, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n, s0 = tau */
@@ -311,7 +311,7 @@ float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_str
  * exponent bits; the sum z is taken in the same loop, in j order. */
 __asm__(
     "   .text\n"
-    "   .global bx_m4_softmax_noclamp\n"
+    BX_ASM_GLOBAL(bx_m4_softmax_noclamp)
     "   .type   bx_m4_softmax_noclamp, %function\n"
     "   .thumb_func\n"
     "bx_m4_softmax_noclamp:\n"  /* r0 = e, r1 = n, r2 = constants, s0 = m; returns s0 = 1 / z */
@@ -376,7 +376,7 @@ float bx_attend_softmax(float *e, int n, float m, float span)
  * them, rarely taken) instead of two compares per element. */
 __asm__(
     "   .text\n"
-    "   .global bx_m4_sigmoid_loop\n"
+    BX_ASM_GLOBAL(bx_m4_sigmoid_loop)
     "   .type   bx_m4_sigmoid_loop, %function\n"
     "   .thumb_func\n"
     "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {87, LO, HI, LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1} */
@@ -453,7 +453,7 @@ void bx_sigmoid_array(float *x, int n)
  * computed in C as in bx_layernorm_portable. */
 __asm__(
     "   .text\n"
-    "   .global bx_m4_sum8\n"
+    BX_ASM_GLOBAL(bx_m4_sum8)
     "   .type   bx_m4_sum8, %function\n"
     "   .thumb_func\n"
     "bx_m4_sum8:\n"             /* r0 = x, r1 = n (multiple of 8, > 0); returns s0 = sum in order */
@@ -472,7 +472,7 @@ __asm__(
     "   bne     1b\n"
     "   bx      lr\n"
     "   .size   bx_m4_sum8, . - bx_m4_sum8\n"
-    "   .global bx_m4_sqdev8\n"
+    BX_ASM_GLOBAL(bx_m4_sqdev8)
     "   .type   bx_m4_sqdev8, %function\n"
     "   .thumb_func\n"
     "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, s0 = mean; returns s0 = sum (x - mean)^2 in order */
@@ -500,7 +500,7 @@ __asm__(
     "   vmov.f32 s0, s1\n"
     "   bx      lr\n"
     "   .size   bx_m4_sqdev8, . - bx_m4_sqdev8\n"
-    "   .global bx_m4_ln_apply8\n"
+    BX_ASM_GLOBAL(bx_m4_ln_apply8)
     "   .type   bx_m4_ln_apply8, %function\n"
     "   .thumb_func\n"
     "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = x, r2 = gamma, r3 = beta, [sp] = n, s0 = mean, s1 = r */
@@ -575,4 +575,3 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
         bx_binlinear_portable(y + o, xb, w + (size_t)o * BX_WORDS(n_in), alpha + o, bias + o, n_in, n_out - o);
 }
 
-const int bx_kernels_arm_linked = 1;   /* referenced by bx_forward.c: codegen/project.py */

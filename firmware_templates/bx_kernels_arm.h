@@ -8,6 +8,21 @@
 
 #include <stdint.h>
 
+#include "bx_internal.h"        /* BX_ASM_GLOBAL */
+
+/* The engine-facing kernels bx_kernels_arm.c defines (bx_kernels.h, "Kernel selection");
+ * bx_kernels.c defines the others from their portable paths. */
+#define BX_HAVE_PACK_SIGNS      1
+#define BX_HAVE_WEIGH8          1   /* in assembly: declared here, not static */
+#define BX_HAVE_ATTEND_SCORES   1
+#define BX_HAVE_ATTEND_SOFTMAX  1
+#define BX_HAVE_SIGMOID_ARRAY   1
+#define BX_HAVE_LAYERNORM       1
+#define BX_HAVE_BINLINEAR       1
+
+/* Eight columns of bx_attend's V weighting (bx_kernels.h): a VMLA loop in assembly. */
+void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+
 /* dots (n_rows,) int32 = n - 2 popcount(x ^ W[o]) for n = 128 (4 words per row) or
  * n = 256 (8 words); W (n_rows, words) packed, n_rows % 8 == 0. Defined by
  * bx_kernels_arm.c, or by bx_kernels_arm_dsp.c when built with -DBX_USE_DSP. */
@@ -62,7 +77,7 @@ float bx_m4_softmax_noclamp(float *e, int n, const float *c, float m);
  * per pass: n_rows % 8 == 0. */
 #define BX_ARM_DOTS4(setup) \
     "   .text\n" \
-    "   .global bx_m4_dots4\n" \
+    BX_ASM_GLOBAL(bx_m4_dots4) \
     "   .type   bx_m4_dots4, %function\n" \
     "   .thumb_func\n" \
     "bx_m4_dots4:\n" \
@@ -80,7 +95,7 @@ float bx_m4_softmax_noclamp(float *e, int n, const float *c, float m);
     "   pop     {r4-r11, pc}\n" \
     "   .size   bx_m4_dots4, . - bx_m4_dots4\n"
 #define BX_ARM_DOTS8 \
-    "   .global bx_m4_dots8\n" \
+    BX_ASM_GLOBAL(bx_m4_dots8) \
     "   .type   bx_m4_dots8, %function\n" \
     "   .thumb_func\n" \
     "bx_m4_dots8:\n" \

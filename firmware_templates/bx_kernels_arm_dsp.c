@@ -14,7 +14,9 @@
 #include "bx_kernels_arm.h"
 
 #if defined(BX_USE_DSP)
+#if !defined(BX_UNITY)   /* one unit: bx_kernels_arm.c, included before, pasted them */
 __asm__(BX_ARM_ASM_MACROS);
+#endif
 
 __asm__(
     /* acc (+)= sum of the nibbles of z; r12 scratch. first: USAD8, else USADA8 */
@@ -86,4 +88,3 @@ __asm__(
 typedef int bx_kernels_arm_dsp_unused;   /* built without -DBX_USE_DSP: bx_kernels_arm.c has the loops */
 #endif
 
-const int bx_kernels_arm_dsp_linked = 1;   /* referenced by bx_forward.c: codegen/project.py */

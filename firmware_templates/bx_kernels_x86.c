@@ -1,24 +1,19 @@
 /* bx_kernels_x86.c: the x86 paths of the kernels (host emulator builds only; the
  * Cortex-M trees never receive this file: codegen/project.py KERNEL_FILES).
  *
- * Each function here is a strong definition of a kernel that bx_kernels.c defines weak,
+ * Each function here is the definition of a kernel that bx_kernels.c leaves out (the
+ * BX_HAVE_* macros of bx_kernels_x86.h),
  * compiled only when the build enables its instruction set (gcc -mpopcnt, -mavx2,
  * -mavx512*: codegen/cflags.py HOST_ISA_LEVELS, chosen from the build machine's CPU).
  * Built without them this file defines nothing and the portable paths run. Every path
  * does the integer work exactly and the float work as the same IEEE operations in the
  * same order as the portable reference, so it changes speed, never results. */
 #include "bx_kernels.h"
+#include "bx_kernels_x86.h"     /* BX_X86_AVX512, BX_X86_AVX2, BX_HAVE_* */
 
 #include "bx_math.h"
 
 #include <string.h>
-
-#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512VPOPCNTDQ__)
-#define BX_X86_AVX512 1
-#endif
-#if defined(__AVX2__)
-#define BX_X86_AVX2 1
-#endif
 #if defined(__POPCNT__) || defined(BX_X86_AVX2)
 #include <immintrin.h>
 #endif
@@ -368,5 +363,3 @@ float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_str
     return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
 }
 #endif
-
-const int bx_kernels_x86_linked = 1;   /* referenced by bx_forward.c: codegen/project.py */

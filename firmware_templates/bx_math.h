@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bx_internal.h"        /* exactness pragmas */
+
 #include "bx_numerics.h"
 
 static inline float bx_floor_small(float t)

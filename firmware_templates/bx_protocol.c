@@ -286,6 +286,18 @@ static void cmd_ping(const uint8_t *args, size_t n)
     out_end();
 }
 
+/* !selftest -> ok selftest mismatches=<n>: bx_selftest() (n = -1: no golden sentences
+ * were embedded) */
+static void cmd_selftest(const uint8_t *args, size_t n)
+{
+    (void)args;
+    if (n) { reply_error(BX_STATUS_BAD_ARGUMENT, "selftest takes no argument"); return; }
+    int bad = bx_selftest();
+    out_str("ok selftest mismatches=");
+    out_i32(bad);
+    out_end();
+}
+
 /* policy=<name> thr=<hex32>,... of the engine's current policy */
 static void out_policy(void)
 {
@@ -392,7 +404,7 @@ static void cmd_policy(const uint8_t *args, size_t n)
 typedef void (*bx_command_fn)(const uint8_t *args, size_t n);
 static const struct { const char *name; bx_command_fn fn; } bx_commands[] = {
     { "c", cmd_c }, { "ping", cmd_ping }, { "info", cmd_info },
-    { "tok", cmd_tok }, { "policy", cmd_policy },
+    { "tok", cmd_tok }, { "policy", cmd_policy }, { "selftest", cmd_selftest },
 };
 #define BX_N_COMMANDS (sizeof bx_commands / sizeof bx_commands[0])
 

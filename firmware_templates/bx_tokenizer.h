@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bx_internal.h"
 #include "bx_status.h"
 
 /* Tokenize UTF-8 text s[0..n) (no terminator needed). Writes at most max_ids ids.
@@ -16,10 +17,10 @@
  * valid UTF-8 (checked over the whole input, even past the last id written).
  * Produces exactly tokenizers' encode(text, add_special_tokens=False).ids[:max_ids]
  * (no [CLS]: the caller adds it). ids may be NULL when max_ids <= 0. */
-int bx_tokenize(const uint8_t *s, size_t n, int32_t *ids, int max_ids);
+BX_INTERNAL int bx_tokenize(const uint8_t *s, size_t n, int32_t *ids, int max_ids);
 
 /* 1 if s[0..n) is valid UTF-8 exactly as Python's strict bytes.decode("utf-8")
  * accepts it, 0 otherwise. */
-int bx_utf8_valid(const uint8_t *s, size_t n);
+BX_INTERNAL int bx_utf8_valid(const uint8_t *s, size_t n);
 
 #endif /* BX_TOKENIZER_H */

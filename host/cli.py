@@ -247,6 +247,9 @@ Exit codes:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input line (or for --info).")
 @click.option("--policy", metavar="NAME[:t1,t2]", help="Switch the device's exit policy first (e.g. entropy:0.3).")
 @click.option("--info", "show_info", is_flag=True, help="Print the device information and exit.")
+@click.option("--selftest", is_flag=True,
+              help="Run the library's self-test on the device (its golden test sentences: class, exit and logit "
+                   "bits), print the mismatches and exit (code 0 only when there are none).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "text", "tsv", "csv"]), default="auto", show_default=True,
               help="Input format; auto: by the name (*.csv, *.tsv), else TSV when every line has a TAB, "
                    "else CSV with column options, else text.")
@@ -254,7 +257,7 @@ Exit codes:
 @click.option("--label-column", metavar="NAME|N", help="CSV column holding the gold label (default: 'label' if present).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def main(file, port, emulator, baud, artifact, no_check, timeout, retries, window, reconnect_wait, as_json,
-         policy, show_info, fmt, text_column, label_column, progress):
+         policy, show_info, fmt, text_column, label_column, progress, selftest=False):
     if port and emulator:
         raise click.UsageError("give --port or --emulator, not both")
     if emulator:
@@ -266,7 +269,7 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, windo
 
     items = None
     interactive = False
-    if not show_info:
+    if not show_info and not selftest:
         if file is None and sys.stdin.isatty():
             interactive = True
         else:
@@ -310,6 +313,11 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, windo
         if show_info:
             _print_info(info, as_json)
             return EXIT_OK
+        if selftest:
+            bad = client.selftest()
+            click.echo("selftest: no golden sentences in this build (export with the training run's split)"
+                       if bad < 0 else f"selftest: {bad} mismatches" + (" (ok)" if bad == 0 else " (FAILED)"))
+            return EXIT_OK if bad == 0 else EXIT_DEVICE
         if interactive:
             return _interactive(client, info, as_json)
         return _batch(client, info, items, as_json, progress)

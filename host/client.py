@@ -140,6 +140,11 @@ class Client:
             req = b"!tok " + req[len(b"!tok !c "):]
         return self._request(req, lambda r: r.ids if r.kind == "tok" else None)
 
+    def selftest(self) -> int:
+        """The device's self-test: the golden sentences that mismatch (-1: none embedded)."""
+        return self._request(protocol.SELFTEST,
+                             lambda r: int(r.fields["mismatches"]) if r.kind == "selftest" else None)
+
     def set_policy(self, name: str, thresholds: list[float] | None = None) -> Reply:
         """Switch the exit policy at run time; the device's echo is checked against the request."""
         if not name or " " in name:

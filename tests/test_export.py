@@ -49,18 +49,34 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return r
 
 
+def public_api(prefix: str) -> set[str]:
+    return {f"{prefix}_{s}" for s in export.PUBLIC_SUFFIXES}
+
+
+def global_symbols(obj: Path, nm: str = "nm") -> set[str]:
+    """The global symbols an object or archive defines; fails on any weak one."""
+    out = run([nm, "--defined-only", obj]).stdout
+    rows = [ln.split() for ln in out.splitlines() if len(ln.split()) == 3]
+    weak = [r for r in rows if r[1] in "VvWw"]
+    assert not weak, f"weak symbols in {obj.name}: {weak}"
+    return {r[2] for r in rows if r[1].isupper()}
+
+
 # --------------------------------------------------------------------------- layout
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
 def test_every_format_has_its_layout_and_the_banner(tiny, tmp_path, fmt):
     out = tmp_path / "lib"
     files = {p.relative_to(out).as_posix() for p in export.export_c(tiny, out, prefix="sent", fmt=fmt)}
-    assert {"CMakeLists.txt", "Makefile", "sent_flags.cmake", "sent_flags.mk", "README.md",
-            "src/sent_classifier.h", "src/sent_engine.c", "src/sent_kernels.c"} <= files
+    assert {"CMakeLists.txt", "Makefile", "sent_flags.cmake", "sent_flags.mk", "README.md", "src/sent_classifier.h",
+            "src/sent_classifier.c", "src/sent_engine.c.inc", "src/sent_kernels.c.inc"} <= files
+    # one translation unit: src/sent_classifier.c is the only .c an IDE or a build compiles
+    assert [f for f in files if f.endswith(".c")] == ["src/sent_classifier.c"]
     assert not any("bx_" in f for f in files), files
     # the library only: no protocol loop, platform, start-up or UART driver, no x86 or Arm code
     assert not any(Path(f).name in {"sent_protocol.c", "main.c", "platform_host.c", "platform_cortexm.c",
-                                    "startup_cortexm.c", "sent_kernels_x86.c", "sent_kernels_arm.c"} for f in files)
+                                    "startup_cortexm.c", "sent_kernels_x86.c.inc", "sent_kernels_arm.c.inc"}
+               for f in files)
     extra = {"zephyr": {"zephyr/module.yml", "zephyr/Kconfig", "zephyr/CMakeLists.txt"},
              "platformio": {"library.json"}, "arduino": {"library.properties"}}.get(fmt, set())
     assert extra <= files and not (set().union(*[v for k, v in {
@@ -68,6 +84,16 @@ def test_every_format_has_its_layout_and_the_banner(tiny, tmp_path, fmt):
         "arduino": {"library.properties"}}.items() if k != fmt]) & files)
     for f in ("src/sent_classifier.h", "README.md", "sent_flags.mk", "CMakeLists.txt"):
         assert tiny.hash in (out / f).read_text(), f
+    readme = (out / "README.md").read_text()
+    # the self-test first, then the integration of every format, exactness, the start-up notes
+    assert readme.index("sent_selftest()") < readme.index("## 2. Use") < readme.index("## 3.")
+    for want in ("add_subdirectory(", "sent_flags.mk", "~/Arduino/libraries", "PlatformIO", "ZEPHYR_EXTRA_MODULES",
+                 "CMAKE_TOOLCHAIN_FILE", "sent-core", "CPACR", "startup.c", "-u _printf_float", "Built for real",
+                 "bytes of static RAM", "SENT_LINE_MAX"):
+        assert want in readme, want
+    assert "platform.local.txt" not in readme        # nothing to edit outside the user's project
+    assert "CMAKE_SYSTEM_NAME Generic" in (out / "cmake" / "toolchain-arm-none-eabi.cmake").read_text()
+    assert "SENT_RX_RING" not in (out / "src" / "sent_board.h").read_text()      # no serial settings
     if fmt == "platformio":
         lib = json.loads((out / "library.json").read_text())
         assert lib["build"]["srcDir"] == "src" and set(cflags.EXACT) <= set(lib["build"]["flags"])
@@ -88,11 +114,13 @@ def test_public_header_stands_alone_and_every_global_name_has_the_prefix(tiny, t
     run(["cc", *cflags.STD, *cflags.WARN, *cflags.WERROR, f"-I{out / 'src'}", "-c", "-o", tmp_path / "use.o",
          tmp_path / "use.c"])
     run(["make", "-C", out, "lib", "CFLAGS="])
-    syms = run(["nm", "-g", "--defined-only", out / "libsent.a"]).stdout
-    names = [ln.split()[-1] for ln in syms.splitlines() if len(ln.split()) == 3]
-    assert names and all(n.startswith("sent_") for n in names), [n for n in names if not n.startswith("sent_")]
+    assert global_symbols(out / "libsent.a") == public_api("sent")
     text = "".join(p.read_text() for p in (out / "src").iterdir())
     assert not re.search(r"\bbx_|\bBX_", text)
+    # the public header declares no weight array, and no private header comes with it
+    pub = (out / "src" / "sent_classifier.h").read_text() + (out / "src" / "sent_model.h").read_text()
+    assert "_bits[" not in pub and "_weight[" not in pub and "#include \"sent_weights.h\"" not in pub
+    assert 'extern "C"' in (out / "src" / "sent_classifier.h").read_text()
 
 
 def test_export_errors(tiny, tmp_path):
@@ -121,7 +149,7 @@ def test_cli_export_c(tiny, tmp_path):
                                   "--format", "zephyr", "--target", "mps2-an386"])
     assert r.exit_code == 0, r.output
     assert "zz_classifier.h" in r.output and (tmp_path / "z" / "zephyr" / "module.yml").is_file()
-    assert (tmp_path / "z" / "src" / "zz_kernels_arm.c").is_file()
+    assert (tmp_path / "z" / "src" / "zz_kernels_arm.c.inc").is_file()
     r = CliRunner().invoke(main, ["export-c", str(tiny.path), "--out", str(tmp_path / "y"), "--prefix", "9x"])
     assert r.exit_code != 0 and "prefix '9x'" in r.output and "Traceback" not in r.output
 
@@ -154,11 +182,10 @@ def test_library_builds_with_cmake_and_make(tiny, tmp_path, cc, tool):
         commands = [ln for ln in r.stdout.splitlines() if ln.startswith(cc + " ") and " -c " in ln]
     assert lib.is_file()
     want = cflags.EXACT + project.arch_flags(target)
-    assert len(commands) == len(list((out / "src").glob("*.c")))
+    assert len(commands) == 1                   # the one translation unit
     for c in commands:
         assert all(f in c.split() for f in want), c
-    members = run([("arm-none-eabi-" if cc == ARM_CC else "") + "nm", "-g", "--defined-only", lib]).stdout
-    assert ("m1_kernels_arm_linked" in members) == (cc == ARM_CC)
+    assert global_symbols(lib, "arm-none-eabi-nm" if cc == ARM_CC else "nm") == public_api("m1")
 
 
 # --------------------------------------------------------------------------- two models in one program
@@ -277,3 +304,83 @@ def test_bare_metal_example_two_models_in_qemu(two_models, tmp_path):
     out = console.read_text()
     assert out.splitlines()[-1] == "done", out[-2000:]
     check_program_output(out, two_models)
+
+
+# --------------------------------------------------------------------------- C++ callers, any flags (issue 21)
+
+def export_as(two_models, out: Path, target: str, prefixes: dict[str, str], fmt: str = "cmake") -> dict[str, Path]:
+    """Export the qa and spam models under other prefixes (golden sentences: each model's
+    own training run's test split, found beside its artifact)."""
+    libs = {}
+    for model, prefix in prefixes.items():
+        libs[prefix] = out / prefix
+        export.export_c(two_models["models"][model]["art"], libs[prefix], prefix=prefix, target=target, fmt=fmt)
+    return libs
+
+
+@pytest.mark.parametrize("cxx,cc", [("g++", "gcc"), ("clang++", "clang")])
+def test_cpp_host_program_with_prefixes_sent_and_sent_block(two_models, tmp_path, cxx, cc):
+    """examples/cpp_host (C++, CMake) with `sent` and `sent_block`, one prefix the other's
+    start: both self-tests pass and every answer on both test splits equals the host emulator."""
+    libs = export_as(two_models, tmp_path / "lib", "host", {"qa": "sent", "spam": "sent_block"})
+    b = tmp_path / "build"
+    run(["cmake", "-S", EXAMPLES / "cpp_host", "-B", b, f"-DSENT_EXPORT={libs['sent']}",
+         f"-DSENT_BLOCK_EXPORT={libs['sent_block']}", f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_C_COMPILER={cc}"])
+    r = run(["cmake", "--build", b, "-j2"])
+    assert "warning" not in r.stdout.lower(), r.stdout
+    r = subprocess.run([str(b / "classify")], input="".join(t + "\n" for t in two_models["texts"]),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first, _, rest = r.stdout.partition("\n")
+    assert first == "selftest 0 0", first
+    check_program_output(rest, two_models)
+
+
+@needs(ARM_CC, QEMU)
+def test_arduino_sketch_with_prefixes_sent_and_sent_exit_on_the_m4_in_qemu(two_models, tmp_path):
+    """examples/arduino/classify built as the Arduino IDE builds a sketch: the .ino as a C++
+    unit with `#include "Arduino.h"` first (arm-none-eabi-g++), each library's
+    src/<prefix>_classifier.c as C (arm-none-eabi-gcc) with the core's flags and -O2 only
+    (none of the generated flags); no fused multiply-add in the libraries' code; run on
+    mps2-an386 in QEMU: both self-tests pass and every answer equals the host emulator."""
+    libs = export_as(two_models, tmp_path / "lib", "mps2-an386", {"qa": "sent", "spam": "sent_exit"},
+                     fmt="arduino")
+    arch = project.arch_flags("mps2-an386")
+    texts = [t.encode() for t in two_models["texts"]]
+    b = tmp_path / "build"
+    b.mkdir()
+    ino = EXAMPLES / "arduino" / "classify" / "classify.ino"
+    (b / "classify.ino.cpp").write_text('#include "Arduino.h"\n#line 1 "classify.ino"\n' + ino.read_text())
+    (b / "texts.cpp").write_text(
+        '#include "texts.h"\n\nconst char *const texts[] = {\n'
+        + "".join(f"    {render.c_string(t.decode())},\n" for t in texts)
+        + "};\nconst unsigned text_lens[] = {" + ", ".join(str(len(t)) for t in texts) + "};\n"
+        "const unsigned n_texts = sizeof text_lens / sizeof text_lens[0];\n")
+    inc = [f"-I{d}" for d in (EXAMPLES / "arduino" / "qemu", EXAMPLES / "common", EXAMPLES / "bare_metal",
+                              libs["sent"] / "src", libs["sent_exit"] / "src")]
+    objs = []
+    for src in (b / "classify.ino.cpp", EXAMPLES / "arduino" / "qemu" / "core.cpp", b / "texts.cpp"):
+        objs.append(b / (src.name + ".o"))
+        run(["arm-none-eabi-g++", *arch, "-Os", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra",
+             *inc, "-c", "-o", objs[-1], src])
+    for prefix, d in libs.items():
+        objs.append(b / f"{prefix}.o")
+        run([ARM_CC, *arch, "-O2", "-std=gnu11", f"-I{d / 'src'}", "-c", "-o", objs[-1], d / "src" / f"{prefix}_classifier.c"])
+        code = run(["arm-none-eabi-objdump", "-d", objs[-1]]).stdout.lower()
+        assert not re.search(r"\tv(fma|fms|fnma|fnms)\b", code), f"{prefix}: fused multiply-add without the flags"
+    objs.append(b / "startup.o")
+    run([ARM_CC, *arch, "-O2", "-std=gnu11", "-c", "-o", objs[-1], EXAMPLES / "bare_metal" / "startup.c"])
+    elf = b / "classify.elf"
+    # linked by gcc: the sketch uses no C++ runtime (no exceptions, RTTI or new), and Debian's
+    # arm-none-eabi toolchain here has no libstdc++ for nano.specs
+    run([ARM_CC, *arch, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+         f"-T{EXAMPLES / 'bare_metal' / 'mps2_an386.ld'}", "-Wl,--gc-sections", "-o", elf, *objs, "-lm"])
+    console = tmp_path / "console.txt"
+    run([QEMU, "-M", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "none",
+         "-chardev", f"file,id=con,path={console}", "-semihosting-config", "enable=on,target=native,chardev=con",
+         "-kernel", elf], timeout=600)
+    out = console.read_text()
+    first, _, rest = out.partition("\n")
+    assert first == "selftest 0 0", out[:2000]
+    assert rest.splitlines()[-1] == "done", out[-2000:]
+    check_program_output(rest, two_models)

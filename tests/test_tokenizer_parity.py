@@ -55,7 +55,7 @@ def write_sources(tok: Tokenizer, d: Path) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     vocab.render_vocab(tok.to_str(), d, BANNER)
     render.render_status(d)
-    for name in ("bx_tokenizer.h", "bx_tokenizer.c"):
+    for name in ("bx_internal.h", "bx_tokenizer.h", "bx_tokenizer.c"):
         shutil.copyfile(render.TEMPLATE_DIR / name, d / name)
     return vocab.vocab_context(tok.to_str())
 

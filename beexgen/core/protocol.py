@@ -148,6 +148,7 @@ CLASSIFY_KEYS = ("cls", "label", "conf", "exit", "tokens", "cost", "unit", "bmac
 CLASSIFY_INTS = ("cls", "tokens", "cost", "bmacs", "flops")
 TOK_KEYS = ("n", "ids")
 POLICY_KEYS = ("policy", "thr")
+SELFTEST_KEYS = ("mismatches",)   # `ok selftest mismatches=<n>` (-1: no golden sentences)
 
 _INT = re.compile(r"\d+\Z")
 _FLOAT = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")
@@ -289,6 +290,11 @@ def parse_reply(line: str, info: dict | None = None) -> Reply:
         if not _INT.match(f["n"]) or len(ids) != int(f["n"]) or not all(_INT.match(p) for p in ids):
             _bad(f"tok reply n={f['n'][:10]} does not match its ids", line)
         return Reply("tok", f, line)
+    if parts[1] == "selftest":
+        f = _kv(parts[2:], SELFTEST_KEYS, (), line)
+        if not re.fullmatch(r"-?\d+", f["mismatches"]):
+            _bad("malformed selftest reply", line)
+        return Reply("selftest", f, line)
     if parts[1].startswith("policy="):
         f = _kv(parts[1:], POLICY_KEYS, (), line)
         if not f["policy"]:
@@ -311,6 +317,7 @@ def parse_info(line: str | Reply) -> dict:
 
 # ---------------------------------------------------------------------- the handshake
 PING = b"!ping"
+SELFTEST = b"!selftest"   # the library self-test (firmware_templates/bx_selftest.c)
 MAX_HANDSHAKE_PINGS = 8     # unanswered pings while waiting for a booting device
 
 
