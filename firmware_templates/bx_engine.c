@@ -261,9 +261,8 @@ int bx_exit_wide(bx_result *out)
 /* ---- the input stream ---------------------------------------------------------- */
 
 /* One tokenizer id: exit 0's sums, and the ids the blocks see (head in place, tail ring). */
-static void stream_id(void *ctx, int32_t id)
+static void stream_id(int32_t id)
 {
-    (void)ctx;
 #if BX_HAS_WIDE
     bx_wide_id(&bx_in.wide, id);
 #endif
@@ -272,11 +271,6 @@ static void stream_id(void *ctx, int32_t id)
     else bx_in.keep[BX_HEAD + (i - BX_HEAD) % (BX_KEEP - BX_HEAD)] = id;
     if (bx_in.k != UINT32_MAX) bx_in.k++;
 }
-
-/* HOOK (wide exit, per word; the word-level wide exit plugs in here): the normalised
- * bytes of each pre-tokenizer word and its end, before the word's ids reach stream_id.
- * The id-level wide exit needs neither. */
-static const bx_tok_sink bx_in_sink = {stream_id, NULL, NULL, NULL};
 
 void bx_stream_begin(void)
 {
@@ -287,18 +281,29 @@ void bx_stream_begin(void)
 #endif
 }
 
-void bx_stream_byte(uint8_t b) { bx_tok_byte(&bx_in.tok, b, &bx_in_sink); }
+void bx_stream_byte(uint8_t b)
+{
+    int n = bx_tok_byte(&bx_in.tok, b);
+    /* HOOK (wide exit, per word; a word-level wide exit plugs in here): b is a byte of
+     * the text (a word byte unless it is a separator or punctuation, which end words;
+     * ASCII A-Z lower-cased by the normaliser), and bx_in.tok.ended > 0 when it completed
+     * that many pre-tokenizer words, whose ids follow. The id-level wide exit needs
+     * neither: it takes the ids in stream_id. */
+    for (int i = 0; i < n; i++) stream_id(bx_in.tok.out[i]);
+}
 
 void bx_stream_bytes(const uint8_t *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) bx_tok_byte(&bx_in.tok, s[i], &bx_in_sink);
+    for (size_t i = 0; i < n; i++) bx_stream_byte(s[i]);
 }
 
 /* ids (BX_SEQ_MAX,) <- [CLS] + the kept ids in text order: all of them, or the head and
  * the tail ring unrolled from its oldest slot. Returns the count, or -BX_STATUS_BAD_UTF8. */
 int bx_stream_ids(int32_t *ids)
 {
-    if (bx_tok_end(&bx_in.tok, &bx_in_sink) < 0) return -BX_STATUS_BAD_UTF8;
+    int last = bx_tok_end(&bx_in.tok);      /* the last word's ids (HOOK: its end, as above) */
+    if (last < 0) return -BX_STATUS_BAD_UTF8;
+    for (int i = 0; i < last; i++) stream_id(bx_in.tok.out[i]);
     const uint32_t k = bx_in.k, tail = BX_KEEP - BX_HEAD;
     ids[0] = BX_CLS_ID;
     if (k <= BX_KEEP) {

@@ -240,12 +240,6 @@ static void out_id(const uint8_t *id, size_t id_n)
     out_bytes(" ", 1);
 }
 
-void bx_protocol_reject(const uint8_t *id, size_t id_n, int status)
-{
-    bx_protocol_begin();
-    bx_protocol_end(id, id_n, status);
-}
-
 /* ------------------------------------------------------------------ commands */
 
 static bx_result bx_res;
@@ -629,11 +623,4 @@ void bx_protocol_end(const uint8_t *id, size_t id_n, int status)
     if (bx_body.cmd == -1) { classify_end(); return; }
     if (bx_commands[bx_body.cmd].args == ARGS_BUFFERED) bx_commands[bx_body.cmd].fn(bx_body.buf, bx_body.n);
     else bx_commands[bx_body.cmd].fn(NULL, 0);
-}
-
-void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len)
-{
-    bx_protocol_begin();
-    for (size_t i = 0; i < len; i++) bx_protocol_byte(line[i]);
-    bx_protocol_end(id, id_n, BX_STATUS_OK);
 }

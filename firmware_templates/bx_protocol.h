@@ -19,13 +19,6 @@ void bx_protocol_begin(void);
 void bx_protocol_byte(uint8_t c);
 void bx_protocol_end(const uint8_t *id, size_t id_n, int status);
 
-/* Answer one complete request line line[0..len): begin, its bytes, end. */
-void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len);
-
-/* Answer a line that was not received whole (BX_STATUS_OVERRUN, ...) with
- * `[#<id> ]err <status> <NAME>`. */
-void bx_protocol_reject(const uint8_t *id, size_t id_n, int status);
-
 /* ---- formatters: write into out (no terminator), return the number of chars ---- */
 #define BX_FMT_U64_MAX    20   /* digits of 2^64 - 1 */
 #define BX_FMT_HEX32_LEN  8

@@ -262,16 +262,12 @@ static void utf8_step(bx_tok_stream *t, uint8_t b)
     t->bad = 1;
 }
 
-/* The word in progress is complete: its ids go to the sink. */
-static void end_word(bx_tok_stream *t, const bx_tok_sink *sink)
+/* The word in progress is complete: its ids are appended to t->out. */
+static void end_word(bx_tok_stream *t)
 {
-    static int32_t pieces[BX_VOCAB_MAX_WORD_CHARS];
     if (t->chars == 0) return;
-    int k = tokenize_word(t->word, t->len, t->chars > BX_VOCAB_MAX_WORD_CHARS, pieces);
-    /* HOOK (wide exit, per word): the pre-tokenizer's word ends here; its normalised
-     * bytes went to sink->word_byte one by one. */
-    if (sink->word_end) sink->word_end(sink->ctx);
-    for (int i = 0; i < k; i++) sink->id(sink->ctx, pieces[i]);
+    t->n_out += tokenize_word(t->word, t->len, t->chars > BX_VOCAB_MAX_WORD_CHARS, t->out + t->n_out);
+    t->ended++;
     t->len = 0;
     t->chars = 0;
 }
@@ -279,13 +275,11 @@ static void end_word(bx_tok_stream *t, const bx_tok_sink *sink)
 /* One byte of the word in progress (normalised: ASCII A-Z -> a-z). It is kept while the
  * word has at most BX_VOCAB_MAX_WORD_CHARS characters; past that the word is [UNK]
  * whatever follows, so only its character count goes on. */
-static void word_byte(bx_tok_stream *t, uint8_t b, const bx_tok_sink *sink)
+static void word_byte(bx_tok_stream *t, uint8_t b)
 {
     b = ascii_lower(b);
     if (!is_continuation(b) && t->chars <= BX_VOCAB_MAX_WORD_CHARS) t->chars++;
     if (t->chars <= BX_VOCAB_MAX_WORD_CHARS) t->word[t->len++] = b;
-    /* HOOK (wide exit, per word): every normalised byte of a word, in order. */
-    if (sink->word_byte) sink->word_byte(sink->ctx, b);
 }
 
 void bx_tok_begin(bx_tok_stream *t)
@@ -296,57 +290,52 @@ void bx_tok_begin(bx_tok_stream *t)
     t->lo = 0x80u;
     t->hi = 0xBFu;
     t->bad = 0;
+    t->n_out = 0;
+    t->ended = 0;
 }
 
-void bx_tok_byte(bx_tok_stream *t, uint8_t b, const bx_tok_sink *sink)
+int bx_tok_byte(bx_tok_stream *t, uint8_t b)
 {
-    if (t->bad) return;                      /* the text is refused at its end anyway */
+    t->n_out = 0;
+    t->ended = 0;
+    if (t->bad) return 0;                    /* the text is refused at its end anyway */
     utf8_step(t, b);
-    if (t->bad) return;
+    if (t->bad) return 0;
     if (is_separator(b)) {
-        end_word(t, sink);
+        end_word(t);
     } else if (is_punct(b)) {
-        end_word(t, sink);
-        word_byte(t, b, sink);
-        end_word(t, sink);
+        end_word(t);
+        word_byte(t, b);
+        end_word(t);
     } else {
-        word_byte(t, b, sink);
+        word_byte(t, b);
     }
+    return t->n_out;
 }
 
-int bx_tok_end(bx_tok_stream *t, const bx_tok_sink *sink)
+int bx_tok_end(bx_tok_stream *t)
 {
+    t->n_out = 0;
+    t->ended = 0;
     if (t->bad || t->need) {
         t->bad = 1;
         return -BX_STATUS_BAD_UTF8;
     }
-    end_word(t, sink);
-    return 0;
+    end_word(t);
+    return t->n_out;
 }
 
 /* ------------------------------------------------------------- whole texts */
 
-/* The ids produced so far: ids past `max` are counted but not stored. */
-typedef struct {
-    int32_t *ids;
-    size_t max;
-    size_t count;
-} bx_out_t;
-
-static void emit(void *ctx, int32_t id)
-{
-    bx_out_t *out = ctx;
-    if (out->count < out->max) out->ids[out->count] = id;
-    out->count++;
-}
-
 int bx_tokenize(const uint8_t *s, size_t n, int32_t *ids, int max_ids)
 {
     static bx_tok_stream t;
-    bx_out_t out = {ids, max_ids > 0 ? (size_t)max_ids : 0u, 0};
-    const bx_tok_sink sink = {emit, NULL, NULL, &out};
+    size_t max = max_ids > 0 ? (size_t)max_ids : 0u, count = 0;
     bx_tok_begin(&t);
-    for (size_t i = 0; i < n; i++) bx_tok_byte(&t, s[i], &sink);
-    if (bx_tok_end(&t, &sink) < 0) return -BX_STATUS_BAD_UTF8;
-    return (int)(out.count < out.max ? out.count : out.max);
+    for (size_t i = 0; i <= n; i++) {
+        int k = i < n ? bx_tok_byte(&t, s[i]) : bx_tok_end(&t);
+        if (k < 0) return -BX_STATUS_BAD_UTF8;
+        for (int j = 0; j < k && count < max; j++) ids[count++] = t.out[j];
+    }
+    return (int)count;
 }

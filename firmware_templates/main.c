@@ -11,8 +11,9 @@
  *
  * Request id and check. A line may start with `#`, 1 to BX_ID_DIGITS decimal digits,
  * then either one space (an id) or `:`, BX_CHECK_DIGITS hex digits and one space (an id
- * and a check). The id is echoed at the front of the reply, `#<digits> ok ...`, so a
- * host can pipeline and match replies. The check is the CRC-32 (BX_CRC_POLY) of the id's
+ * and a check). The id is echoed at the front of the reply, `#<digits> ok ...` (with its
+ * check, `#<digits>:<check> ok ...`, when it had one, so a host can tell that the check was
+ * seen and verified), so a host can pipeline and match replies. The check is the CRC-32 (BX_CRC_POLY) of the id's
  * digits, one space and the rest of the line (beexgen.core.protocol.request_check); it is
  * computed as the bytes arrive and compared at the line end, before any reply: a line
  * whose check fails is answered `err BAD_CHECK` (with its id) and not executed. Any other
@@ -53,7 +54,7 @@ typedef struct {
     int      has_check; /* the prefix carried a check */
     uint32_t want;      /* the check sent */
     uint32_t crc;       /* CRC-32 register over id digits, space and the body so far */
-    uint8_t  id[BX_ID_DIGITS];
+    uint8_t  id[BX_ID_DIGITS + 1 + BX_CHECK_DIGITS];   /* digits, then `:` and the check when it has one */
     uint8_t  chk[BX_CHECK_DIGITS];
 } bx_rx_state;
 
@@ -104,7 +105,7 @@ static void end_line(bx_rx_state *rx)
 {
     unhold(rx);
     const uint8_t *id = rx->id_state == ID_DONE ? rx->id : NULL;
-    size_t id_n = id ? rx->id_len : 0;
+    size_t id_n = id ? rx->id_len + (rx->has_check ? 1 + BX_CHECK_DIGITS : 0) : 0;
     int status = rx->status;
     if (status == BX_STATUS_OK && rx->has_check && (rx->crc ^ BX_CRC_INIT) != rx->want)
         status = BX_STATUS_BAD_CHECK;
@@ -127,6 +128,8 @@ static void prefix_done(bx_rx_state *rx, int check)
     rx->crc = BX_CRC_INIT;
     for (size_t i = 0; i < rx->id_len; i++) rx->crc = crc_byte(rx->crc, rx->id[i]);
     rx->crc = crc_byte(rx->crc, BX_SPACE);
+    rx->id[rx->id_len] = BX_COLON;                      /* echoed: `#<digits>:<check> ` */
+    for (size_t i = 0; i < BX_CHECK_DIGITS; i++) rx->id[rx->id_len + 1 + i] = rx->chk[i];
 }
 
 /* A byte of the line's text or of its prefix. */

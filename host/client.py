@@ -228,11 +228,15 @@ class Client:
 
     def _match(self, line: str):
         """Split a reply line: (request it answers or None, position in flight, rest of line)."""
-        rid, rest = protocol.split_id(line)
+        rid, check, rest = protocol.split_prefix(line)
         if rid is None:
             return None, -1, line
         for pos, r in enumerate(self._inflight):
             if r.id == rid:
+                if check != protocol.request_check(r.id, r.body):
+                    # the device did not see (or not verify) the check we sent: the request's
+                    # prefix was damaged on the way, so its reply cannot be trusted
+                    return r, pos, "err %d BAD_CHECK reply without the request's check" % Status.BAD_CHECK
                 return r, pos, rest
         return None, -2, rest                      # an id we are not waiting for: stale
 

@@ -217,7 +217,7 @@ class Reference:
             rest = line[m.end():]
             if status is None and m.group(2) and int(m.group(2), 16) != protocol.request_check(int(m.group(1)), rest):
                 status = Status.BAD_CHECK
-            return f"#{m.group(1).decode()} " + self.reply(rest, status)
+            return m.group(0).decode() + self.reply(rest, status)
         if status is not None:
             return err(status)
         if not line.startswith(b"!"):

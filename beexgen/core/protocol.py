@@ -207,14 +207,23 @@ _FLOAT = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")
 _HEX32 = re.compile(r"[0-9a-fA-F]{8}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _ERR_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
-ID_PREFIX = re.compile(r"#(\d{1,%d}) " % ID_DIGITS)     # `#<id> ` in front of a request and its reply
+# `#<id> ` or `#<id>:<check> ` in front of a request and its reply (the reply echoes both)
+ID_PREFIX = re.compile(r"#(\d{1,%d})(?::([0-9a-fA-F]{%d}))? " % (ID_DIGITS, CHECK_DIGITS))
 ID_MOD = 10 ** ID_DIGITS
 
 
 def split_id(line: str) -> tuple[int | None, str]:
     """(request id, rest of the line) of a reply line; (None, line) when it has no id."""
+    rid, _, rest = split_prefix(line)
+    return rid, rest
+
+
+def split_prefix(line: str) -> tuple[int | None, int | None, str]:
+    """(request id, echoed check or None, rest) of a reply line; (None, None, line) without id."""
     m = ID_PREFIX.match(line)
-    return (int(m.group(1)), line[m.end():]) if m else (None, line)
+    if not m:
+        return None, None, line
+    return int(m.group(1)), (int(m.group(2), 16) if m.group(2) else None), line[m.end():]
 
 
 def _bad(msg: str, line: str):
