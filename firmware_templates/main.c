@@ -10,7 +10,7 @@
  * it does not end a second (empty) line.
  *
  * Request id and check. A line may start with `#`, 1 to BX_ID_DIGITS decimal digits,
- * then either one space (an id) or `:`, BX_CHECK_DIGITS hex digits and one space (an id
+ * then either one space (an id) or `:`, BX_CHECK_DIGITS lowercase hex digits and one space (an id
  * and a check). The id is echoed at the front of the reply, `#<digits> ok ...` (with its
  * check, `#<digits>:<check> ok ...`, when it had one, so a host can tell that the check was
  * seen and verified), so a host can pipeline and match replies. The check is the CRC-32 (BX_CRC_POLY) of the id's
@@ -69,11 +69,12 @@ static uint32_t crc_byte(uint32_t crc, uint8_t b)
     return crc;
 }
 
+/* A digit of the check: lowercase hex only (protocol.request_line writes `%08x`), so a
+ * changed letter case is a damaged prefix, not the same check. */
 static int hex_digit(uint8_t c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 

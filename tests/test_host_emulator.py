@@ -212,7 +212,7 @@ class Reference:
 
     def reply(self, line: bytes, status: Status | None = None) -> str:
         """The expected reply to one received line (classify replies with cost=*)."""
-        m = re.match(rb"#(\d{1,%d})(?::([0-9a-fA-F]{%d}))? " % (protocol.ID_DIGITS, protocol.CHECK_DIGITS), line)
+        m = re.match(rb"#(\d{1,%d})(?::([0-9a-f]{%d}))? " % (protocol.ID_DIGITS, protocol.CHECK_DIGITS), line)
         if m:                                 # a request id, echoed in front (issue 14), and its check
             rest = line[m.end():]
             if status is None and m.group(2) and int(m.group(2), 16) != protocol.request_check(int(m.group(1)), rest):

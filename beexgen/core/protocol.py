@@ -208,7 +208,7 @@ _HEX32 = re.compile(r"[0-9a-fA-F]{8}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _ERR_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 # `#<id> ` or `#<id>:<check> ` in front of a request and its reply (the reply echoes both)
-ID_PREFIX = re.compile(r"#(\d{1,%d})(?::([0-9a-fA-F]{%d}))? " % (ID_DIGITS, CHECK_DIGITS))
+ID_PREFIX = re.compile(r"#(\d{1,%d})(?::([0-9a-f]{%d}))? " % (ID_DIGITS, CHECK_DIGITS))
 ID_MOD = 10 ** ID_DIGITS
 
 
