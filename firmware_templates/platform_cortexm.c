@@ -27,10 +27,9 @@
  * pending interrupt even while PRIMASK masks it); nothing busy-polls.
  *
  * Cost counter (bx_board.h, see codegen/boards.py): work outside the UART interrupt (its
- * time is measured in bx_uart_irq_entry and taken out), from a 32-bit hardware count extended to
- * 64 bits in software (a wrap is seen when a read is lower than the previous one, so
- * reads must come less than 2^32 ticks apart: true within one request), then scaled:
- *     cost = (ticks * BX_COST_MUL + 2^(BX_COST_SHIFT-1)) >> BX_COST_SHIFT
+ * time is measured in bx_uart_irq_entry and taken out), from a 32-bit hardware count
+ * whose deltas between reads are scaled one by one (see raw_cost):
+ *     cost += (delta_ticks * BX_COST_MUL + 2^(BX_COST_SHIFT-1)) >> BX_COST_SHIFT
  * The counter itself is the board's counter_<kind>.c (bx_counter_init, bx_counter_read,
  * bx_counter_idle; bx_cortexm.h), the clock set-up its clock_<kind>.c (bx_clock_init).
  *
@@ -133,23 +132,29 @@ void bx_platform_write(const char *s, size_t n)
     bx_uart_write((const uint8_t *)s, n);
 }
 
-static uint32_t cost_last;
-static uint64_t cost_high;
+static uint32_t cost_last;             /* the last raw count read */
+static uint64_t cost_units;            /* the scaled deltas between reads, summed */
 static uint64_t irq_cost;              /* cost spent in the UART interrupt (read with it masked) */
 static uint64_t irq_fixed;             /* its instructions outside the two reads, per interrupt */
 
-/* The counter extended to 64 bits and scaled; callers keep the UART interrupt out. */
+/* The counter in cost units: the sum of the deltas between consecutive reads, each scaled
+ * and rounded on its own. Under QEMU -icount one instruction is 25.6 ticks of timer0, so
+ * a delta of N instructions reads N * 25.6 +- 1 ticks and rounds back to exactly N; the sum
+ * is then exact however many reads (rounding the total count instead would make reads at
+ * different phases of the 25.6 pattern differ by one). Reads must come less than 2^32
+ * ticks apart (the counter pauses while the core sleeps). Callers keep the UART
+ * interrupt out. */
 static uint64_t raw_cost(void)
 {
     uint32_t t = bx_counter_read();
-    if (t < cost_last) cost_high += (uint64_t)1 << 32;
+    uint32_t d = t - cost_last;                 /* mod 2^32: one wrap at most */
     cost_last = t;
-    uint64_t ticks = cost_high | t;
 #if BX_COST_SHIFT > 0
-    return (ticks * BX_COST_MUL + ((uint64_t)1 << (BX_COST_SHIFT - 1))) >> BX_COST_SHIFT;
+    cost_units += ((uint64_t)d * BX_COST_MUL + ((uint64_t)1 << (BX_COST_SHIFT - 1))) >> BX_COST_SHIFT;
 #else
-    return ticks * BX_COST_MUL;
+    cost_units += (uint64_t)d * BX_COST_MUL;
 #endif
+    return cost_units;
 }
 
 /* The UART interrupt, as the vector table calls it: the driver's handler between two
