@@ -44,14 +44,6 @@ def log(msg: str) -> None:
 SEEDS = (0, 1, 2)          # the shipped model and both baselines are reported as a 3-seed mean
 
 
-def line_max_for(texts: list[str]) -> int:
-    """The line length the bench's builds get: the device reads a text whole (no cut can
-    keep the answer), so the power of two that holds the longest text with its line end
-    and request overhead, and at least the default."""
-    from beexgen.core.protocol import LINE_MAX
-    return max(LINE_MAX, 1 << (max(len(t.encode()) + 3 for t in texts) - 1).bit_length())
-
-
 def run_dirs(ds: str, out: Path) -> dict[str, Path]:
     """Runs of one data set: the shipped model (seed 0), its full-precision twin and the
     paper's architecture (--no-wide) on the same split and tokenizer, and seeds 1, 2
@@ -196,23 +188,17 @@ def bag_of_words(run) -> dict:
 # --------------------------------------------------------------------------- C targets
 
 def device_replies(port: str, texts: list[str], policy: tuple | None = None) -> list:
-    """Classify texts through host/client.py's Client (ids, window, retries, strict replies);
-    a list of Reply (or DeviceError) in order."""
+    """Classify texts through host/client.py's Client (ids, checks, the byte credit,
+    retries, strict replies), pipelined at its defaults (cost= does not depend on it); a
+    list of Reply (or DeviceError) in order."""
     from beexgen.host.client import Client
-    from beexgen.core.protocol import DeviceError
     from beexgen.host.transport import open_transport
 
     with Client(open_transport(port, timeout=30), timeout=60) as c:
         c.handshake(30)
         if policy:
             c.set_policy(*policy)
-        out = []
-        for t in texts:
-            try:
-                out.append(c.classify(t))
-            except DeviceError as e:
-                out.append(e)
-        return out
+        return list(c.classify_many(texts))
 
 
 def qemu_replies(elf: Path, board: str, texts: list[str]) -> list:
@@ -337,9 +323,9 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     texts = [run.texts[i] for i in idx_t]
     # one emulator per x86 kernel path this machine has (portable C up to the fastest);
     # the last is what `beexgen build --target host` makes
-    line_max = line_max_for(texts)
-    rec["line_max"] = line_max
-    exes = {name: build_mod.build_host(art, bdir / ("host-" + name), isa=name, line_max=line_max)
+    # the default line settings: the device streams texts of any length (docs/INTERNALS.md)
+    rec["max_text_bytes"] = max(len(t.encode()) for t in texts)
+    exes = {name: build_mod.build_host(art, bdir / ("host-" + name), isa=name)
             for name in build_mod.host_isa_levels()}
     exe = list(exes.values())[-1]
     parsed = device_replies(f"exec:{exe}", texts)
@@ -376,7 +362,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     log(f"{ds}: host {host_full_us:.0f} us full depth vs PyTorch {torch_us:.0f} us")
 
     # QEMU (mps2-an386): instruction counts and identity with the host emulator
-    qb = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386", line_max=line_max)
+    qb = firmware.build_firmware(art, "mps2-an386", bdir / "mps2-an386")
     n = len(texts) if not qemu_n else min(qemu_n, len(texts))
     qp = qemu_replies(qb.elf, "mps2-an386", texts[:n])
     rec["qemu_vs_host_identical"] = f"{sum(strip(a.line) == strip(b.line) for a, b in zip(qp, parsed[:n]))}/{n}"
@@ -421,8 +407,7 @@ def cores_bench(run_dir: Path, work: Path, n: int | None = None, core_boards=COR
     _, _, idx_t = run.part("test")
     texts = [run.texts[i] for i in idx_t]
     texts = texts[:n] if n else texts
-    line_max = line_max_for(texts)
-    exe = build_mod.build_host(art, Path(work) / "host", line_max=line_max)
+    exe = build_mod.build_host(art, Path(work) / "host")
     host = device_replies(f"exec:{exe}", texts)
     strip = lambda s: re.sub(r" (cost|unit)=\S+", "", s)   # noqa: E731
     out = {}
@@ -431,7 +416,7 @@ def cores_bench(run_dir: Path, work: Path, n: int | None = None, core_boards=COR
         rec = {"board": name, "float_abi": "hard" if b.cpu.hard_float else "soft",
                "flash_total": b.flash.length, "ram_total": b.ram.length, "dataset": Path(run_dir).name}
         try:
-            fw = firmware.build_firmware(art, name, Path(work) / name, line_max=line_max)
+            fw = firmware.build_firmware(art, name, Path(work) / name)
         except firmware.FirmwareTooBig as e:
             rec.update(fits=False, flash_bytes=e.build.flash_used, ram_bytes=e.build.ram_used,
                        reason="; ".join(e.build.problems()), instructions_mean=None, qemu_equals_host=None)
@@ -518,8 +503,8 @@ def markdown(results: list[dict], meta: dict, kernel: dict) -> str:
         return f"{_pct(a)} [{_pct(lo)}-{_pct(hi)}] / {100 * (1 - r['policies'][p]['ops_rel']):.0f} %"
     for p in [p for p in results[0]["policies"] if p != "default"]:
         row(f"{p} policy: accuracy / compute saved", lambda r, p=p: pol(r, p))
-    row("test texts longer than seq_max (head + tail) / line buffer of the bench's builds",
-        lambda r: f"{r['default_eval']['over_seq_max']} / {r['line_max']} B")
+    row("test texts longer than seq_max (head + tail) / longest test text (streamed whole)",
+        lambda r: f"{r['default_eval']['over_seq_max']} / {r.get('max_text_bytes', '?')} B")
     row("artifact bytes, shipped (paper model) [twin, ratio]",
         lambda r: f"{r['size']['artifact']['total'] / 1024:.0f} KB ({r['paper_size'] / 1024:.0f} KB) "
                   f"[{r['size']['fp32_twin_bytes'] / 1024:.0f} KB, {r['size']['ratio']:.1f}x]")
