@@ -170,7 +170,25 @@ def _check_wire_labels(dataset: str, classes: list[str]) -> None:
         seen[w] = c
 
 
+def run_data_file(spec: str | None, run_dir: Path) -> str | None:
+    """Where a run reads a local data file: its copy in RUN/data/ (made on first use, when
+    training), so the run works from any directory and after being moved or copied. An
+    offline set's name, a `datasets` name or None stays as it is."""
+    if not spec or spec in data_mod.OFFLINE:
+        return spec
+    copy = run_dir / "data" / Path(spec).name
+    if copy.is_file():
+        return str(copy)
+    if Path(spec).is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(spec, copy)
+        return str(copy)
+    return spec
+
+
 def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
+    cfg = dataclasses.replace(cfg, dataset=run_data_file(cfg.dataset, run_dir),
+                              test_file=run_data_file(cfg.test_file, run_dir))
     ds = data_mod.load_dataset(cfg.dataset, text_column=cfg.text_column,
                                label_column=cfg.label_column, progress=progress)
     n_own = None
