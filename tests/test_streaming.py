@@ -9,6 +9,7 @@ test time; every reply under link faults with the fault-free reply of the same d
 from __future__ import annotations
 
 import random
+import re
 import zlib
 
 import pytest
@@ -253,3 +254,42 @@ def test_link_faults_never_give_a_wrong_success(work, target):
     else:
         with start_qemu(work["fw"][target].elf, target, log=work["dir"] / f"{target}-faults.log") as q:
             run(q.url)
+
+
+# --------------------------------------------------------------------------- load
+
+LOAD_N = int(__import__("os").environ.get("BX_LOAD_N", "300"))   # the full run: BX_LOAD_N=10000
+
+
+def mixed_lengths(n: int, seed: int) -> list[int]:
+    """Text lengths from 1 B to 64 KB, chosen so QEMU's ~14-35 kB/s serial line carries
+    them in minutes: 97 % log-uniform in 1-256 B, 2.5 % in 256 B-4 KB, 0.5 % in 4-64 KB,
+    plus one of exactly 64 KB and one of 1 B (mean ~150 B: 10,000 texts are ~1.5 MB)."""
+    rng = random.Random(seed)
+
+    def log_uniform(lo, hi):
+        return int(round(lo * (hi / lo) ** rng.random()))
+    out = [log_uniform(1, 256) if r < 0.97 else log_uniform(256, 4096) if r < 0.995 else log_uniform(4096, 65536)
+           for r in (rng.random() for _ in range(n - 2))]
+    return out + [65536, 1]
+
+
+@needs(firmware.CC, "qemu-system-arm")
+@pytest.mark.parametrize("board", QEMU_BOARDS)
+def test_load_mixed_lengths_pipelined(work, board):
+    """LOAD_N texts of mixed lengths pipelined at the client's defaults (byte credit,
+    pieces): all replies, in order, none merged or lost (no retry), each equal to the
+    host emulator's (cost and unit aside)."""
+    lens = mixed_lengths(LOAD_N, 21)
+    texts = [text_of(work, n, 5000 + k).decode() for k, n in enumerate(lens)]
+    host, c0 = classify_all(f"exec:{work['exe']}", [t.encode() for t in texts])
+    with start_qemu(work["fw"][board].elf, board, log=work["dir"] / f"{board}-load.log") as q:
+        with Client(open_transport(q.url, timeout=60), timeout=60) as c:
+            c.handshake()
+            got = list(c.classify_many(texts))
+            stats = dict(c.stats)
+    assert len(got) == len(texts) and stats.get("retries", 0) == 0 and stats.get("garbage", 0) == 0, stats
+    strip = lambda r: r if isinstance(r, Exception) else re.sub(r" (cost|unit)=\S+", "", r.line)  # noqa: E731
+    bad = [k for k, (a, b) in enumerate(zip(host, got)) if str(strip(a)) != str(strip(b))]
+    assert not bad, [(lens[k], strip(host[k]), strip(got[k])) for k in bad[:3]]
+    print(f"\n{board}: {len(texts)} texts, {sum(lens):,} bytes, all equal to the host emulator, {stats}")
