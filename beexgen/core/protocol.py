@@ -48,8 +48,15 @@ def piece_bytes(ring: int) -> int:
     return max(1, min(PIECE, room))
 
 
-def link_defines(line_max: int, window: int = WINDOW, ring: int = RX_RING) -> list[tuple[str, str, str]]:
+def ring_for(line_max: int) -> int:
+    """The receive ring of a build: RX_RING, or less on a board that sets a shorter command
+    line for its small RAM (the power of two >= 8 line_max: 1024 bytes for 128)."""
+    return min(RX_RING, 1 << (8 * line_max - 1).bit_length())
+
+
+def link_defines(line_max: int, window: int = WINDOW, ring: int | None = None) -> list[tuple[str, str, str]]:
     """(macro, value, comment) of the flow-control sizes for bx_board.h."""
+    ring = ring_for(line_max) if ring is None else ring
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window {window!r} must be an integer >= 1")
     if ring < 2 * RX_SLACK or ring & (ring - 1):
