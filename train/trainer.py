@@ -290,7 +290,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     mcfg = model_config(cfg, tok, len(classes))
     # encode only what this run reads: --max-train may keep a small part of a big file
-    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i]) for i in sorted({*train_idx, *split.val})}
+    todo = sorted({*train_idx, *split.val})
+    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i])
+               for i in tqdm(todo, desc="tokenizing", unit="text", disable=not progress or len(todo) < 20000)}
     ids = {i: tok_mod.model_ids(a, mcfg.seq_max) for i, a in all_ids.items()}
     report_lengths(list(all_ids.values()), mcfg.seq_max, progress)
     (run_dir / "config.json").write_text(json.dumps(
@@ -442,7 +444,8 @@ def load_run(path: str | Path, progress: bool = False) -> Run:
     model.eval()
     tok = tok_mod.load_tokenizer(path / "tokenizer.json")
     ds, classes, labels, split = prepare_data(cfg, path, progress)
-    all_ids = [tok_mod.encode_all(tok, t) for t in ds.texts]
+    all_ids = [tok_mod.encode_all(tok, t)
+               for t in tqdm(ds.texts, desc="tokenizing", unit="text", disable=not progress or len(ds.texts) < 20000)]
     ids = [tok_mod.model_ids(a, model.cfg.seq_max) for a in all_ids]
     return Run(path, cfg, model, tok, classes, ds.texts, labels, split, ids, all_ids)
 
