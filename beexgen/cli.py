@@ -449,7 +449,7 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
 @click.option("--target", default="portable", show_default=True,
               help="Kernel files and core flags: portable (any C11 compiler and core), host (with the x86 paths) "
                    "or a board name (its core's kernels and -mcpu/-mfpu/-mfloat-abi).")
-@click.option("--line-max", default=_protocol.LINE_MAX, show_default=True, help="Longest text in bytes whose every token counts.")
+@click.option("--line-max", default=_protocol.LINE_MAX, show_default=True, help="Longest command line in bytes (BX_LINE_MAX); texts of any length are classified.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):
     """Export the C of an artifact as a library for your own firmware.

@@ -66,7 +66,7 @@ def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix:
     """Write the library of `art` into out_dir; return the files written.
 
     target: the kernel files and core flags ("portable", "host" or a board name).
-    line_max: the longest text (bytes) whose every token the wide exit sees (BX_LINE_MAX).
+    line_max: BX_LINE_MAX (the protocol's command lines; a library classifies texts of any length).
     force: replace a non-empty out_dir (else ExportError)."""
     check_prefix(prefix)
     if fmt not in FORMATS:
