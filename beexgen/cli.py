@@ -567,7 +567,7 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
               help="Kernel files and core flags: portable (any C11 compiler and core), host (with the x86 paths) "
                    "or a board name (its core's kernels and -mcpu/-mfpu/-mfloat-abi).")
 @click.option("--line-max", default=_protocol.LINE_MAX, show_default=True, type=Number(int),
-              callback=lambda c, p, v: _line_max(v), help="Longest text in bytes whose every token counts.")
+              callback=lambda c, p, v: _line_max(v), help="Longest command line in bytes (BX_LINE_MAX); texts of any length are classified.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out that beexgen created (marked by a "
               ".beexgen-output file); never the current directory, a run, an artifact or another directory.")
 def export_c(artifact_dir, out, prefix, fmt, target, line_max, force):

@@ -37,7 +37,9 @@ FUZZ = ["-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recov
 ARM_OPT = ["-O2", "-ffunction-sections", "-fdata-sections", "-g"]
 # gcc's per-function frame sizes and call graph: codegen/firmware.py's stack analysis.
 ARM_STACK = ["-fstack-usage", "-fcallgraph-info=su"]
-ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
+# bx_classify (the whole-buffer API) stays in every image although the protocol streams:
+# m4bench.profile calls it, and so can a debugger.
+ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,--undefined=bx_classify"]
 
 # Instruction sets the kernels' x86 paths use (bx_kernels_x86.c), each enabled when the
 # build machine has every CPU flag it needs: (name, gcc options, /proc/cpuinfo flags).

@@ -179,7 +179,8 @@ def handshake(ser, timeout: float = 10.0) -> None:
         later = protocol.handshake(link.write_line, link.read_line, lambda: next(ids), timeout,
                                    spec=getattr(ser, "port", None) or "the firmware")
         for rid in later:
-            while (line := link.read_line(max(0.0, deadline - time.monotonic()) + 1.0)) != f"#{rid} ok pong":
+            while (line := link.read_line(max(0.0, deadline - time.monotonic()) + 1.0)) is None or \
+                    protocol.split_id(line) != (rid, "ok pong"):
                 if line is None:
                     raise protocol.NoAnswer(f"no pong to ping #{rid} after the handshake")
     except protocol.NoAnswer as e:

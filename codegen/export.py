@@ -117,8 +117,8 @@ def export_c(art: art_mod.Artifact | str | Path, out_dir: str | Path, *, prefix:
     """Write the library of `art` into out_dir; return the files written.
 
     target: the kernel files and core flags ("portable", "host" or a board name).
-    line_max: the longest text (bytes) whose every token the wide exit sees (BX_LINE_MAX).
-    force: replace a non-empty out_dir (else ExportError). golden: the self-test's
+    line_max: BX_LINE_MAX (the protocol's command lines; a library classifies texts of any length).
+    force: replace a non-empty out_dir that beexgen created (core/outdir.py). golden: the self-test's
     sentences and answers (codegen/selftest.py golden_set; None: from the test split of
     the training run beside the artifact, if there is one). report: called with each line
     of the summary (the measured flash and RAM, the self-test's sentences)."""

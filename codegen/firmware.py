@@ -226,7 +226,8 @@ def read_callgraph(obj_dir: Path) -> tuple[dict[str, tuple[int, str]], dict[str,
     return frames, edges
 
 
-ROOTS = {"bx_reset_handler", "main", "bx_uart_irq_handler", "bx_default_handler", "bx_fault_report"}
+ROOTS = {"bx_reset_handler", "main", "bx_uart_irq_entry", "bx_uart_irq_handler", "bx_default_handler",
+         "bx_fault_report"}
 
 
 def _short(fn: str) -> str:
@@ -273,7 +274,7 @@ def stack_analysis(obj_dir: Path, exception_frame: int = EXCEPTION_FRAME) -> Sta
         return memo[fn]
 
     main_bytes, main_path = deepest("bx_reset_handler")
-    isr_bytes, _ = deepest("bx_uart_irq_handler")
+    isr_bytes, _ = deepest("bx_uart_irq_entry")          # the vector: it calls the driver's handler
     fault_bytes = max(deepest("bx_fault_report")[0], deepest("bx_default_handler")[0])
     worst = main_bytes + isr_bytes + fault_bytes + 2 * exception_frame
     if library:

@@ -417,7 +417,8 @@ def _stage_map(m4: M4) -> dict:
     def norm(_m, cur):
         return None if cur == "exit heads" else "layer norms"
 
-    return {"bx_tokenize": "tokenizer", "bx_embed": "embedding", "bx_pack_signs": "sign packing",
+    return {"bx_tokenize": "tokenizer", "bx_tok_byte": "tokenizer", "bx_tok_end": "tokenizer",
+            "bx_wide_id": "wide exit", "bx_wide_end": "wide exit", "bx_embed": "embedding", "bx_pack_signs": "sign packing",
             "bx_binlinear": binary, "bx_layernorm_rows": norm, "bx_layernorm": norm,
             "bx_attend": "attention scores", "bx_attend_scores": "attention scores", "bx_attend_softmax": "softmax",
             "bx_attend_weigh": "V weighting", "bx_attend_weigh_portable": "V weighting",

@@ -128,8 +128,8 @@ def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, bo
     """Write the C sources of `art` for `target` into src_dir; return the files written.
 
     board_name, cost_unit: BX_BOARD_NAME, BX_COST_UNIT ("ns", "instr", "cycles").
-    line_max: BX_LINE_MAX, request bytes per line (and the longest text bx_classify
-    tokenizes whole). defines: extra (name, value) pairs (or a dict) emitted as
+    line_max: BX_LINE_MAX, the longest arguments of a buffered command (texts of any length
+    are streamed); it also sizes the receive ring (protocol.ring_for). defines: extra (name, value) pairs (or a dict) emitted as
     `#define name value` in bx_board.h. app: hand-written application files to copy
     (default: the protocol loop; a platform file is the caller's to add). golden: the
     self-test's sentences and answers (codegen/selftest.py; none: bx_selftest returns -1)."""

@@ -46,6 +46,9 @@ typedef enum { BX_IRQN_RESERVED = -1 } IRQn_Type;
 #define BX_DWT_CTRL   (DWT->CTRL)
 #define BX_DWT_CYCCNT (DWT->CYCCNT)
 static inline void bx_nvic_enable(int irq) { NVIC_EnableIRQ((IRQn_Type)irq); }
+static inline void bx_nvic_disable(int irq) { NVIC_DisableIRQ((IRQn_Type)irq); }
+static inline void bx_nvic_pend(int irq) { NVIC_SetPendingIRQ((IRQn_Type)irq); }
+static inline void bx_nvic_unpend(int irq) { NVIC_ClearPendingIRQ((IRQn_Type)irq); }
 static inline void bx_irq_disable(void) { __disable_irq(); }
 static inline void bx_irq_enable(void) { __enable_irq(); }
 static inline void bx_wfi(void) { __WFI(); }
@@ -58,7 +61,13 @@ static inline void bx_isb(void) { __ISB(); }
 #define BX_DWT_CTRL   BX_REG(0xE0001000u)
 #define BX_DWT_CYCCNT BX_REG(0xE0001004u)
 #define BX_NVIC_ISER(n) BX_REG(0xE000E100u + 4u * (uint32_t)(n))
+#define BX_NVIC_ICER(n) BX_REG(0xE000E180u + 4u * (uint32_t)(n))
+#define BX_NVIC_ISPR(n) BX_REG(0xE000E200u + 4u * (uint32_t)(n))
+#define BX_NVIC_ICPR(n) BX_REG(0xE000E280u + 4u * (uint32_t)(n))
 static inline void bx_nvic_enable(int irq) { BX_NVIC_ISER(irq >> 5) = 1u << (irq & 31); }
+static inline void bx_nvic_disable(int irq) { BX_NVIC_ICER(irq >> 5) = 1u << (irq & 31); }
+static inline void bx_nvic_pend(int irq) { BX_NVIC_ISPR(irq >> 5) = 1u << (irq & 31); }
+static inline void bx_nvic_unpend(int irq) { BX_NVIC_ICPR(irq >> 5) = 1u << (irq & 31); }
 static inline void bx_irq_disable(void) { __asm volatile ("cpsid i" ::: "memory"); }
 static inline void bx_irq_enable(void) { __asm volatile ("cpsie i" ::: "memory"); }
 static inline void bx_wfi(void) { __asm volatile ("wfi" ::: "memory"); }
@@ -79,8 +88,10 @@ void bx_uart_init(void);
 void bx_uart_write(const uint8_t *s, size_t n);
 /* Wait until the last byte has left the transmitter (before a reset or exit). */
 void bx_uart_flush(void);
-/* The UART's interrupt handler (vector 16 + BX_UART_IRQ, see startup_cortexm.c). */
+/* The UART's interrupt handler, called by platform_cortexm.c's bx_uart_irq_entry
+ * (vector 16 + BX_UART_IRQ, see startup_cortexm.c), which takes its time out of the cost. */
 void bx_uart_irq_handler(void);
+void bx_uart_irq_entry(void);
 
 /* ---- cost counter interface (one counter_<kind>.c per counter kind) ------------ */
 

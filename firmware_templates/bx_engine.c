@@ -10,13 +10,16 @@
  * x[i] in place: the static RAM is x and v (n x d floats each), the packed q and k
  * (n x d bits each) and a few per-token rows, independent of the number of blocks.
  *
- * Wide exit 0 (beexgen/core/wide.py). bx_classify tokenizes the whole line (a line of at
- * most BX_LINE_MAX bytes has at most BX_LINE_MAX ids), sums the wide head's int8
- * weights over every id and every hashed bigram in int32 (exact: |S| <= 254 k), and
- * turns the sums into logits with one float multiply and one add per class, as
- * train/deploy.py does. Those logits are exit 0 and are added to every deep exit's
- * logits. The blocks see [CLS] + the ids, or [CLS] + head + tail of them past
- * BX_SEQ_MAX.
+ * Input: a stream, in RAM that does not depend on the text's length (docs/INTERNALS.md,
+ * "Streaming input"). bx_stream_begin, then bx_stream_byte for every byte of the text as
+ * it arrives, then bx_stream_classify (or bx_stream_ids). The tokenizer (bx_tok_stream)
+ * hands each id to stream_id, which (1) adds it to the wide exit's integer sums
+ * (bx_wide_begin / bx_wide_id / bx_wide_end: every id and every hashed bigram, in int64,
+ * exact for any length) and (2) keeps the ids the blocks will see: the first
+ * head = (BX_SEQ_MAX - 1) / 2 in place and the rest in a ring of BX_SEQ_MAX - 1 - head
+ * slots holding the latest ones. At the end that is [CLS] + all ids, or [CLS] + head +
+ * tail past BX_SEQ_MAX (wide.head_tail), exactly as train/deploy.py on the whole text.
+ * The text itself is never kept. bx_classify(text, len) is that stream over a buffer.
  *
  * Token groups. The per-token stages run on BX_ROW_GROUP tokens at a time, stage by
  * stage, so that a layer norm gets that many independent rows (bx_layernorm_rows runs them side by side
@@ -26,7 +29,6 @@
  */
 #include "bx_engine.h"
 
-#include "bx_board.h"                       /* BX_LINE_MAX */
 #include "bx_kernels.h"
 #include "bx_math.h"
 #include "bx_status.h"
@@ -47,12 +49,22 @@ static float    bx_row2[BX_ROW_GROUP][BX_D_MODEL];              /* layer-norm ou
 static float    bx_att[BX_ROW_GROUP][BX_D_MODEL];               /* x_att, then the SLFN output y */
 static uint32_t bx_ub[BX_WORDS(BX_BINLIN_IN_MAX)];     /* packed input of a binary layer */
 
-#define BX_IDS_MAX BX_LINE_MAX              /* tokenizer ids of one line, at most */
-static int32_t  bx_all_ids[BX_IDS_MAX];     /* every tokenizer id of the line */
 #if BX_HAS_WIDE
 extern const bx_wide_w bx_wide;
 static float    bx_wide_logits[BX_N_CLASSES];
 #endif
+
+#define BX_KEEP (BX_SEQ_MAX - 1)            /* tokenizer ids the blocks see at most */
+#define BX_HEAD (BX_KEEP / 2)               /* ... from the text's start; the rest from its end */
+/* The input stream: the only state of a text in progress (docs/INTERNALS.md). */
+static struct {
+    bx_tok_stream tok;                      /* the word in progress, UTF-8 state */
+    uint32_t k;                             /* ids so far (saturates at UINT32_MAX) */
+    int32_t  keep[BX_KEEP];                 /* ids 0..BX_HEAD-1, then a ring of the latest */
+#if BX_HAS_WIDE
+    bx_wide_state wide;                     /* exit 0's sums */
+#endif
+} bx_in;
 
 static int32_t  bx_policy = BX_DEFAULT_POLICY;
 /* One spare entry: with a single exit, policy_exits() never reads bx_thr[k] for
@@ -200,29 +212,43 @@ int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
 }
 
 #if BX_HAS_WIDE
-/* S (C,) over ids[0..k): S_c = sum_i U[t_i][c] + sum_{i < k-1} G[bucket(t_i, t_{i+1})][c],
- * in int32: exact, since |S_c| <= 2 * 127 * k and k <= BX_IDS_MAX. */
-void bx_wide_sums(int32_t *s, const int32_t *ids, int k)
+/* The wide exit, incremental (beexgen/core/wide.py): S_c = sum_i U[t_i][c] +
+ * sum_{i < k-1} G[bucket(t_i, t_{i+1})][c], in int64 (exact for any k; |S_c| <= 254 k),
+ * then logits_c = scale_c * float(S_c) + bias_c, float(S_c) rounded to nearest as numpy's
+ * int64 -> float32 (exact while |S_c| < 2^24). */
+void bx_wide_begin(bx_wide_state *w)
 {
-    for (int c = 0; c < BX_N_CLASSES; c++) s[c] = 0;
-    for (int i = 0; i < k; i++) {
-        const int8_t *u = bx_wide.uni + (size_t)ids[i] * BX_N_CLASSES;
-        for (int c = 0; c < BX_N_CLASSES; c++) s[c] += u[c];
-    }
-#if BX_WIDE_BUCKETS
-    for (int i = 0; i + 1 < k; i++) {
-        const int8_t *g = bx_wide.big + (size_t)bx_wide_bucket(ids[i], ids[i + 1]) * BX_N_CLASSES;
-        for (int c = 0; c < BX_N_CLASSES; c++) s[c] += g[c];
-    }
-#endif
+    for (int c = 0; c < BX_N_CLASSES; c++) w->s[c] = 0;
+    w->n = 0;
+    w->prev = 0;
 }
 
-/* logits (C,) of the wide exit: scale_c * float(S_c) + bias_c (float(S_c) is exact). */
-static void wide_logits(float *logits, const int32_t *ids, int k)
+void bx_wide_id(bx_wide_state *w, int32_t id)
 {
-    int32_t s[BX_N_CLASSES];
-    bx_wide_sums(s, ids, k);
-    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)s[c] + bx_wide.bias[c];
+    const int8_t *u = bx_wide.uni + (size_t)id * BX_N_CLASSES;
+    for (int c = 0; c < BX_N_CLASSES; c++) w->s[c] += u[c];
+#if BX_WIDE_BUCKETS
+    if (w->n) {
+        const int8_t *g = bx_wide.big + (size_t)bx_wide_bucket(w->prev, id) * BX_N_CLASSES;
+        for (int c = 0; c < BX_N_CLASSES; c++) w->s[c] += g[c];
+    }
+#endif
+    w->prev = id;
+    w->n = 1;
+}
+
+void bx_wide_end(const bx_wide_state *w, float *logits)
+{
+    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)w->s[c] + bx_wide.bias[c];
+}
+
+/* S (C,) int32 over ids[0..k) (tests/c/wide_harness.c compares it with Python). */
+void bx_wide_sums(int32_t *s, const int32_t *ids, int k)
+{
+    bx_wide_state w;
+    bx_wide_begin(&w);
+    for (int i = 0; i < k; i++) bx_wide_id(&w, ids[i]);
+    for (int c = 0; c < BX_N_CLASSES; c++) s[c] = (int32_t)w.s[c];
 }
 
 int bx_exit_wide(bx_result *out)
@@ -232,44 +258,95 @@ int bx_exit_wide(bx_result *out)
 }
 #endif
 
-/* ids (BX_SEQ_MAX,) <- [CLS] + all[0..k), or [CLS] + head + tail of it. */
-static int compose_ids(int32_t *ids, const int32_t *all, int k)
+/* ---- the input stream ---------------------------------------------------------- */
+
+/* One tokenizer id: exit 0's sums, and the ids the blocks see (head in place, tail ring). */
+static void stream_id(int32_t id)
 {
-    const int keep = BX_SEQ_MAX - 1, head = keep / 2;
+#if BX_HAS_WIDE
+    bx_wide_id(&bx_in.wide, id);
+#endif
+    uint32_t i = bx_in.k;
+    if (i < BX_HEAD) bx_in.keep[i] = id;
+    else bx_in.keep[BX_HEAD + (i - BX_HEAD) % (BX_KEEP - BX_HEAD)] = id;
+    if (bx_in.k != UINT32_MAX) bx_in.k++;
+}
+
+void bx_stream_begin(void)
+{
+    bx_tok_begin(&bx_in.tok);
+    bx_in.k = 0;
+#if BX_HAS_WIDE
+    bx_wide_begin(&bx_in.wide);
+#endif
+}
+
+void bx_stream_byte(uint8_t b)
+{
+    int n = bx_tok_byte(&bx_in.tok, b);
+    /* HOOK (wide exit, per word; a word-level wide exit plugs in here): b is a byte of
+     * the text (a word byte unless it is a separator or punctuation, which end words;
+     * ASCII A-Z lower-cased by the normaliser), and bx_in.tok.ended > 0 when it completed
+     * that many pre-tokenizer words, whose ids follow. The id-level wide exit needs
+     * neither: it takes the ids in stream_id. */
+    for (int i = 0; i < n; i++) stream_id(bx_in.tok.out[i]);
+}
+
+void bx_stream_bytes(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) bx_stream_byte(s[i]);
+}
+
+/* ids (BX_SEQ_MAX,) <- [CLS] + the kept ids in text order: all of them, or the head and
+ * the tail ring unrolled from its oldest slot. Returns the count, or -BX_STATUS_BAD_UTF8. */
+int bx_stream_ids(int32_t *ids)
+{
+    int last = bx_tok_end(&bx_in.tok);      /* the last word's ids (HOOK: its end, as above) */
+    if (last < 0) return -BX_STATUS_BAD_UTF8;
+    for (int i = 0; i < last; i++) stream_id(bx_in.tok.out[i]);
+    const uint32_t k = bx_in.k, tail = BX_KEEP - BX_HEAD;
     ids[0] = BX_CLS_ID;
-    if (k <= keep) {
-        for (int i = 0; i < k; i++) ids[1 + i] = all[i];
-        return k + 1;
+    if (k <= BX_KEEP) {
+        for (uint32_t i = 0; i < k; i++) ids[1 + i] = bx_in.keep[i];
+        return (int)k + 1;
     }
-    for (int i = 0; i < head; i++) ids[1 + i] = all[i];
-    for (int i = 0; i < keep - head; i++) ids[1 + head + i] = all[k - (keep - head) + i];
-    return keep + 1;
+    for (uint32_t i = 0; i < BX_HEAD; i++) ids[1 + i] = bx_in.keep[i];
+    uint32_t oldest = (k - BX_HEAD) % tail;             /* slot of id k - tail */
+    for (uint32_t i = 0; i < tail; i++) ids[1 + BX_HEAD + i] = bx_in.keep[BX_HEAD + (oldest + i) % tail];
+    return BX_KEEP + 1;
 }
 
-int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids)
-{
-    int k = bx_tokenize(text, len, bx_all_ids, BX_IDS_MAX);
-    return k < 0 ? k : compose_ids(ids, bx_all_ids, k);
-}
-
-int bx_classify(const uint8_t *text, size_t len, bx_result *out)
+int bx_stream_classify(bx_result *out)
 {
     static int32_t ids[BX_SEQ_MAX];
-    if (len > BX_LINE_MAX) return -BX_STATUS_LINE_TOO_LONG;   /* more ids than bx_all_ids holds */
-    int k = bx_tokenize(text, len, bx_all_ids, BX_IDS_MAX);
-    if (k < 0) return k;
-    if (k == 0) return -BX_STATUS_EMPTY;          /* no token besides [CLS]: nothing to classify */
-    int n = compose_ids(ids, bx_all_ids, k);
+    int n = bx_stream_ids(ids);
+    if (n < 0) return n;
+    if (n == 1) return -BX_STATUS_EMPTY;          /* no token besides [CLS]: nothing to classify */
+    uint32_t k = bx_in.k;
     out->n_tokens = n;
-    out->n_ids = k;
+    out->n_ids = k > INT32_MAX ? INT32_MAX : (int32_t)k;
 #if BX_HAS_WIDE
-    wide_logits(bx_wide_logits, bx_all_ids, k);
+    bx_wide_end(&bx_in.wide, bx_wide_logits);
 #endif
     bx_h_prev = BX_H_PRIOR;
     int e = bx_forward(ids, n, out);
     out->bmacs = bx_cost_bmacs[n - 1][e - BX_FIRST_EXIT];
-    out->flops = bx_cost_flops[n - 1][e - BX_FIRST_EXIT] + BX_WIDE_FLOPS_PER_ID * (uint32_t)k;
+    out->flops = bx_cost_flops[n - 1][e - BX_FIRST_EXIT] + BX_WIDE_FLOPS_PER_ID * k;
     return 0;
+}
+
+int bx_model_ids(const uint8_t *text, size_t len, int32_t *ids)
+{
+    bx_stream_begin();
+    bx_stream_bytes(text, len);
+    return bx_stream_ids(ids);
+}
+
+int bx_classify(const uint8_t *text, size_t len, bx_result *out)
+{
+    bx_stream_begin();
+    bx_stream_bytes(text, len);
+    return bx_stream_classify(out);
 }
 
 int bx_engine_set_policy(int32_t policy, const float *thr, int n_thr)

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bx_board.h"           /* BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX */
+#include "bx_board.h"           /* BX_BOARD_NAME, BX_COST_UNIT, BX_LINE_MAX, BX_RX_RING */
 
 #define BX_GETC_EOF      (-1)   /* input closed (host emulator only) */
 #define BX_GETC_OVERRUN  (-2)   /* bytes of the line in progress were lost before the next byte */
@@ -24,7 +24,8 @@ int      bx_platform_getc(void);
 /* Send s[0..n) (no terminator needed); returns when the bytes are handed to the line. */
 void     bx_platform_write(const char *s, size_t n);
 
-/* Monotonic work counter in BX_COST_UNIT ("ns", "instr", "cycles"). */
+/* Monotonic work counter in BX_COST_UNIT ("ns", "instr", "cycles"): on boards, work
+ * outside the UART interrupt (platform_cortexm.c takes the interrupt's time out). */
 uint64_t bx_platform_cost(void);
 
 /* Stop: exit status to the host (emulator, QEMU semihosting); boards may halt. */

@@ -1,17 +1,30 @@
-/* bx_protocol.c: request parsing, commands and replies (docs/INTERNALS.md).
+/* bx_protocol.c: request grammar, commands and replies (docs/INTERNALS.md).
  *
- * Grammar of a request line (terminator and the optional request id `#<digits> `
- * already split off by main.c; the id is echoed in front of the reply):
+ * main.c frames the lines (terminator, request id, check) and hands each line's body here
+ * byte by byte (bx_protocol_begin, bx_protocol_byte, bx_protocol_end). Grammar of a body:
  *
- *     line     = text                      classify text (any line not starting with '!')
+ *     body     = text                      classify text (any line not starting with '!')
  *              | "!" name [" " args]       a command; name runs up to the first space
- *     commands:
+ *     commands (bx_commands, one entry each; `args` says how the arguments arrive):
  *       !c <text>                    classify text (a text that itself begins with '!')
- *       !ping                        -> ok pong
- *       !info                        -> ok info format=.. hash=.. board=.. ... unit=.. line=.. window=..
  *       !tok <text>                  -> ok tok n=<k> ids=<i1,...>   ([CLS] included)
+ *       !more <key> <off> <part>     a piece of a long text -> ok more n=<bytes so far>
+ *       !end <key> <off> <part>      its last piece: classify the whole text
+ *       !ping                        -> ok pong
+ *       !info                        -> ok info format=.. hash=.. board=.. ... line=.. window=.. first=.. ring=..
  *       !policy                      -> ok policy=<name> thr=<hex32>,...   (query)
  *       !policy <name> [<t>{,<t>}]   set the exit policy; same reply
+ *
+ * Texts (plain, !c, !tok, the pieces) are streamed into the engine as they arrive
+ * (bx_stream_*): no text is stored, so a text of any length is classified in the same
+ * RAM. The arguments of the other commands are buffered, at most BX_LINE_MAX bytes
+ * (longer: err LINE_TOO_LONG).
+ *
+ * Long texts in pieces (docs/INTERNALS.md): `!more` / `!end` carry a key and the byte
+ * offset of their part in the text. Offset 0 starts a text (discarding an unfinished
+ * one); any other offset must continue the unfinished text of the same key exactly
+ * where it stopped, otherwise `err BAD_PIECE` and the text is discarded. Every other
+ * line, and every line refused (bad check, overrun), discards an unfinished text too.
  *
  * Every reply is one line: `ok ...` or `err <code> <NAME> [detail]`, codes from the
  * generated bx_status.h. Floats that must survive the trip exactly (logits,
@@ -227,12 +240,6 @@ static void out_id(const uint8_t *id, size_t id_n)
     out_bytes(" ", 1);
 }
 
-void bx_protocol_reject(const uint8_t *id, size_t id_n, int status)
-{
-    out_id(id, id_n);
-    reply_error(status, NULL);
-}
-
 /* ------------------------------------------------------------------ commands */
 
 static bx_result bx_res;
@@ -250,15 +257,50 @@ static size_t split_word(const uint8_t *s, size_t n, const uint8_t **rest, size_
     return w;
 }
 
-/* <text>, !c <text>
- *   -> ok cls=<i> label=<name> conf=<x.xxxx> exit=<d>/<B> tokens=<n> cost=<c> unit=<u>
- *         bmacs=<m> flops=<f> logits=<hex32>,...
- * cost is bx_platform_cost() across bx_classify (tokenizer included). */
-static void cmd_classify(const uint8_t *text, size_t n)
+/* ---- the text stream and its cost --------------------------------------------------- */
+
+/* A text's bytes go to the engine BX_FEED_CHUNK at a time, each batch between two reads
+ * of bx_platform_cost() (work outside interrupt handlers): the batches depend on the
+ * text alone, not on how its bytes arrived, so cost= is the same for the same text
+ * however it is sent (one line or pieces, any pipelining). */
+#define BX_FEED_CHUNK 64
+static uint8_t  bx_feed[BX_FEED_CHUNK];
+static size_t   bx_feed_n;
+static uint64_t bx_text_cost;          /* cost of the text so far */
+
+static void text_begin(void)
+{
+    bx_feed_n = 0;
+    bx_text_cost = 0;
+    uint64_t before = bx_platform_cost();
+    bx_stream_begin();
+    bx_text_cost += bx_platform_cost() - before;
+}
+
+static void text_flush(void)
 {
     uint64_t before = bx_platform_cost();
-    int st = bx_classify(text, n, &bx_res);
-    uint64_t after = bx_platform_cost();
+    bx_stream_bytes(bx_feed, bx_feed_n);
+    bx_text_cost += bx_platform_cost() - before;
+    bx_feed_n = 0;
+}
+
+static void text_byte(uint8_t b)
+{
+    bx_feed[bx_feed_n++] = b;
+    if (bx_feed_n == BX_FEED_CHUNK) text_flush();
+}
+
+/* The streamed text is complete:
+ *   -> ok cls=<i> label=<name> conf=<x.xxxx> exit=<d>/<B> tokens=<n> cost=<c> unit=<u>
+ *         bmacs=<m> flops=<f> logits=<hex32>,...
+ * cost: the engine's work on this text (tokenizer included), interrupts excluded. */
+static void classify_end(void)
+{
+    text_flush();
+    uint64_t before = bx_platform_cost();
+    int st = bx_stream_classify(&bx_res);
+    uint64_t cost = bx_text_cost + (bx_platform_cost() - before);
     if (st < 0) { reply_error(-st, NULL); return; }
     if (bx_res.cls < 0 || bx_res.cls >= BX_N_CLASSES) { reply_error(BX_STATUS_INTERNAL, "class"); return; }
     out_str("ok");
@@ -267,7 +309,7 @@ static void cmd_classify(const uint8_t *text, size_t n)
     out_key("conf");   out_fixed4(bx_res.confidence);
     out_key("exit");   out_i32(bx_res.exit_depth); out_bytes("/", 1); out_u64(BX_N_BLOCKS);
     out_key("tokens"); out_i32(bx_res.n_tokens);
-    out_key("cost");   out_u64(after - before);
+    out_key("cost");   out_u64(cost);
     out_key("unit");   out_str(BX_COST_UNIT);
     out_key("bmacs");  out_u64(bx_res.bmacs);
     out_key("flops");  out_u64(bx_res.flops);
@@ -275,7 +317,49 @@ static void cmd_classify(const uint8_t *text, size_t n)
     out_end();
 }
 
-static void cmd_c(const uint8_t *args, size_t n) { cmd_classify(args, n); }
+/* <text>, !c <text> */
+static void cmd_c(const uint8_t *args, size_t n) { (void)args; (void)n; classify_end(); }
+
+/* !tok <text> -> ok tok n=<k> ids=<i1,...>  (the model input ids, [CLS] first) */
+static void cmd_tok(const uint8_t *args, size_t n)
+{
+    (void)args; (void)n;
+    text_flush();
+    int k = bx_stream_ids(bx_ids);
+    if (k < 0) { reply_error(-k, NULL); return; }
+    out_str("ok tok");
+    out_key("n");   out_i32(k);
+    out_key("ids");
+    for (int i = 0; i < k; i++) {
+        if (i) out_bytes(",", 1);
+        out_i32(bx_ids[i]);
+    }
+    out_end();
+}
+
+/* ---- long texts in pieces ------------------------------------------------------------ */
+
+#define BX_KEY_DIGITS 9                /* a piece's key: 1..9 decimal digits */
+#define BX_OFF_DIGITS 12               /* its offset: 1..12 decimal digits */
+static int      bx_piece_open;         /* a text in pieces is unfinished */
+static uint32_t bx_piece_key;          /* its key */
+static uint64_t bx_piece_n;            /* its bytes so far */
+
+/* !more <key> <off> <part> -> ok more n=<bytes of the text so far> */
+static void cmd_more(const uint8_t *args, size_t n)
+{
+    (void)args; (void)n;
+    out_str("ok more");
+    out_key("n"); out_u64(bx_piece_n);
+    out_end();
+}
+
+/* !end <key> <off> <part>: the text is complete */
+static void cmd_end(const uint8_t *args, size_t n)
+{
+    bx_piece_open = 0;
+    cmd_c(args, n);
+}
 
 /* !ping -> ok pong */
 static void cmd_ping(const uint8_t *args, size_t n)
@@ -310,7 +394,7 @@ static void out_policy(void)
 
 /* !info -> ok info format=<v> hash=<sha256> board=<name> classes=<C> blocks=<B> d=<d>
  *          heads=<h> seq=<L> vocab=<V> labels=<a,b,...> policy=<p> thr=<t,...> unit=<u>
- *          line=<BX_LINE_MAX> window=<BX_WINDOW> first=<BX_FIRST_EXIT> */
+ *          line=<BX_LINE_MAX> window=<BX_WINDOW> first=<BX_FIRST_EXIT> ring=<BX_RX_RING> */
 static void cmd_info(const uint8_t *args, size_t n)
 {
     (void)args;
@@ -335,21 +419,7 @@ static void cmd_info(const uint8_t *args, size_t n)
     out_key("line");    out_u64(BX_LINE_MAX);
     out_key("window");  out_u64(BX_WINDOW);
     out_key("first");   out_u64(BX_FIRST_EXIT);      /* 0: exit 0 (the wide exit) exists */
-    out_end();
-}
-
-/* !tok <text> -> ok tok n=<k> ids=<i1,...>  (the model input ids, [CLS] first) */
-static void cmd_tok(const uint8_t *text, size_t n)
-{
-    int k = bx_model_ids(text, n, bx_ids);
-    if (k < 0) { reply_error(-k, NULL); return; }
-    out_str("ok tok");
-    out_key("n");   out_i32(k);
-    out_key("ids");
-    for (int i = 0; i < k; i++) {
-        if (i) out_bytes(",", 1);
-        out_i32(bx_ids[i]);
-    }
+    out_key("ring");    out_u64(BX_RX_RING);         /* the host's byte credit: ring - RX_SLACK */
     out_end();
 }
 
@@ -401,10 +471,16 @@ static void cmd_policy(const uint8_t *args, size_t n)
     out_end();
 }
 
+/* How a command's arguments arrive: buffered (at most BX_LINE_MAX bytes, then fn(args,
+ * n)), streamed as a text into the engine (fn(NULL, 0) at the line end), or as a piece
+ * of a long text (`<key> <off> ` then the part, streamed). A new command is one entry. */
+typedef enum { ARGS_BUFFERED, ARGS_TEXT, ARGS_PIECE } bx_args_kind;
 typedef void (*bx_command_fn)(const uint8_t *args, size_t n);
-static const struct { const char *name; bx_command_fn fn; } bx_commands[] = {
-    { "c", cmd_c }, { "ping", cmd_ping }, { "info", cmd_info },
-    { "tok", cmd_tok }, { "policy", cmd_policy }, { "selftest", cmd_selftest },
+static const struct { const char *name; bx_args_kind args; bx_command_fn fn; } bx_commands[] = {
+    { "c", ARGS_TEXT, cmd_c }, { "tok", ARGS_TEXT, cmd_tok },
+    { "more", ARGS_PIECE, cmd_more }, { "end", ARGS_PIECE, cmd_end },
+    { "ping", ARGS_BUFFERED, cmd_ping }, { "info", ARGS_BUFFERED, cmd_info },
+    { "policy", ARGS_BUFFERED, cmd_policy }, { "selftest", ARGS_BUFFERED, cmd_selftest },
 };
 #define BX_N_COMMANDS (sizeof bx_commands / sizeof bx_commands[0])
 
@@ -421,18 +497,142 @@ static void reply_unknown(const uint8_t *name, size_t n)
     reply_error(BX_STATUS_UNKNOWN_COMMAND, echo);
 }
 
-void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len)
+/* ---- the body state machine ----------------------------------------------------------- */
+
+enum { B_START, B_NAME, B_ARGS, B_PIECE_KEY, B_PIECE_OFF, B_TEXT, B_DISCARD };
+static struct {
+    int      state;
+    int      cmd;                     /* bx_commands index; -1: a plain text, -2: unknown */
+    int      status;                  /* BX_STATUS_OK, or why the line is refused (reported at its end) */
+    size_t   name_n;                  /* bytes of the command name (the first BX_ECHO_MAX kept) */
+    uint8_t  name[BX_ECHO_MAX];
+    size_t   n;                       /* bytes in buf (ARGS) or digits of key / offset */
+    uint32_t key;
+    uint64_t off;
+    uint8_t  buf[BX_LINE_MAX];        /* buffered arguments */
+} bx_body;
+
+void bx_protocol_begin(void)
+{
+    bx_body.state = B_START;
+    bx_body.cmd = -1;
+    bx_body.status = BX_STATUS_OK;
+    bx_body.name_n = bx_body.n = 0;
+}
+
+/* Which command, now that its name is complete; the line continues as its arguments. */
+static void name_done(void)
+{
+    bx_body.cmd = -2;
+    for (size_t i = 0; i < BX_N_COMMANDS; i++) {
+        if (strlen(bx_commands[i].name) == bx_body.name_n && bx_body.name_n <= BX_ECHO_MAX &&
+            memcmp(bx_commands[i].name, bx_body.name, bx_body.name_n) == 0) bx_body.cmd = (int)i;
+    }
+    if (bx_body.cmd != -2 && bx_commands[bx_body.cmd].args == ARGS_PIECE) {
+        bx_body.state = B_PIECE_KEY;
+        bx_body.key = 0;
+        bx_body.off = 0;
+        bx_body.n = 0;
+        return;
+    }
+    bx_piece_open = 0;                 /* any other line ends an unfinished text in pieces */
+    if (bx_body.cmd == -2) { bx_body.state = B_DISCARD; return; }
+    if (bx_commands[bx_body.cmd].args == ARGS_TEXT) { bx_body.state = B_TEXT; text_begin(); return; }
+    bx_body.state = B_ARGS;
+}
+
+/* `<key> <off> ` of a piece is complete: does it continue the unfinished text? */
+static void piece_start(void)
+{
+    if (bx_body.off == 0) {
+        text_begin();
+        bx_piece_open = 1;
+        bx_piece_key = bx_body.key;
+        bx_piece_n = 0;
+    } else if (!bx_piece_open || bx_piece_key != bx_body.key || bx_piece_n != bx_body.off) {
+        bx_piece_open = 0;
+        bx_body.status = BX_STATUS_BAD_PIECE;
+        bx_body.state = B_DISCARD;
+        return;
+    }
+    bx_body.state = B_TEXT;
+}
+
+/* One digit of a piece's key or offset; `end` is the space after it. */
+static void piece_digit(uint8_t c)
+{
+    int key = bx_body.state == B_PIECE_KEY;
+    size_t max = key ? BX_KEY_DIGITS : BX_OFF_DIGITS;
+    if (c == ' ' && bx_body.n > 0) {
+        bx_body.n = 0;
+        if (key) bx_body.state = B_PIECE_OFF;
+        else piece_start();
+        return;
+    }
+    if (c < '0' || c > '9' || bx_body.n == max) {
+        bx_piece_open = 0;
+        bx_body.status = BX_STATUS_BAD_ARGUMENT;
+        bx_body.state = B_DISCARD;
+        return;
+    }
+    bx_body.n++;
+    if (key) bx_body.key = bx_body.key * 10u + (uint32_t)(c - '0');
+    else bx_body.off = bx_body.off * 10u + (uint64_t)(c - '0');
+}
+
+void bx_protocol_byte(uint8_t c)
+{
+    switch (bx_body.state) {
+    case B_START:
+        if (c == '!') { bx_body.state = B_NAME; return; }
+        bx_piece_open = 0;
+        bx_body.state = B_TEXT;
+        text_begin();
+        text_byte(c);
+        return;
+    case B_NAME:
+        if (c == ' ') { name_done(); return; }
+        if (bx_body.name_n < BX_ECHO_MAX) bx_body.name[bx_body.name_n] = c;
+        bx_body.name_n++;
+        return;
+    case B_ARGS:
+        if (bx_body.n == BX_LINE_MAX) { bx_body.status = BX_STATUS_LINE_TOO_LONG; bx_body.state = B_DISCARD; return; }
+        bx_body.buf[bx_body.n++] = c;
+        return;
+    case B_PIECE_KEY:
+    case B_PIECE_OFF:
+        piece_digit(c);
+        return;
+    case B_TEXT:
+        if (bx_body.cmd >= 0 && bx_commands[bx_body.cmd].args == ARGS_PIECE) bx_piece_n++;
+        text_byte(c);
+        return;
+    default:                           /* B_DISCARD */
+        return;
+    }
+}
+
+void bx_protocol_end(const uint8_t *id, size_t id_n, int status)
 {
     out_id(id, id_n);
-    if (len == 0 || line[0] != '!') { cmd_classify(line, len); return; }
-    const uint8_t *args;
-    size_t args_n;
-    size_t name_n = split_word(line + 1, len - 1, &args, &args_n);
-    for (size_t i = 0; i < BX_N_COMMANDS; i++) {
-        if (strlen(bx_commands[i].name) == name_n && memcmp(bx_commands[i].name, line + 1, name_n) == 0) {
-            bx_commands[i].fn(args, args_n);
-            return;
-        }
+    if (bx_body.state == B_START) {    /* an empty line: a text with nothing to classify */
+        bx_piece_open = 0;
+        if (status == BX_STATUS_OK) status = BX_STATUS_EMPTY;
     }
-    reply_unknown(line + 1, name_n);
+    if (bx_body.state == B_NAME) name_done();
+    if (status == BX_STATUS_OK) status = bx_body.status;
+    if (status != BX_STATUS_OK) {
+        bx_piece_open = 0;             /* a refused line ends an unfinished text in pieces */
+        reply_error(status, NULL);
+        return;
+    }
+    if (bx_body.cmd == -2) { reply_unknown(bx_body.name, bx_body.name_n); return; }
+    if (bx_body.state == B_PIECE_KEY || bx_body.state == B_PIECE_OFF) {
+        bx_piece_open = 0;             /* `!more 12` then the line end */
+        reply_error(BX_STATUS_BAD_ARGUMENT, "piece needs <key> <offset> <part>");
+        return;
+    }
+    if (bx_body.cmd == -1) { classify_end(); return; }
+    if (bx_commands[bx_body.cmd].args == ARGS_BUFFERED) bx_commands[bx_body.cmd].fn(bx_body.buf, bx_body.n);
+    else bx_commands[bx_body.cmd].fn(NULL, 0);
 }

@@ -1,7 +1,7 @@
 /* bx_protocol.h: the serial line protocol of the firmware (docs/INTERNALS.md).
  *
- * One request line in, exactly one reply line out, in order. main.c assembles the
- * lines; this module parses a line, runs the command and writes the reply through
+ * One request line in, exactly one reply line out, in order. main.c frames the
+ * lines; this module parses a line's body as it arrives, runs the command and writes the reply through
  * bx_platform_write. Replies end with a single LF. No printf, no malloc: numbers go
  * through the small formatters below (also unit-tested from Python on the host). */
 #ifndef BX_PROTOCOL_H
@@ -10,14 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Answer one complete request line line[0..len) (terminator and request id prefix
- * removed). id[0..id_n) are the digits of the line's request id (`#<digits> `), echoed
- * as the reply's prefix `#<digits> `; id NULL (id_n 0): the line had none. */
-void bx_protocol_handle(const uint8_t *id, size_t id_n, const uint8_t *line, size_t len);
-
-/* Answer a line that was not received whole (BX_STATUS_LINE_TOO_LONG, _OVERRUN)
- * with `[#<id> ]err <status> <NAME>`. */
-void bx_protocol_reject(const uint8_t *id, size_t id_n, int status);
+/* A request line's body (terminator, request id and check removed by main.c), as it
+ * arrives: bx_protocol_begin, bx_protocol_byte per byte, then bx_protocol_end, which
+ * writes the one reply. id[0..id_n) are the digits of the line's request id, echoed as
+ * the reply's prefix `#<digits> ` (id NULL, id_n 0: none); status is BX_STATUS_OK, or
+ * why main.c refuses the line (OVERRUN, BAD_CHECK): then that error is the reply. */
+void bx_protocol_begin(void);
+void bx_protocol_byte(uint8_t c);
+void bx_protocol_end(const uint8_t *id, size_t id_n, int status);
 
 /* ---- formatters: write into out (no terminator), return the number of chars ---- */
 #define BX_FMT_U64_MAX    20   /* digits of 2^64 - 1 */

@@ -198,46 +198,18 @@ static size_t longest_match(const bx_vocab_table_t *t, const uint8_t *w, size_t 
 
 /* ------------------------------------------------------------- WordPiece */
 
-/* The ids produced so far. Ids past `max` are counted but not stored: a word's
- * pieces are only final once the whole word is matched (see tokenize_word). */
-typedef struct {
-    int32_t *ids;
-    size_t max;
-    size_t count;
-} bx_out_t;
-
-static void emit(bx_out_t *out, int32_t id)
+/* One word (normalised on the fly) -> its WordPiece ids, into pieces[] (room for
+ * BX_VOCAB_MAX_WORD_CHARS: a word of at most that many characters has at most that many
+ * pieces). Returns the count. A word that cannot be covered, or is longer than
+ * BX_VOCAB_MAX_WORD_CHARS code points (`too_long`), is the single id [UNK]. */
+static int tokenize_word(const uint8_t *w, size_t len, int too_long, int32_t *pieces)
 {
-    if (out->count < out->max) {
-        out->ids[out->count] = id;
-    }
-    out->count++;
-}
-
-/* Number of Unicode code points in w[0..len), counting no further than limit + 1.
- * tokenizers' max_input_chars_per_word counts characters (Rust's chars().count()),
- * not bytes: a word of 100 'é' is 200 bytes and is still tokenized, while 101 'a'
- * is [UNK]. Each character has exactly one byte that is not a continuation byte. */
-static size_t count_chars(const uint8_t *w, size_t len, size_t limit)
-{
-    size_t i, chars = 0;
-    for (i = 0; i < len && chars <= limit; i++) {
-        if (!is_continuation(w[i])) {
-            chars++;
-        }
-    }
-    return chars;
-}
-
-/* One word (normalised on the fly) -> its WordPiece ids. */
-static void tokenize_word(const uint8_t *w, size_t len, bx_out_t *out)
-{
-    size_t first = out->count;
     size_t start = 0;
+    int k = 0;
 
-    if (count_chars(w, len, BX_VOCAB_MAX_WORD_CHARS) > BX_VOCAB_MAX_WORD_CHARS) {
-        emit(out, BX_VOCAB_UNK_ID);
-        return;
+    if (too_long) {
+        pieces[0] = BX_VOCAB_UNK_ID;
+        return 1;
     }
     while (start < len) {
         /* The first piece comes from the word-initial table; the others are looked up
@@ -247,53 +219,123 @@ static void tokenize_word(const uint8_t *w, size_t len, bx_out_t *out)
         size_t piece = longest_match(t, w + start, len - start, &id);
         if (piece == 0) {
             /* Some part of the word matches nothing: the whole word is one [UNK],
-             * replacing any pieces already emitted for it. */
-            out->count = first;
-            emit(out, BX_VOCAB_UNK_ID);
-            return;
+             * replacing any pieces already found for it. */
+            pieces[0] = BX_VOCAB_UNK_ID;
+            return 1;
         }
-        emit(out, id);
+        pieces[k++] = id;
         start += piece;
     }
+    return k;
 }
 
-/* Length of the word starting at s[0] (s[0] is neither a separator nor punctuation):
- * it runs up to the next separator, punctuation character or the end of the input. */
-static size_t word_len(const uint8_t *s, size_t n)
+/* ------------------------------------------------------------- the stream */
+
+/* Streaming UTF-8 validation, the table of utf8_char_len one byte at a time: `need`
+ * continuation bytes are still expected, the next one within [lo, hi]. */
+static void utf8_step(bx_tok_stream *t, uint8_t b)
 {
-    size_t i = 1;
-    while (i < n && !is_separator(s[i]) && !is_punct(s[i])) {
-        i++;
+    if (t->need) {
+        if (b < t->lo || b > t->hi) { t->bad = 1; return; }
+        t->need--;
+        t->lo = 0x80u;
+        t->hi = 0xBFu;
+        return;
     }
-    return i;
+    if (b < 0x80u) return;
+    t->lo = 0x80u;
+    t->hi = 0xBFu;
+    if (b < 0xC2u) { t->bad = 1; return; }
+    if (b < 0xE0u) { t->need = 1; return; }
+    if (b < 0xF0u) {
+        t->need = 2;
+        if (b == 0xE0u) t->lo = 0xA0u;
+        else if (b == 0xEDu) t->hi = 0x9Fu;
+        return;
+    }
+    if (b < 0xF5u) {
+        t->need = 3;
+        if (b == 0xF0u) t->lo = 0x90u;
+        else if (b == 0xF4u) t->hi = 0x8Fu;
+        return;
+    }
+    t->bad = 1;
 }
+
+/* The word in progress is complete: its ids are appended to t->out. */
+static void end_word(bx_tok_stream *t)
+{
+    if (t->chars == 0) return;
+    t->n_out += tokenize_word(t->word, t->len, t->chars > BX_VOCAB_MAX_WORD_CHARS, t->out + t->n_out);
+    t->ended++;
+    t->len = 0;
+    t->chars = 0;
+}
+
+/* One byte of the word in progress (normalised: ASCII A-Z -> a-z). It is kept while the
+ * word has at most BX_VOCAB_MAX_WORD_CHARS characters; past that the word is [UNK]
+ * whatever follows, so only its character count goes on. */
+static void word_byte(bx_tok_stream *t, uint8_t b)
+{
+    b = ascii_lower(b);
+    if (!is_continuation(b) && t->chars <= BX_VOCAB_MAX_WORD_CHARS) t->chars++;
+    if (t->chars <= BX_VOCAB_MAX_WORD_CHARS) t->word[t->len++] = b;
+}
+
+void bx_tok_begin(bx_tok_stream *t)
+{
+    t->len = 0;
+    t->chars = 0;
+    t->need = 0;
+    t->lo = 0x80u;
+    t->hi = 0xBFu;
+    t->bad = 0;
+    t->n_out = 0;
+    t->ended = 0;
+}
+
+int bx_tok_byte(bx_tok_stream *t, uint8_t b)
+{
+    t->n_out = 0;
+    t->ended = 0;
+    if (t->bad) return 0;                    /* the text is refused at its end anyway */
+    utf8_step(t, b);
+    if (t->bad) return 0;
+    if (is_separator(b)) {
+        end_word(t);
+    } else if (is_punct(b)) {
+        end_word(t);
+        word_byte(t, b);
+        end_word(t);
+    } else {
+        word_byte(t, b);
+    }
+    return t->n_out;
+}
+
+int bx_tok_end(bx_tok_stream *t)
+{
+    t->n_out = 0;
+    t->ended = 0;
+    if (t->bad || t->need) {
+        t->bad = 1;
+        return -BX_STATUS_BAD_UTF8;
+    }
+    end_word(t);
+    return t->n_out;
+}
+
+/* ------------------------------------------------------------- whole texts */
 
 int bx_tokenize(const uint8_t *s, size_t n, int32_t *ids, int max_ids)
 {
-    bx_out_t out;
-    size_t i = 0;
-
-    if (!bx_utf8_valid(s, n)) {
-        return -BX_STATUS_BAD_UTF8;
+    static bx_tok_stream t;
+    size_t max = max_ids > 0 ? (size_t)max_ids : 0u, count = 0;
+    bx_tok_begin(&t);
+    for (size_t i = 0; i <= n; i++) {
+        int k = i < n ? bx_tok_byte(&t, s[i]) : bx_tok_end(&t);
+        if (k < 0) return -BX_STATUS_BAD_UTF8;
+        for (int j = 0; j < k && count < max; j++) ids[count++] = t.out[j];
     }
-    if (max_ids <= 0) {
-        return 0;
-    }
-    out.ids = ids;
-    out.max = (size_t)max_ids;
-    out.count = 0;
-
-    /* Words are tokenized left to right until max_ids ids are written; the ids of a
-     * later word could not change the ones already written. */
-    while (i < n && out.count < out.max) {
-        size_t len;
-        if (is_separator(s[i])) {
-            i++;
-            continue;
-        }
-        len = is_punct(s[i]) ? 1u : word_len(s + i, n - i);
-        tokenize_word(s + i, len, &out);
-        i += len;
-    }
-    return (int)(out.count < out.max ? out.count : out.max);
+    return (int)count;
 }

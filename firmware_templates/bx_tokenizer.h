@@ -1,8 +1,8 @@
 /* On-device WordPiece tokenizer: the exact ids of HF `tokenizers` for the pipeline
  * built by beexgen's train/tokenizer.py (docs/INTERNALS.md, "Tokenizer").
  *
- * No heap, no tables beyond the generated vocabulary (bx_vocab.h), a few dozen
- * bytes of stack. The input is never copied or modified. */
+ * No heap, no tables beyond the generated vocabulary (bx_vocab.h); the stream state
+ * below is the only RAM, whatever the length of the text. */
 #ifndef BX_TOKENIZER_H
 #define BX_TOKENIZER_H
 
@@ -11,6 +11,34 @@
 
 #include "bx_internal.h"
 #include "bx_status.h"
+#include "bx_vocab.h"
+
+/* Streaming tokenizer: the text arrives one byte at a time and is never stored. The
+ * state is bounded: the word in progress (at most BX_VOCAB_MAX_WORD_CHARS characters of
+ * at most 4 bytes; a longer word is [UNK] whatever it holds, so only its length is
+ * counted on) and the UTF-8 decoder's. The ids come out as each word ends; the
+ * whole text's ids are exactly tokenizers' encode(text).ids, provided bx_tok_end
+ * does not fail (a text that is not valid UTF-8 is refused whole, at its end: the ids sent
+ * before are then to be discarded). */
+#define BX_TOK_WORD_BYTES (4 * BX_VOCAB_MAX_WORD_CHARS)
+typedef struct {
+    uint8_t  word[BX_TOK_WORD_BYTES];   /* the word in progress, normalised */
+    uint16_t len;                        /* bytes in word */
+    uint16_t chars;                      /* its code points, counted to BX_VOCAB_MAX_WORD_CHARS + 1 */
+    uint8_t  need, lo, hi;               /* UTF-8: continuation bytes expected, next one in [lo, hi] */
+    uint8_t  bad;                        /* not valid UTF-8 */
+    uint8_t  ended;                      /* pre-tokenizer words the last call completed (0..2) */
+    int32_t  n_out;                      /* ids in out */
+    int32_t  out[BX_VOCAB_MAX_WORD_CHARS + 1];   /* the ids the last call completed */
+} bx_tok_stream;
+
+void bx_tok_begin(bx_tok_stream *t);
+/* One byte of the text. Returns the number of ids it completed (those of the word it
+ * ended, and of a punctuation character), now in t->out[0..n): 0 to
+ * BX_VOCAB_MAX_WORD_CHARS + 1. */
+int  bx_tok_byte(bx_tok_stream *t, uint8_t b);
+/* End of the text: the last word's ids in t->out, their count; or -BX_STATUS_BAD_UTF8. */
+int  bx_tok_end(bx_tok_stream *t);
 
 /* Tokenize UTF-8 text s[0..n) (no terminator needed). Writes at most max_ids ids.
  * Returns the number of ids written (>= 0), or -BX_STATUS_BAD_UTF8 if s[0..n) is not

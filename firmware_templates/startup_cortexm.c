@@ -125,6 +125,6 @@ const bx_vector bx_vectors[BX_N_VECTORS] = {
     [15] = bx_default_handler,                /* SysTick */
 #endif
     [16 ... BX_N_VECTORS - 1] = bx_default_handler,
-    [16 + BX_UART_IRQ] = bx_uart_irq_handler,
+    [16 + BX_UART_IRQ] = bx_uart_irq_entry,
 };
 #pragma GCC diagnostic pop

@@ -108,25 +108,33 @@ class Tally:
     lines: int = 0
     replies: list = field(default_factory=list)          # (Item, Reply)
     errors: Counter = field(default_factory=Counter)     # status name -> count
+    labelled_errors: int = 0                              # labelled lines answered with an error
+    unanswered: int = 0                                   # lines never answered (the link failed)
+    unanswered_labelled: int = 0
 
     def add(self, item: Item, r: Reply) -> None:
         self.lines += 1
         self.replies.append((item, r))
 
-    def add_error(self, e: DeviceError) -> None:
+    def add_error(self, e: DeviceError, item: Item | None = None) -> None:
         self.lines += 1
         self.errors[error_json(e)["name"]] += 1
+        if item is not None and item.gold is not None:
+            self.labelled_errors += 1
 
     def summary(self, blocks: int | None, unit: str | None) -> str:
         n_err = sum(self.errors.values())
-        out = [f"summary: {self.lines} line(s), {len(self.replies)} classified, {n_err} device error(s)"]
+        out = [f"summary: {self.lines} line(s), {len(self.replies)} classified, {n_err} device error(s)"
+               + (f", {self.unanswered} not answered (link failure)" if self.unanswered else "")]
         if n_err:
             out.append("  device errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.errors.items())))
         labelled = [(it, r) for it, r in self.replies if it.gold is not None]
-        if labelled:
+        failed = self.labelled_errors + self.unanswered_labelled
+        if labelled or failed:
             right = sum(is_correct(r, it.gold, self.labels) for it, r in labelled)
-            out.append(f"accuracy: {right}/{len(labelled)} = {100.0 * right / len(labelled):.2f}% "
-                       f"(labelled lines that were classified)")
+            total = len(labelled) + failed
+            out.append(f"accuracy: {right}/{total} = {100.0 * right / total:.2f}% of the labelled lines "
+                       f"({failed} refused or not answered, counted as wrong)")
         if self.replies:
             b = blocks or max(r.n_blocks for _, r in self.replies)
             hist = Counter(r.exit_depth for _, r in self.replies)
@@ -240,7 +248,8 @@ Exit codes:
               help="Times to resend a request whose reply timed out or was lost.")
 @click.option("--window", "-w", type=click.IntRange(min=1), metavar="N",
               help="Requests in flight at once (pipelining). Default and maximum: the device's window "
-                   "(`--info` shows it), the requests its receive buffer provably holds.")
+                   "(`--info` shows it). The bytes in flight are bounded too, by the device's receive "
+                   "ring (`ring=`), so nothing is ever lost.")
 @click.option("--reconnect-wait", default=5.0, show_default=True, type=click.FloatRange(min=0, max=86400),
               callback=_finite_seconds,
               help="Seconds to wait for a vanished serial port to come back (0: give up at once).")
@@ -301,8 +310,8 @@ def main(file, port, emulator, baud, artifact, no_check, timeout, retries, windo
                 return _fail(msg, EXIT_HASH)
             click.echo(f"warning: {msg}", err=True)
         if window and window > info["window"]:
-            click.echo(f"warning: --window {window} is more than the device's window {info['window']} "
-                       f"(the requests its receive buffer provably holds): using {info['window']}", err=True)
+            click.echo(f"warning: --window {window} is more than the device's window {info['window']}: "
+                       f"using {info['window']}", err=True)
         if pol is not None:
             try:
                 r = client.set_policy(*pol)
@@ -414,7 +423,7 @@ def _batch(client: Client, info: dict, items: list[Item], as_json: bool, progres
         for item, r in zip(items, client.classify_many([it.text for it in items])):
             if isinstance(r, DeviceError):
                 e = r
-                tally.add_error(e)
+                tally.add_error(e, item)
                 if as_json:
                     emit(json.dumps({"line": item.lineno, "text": shown(item.text), "gold": item.gold,
                                      "error": error_json(e)}, ensure_ascii=False))
@@ -439,12 +448,15 @@ def _batch(client: Client, info: dict, items: list[Item], as_json: bool, progres
         failure = "interrupted"
     finally:
         bar.close()
+    if code != EXIT_OK:
+        done = tally.lines
+        tally.unanswered = len(items) - done
+        tally.unanswered_labelled = sum(it.gold is not None for it in items[done:])
     click.echo(tally.summary(info["blocks"], info["unit"]), err=True)
     noisy = {k: v for k, v in client.stats.items() if k != "handshakes" or v > 1}
     if noisy:
         click.echo("link: " + ", ".join(f"{k} {v}" for k, v in sorted(noisy.items())), err=True)
     if code != EXIT_OK:
-        done = tally.lines
         return _fail(f"{failure} (after {done} of {len(items)} lines)", code)
     return EXIT_DEVICE if tally.errors else EXIT_OK
 

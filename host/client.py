@@ -19,9 +19,17 @@ in front of its reply) and the device answers every line exactly once, in order
   given up on carries an id no longer awaited and is skipped ("stale"). Any latency
   below the timeout is fine, and each reply gets the full timeout, counted from its
   request or from the previous reply, whichever is later;
-- up to `window` requests are in flight (the device's `!info window=`, whose receive
-  buffer provably holds that many); a reply whose id skips an earlier request proves
-  that request's reply lost, and it is sent again at once;
+- every request carries a check (`#<id>:<crc32> `, protocol.request_line): a request
+  damaged on the way is answered `err BAD_CHECK` (or not recognised at all) and sent
+  again, so a reply reported as a success always answers the bytes that were sent;
+- flow control counts bytes: the request lines in flight (sent, not yet answered) never
+  total more than the device's receive ring minus protocol.RX_SLACK (`!info ring=`), so
+  the ring provably never overflows (docs/INTERNALS.md, "Flow control"); a text longer
+  than protocol.piece_bytes goes as `!more` pieces and a last `!end`, sent back to back;
+  a piece that fails fails its text, which is sent again whole;
+- at most `window` requests are in flight besides (default: the device's `window=`);
+  a reply whose id skips an earlier request proves that request's reply lost, and it
+  is sent again at once;
 - every accepted reply is checked strictly against the grammar and the device's `!info`
   (class count and names, block count, all fields present once, logits complete); a
   reply that fails is sent again, and after `retries` the error says what was wrong;
@@ -33,8 +41,8 @@ in front of its reply) and the device answers every line exactly once, in order
 - `!info` is read twice and both copies must agree (its last field could be truncated
   undetectably otherwise).
 What this cannot catch: bytes corrupted inside a reply that keep it well-formed (a digit
-changed in `cost=`), or a whole reply line duplicated by the link. A CRC field in the
-reply would; the protocol has none today.
+changed in `cost=`), or a whole reply line duplicated by the link (replies carry no
+check; requests do).
 """
 from __future__ import annotations
 
@@ -47,12 +55,17 @@ from beexgen.host.transport import Disconnected, Transport, TransportTimeout
 
 
 class _Req:
-    """One request line on the wire: `#<id> <body>`. `job` is its index in the
-    pipeline's job list, None for a ping of the client's own (handshake, fence)."""
-    __slots__ = ("id", "body", "job", "sent")
+    """One request line on the wire: `#<id>:<check> <body>`. `job` is its index in the
+    pipeline's job list (None for a ping of the client's own: handshake, fence), `part`
+    its piece of that job, `attempt` the job's attempt it belongs to, `size` its bytes on
+    the wire (against the credit), `more` the `n=` its `ok more` reply must carry (None:
+    the job's last part)."""
+    __slots__ = ("id", "body", "job", "sent", "part", "attempt", "size", "more")
 
-    def __init__(self, rid: int, body: bytes, job: int | None, sent: float):
+    def __init__(self, rid: int, body: bytes, job: int | None, sent: float, part: int = 0, attempt: int = 0,
+                 size: int = 0, more: int | None = None):
         self.id, self.body, self.job, self.sent = rid, body, job, sent
+        self.part, self.attempt, self.size, self.more = part, attempt, size, more
 
 
 class Client:
@@ -103,41 +116,50 @@ class Client:
         return self._info
 
     def device_window(self) -> int:
-        """The pipelining depth: the device's documented window (`!info window=`), or
-        this client's `window` when that is smaller."""
+        """The most requests in flight: the device's `!info window=`, or this client's
+        `window` when that is smaller (the byte credit bounds them too)."""
         dev = self.info().get("window") or 1
         return max(1, min(dev, self.window)) if self.window else dev
 
+    def credit(self) -> int:
+        """Bytes of request lines in flight at most: the device's receive ring less
+        protocol.RX_SLACK (`!info ring=`; an older firmware without it: one frame of
+        its line, nothing pipelined beyond)."""
+        info = self.info()
+        if info.get("ring"):
+            return protocol.credit_bytes(info["ring"])
+        return (info.get("line") or protocol.LINE_MAX) + protocol.request_overhead()
+
+    def piece(self) -> int:
+        """Text bytes per request line: longer texts go in pieces."""
+        info = self.info()
+        return protocol.piece_bytes(info["ring"]) if info.get("ring") else (info.get("line") or protocol.LINE_MAX) - 4
+
     def classify(self, text: str) -> Reply:
-        """Classify a text. The model reads the whole line (the wide exit counts every
-        id, the blocks see its head and tail), so a text longer than the device's line
-        buffer cannot be cut without changing the answer: DeviceError LINE_TOO_LONG,
-        before anything is sent (build the firmware with a longer line for such texts)."""
+        """Classify a text of any length (the device streams it; a long one goes in
+        pieces). Raises DeviceError for an `err` reply."""
         r = next(self.classify_many([text], window=1))
         if isinstance(r, DeviceError):
             raise r
         return r
 
     def classify_many(self, texts, window: int | None = None):
-        """Classify texts with up to `window` requests in flight (default: the device's
-        window). Yields, in input order, a Reply or a DeviceError per text."""
-        info = self.info()
+        """Classify texts with up to `window` requests (default: the device's window) and
+        the byte credit in flight. Yields, in input order, a Reply or a DeviceError per text."""
+        self.info()
         w = self.device_window() if window is None else max(1, min(window, self.device_window()))
-        jobs = []
-        for text in texts:
-            req = protocol.classify_request(text).rstrip(b"\n")
-            if info.get("line") and len(req) > info["line"]:
-                jobs.append(DeviceError(Status.LINE_TOO_LONG, f"text of {len(req)} bytes does not fit the "
-                                        f"device's {info['line']}-byte line (the whole text is the input)"))
-            else:
-                jobs.append((req, lambda r: r if r.kind == "classify" else None))
+        piece = self.piece()
+        classify = lambda r: r if r.kind == "classify" else None   # noqa: E731
+        jobs = [(lambda key, t=protocol.text_bytes(text): protocol.text_requests(t, piece, key), classify)
+                for text in texts]
         yield from self._run(jobs, window=w, lazy=True)
 
     def tokenize(self, text: str) -> list[int]:
-        """The device's token ids for `text`, [CLS] included."""
-        req = b"!tok " + protocol.classify_request(text).rstrip(b"\n")
-        if req.startswith(b"!tok !c "):       # `!tok` takes the text verbatim
-            req = b"!tok " + req[len(b"!tok !c "):]
+        """The device's token ids for `text`, [CLS] included (one `!tok` line: the text
+        must fit the byte credit)."""
+        req = b"!tok " + protocol.text_bytes(text)
+        if len(req) + protocol.request_overhead() > self.credit():
+            raise ValueError(f"a text of {len(req)} bytes does not fit one request (credit {self.credit()} bytes)")
         return self._request(req, lambda r: r.ids if r.kind == "tok" else None)
 
     def selftest(self) -> int:
@@ -183,12 +205,18 @@ class Client:
         self._next_id = self._next_id % (protocol.ID_MOD - 1) + 1
         return rid
 
-    def _send(self, body: bytes, job: int | None) -> _Req:
+    def _send(self, body: bytes, job: int | None, **kw) -> _Req:
         rid = self._new_id()
-        r = _Req(rid, body, job, time.monotonic())
+        line = protocol.request_line(rid, body)
+        r = _Req(rid, body, job, time.monotonic(), size=len(line) + 1, **kw)
         self._inflight.append(r)              # first: a write that fails midway is in flight too
-        self.transport.write_line(b"#%d " % rid + body)
+        self.transport.write_line(line)
         return r
+
+    def _new_key(self) -> int:
+        """A key for the pieces of one attempt at one long text (protocol.text_requests)."""
+        self._key = getattr(self, "_key", 0) % (protocol.ID_MOD - 1) + 1
+        return self._key
 
     def _read(self, deadline: float) -> str | None:
         """The next line, or None when `deadline` passed first."""
@@ -205,11 +233,15 @@ class Client:
 
     def _match(self, line: str):
         """Split a reply line: (request it answers or None, position in flight, rest of line)."""
-        rid, rest = protocol.split_id(line)
+        rid, check, rest = protocol.split_prefix(line)
         if rid is None:
             return None, -1, line
         for pos, r in enumerate(self._inflight):
             if r.id == rid:
+                if check != protocol.request_check(r.id, r.body):
+                    # the device did not see (or not verify) the check we sent: the request's
+                    # prefix was damaged on the way, so its reply cannot be trusted
+                    return r, pos, "err %d BAD_CHECK reply without the request's check" % Status.BAD_CHECK
                 return r, pos, rest
         return None, -2, rest                      # an id we are not waiting for: stale
 
@@ -229,35 +261,46 @@ class Client:
         self._ready = True
 
     def _run(self, jobs: list, window: int, lazy: bool = False):
-        """Send jobs (`(body, check)` or a ready result) with up to `window` requests in
-        flight; returns (lazy: yields) each job's result in order: check's value or a
-        DeviceError. Lost replies (timeout, garbled, skipped by a later id, an overrun)
-        are sent again, at most `retries` times each."""
+        """Send jobs with up to `window` requests and the byte credit in flight; returns
+        (lazy: yields) each job's result in order: check's value or a DeviceError. A job is
+        `(body, check)`, `(parts, check)` with parts(key) -> the bodies of its pieces, or a
+        ready result. A job fails when a reply is lost (timeout, garbled, skipped by a later
+        id), refused for the link's sake (OVERRUN, BAD_CHECK, BAD_PIECE) or invalid; it is
+        then sent again whole, at most `retries` times."""
         gen = self._pipeline(jobs, window)
         return gen if lazy else list(gen)
 
     def _pipeline(self, jobs: list, window: int):
         results: dict[int, object] = {}
         tries: Counter = Counter()
-        why: dict[int, str] = {}
+        attempt: Counter = Counter()          # a job's current attempt; replies to older ones are ignored
         todo: deque[int] = deque()
         for k, job in enumerate(jobs):
             if isinstance(job, DeviceError):
                 results[k] = job
             else:
                 todo.append(k)
+        # before the device's !info is known (the !info requests themselves): one request at a time
+        credit = self.credit() if self._info is not None else 0
         out, reconnects, want_fence = 0, 0, False
         fence: _Req | None = None
+        cur: list = []                        # [job, bodies, next part]: the job being sent, back to back
+
+        def parts_of(k: int) -> list[bytes]:
+            body = jobs[k][0]
+            return [body] if isinstance(body, bytes) else body(self._new_key())
 
         def lost(r: _Req, reason: str) -> None:
             nonlocal fence
             if r is fence:
                 fence = None
-            if r.job is None:
-                return
+            if r.job is None or r.attempt != attempt[r.job] or r.job in results:
+                return                        # a ping of ours, or a part of an attempt already failed
             tries[r.job] += 1
-            why[r.job] = reason
+            attempt[r.job] += 1
             self.stats["retries"] += 1
+            if cur and cur[0] == r.job:
+                cur.clear()                   # stop sending its pieces: the device discards the text
             if tries[r.job] > self.retries:
                 body = r.body[:60]
                 if reason.startswith("no reply"):
@@ -266,6 +309,36 @@ class Client:
                                     f"{tries[r.job]} attempts: {reason}")
             todo.appendleft(r.job)
 
+        def send_some() -> None:
+            nonlocal want_fence, fence
+            if want_fence and fence is None and self._inflight:
+                fence = self._send(protocol.PING, None)
+            want_fence = False
+            flight = [r for r in self._inflight if r is not fence]
+            n_flight, n_bytes = len(flight), sum(r.size for r in flight)
+            while n_flight < window:
+                if not cur:
+                    if not todo:
+                        return
+                    k = todo.popleft()
+                    cur[:] = [k, parts_of(k), 0]
+                k, bodies, i = cur
+                size = len(protocol.request_line(protocol.ID_MOD - 1, bodies[i])) + 1
+                if n_flight and n_bytes + size > credit:
+                    return                    # the ring could overflow: wait for a reply
+                last = i == len(bodies) - 1
+                more = None
+                if not last:                  # `!more <key> <off> <part>`: the device then holds off + len(part)
+                    _, _, off, part = bodies[i].split(b" ", 3)
+                    more = int(off) + len(part)
+                self._send(bodies[i], k, part=i, attempt=attempt[k], more=more)
+                n_flight += 1
+                n_bytes += size
+                if last:
+                    cur.clear()
+                else:
+                    cur[2] = i + 1
+
         while out < len(jobs):
             if out in results:
                 yield results.pop(out)
@@ -273,16 +346,8 @@ class Client:
                 continue
             if not self._ready:
                 self._with_reconnect(lambda: self._handshake(self.timeout))
-            sendable = [r for r in self._inflight if r is not fence]
-            n_flight = len(sendable)
             try:
-                if want_fence and fence is None and self._inflight:
-                    fence = self._send(protocol.PING, None)
-                want_fence = False
-                while todo and n_flight < window:
-                    k = todo.popleft()
-                    self._send(jobs[k][0], k)
-                    n_flight += 1
+                send_some()
                 line = self._read(self._deadline())
             except Disconnected:
                 reconnects += 1
@@ -293,8 +358,12 @@ class Client:
                 fence = None
                 self._reconnect()
                 for r in reversed(lost_now):
-                    if r.job is not None:
-                        todo.appendleft(r.job)
+                    if r.job is not None and r.attempt == attempt[r.job] and r.job not in results:
+                        attempt[r.job] += 1
+                        if cur and cur[0] == r.job:
+                            cur.clear()
+                        if r.job not in todo:
+                            todo.appendleft(r.job)
                 continue
             if line is None:                        # the oldest request got no reply in time
                 r = self._inflight.popleft()
@@ -321,13 +390,23 @@ class Client:
                 fence = None
             if req.job is None:
                 continue                            # the pong of a ping of ours
+            if req.attempt != attempt[req.job] or req.job in results:
+                self.stats["stale"] += 1            # a part of a failed attempt: its text goes again
+                continue
             try:
                 kind, obj = self._parse(rest)
                 if kind == "err":
-                    if obj.status == Status.OVERRUN:
-                        lost(req, "the device lost bytes of the request (err 7 OVERRUN)")
+                    if obj.status in (Status.OVERRUN, Status.BAD_CHECK, Status.BAD_PIECE):
+                        self.stats["corrupted"] += obj.status == Status.BAD_CHECK
+                        lost(req, f"the device refused the request as damaged ({obj})")
                         continue
+                    if req.more is not None:
+                        raise ProtocolError(f"{obj} to a piece of a text")
                     results[req.job] = obj
+                    continue
+                if req.more is not None:
+                    if obj.kind != "more" or int(obj.fields["n"]) != req.more:
+                        raise ProtocolError(f"a {obj.kind} reply to a piece ending at byte {req.more}")
                     continue
                 val = jobs[req.job][1](obj)
                 if val is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beexgen.core import artifact
+from beexgen.core import artifact, protocol
 from beexgen.codegen import boards, build as build_mod, firmware
 from beexgen.codegen.emulate import handshake, start_qemu
 from beexgen.core.protocol import float_to_hex, parse_reply
@@ -225,14 +225,14 @@ def test_dsp_build_gives_identical_replies(work, portable):
 
 
 def test_receive_overrun_is_reported_and_the_firmware_keeps_serving(work, portable):
-    """A 16-byte receive ring and pipelined requests: while the firmware classifies, the
-    UART interrupt drops what does not fit. Every line still gets exactly one reply: a
-    correct answer to one of the requests or `err 7 OVERRUN`; afterwards the firmware
-    answers normally."""
+    """A 64-byte receive ring and pipelined requests far beyond its credit (64 - RX_SLACK
+    bytes): while the firmware classifies, the UART interrupt drops what does not fit.
+    Every line still gets exactly one reply: a correct answer to one of the requests or
+    `err 7 OVERRUN`; afterwards a request within the credit is answered normally."""
     import serial
 
     board = "mps2-an386"
-    b = firmware.build_firmware(work["art"], board, work["dir"] / "ring16", defines={"BX_RX_RING": 16})
+    b = firmware.build_firmware(work["art"], board, work["dir"] / "ring16", defines={"BX_RX_RING": 64})
     reqs = [r for r in work["reqs"] if not r.startswith((b"!", b"caf"))][:40]
     want = {normalise(w) for r, w in zip(work["reqs"], work["host"]) if r in reqs}
     with start_qemu(b.elf, board, log=work["dir"] / "ring16.log") as q:
@@ -246,16 +246,18 @@ def test_receive_overrun_is_reported_and_the_firmware_keeps_serving(work, portab
                 got.append(line.decode("utf-8", "replace").rstrip("\r\n"))
             ser.timeout = REPLY_TIMEOUT
             handshake(ser, timeout=15)
-            ser.write(reqs[0])
+            short = min(reqs, key=len)
+            assert len(short) <= 64 - protocol.RX_SLACK
+            ser.write(short)
             after = ser.readline().decode().rstrip("\r\n")
         finally:
             ser.close()
-    print(f"\n16-entry ring, {len(reqs)} pipelined requests: {len(got)} replies, "
+    print(f"\n64-byte ring, {len(reqs)} pipelined requests: {len(got)} replies, "
           f"{got.count('err 7 OVERRUN')} of them err 7 OVERRUN")
     assert len(got) == len(reqs)                      # exactly one reply per line, none merged (issue 14)
     assert all(g == "err 7 OVERRUN" or normalise(g) in want for g in got), got
     assert "err 7 OVERRUN" in got
-    assert normalise(after) == normalise(work["host"][work["reqs"].index(reqs[0])])
+    assert normalise(after) == normalise(work["host"][work["reqs"].index(short)])
 
 
 def test_nucleo_f411re_links_and_fits(work):

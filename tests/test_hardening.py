@@ -276,7 +276,7 @@ def drive(dev: Device, chunks: list) -> tuple[list[str], list[str]]:
     got: list[str] = []
     for item in chunks:
         if isinstance(item, Silence):
-            due = len(split_lines(sent, LINE_MAX))
+            due = len(split_lines(sent))
             got += dev.lines(due - len(got))
             extra = dev.quiet(item.seconds)
             assert not extra, (f"{dev.name}: a reply before the line ended (after {sent[-40:]!r}, "
@@ -284,7 +284,7 @@ def drive(dev: Device, chunks: list) -> tuple[list[str], list[str]]:
         else:
             dev.write(item)
             sent += item
-    due = len(split_lines(sent, LINE_MAX))
+    due = len(split_lines(sent))
     got += dev.lines(due - len(got))
     extra = dev.quiet(QUIET[dev.name])
     assert not extra, f"{dev.name}: more replies than request lines ({due}): {extra[:300]!r}"

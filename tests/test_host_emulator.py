@@ -84,9 +84,9 @@ def err(status: Status, detail: str = "") -> str:
 OVERRUN = -2   # BX_GETC_OVERRUN, in a list of received ints
 
 
-def split_lines(data: bytes | list[int], line_max: int = LINE_MAX,
-                at_eof: bool = False) -> list[tuple[bytes, Status | None]]:
-    """Python model of main.c: (line, error status or None) per line the device answers."""
+def split_lines(data: bytes | list[int], at_eof: bool = False) -> list[tuple[bytes, Status | None]]:
+    """Python model of main.c: (line, error status or None) per line the device answers.
+    Lines have no length limit (texts stream; a command's arguments are bounded in reply)."""
     out, cur, status, after_cr = [], bytearray(), None, False
     for b in data:
         was_cr, after_cr = after_cr, b == 13
@@ -97,14 +97,14 @@ def split_lines(data: bytes | list[int], line_max: int = LINE_MAX,
         if b in (10, 13):
             out.append((bytes(cur), status))
             cur, status = bytearray(), None
-        elif status is None:
-            if len(cur) == line_max:
-                status = Status.LINE_TOO_LONG
-            else:
-                cur.append(b)
+        elif status is None and b != OVERRUN:
+            cur.append(b)
     if at_eof and (cur or status):
         out.append((bytes(cur), status))
     return out
+
+
+BUFFERED = (b"ping", b"info", b"policy")     # commands whose arguments the device buffers (BX_LINE_MAX)
 
 
 class Reference:
@@ -171,7 +171,7 @@ class Reference:
                 f"classes={c['n_classes']} blocks={c['n_blocks']} d={c['d_model']} heads={c['n_heads']} "
                 f"seq={c['seq_max']} vocab={c['vocab_size']} labels={','.join(map(wire_label, self.art.classes))} "
                 f"{self.policy_fields()} unit=ns line={LINE_MAX} window={protocol.WINDOW} "
-                f"first={cost.first_exit(c)}")
+                f"first={cost.first_exit(c)} ring={protocol.RX_RING}")
 
     def _text(self, b: bytes) -> str | None:
         try:
@@ -212,14 +212,19 @@ class Reference:
 
     def reply(self, line: bytes, status: Status | None = None) -> str:
         """The expected reply to one received line (classify replies with cost=*)."""
-        m = re.match(rb"#(\d{1,%d}) " % protocol.ID_DIGITS, line)
-        if m:                                 # a request id, echoed in front (issue 14)
-            return m.group(0).decode() + self.reply(line[m.end():], status)
+        m = re.match(rb"#(\d{1,%d})(?::([0-9a-f]{%d}))? " % (protocol.ID_DIGITS, protocol.CHECK_DIGITS), line)
+        if m:                                 # a request id, echoed in front (issue 14), and its check
+            rest = line[m.end():]
+            if status is None and m.group(2) and int(m.group(2), 16) != protocol.request_check(int(m.group(1)), rest):
+                status = Status.BAD_CHECK
+            return m.group(0).decode() + self.reply(rest, status)
         if status is not None:
             return err(status)
         if not line.startswith(b"!"):
             return self._classify(line)
         name, _, args = line[1:].partition(b" ")
+        if name in BUFFERED and len(args) > LINE_MAX:
+            return err(Status.LINE_TOO_LONG)
         if name == b"c":
             return self._classify(args)
         if name == b"ping":
@@ -428,7 +433,7 @@ def test_tok_matches_tokenizer(emu, ref):
 
 def test_info(emu, ref, built):
     line = session(emu, ref, b"!info\n!ping\n!info extra\n!info\n")[0]
-    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(f" unit=ns line=512 window={protocol.WINDOW} first={cost.first_exit(built['art'].config)}")
+    assert f"hash={built['art'].hash}" in line and "board=host" in line and line.endswith(f" unit=ns line=512 window={protocol.WINDOW} first={cost.first_exit(built['art'].config)} ring={protocol.RX_RING}")
     manifest = json.loads((built["dir"] / "build.json").read_text())
     assert manifest["artifact_hash"] == built["art"].hash and manifest["ram_bytes"] > 0
 
@@ -537,6 +542,7 @@ CASES = {
     "cr_lf_crlf": b"the film\rthe film\nthe film\r\nis a bore\r\n\r\n\n\r\r\r\n!ping\r",
     "line_max_exact": b"!tok " + b" " * (LINE_MAX - 5 - 4) + b"film\n" + b"a " * (LINE_MAX // 2) + b"\n",
     "line_max_plus_one": b"!tok " + b" " * (LINE_MAX - 5 - 3) + b"film\n" + b"a " * (LINE_MAX // 2) + b"b\n",
+    "command_over_line_max": b"!policy " + b"x" * (LINE_MAX + 1) + b"\n!info " + b"y" * (3 * LINE_MAX) + b"\n",
     "megabyte_flood": b"x" * (1 << 20) + b"\n",
     "megabyte_flood_crlf_after": b"!" * (1 << 20) + b"\r\n",
     "bad_utf8": b"\xff\n abc\xc3\nabc\xed\xa0\x80\n\xc0\xaf\n\xf4\x90\x80\x80 x\n!tok \xfe\n!c \x80\n",

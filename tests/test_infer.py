@@ -225,6 +225,20 @@ def test_batch_tsv_summary_and_accuracy(env, expected, tmp_path):
     assert "mean cost:" in res.stderr and " ns per line" in res.stderr
 
 
+def test_summary_counts_refused_lines_in_the_denominator(env, expected, tmp_path):
+    """Labelled lines the device refuses (an empty text, invalid UTF-8) count in the
+    accuracy's denominator as wrong, and the summary says how many (issue 20)."""
+    rows = [("class0", t) for t in TEXTS[:6]] + [("class1", "   "), ("class2", "\x01\x02")]
+    f = tmp_path / "in.tsv"
+    f.write_text("".join(f"{g}\t{t}\n" for g, t in rows), encoding="utf-8")
+    res = run_cli(["--emulator", env["exe"], f])
+    assert res.exit_code == infer.EXIT_DEVICE, res.output
+    right = sum(expected[t].label == g for g, t in rows[:6])
+    acc = re.search(r"accuracy: (\d+)/(\d+) = ([\d.]+)% of the labelled lines \((\d+) refused", res.stderr)
+    assert acc and (int(acc[1]), int(acc[2]), int(acc[4])) == (right, len(rows), 2), res.stderr
+    assert "2 device error(s)" in res.stderr and "EMPTY x2" in res.stderr
+
+
 def test_batch_json_matches_client(env, expected, tmp_path):
     f = tmp_path / "in.txt"
     f.write_text("\n".join(TEXTS + ["   "]) + "\n", encoding="utf-8")

@@ -87,7 +87,7 @@ def sub(line: str, key: str, value: str) -> str:
 
 @pytest.mark.parametrize("key, value, with_info", [
     ("cls", "x", False), ("cls", "-1", False), ("cls", "3", True), ("conf", "1.5", False),
-    ("conf", "nan", False), ("exit", "4/3", False), ("exit", "2/4", True), ("exit", "2", False),
+    ("exit", "4/3", False), ("exit", "2/4", True), ("exit", "2", False),
     ("tokens", "", False), ("cost", "1e3", False), ("logits", "3f80000", False),
     ("logits", "3f800000", True), ("label", "nope", True), ("unit", "instr", True), ("label", "", False),
 ])
@@ -95,6 +95,15 @@ def test_fields_of_the_wrong_type_or_model_are_refused(dev, key, value, with_inf
     bad = sub(dev["lines"]["classify"][0], key, value)
     with pytest.raises(ProtocolError):
         protocol.parse_reply(bad, dev["info"] if with_info else None)
+
+
+@pytest.mark.parametrize("conf", ["nan", "inf", "-inf"])
+def test_nan_from_the_device_is_a_device_error(dev, conf):
+    """A well-formed reply whose model output is not finite (weights of 3e38) is the
+    device's error (beexgen-infer exit code 3), not a transport error to retry (issue 25)."""
+    bad = sub(dev["lines"]["classify"][0], "conf", conf)
+    with pytest.raises(DeviceError, match="non-finite"):
+        protocol.parse_reply(bad, dev["info"])
 
 
 @pytest.mark.parametrize("key, value", [
@@ -173,4 +182,4 @@ def test_the_handshake_says_what_came_instead():
             return reply
         with pytest.raises(protocol.NoAnswer, match=hint):
             protocol.handshake(sent.append, read_line, iter(range(1, 100)).__next__, 0.5)
-        assert sent[0] == b"\n" and sent[1] == b"#1 !ping" and len(sent) <= 1 + protocol.MAX_HANDSHAKE_PINGS
+        assert sent[0] == b"\n" and sent[1] == protocol.request_line(1, b"!ping") and len(sent) <= 1 + protocol.MAX_HANDSHAKE_PINGS

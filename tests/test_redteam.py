@@ -513,7 +513,7 @@ def test_emulator_closed_stdout_exits_2(env):
 # ============================================================================== 9 reasons
 @pytest.mark.parametrize("rewrite,needle", [
     (lambda ln: ln.replace(b"label=class", b"label=klass"), "does not match the device's labels"),
-    (lambda ln: re.sub(rb"conf=[0-9.]+", b"conf=nan", ln), "conf='nan'"),
+    (lambda ln: re.sub(rb"conf=[0-9.]+", b"conf=1.5", ln), "conf='1.5'"),
     (lambda ln: re.sub(rb"exit=\d/", b"exit=9/", ln), "exit='9/3'"),
 ])
 def test_errors_name_the_reason(env, tmp_path, rewrite, needle):
@@ -526,6 +526,18 @@ def test_errors_name_the_reason(env, tmp_path, rewrite, needle):
         relay.close()
     assert res.exit_code == infer.EXIT_TRANSPORT, res.output
     assert needle in res.stderr and "Traceback" not in res.output, res.stderr
+
+
+def test_nan_from_the_device_is_a_device_error_not_a_transport_error(env):
+    """Weights of 3e38 build firmware that replies `conf=nan`: a device error (exit 3,
+    no retries), not a transport error (issue 25)."""
+    relay = Relay(env["exe"], rewrite=lambda ln: re.sub(rb"conf=[0-9.]+", b"conf=nan", ln) if b" ok cls=" in ln else ln)
+    try:
+        res = run_infer(["--port", relay.path, "--timeout", "2", "--retries", "1", "-"], input="the film\n")
+    finally:
+        relay.close()
+    assert res.exit_code == infer.EXIT_DEVICE, res.output
+    assert "non-finite" in res.output and "Traceback" not in res.output, res.output
 
 
 def test_bad_urls_and_thresholds_name_the_reason(env):

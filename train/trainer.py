@@ -170,7 +170,25 @@ def _check_wire_labels(dataset: str, classes: list[str]) -> None:
         seen[w] = c
 
 
+def run_data_file(spec: str | None, run_dir: Path) -> str | None:
+    """Where a run reads a local data file: its copy in RUN/data/ (made on first use, when
+    training), so the run works from any directory and after being moved or copied. An
+    offline set's name, a `datasets` name or None stays as it is."""
+    if not spec or spec in data_mod.OFFLINE:
+        return spec
+    copy = run_dir / "data" / Path(spec).name
+    if copy.is_file():
+        return str(copy)
+    if Path(spec).is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(spec, copy)
+        return str(copy)
+    return spec
+
+
 def prepare_data(cfg: TrainConfig, run_dir: Path, progress: bool = True):
+    cfg = dataclasses.replace(cfg, dataset=run_data_file(cfg.dataset, run_dir),
+                              test_file=run_data_file(cfg.test_file, run_dir))
     ds = data_mod.load_dataset(cfg.dataset, text_column=cfg.text_column,
                                label_column=cfg.label_column, progress=progress)
     n_own = None
@@ -272,7 +290,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     mcfg = model_config(cfg, tok, len(classes))
     # encode only what this run reads: --max-train may keep a small part of a big file
-    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i]) for i in sorted({*train_idx, *split.val})}
+    todo = sorted({*train_idx, *split.val})
+    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i])
+               for i in tqdm(todo, desc="tokenizing", unit="text", disable=not progress or len(todo) < 20000)}
     ids = {i: tok_mod.model_ids(a, mcfg.seq_max) for i, a in all_ids.items()}
     report_lengths(list(all_ids.values()), mcfg.seq_max, progress)
     (run_dir / "config.json").write_text(json.dumps(
@@ -424,7 +444,8 @@ def load_run(path: str | Path, progress: bool = False) -> Run:
     model.eval()
     tok = tok_mod.load_tokenizer(path / "tokenizer.json")
     ds, classes, labels, split = prepare_data(cfg, path, progress)
-    all_ids = [tok_mod.encode_all(tok, t) for t in ds.texts]
+    all_ids = [tok_mod.encode_all(tok, t)
+               for t in tqdm(ds.texts, desc="tokenizing", unit="text", disable=not progress or len(ds.texts) < 20000)]
     ids = [tok_mod.model_ids(a, model.cfg.seq_max) for a in all_ids]
     return Run(path, cfg, model, tok, classes, ds.texts, labels, split, ids, all_ids)
 

@@ -42,14 +42,6 @@ def wilson_pct(acc: float, n: int) -> list[float]:
     return [pct(v) for v in wilson(acc, n)]
 
 
-def line_max_for(texts: list[str]) -> int:
-    """The line length the bench's builds get: the device reads a text whole (no cut can
-    keep the answer), so the power of two that holds the longest text with its line end
-    and request overhead, and at least the default."""
-    from beexgen.core.protocol import LINE_MAX
-    return max(LINE_MAX, 1 << (max(len(t.encode()) + 3 for t in texts) - 1).bit_length())
-
-
 def run_dirs(ds: str, out: Path) -> dict[str, Path]:
     """Runs of one data set: the shipped model (seed 0), its full-precision twin and the
     paper's architecture (--no-wide) on the same split and tokenizer, and seeds 1, 2
@@ -65,23 +57,17 @@ def strip_cost(line: str) -> str:
 
 
 def device_replies(port: str, texts: list[str], policy: tuple | None = None) -> list:
-    """Classify texts through host/client.py's Client (ids, window, retries, strict replies);
-    a list of Reply (or DeviceError) in order."""
+    """Classify texts through host/client.py's Client (ids, checks, the byte credit,
+    retries, strict replies), pipelined at its defaults (cost= does not depend on it); a
+    list of Reply (or DeviceError) in order."""
     from beexgen.host.client import Client
-    from beexgen.core.protocol import DeviceError
     from beexgen.host.transport import open_transport
 
     with Client(open_transport(port, timeout=30), timeout=60) as c:
         c.handshake(30)
         if policy:
             c.set_policy(*policy)
-        out = []
-        for t in texts:
-            try:
-                out.append(c.classify(t))
-            except DeviceError as e:
-                out.append(e)
-        return out
+        return list(c.classify_many(texts))
 
 
 def qemu_replies(elf: Path, board: str, texts: list[str]) -> list:

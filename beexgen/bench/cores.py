@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beexgen.bench.common import device_replies, line_max_for, log, qemu_replies, strip_cost
+from beexgen.bench.common import device_replies, log, qemu_replies, strip_cost
 
 # One QEMU board per Cortex-M core (codegen/boards/*.toml): the bench's cores table and
 # tests/test_cores.py both run these.
@@ -49,8 +49,7 @@ def measure(run_dir: Path, work: Path, n: int | None = None,
     _, _, idx_t = run.part("test")
     texts = [run.texts[i] for i in idx_t]
     texts = texts[:n] if n else texts
-    line_max = line_max_for(texts)
-    exe = build_mod.build_host(art, Path(work) / "host", line_max=line_max)
+    exe = build_mod.build_host(art, Path(work) / "host")
     host = device_replies(f"exec:{exe}", texts)
     out = {}
     for core, name in core_boards.items():
@@ -59,7 +58,7 @@ def measure(run_dir: Path, work: Path, n: int | None = None,
                          ram_total=b.ram.length, dataset=Path(run_dir).name)
         out[core] = rec
         try:
-            fw = firmware.build_firmware(art, name, Path(work) / name, line_max=line_max)
+            fw = firmware.build_firmware(art, name, Path(work) / name)
         except firmware.FirmwareTooBig as e:
             rec.flash_bytes, rec.ram_bytes = e.build.flash_used, e.build.ram_used
             rec.reason = "; ".join(e.build.problems())

@@ -35,11 +35,11 @@ class M4:
         return tuple(self.m4_instructions_mean * c / 1e5 for c in CYCLES_PER_INSTR)
 
 
-def measure(ctx, bdir: Path, line_max: int, qemu_n: int | None = None) -> M4:
+def measure(ctx, bdir: Path, qemu_n: int | None = None) -> M4:
     from beexgen.codegen import firmware, m4bench
 
     texts = ctx.texts
-    qb = firmware.build_firmware(ctx.art, BENCH_BOARD, bdir / BENCH_BOARD, line_max=line_max)
+    qb = firmware.build_firmware(ctx.art, BENCH_BOARD, bdir / BENCH_BOARD)
     n = len(texts) if not qemu_n else min(qemu_n, len(texts))
     qp = qemu_replies(qb.elf, BENCH_BOARD, texts[:n])
     cost = np.array([p.cost for p in qp], dtype=np.float64)

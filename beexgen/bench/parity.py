@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from beexgen.bench.common import device_replies, line_max_for, strip_cost
+from beexgen.bench.common import device_replies, strip_cost
 
 
 @dataclass
 class Parity:
     c_equals_pytorch: list[int] = field(default_factory=list)    # [identical, total] sentences
     qemu_equals_host: list[int] = field(default_factory=list)
-    line_max: int = 0                    # the line buffer of the bench's builds (bytes)
+    max_text_bytes: int = 0              # the longest test text (bytes), streamed whole by the device
     texts_over_seq_max: int = 0          # test texts cut to head + tail
 
 
@@ -24,7 +24,6 @@ class HostRun:
     """The host builds and their replies to the test texts (not written: the stages read it)."""
     exes: dict[str, Path]                # x86 kernel path -> emulator, portable first, default last
     texts: list[str]
-    line_max: int
     parsed: list                         # replies under the artifact's default policy
     full: list                           # replies at full depth (policy none)
 
@@ -32,8 +31,8 @@ class HostRun:
 def host_run(ctx, bdir: Path) -> HostRun:
     from beexgen.codegen import build as build_mod
 
-    line_max = line_max_for(ctx.texts)
-    exes = {name: build_mod.build_host(ctx.art, bdir / ("host-" + name), isa=name, line_max=line_max)
+    # the default line settings: the device streams texts of any length (docs/INTERNALS.md)
+    exes = {name: build_mod.build_host(ctx.art, bdir / ("host-" + name), isa=name)
             for name in build_mod.host_isa_levels()}
     exe = list(exes.values())[-1]
     parsed = device_replies(f"exec:{exe}", ctx.texts)
@@ -41,7 +40,7 @@ def host_run(ctx, bdir: Path) -> HostRun:
     if any(isinstance(p, Exception) for p in parsed + full):
         raise RuntimeError(f"the host emulator refused test sentences: "
                            f"{[str(p) for p in parsed if isinstance(p, Exception)][:3]}")
-    return HostRun(exes, ctx.texts, line_max, parsed, full)
+    return HostRun(exes, ctx.texts, parsed, full)
 
 
 def measure(ctx, host: HostRun, qemu: list) -> Parity:
@@ -55,4 +54,4 @@ def measure(ctx, host: HostRun, qemu: list) -> Parity:
     q_same = sum(not isinstance(a, Exception) and strip_cost(a.line) == strip_cost(b.line)
                  for a, b in zip(qemu, host.parsed))
     return Parity(c_equals_pytorch=[int(same), len(host.parsed)], qemu_equals_host=[int(q_same), len(qemu)],
-                  line_max=host.line_max, texts_over_seq_max=int(ctx.report["over_seq_max"]))
+                  max_text_bytes=max(len(t.encode()) for t in host.texts), texts_over_seq_max=int(ctx.report["over_seq_max"]))

@@ -119,7 +119,7 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None) -> DatasetBench:
     bdir = out / ds / "build"
     host = parity.host_run(ctx, bdir)
     sp = speed.measure(ctx, host)
-    dev = m4.measure(ctx, bdir, host.line_max, qemu_n)
+    dev = m4.measure(ctx, bdir, qemu_n)
     par = parity.measure(ctx, host, dev.replies)
     log(f"{ds}: QEMU==host {par.qemu_equals_host}, C==PyTorch {par.c_equals_pytorch}")
     return DatasetBench(accuracy=acc, policies=pol, size=sz, m4=dev, speed=sp, parity=par)

@@ -21,55 +21,115 @@ from enum import IntEnum
 # ---------------------------------------------------------------------- flow control
 # (docs/INTERNALS.md, "Flow control"). Defined here once; codegen emits them into
 # bx_board.h (link_defines) and host/client.py pipelines by them.
-ID_DIGITS = 9          # a request id is `#` + 1..ID_DIGITS decimal digits + one space
-WINDOW = 4             # requests a host may keep unanswered: the receive ring holds them all
-LINE_MAX = 512         # request bytes per line by default (BX_LINE_MAX); a board or build may set another
-RX_SLACK = 32          # ring bytes beyond the window: one `#<id> !ping` fence and a stray line end
+ID_DIGITS = 9          # a request id is `#` + 1..ID_DIGITS decimal digits, then the check or a space
+CHECK_DIGITS = 8       # the request check: `:` + 8 lowercase hex digits of crc32 (request_check)
+CRC_POLY = 0xEDB88320  # CRC-32 (ISO-HDLC, zlib.crc32), reflected polynomial; emitted as BX_CRC_POLY
+WINDOW = 64            # requests a host may keep unanswered at most (a count cap beside the byte credit)
+LINE_MAX = 512         # bytes of a command line (`!policy ...`; BX_LINE_MAX); texts have no limit
+RX_RING = 4096         # receive ring bytes (BX_RX_RING, a power of two): the host's byte credit
+RX_SLACK = 32          # ring bytes beyond the credit: one `#<id>:<check> !ping` fence and a stray line end
+PIECE = 1024           # text bytes per request line at most: longer texts go in `!more` pieces
 
 
-def frame_max(line_max: int) -> int:
-    """Bytes of the longest request line on the wire: id prefix, BX_LINE_MAX bytes, CRLF."""
-    return 1 + ID_DIGITS + 1 + line_max + 2
+def request_overhead() -> int:
+    """Bytes a request line adds to its body on the wire: `#<id>:<check> ` and LF."""
+    return 1 + ID_DIGITS + 1 + CHECK_DIGITS + 1 + 1
 
 
-def ring_bytes(line_max: int, window: int = WINDOW) -> int:
-    """The receive ring of a board: `window` longest lines plus RX_SLACK, rounded up to a
-    power of two (the ring indexes with a mask)."""
-    need = window * frame_max(line_max) + RX_SLACK
-    return 1 << (need - 1).bit_length()
+def credit_bytes(ring: int) -> int:
+    """The host's byte credit for a device whose receive ring holds `ring` bytes."""
+    return ring - RX_SLACK
 
 
-def link_defines(line_max: int, window: int = WINDOW) -> list[tuple[str, str, str]]:
+def piece_bytes(ring: int) -> int:
+    """Text bytes per request line for a device with a `ring`-byte receive ring: PIECE, or
+    less on a small ring, so that at least two pieces fit the credit."""
+    room = credit_bytes(ring) // 2 - request_overhead() - len(b"!more 999999999 999999999999 ")
+    return max(1, min(PIECE, room))
+
+
+def ring_for(line_max: int) -> int:
+    """The receive ring of a build: RX_RING, or less on a board that sets a shorter command
+    line for its small RAM (the power of two >= 8 line_max: 1024 bytes for 128)."""
+    return min(RX_RING, 1 << (8 * line_max - 1).bit_length())
+
+
+def link_defines(line_max: int, window: int = WINDOW, ring: int | None = None) -> list[tuple[str, str, str]]:
     """(macro, value, comment) of the flow-control sizes for bx_board.h."""
+    ring = ring_for(line_max) if ring is None else ring
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window {window!r} must be an integer >= 1")
+    if ring < 2 * RX_SLACK or ring & (ring - 1):
+        raise ValueError(f"receive ring {ring!r} must be a power of two >= {2 * RX_SLACK}")
     return [("BX_ID_DIGITS", str(ID_DIGITS), "request id digits at most (`#<digits> ` prefix)"),
-            ("BX_WINDOW", str(window), "requests in flight the receive ring provably holds"),
-            ("BX_RX_RING", str(ring_bytes(line_max, window)),
-             f"receive ring bytes >= BX_WINDOW * {frame_max(line_max)} + {RX_SLACK}, a power of two")]
+            ("BX_CHECK_DIGITS", str(CHECK_DIGITS), "hex digits of a request check (`#<id>:<crc32> `)"),
+            ("BX_CRC_POLY", f"0x{CRC_POLY:08X}u", "CRC-32 (zlib), reflected polynomial"),
+            ("BX_WINDOW", str(window), "requests in flight a host may keep at most (beside the byte credit)"),
+            ("BX_RX_RING", str(ring), f"receive ring bytes: the host's credit is BX_RX_RING - {RX_SLACK}")]
+
+
+def crc32(data: bytes, crc: int = 0) -> int:
+    """CRC-32 with CRC_POLY, the one the firmware computes bit by bit (bx_crc32_byte),
+    written out here so its definition is this file; equal to zlib.crc32."""
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (CRC_POLY if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def request_check(rid: int, body: bytes) -> int:
+    """The check of request `#<rid>:<check> <body>`: CRC-32 of the id's digits, one space
+    and the body (the line without `#`, the check field and the line end), so a damaged
+    id is caught as well as a damaged text."""
+    import zlib
+    return zlib.crc32(b"%d %s" % (rid, body))
+
+
+def request_line(rid: int, body: bytes) -> bytes:
+    """`#<rid>:<check> <body>` (no line end): the request line a host sends."""
+    return b"#%d:%08x %s" % (rid, request_check(rid, body), body)
+
+
+def text_requests(text: bytes, piece: int, key: int) -> list[bytes]:
+    """Request bodies for one text: itself (`!c ` in front when it starts with `!`), or,
+    past `piece` bytes, `!more <key> <offset> <part>` lines and a last `!end <key> <offset>
+    <part>` (docs/INTERNALS.md, "Long texts in pieces"); `key` ties the pieces together."""
+    if len(text) <= piece:
+        return [(b"!c " + text) if text.startswith(b"!") else text]
+    out = []
+    for off in range(0, len(text), piece):
+        last = off + piece >= len(text)
+        out.append(b"!%s %d %d %s" % (b"end" if last else b"more", key, off, text[off:off + piece]))
+    return out
 
 
 class Status(IntEnum):
     """Reply status codes; `err <code> <NAME> [detail]` on the wire."""
     OK = 0
     BAD_UTF8 = 1          # the line is not valid UTF-8
-    LINE_TOO_LONG = 2     # longer than BX_LINE_MAX bytes; the rest of the line was discarded
+    LINE_TOO_LONG = 2     # a command line longer than BX_LINE_MAX bytes; rest discarded
     EMPTY = 3             # nothing to classify (empty line, or only spaces)
     UNKNOWN_COMMAND = 4   # `!word` that is not a command
     BAD_ARGUMENT = 5      # a command's argument is malformed (policy name, thresholds)
     INTERNAL = 6          # should never happen; report it
     OVERRUN = 7           # received bytes were lost (receive buffer overflow); line discarded
+    BAD_CHECK = 8         # the request's check (crc32) does not match what arrived; not executed
+    BAD_PIECE = 9         # a `!more` / `!end` piece that does not continue the text in pieces
 
 
 DESCRIPTIONS = {
     Status.OK: "success",
     Status.BAD_UTF8: "the line is not valid UTF-8",
-    Status.LINE_TOO_LONG: "line longer than the device's line buffer; rest of the line discarded",
+    Status.LINE_TOO_LONG: "command line longer than the device's command buffer; rest of the line discarded",
     Status.EMPTY: "nothing to classify",
     Status.UNKNOWN_COMMAND: "unknown ! command",
     Status.BAD_ARGUMENT: "malformed command argument",
     Status.INTERNAL: "internal error",
     Status.OVERRUN: "receive buffer overflow: bytes of this line were lost; line discarded",
+    Status.BAD_CHECK: "the request's check does not match its bytes (damaged on the link); not executed",
+    Status.BAD_PIECE: "a piece of a long text out of order (a piece before it was lost); text discarded",
 }
 
 
@@ -142,7 +202,7 @@ class Reply:
 # line raises ProtocolError. The host's retry logic and every test rely on that.
 INFO_KEYS = ("format", "hash", "board", "classes", "blocks", "d", "heads", "seq", "vocab",
              "labels", "policy", "thr", "unit")
-INFO_OPTIONAL = ("line", "window", "first")     # newer firmware; defaults None, 1 and 1
+INFO_OPTIONAL = ("line", "window", "first", "ring")   # newer firmware; defaults None, 1, 1, None
 INFO_INTS = ("classes", "blocks", "d", "heads", "seq", "vocab")
 CLASSIFY_KEYS = ("cls", "label", "conf", "exit", "tokens", "cost", "unit", "bmacs", "flops", "logits")
 CLASSIFY_INTS = ("cls", "tokens", "cost", "bmacs", "flops")
@@ -155,14 +215,23 @@ _FLOAT = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\Z")
 _HEX32 = re.compile(r"[0-9a-fA-F]{8}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _ERR_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
-ID_PREFIX = re.compile(r"#(\d{1,%d}) " % ID_DIGITS)     # `#<id> ` in front of a request and its reply
+# `#<id> ` or `#<id>:<check> ` in front of a request and its reply (the reply echoes both)
+ID_PREFIX = re.compile(r"#(\d{1,%d})(?::([0-9a-f]{%d}))? " % (ID_DIGITS, CHECK_DIGITS))
 ID_MOD = 10 ** ID_DIGITS
 
 
 def split_id(line: str) -> tuple[int | None, str]:
     """(request id, rest of the line) of a reply line; (None, line) when it has no id."""
+    rid, _, rest = split_prefix(line)
+    return rid, rest
+
+
+def split_prefix(line: str) -> tuple[int | None, int | None, str]:
+    """(request id, echoed check or None, rest) of a reply line; (None, None, line) without id."""
     m = ID_PREFIX.match(line)
-    return (int(m.group(1)), line[m.end():]) if m else (None, line)
+    if not m:
+        return None, None, line
+    return int(m.group(1)), (int(m.group(2), 16) if m.group(2) else None), line[m.end():]
 
 
 def _bad(msg: str, line: str):
@@ -212,7 +281,7 @@ def parse_err(line: str) -> DeviceError:
 
 
 def _info(f: dict, line: str) -> dict:
-    for k in INFO_INTS + tuple(k for k in ("line", "window") if k in f):
+    for k in INFO_INTS + tuple(k for k in ("line", "window", "ring") if k in f):
         if not _INT.match(f[k]):
             _bad(f"info {k}={f[k][:20]!r} is not an integer", line)
     if not _HASH.match(f["hash"]):
@@ -230,6 +299,7 @@ def _info(f: dict, line: str) -> dict:
     info.update({k: int(f[k]) for k in INFO_INTS})
     info["line"] = int(f["line"]) if "line" in f else None
     info["window"] = int(f.get("window", "1"))
+    info["ring"] = int(f["ring"]) if "ring" in f else None     # receive ring: the byte credit
     info["first"] = int(f.get("first", "1"))        # the first exit: 0 when the model has a wide exit
     info["labels"] = labels
     info["thr"] = parse_numbers(f["thr"])
@@ -243,11 +313,16 @@ def _classify(f: dict, line: str, info: dict | None) -> None:
     d, _, b = f["exit"].partition("/")
     if not (_INT.match(d) and _INT.match(b)) or int(d) > int(b):
         _bad(f"exit={f['exit'][:20]!r} is not <depth>/<blocks>", line)
-    if not _FLOAT.match(f["conf"]) or not 0.0 <= float(f["conf"]) <= 1.0:
-        _bad(f"conf={f['conf'][:20]!r} is not a number in [0, 1]", line)
     logits = f["logits"].split(",")
     if not all(_HEX32.match(h) for h in logits):
         _bad("logits are not hex32 values", line)
+    if f["conf"] in ("nan", "inf", "-inf"):
+        # well-formed, but the model computed a NaN or an infinity (non-finite logits give a
+        # non-finite softmax): the device's fault, not the link's; retrying cannot help
+        raise DeviceError(Status.INTERNAL, f"non-finite result (conf={f['conf']}, logits={f['logits'][:80]})",
+                          line)
+    if not _FLOAT.match(f["conf"]) or not 0.0 <= float(f["conf"]) <= 1.0:
+        _bad(f"conf={f['conf'][:20]!r} is not a number in [0, 1]", line)
     if not f["label"] or not f["unit"]:
         _bad("classify reply has an empty field", line)
     if info is None:
@@ -280,6 +355,11 @@ def parse_reply(line: str, info: dict | None = None) -> Reply:
         if len(parts) != 2:
             _bad("malformed pong", line)
         return Reply("pong", {}, line)
+    if parts[1] == "more":
+        f = _kv(parts[2:], ("n",), (), line)
+        if not _INT.match(f["n"]):
+            _bad(f"more n={f['n'][:20]!r} is not an integer", line)
+        return Reply("more", f, line)
     if parts[1] == "info":
         f = _kv(parts[2:], INFO_KEYS, INFO_OPTIONAL, line)
         _info(f, line)
@@ -333,7 +413,7 @@ def handshake(write_line, read_line, new_id, timeout: float, spec: str = "the de
     none came in time; new_id() gives the next request id. First a line end goes out: it
     ends any partial line another program left in the device's buffer (its reply has no id
     and is ignored). Then `#<id> !ping`, again with a backoff while the firmware may still be
-    booting (at most MAX_HANDSHAKE_PINGS unanswered), until a pong carrying one of our ids
+    booting (at most MAX_HANDSHAKE_PINGS unanswered; each with its check), until a pong carrying one of our ids
     comes back. Replies come in order, so the pings before the answered one were lost.
     Returns the ids of the later pings, whose pongs follow next, in this order.
     Raises NoAnswer, with a hint from what arrived instead, after `timeout` seconds."""
@@ -345,7 +425,7 @@ def handshake(write_line, read_line, new_id, timeout: float, spec: str = "the de
     def ping() -> None:
         rid = new_id()
         pending.append(rid)
-        write_line(b"#%d " % rid + PING)
+        write_line(request_line(rid, PING))
     ping()
     last_ping = time.monotonic()
     while True:
@@ -388,6 +468,12 @@ def wire_label(label: str) -> str:
         else:
             out.append(ch)
     return "".join(out) or "_"
+
+
+def text_bytes(text: str) -> bytes:
+    """A text as the device receives it: UTF-8, line ends inside it turned into spaces
+    (the tokenizer normalises control characters to spaces anyway)."""
+    return text.replace("\r", " ").replace("\n", " ").encode("utf-8", errors="surrogateescape")
 
 
 def classify_request(text: str) -> bytes:

@@ -12,18 +12,22 @@
  *     an unterminated last line if anything (bytes or an overrun) is pending at the end
  *     of input;
  *   - request ids: a line whose bytes before any loss start `#` + 1..BX_ID_DIGITS
- *     digits + space gets `#<digits> ` in front of its reply, and the rest of the line
- *     is the request (BX_LINE_MAX counts from there); no other reply starts with `#`;
+ *     digits + space, or + `:` + BX_CHECK_DIGITS lowercase hex digits + space, gets that
+ *     prefix (its space included) in front of its reply, and the rest of the
+ *     line is the request; no other reply starts with `#`; a check that is not the
+ *     CRC-32 of `<digits> <rest>` (computed here bit by bit) -> `err 8 BAD_CHECK`;
  *   - synchronous and in order: whenever the loop asks for the next byte, every line
  *     completed so far has been answered exactly once (no reply before a line ends);
  *   - every reply: `ok ` or `err ` first, printable ASCII only, one LF at its end,
  *     no longer than a bound computed from the model's sizes (error replies <= 100);
- *   - per line: overrun -> `err 7 OVERRUN`; more than BX_LINE_MAX bytes ->
- *     `err 2 LINE_TOO_LONG`; neither of those otherwise; `!ping` -> `ok pong`;
+ *   - per line: overrun -> `err 7 OVERRUN`; the arguments of `!ping`, `!info` or
+ *     `!policy` longer than BX_LINE_MAX -> `err 2 LINE_TOO_LONG` (texts have no limit);
+ *     neither of those otherwise; `!ping` -> `ok pong`;
  *     `!info` -> `ok info `; text (or `!c text`): invalid UTF-8 -> `err 1 BAD_UTF8`,
  *     only separators -> `err 3 EMPTY`, else `ok cls=` with tokens <= BX_SEQ_MAX;
  *     `!tok` -> `ok tok n=` (1..BX_SEQ_MAX) or BAD_UTF8; `!policy` -> `ok policy=`
- *     or `err 5 BAD_ARGUMENT`; any other `!name` -> `err 4 UNKNOWN_COMMAND !`;
+ *     or `err 5 BAD_ARGUMENT`; `!more` -> `ok more n=`, `err 9 BAD_PIECE` or `err 5`;
+ *     `!end` -> as a text, or those errors; any other `!name` -> `err 4 UNKNOWN_COMMAND !`;
  *   - bx_platform_exit(0), and no sanitizer finding.
  * The exit policy (which `!policy` changes) is reset to the artifact's default at the
  * start of every input, so each input is a reproducible session on its own. */
@@ -44,10 +48,10 @@ int bx_main_for_fuzz(void);
 #define CR 13
 #define ERR_REPLY_MAX 100
 
-#define ID_PREFIX_MAX (BX_ID_DIGITS + 2)   /* '#', digits, ' ' */
+#define ID_PREFIX_MAX (BX_ID_DIGITS + BX_CHECK_DIGITS + 3)   /* '#', digits, ':', check, ' ' */
 
 typedef struct {
-    size_t start, len;     /* bytes kept in line_bytes (the first ID_PREFIX_MAX + BX_LINE_MAX + 1) */
+    size_t start, len;     /* bytes kept in line_bytes (all of them) */
     size_t total;          /* bytes received on this line */
     size_t clean;          /* bytes received before its first overrun */
     int overrun;
@@ -118,7 +122,7 @@ static void model_lines(const uint8_t *data, size_t size)
             if (!overrun) clean = total;
             overrun = 1; pending = 1;
         } else {
-            if (total <= ID_PREFIX_MAX + BX_LINE_MAX) line_bytes[kept++] = (uint8_t)c;
+            line_bytes[kept++] = (uint8_t)c;
             total++;
             pending = 1;
         }
@@ -197,24 +201,46 @@ static void check_text(const char *r, size_t rn, const uint8_t *s, size_t n, con
     if (!starts(r, rn, "ok cls=") || t < 2 || t > BX_SEQ_MAX) fail("text not classified", ctx);
 }
 
-/* Length of the request id prefix `#<1..BX_ID_DIGITS digits> ` at the start of the
- * line's bytes received before any loss, or 0. */
-static size_t id_prefix(const line_t *ln)
+/* Length of the request id prefix `#<1..BX_ID_DIGITS digits> ` or `#<digits>:<8 hex> `
+ * at the start of the line's bytes received before any loss, or 0; *digits and *check
+ * (0: none) the lengths of its parts. */
+static size_t id_prefix(const line_t *ln, size_t *digits, int *check)
 {
     const uint8_t *s = line_bytes + ln->start;
     size_t avail = ln->clean < ln->len ? ln->clean : ln->len;
+    *check = 0;
     if (avail < 3 || s[0] != '#') return 0;
     size_t d = 1;
     while (d < avail && d <= BX_ID_DIGITS && s[d] >= '0' && s[d] <= '9') d++;
-    if (d == 1 || d > BX_ID_DIGITS + 1 || d >= avail || s[d] != ' ') return 0;
-    return d + 1;
+    if (d == 1 || d > BX_ID_DIGITS + 1 || d >= avail) return 0;
+    *digits = d - 1;
+    if (s[d] == ' ') return d + 1;
+    if (s[d] != ':' || d + 1 + BX_CHECK_DIGITS >= avail) return 0;
+    for (size_t i = d + 1; i < d + 1 + BX_CHECK_DIGITS; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    if (s[d + 1 + BX_CHECK_DIGITS] != ' ') return 0;
+    *check = 1;
+    return d + 2 + BX_CHECK_DIGITS;
+}
+
+/* CRC-32 (zlib's), bit by bit, over a then b. */
+static uint32_t crc32_two(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t k = 0; k < an + bn; k++) {
+        c ^= k < an ? a[k] : b[k - an];
+        for (int i = 0; i < 8; i++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
 }
 
 static void check_reply(const line_t *ln0, const char *r, size_t rn)
 {
     line_t lnv = *ln0;
     const line_t *ln = &lnv;
-    size_t idn = id_prefix(ln0);
+    size_t digits = 0;
+    int check = 0;
+    size_t idn = id_prefix(ln0, &digits, &check);
     char ctx[160];
     snprintf(ctx, sizeof ctx, "line #%zu (%zu bytes, overrun %d, id prefix %zu) reply `%.*s`",
              (size_t)(ln0 - lines), ln0->total, ln0->overrun, idn, (int)(rn < 100 ? rn : 100), r);
@@ -225,6 +251,21 @@ static void check_reply(const line_t *ln0, const char *r, size_t rn)
         lnv.start += idn;
         lnv.len -= idn;
         lnv.total -= idn;
+        if (check && !ln0->overrun) {
+            const uint8_t *p = line_bytes + ln0->start;
+            uint8_t head[BX_ID_DIGITS + 1];
+            memcpy(head, p + 1, digits);
+            head[digits] = ' ';
+            uint32_t want = 0;
+            for (size_t i = 0; i < BX_CHECK_DIGITS; i++) {
+                uint8_t h = p[digits + 2 + i];
+                want = (want << 4) | (uint32_t)(h <= '9' ? h - '0' : h - 'a' + 10);
+            }
+            if (crc32_two(head, digits + 1, p + idn, lnv.len) != want) {
+                if (!equals(r, rn, "err 8 BAD_CHECK")) fail("a failed check not answered `err 8 BAD_CHECK`", ctx);
+                return;
+            }
+        }
     } else if (rn && r[0] == '#') {
         fail("reply with an id to a line without one", ctx);
     }
@@ -240,17 +281,28 @@ static void check_reply(const line_t *ln0, const char *r, size_t rn)
         if (!equals(r, rn, "err 7 OVERRUN")) fail("overrun line not answered `err 7 OVERRUN`", ctx);
         return;
     }
-    if (ln->total > BX_LINE_MAX) {
-        if (!equals(r, rn, "err 2 LINE_TOO_LONG")) fail("long line not answered `err 2 LINE_TOO_LONG`", ctx);
+    if (n == 0 || s[0] != '!') {
+        if (too_long || overrun) fail("LINE_TOO_LONG / OVERRUN for a text", ctx);
+        check_text(r, rn, s, n, ctx);
         return;
     }
-    if (too_long || overrun) fail("LINE_TOO_LONG / OVERRUN for a line that is neither", ctx);
-
-    if (n == 0 || s[0] != '!') { check_text(r, rn, s, n, ctx); return; }
     size_t w = 1;
     while (w < n && s[w] != ' ') w++;
     const uint8_t *name = s + 1, *args = s + (w < n ? w + 1 : n);
     size_t name_n = w - 1, args_n = w < n ? n - w - 1 : 0;
+    int buffered = bytes_eq(name, name_n, "ping") || bytes_eq(name, name_n, "info") || bytes_eq(name, name_n, "policy");
+    if (buffered && args_n > BX_LINE_MAX) {
+        if (!equals(r, rn, "err 2 LINE_TOO_LONG")) fail("long command not answered `err 2 LINE_TOO_LONG`", ctx);
+        return;
+    }
+    if (too_long || overrun) fail("LINE_TOO_LONG / OVERRUN for a line that is neither", ctx);
+    if (bytes_eq(name, name_n, "more") || bytes_eq(name, name_n, "end")) {
+        if (!starts(r, rn, "err 9 BAD_PIECE") && !starts(r, rn, "err 5 BAD_ARGUMENT") &&
+            !(bytes_eq(name, name_n, "more") ? starts(r, rn, "ok more n=") :
+              (starts(r, rn, "ok cls=") || starts(r, rn, "err 1 BAD_UTF8") || starts(r, rn, "err 3 EMPTY"))))
+            fail("a piece answered wrongly", ctx);
+        return;
+    }
     if (bytes_eq(name, name_n, "c")) {
         check_text(r, rn, args, args_n, ctx);
     } else if (bytes_eq(name, name_n, "ping")) {
