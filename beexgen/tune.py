@@ -470,12 +470,16 @@ def open_storage(url: str):
     import optuna
     from optuna.storages import RetryFailedTrialCallback
     kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kw, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S,
-                                          failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
-    except Exception as e:            # a wrong URL, a missing driver, a server not answering
-        raise TuneError(f"--storage {url}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kw, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S,
+                                              failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+        except Exception as e:        # a wrong URL, a missing driver, a server not answering
+            if "IntegrityError" in type(e).__name__ and attempt < 5:   # two workers creating the schema at once
+                time.sleep(0.5 + attempt)
+                continue
+            raise TuneError(f"--storage {url}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
 def open_study(opt: Options, storage, space_text: str):
@@ -833,6 +837,7 @@ def tune(opt: Options, jobs: int = 1, how: str = "accuracy", quiet: bool = False
     space = load_space(opt.space)
     counting_board(opt.board)
     check_budget(opt, space)
+    open_study(opt, open_storage(opt.storage), (Path(opt.space) if opt.space else SPACE_FILE).read_text())
     t0 = time.time()
     procs = []
     ctx = mp.get_context("spawn")
