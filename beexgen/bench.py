@@ -635,6 +635,7 @@ def update_readme(readme: Path, md: str, tag: str = "bench") -> None:
 
 def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, readme=None,
          jobs: int = 2, json_out: str | None = "docs/bench.json") -> dict:
+    from beexgen import bench_tune
     from beexgen.train.data import OFFLINE
     datasets = list(datasets or OFFLINE)             # every offline data set by default
     out = Path(out)
@@ -650,6 +651,9 @@ def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, 
     md = markdown(results, meta, kernel)
     doc = bench_json(results, meta, kernel)
     doc["cores"] = cores = cores_bench(out / datasets[0], out / "cores")
+    if bench_tune.DATASET in datasets:     # the fixed-budget `beexgen tune` (a finished study in OUT/tune is reused)
+        tuned = bench_tune.run(out, default_run=out / bench_tune.DATASET, jobs=jobs)
+        doc["tune"], md = tuned.to_json(), md + "\n\n### beexgen tune (fixed budget)\n\n" + tuned.markdown()
     (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float) + "\n")
     (out / "bench.md").write_text(md + "\n" + "\n\n".join(f"### {r['dataset']}: nucleo-f411re\n```\n{r['nucleo']['table']}\n```" for r in results) + "\n")
     if json_out:

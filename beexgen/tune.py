@@ -469,6 +469,7 @@ def storage_url(opt_storage: str | None, out: Path) -> str:
 def open_storage(url: str):
     import optuna
     from optuna.storages import RetryFailedTrialCallback
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     for attempt in range(6):
         try:
@@ -587,9 +588,11 @@ def worker(opt: Options, quiet: bool = False) -> int:
                                                                      TrialState.RUNNING))
                 if t.number < trial.number]
         if opt.trials and len(mine) >= opt.trials:       # another worker asked in the same instant
+            fixed = storage.get_trial(trial._trial_id).system_attrs.get("fixed_params")
+            trial.set_user_attr("prune_reason", "not run: the budget was taken by another worker")
             study.tell(trial, state=TrialState.FAIL)
-            if trial.params:
-                study.enqueue_trial(trial.params, skip_if_exists=True)
+            if fixed:                                    # a queued re-run: queue it again
+                study.enqueue_trial(fixed, skip_if_exists=True)
             continue
         pruner_trial = curves.ask()
         trial.set_user_attr("epochs_trial", pruner_trial.number)
@@ -645,10 +648,11 @@ def feasible(study, max_ms: float | None, latency: str = "mean") -> list:
 
 
 def pick(study, max_ms: float | None, latency: str = "mean", how: str = "accuracy"):
-    """The chosen trial: the most accurate within max_ms; among the trials whose accuracy is
-    inside its 95 % Wilson interval (no better, within the validation split's noise), the
-    cheapest: lowest ms (how="accuracy") or smallest flash (how="flash"). how may also be
-    a trial number. None when no trial is feasible."""
+    """The chosen trial: the most accurate within max_ms, or, by the one-standard-error
+    rule, a cheaper one no more than one standard error of the top accuracy below it
+    (sqrt(p (1 - p) / n) on the n validation sentences: the same within the split's
+    noise): the lowest ms (how="accuracy") or the smallest flash (how="flash"). how may
+    also be a trial number. None when no trial is feasible."""
     ok = feasible(study, max_ms, latency)
     if how not in PICKS:
         num = int(how)
@@ -657,7 +661,8 @@ def pick(study, max_ms: float | None, latency: str = "mean", how: str = "accurac
     if not ok:
         return None
     top = max(ok, key=lambda t: t.user_attrs["accuracy"])
-    floor = top.user_attrs["accuracy_low"]
+    p, n = top.user_attrs["accuracy"], top.user_attrs["n_val"]
+    floor = p - math.sqrt(p * (1 - p) / n)
     near = [t for t in ok if t.user_attrs["accuracy"] >= floor]
     key = (lambda t: (t.user_attrs["ms_" + latency], t.user_attrs["flash"])) if how == "accuracy" else \
           (lambda t: (t.user_attrs["flash"], t.user_attrs["ms_" + latency]))
