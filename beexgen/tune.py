@@ -304,6 +304,36 @@ def fit_check(model_cfg: dict, board: str) -> dict:
     return {"ram_estimate": b.ram_used, "flash_estimate": b.flash_used}
 
 
+def latency_floor(model_cfg: dict, board: str, texts: list[str], latency: str, timeout: float,
+                  work: Path) -> float:
+    """Milliseconds (mean or p95 over `texts`) that no trained model of these dimensions can
+    beat: the untrained artifact's firmware in QEMU with every sentence leaving at the first
+    exit (confidence thresholds 0). Its placeholder vocabulary makes each unknown word one
+    [UNK], never more tokens than a trained WordPiece vocabulary gives, so the bound holds."""
+    from beexgen.codegen import boards, fit, firmware
+    from beexgen.host.client import Client
+    from beexgen.host.transport import open_transport
+    from beexgen.codegen import emulate
+    from beexgen.train.tokenizer import build_empty
+    qboard = counting_board(board)
+    art = fit.placeholder_artifact(model_cfg, build_empty(fit.placeholder_vocab(model_cfg["vocab_size"])).to_str(),
+                                   work / "floor-artifact")
+    fw = firmware.build_firmware(art, qboard, work / "floor-build", line_max=line_max_for(texts))
+    n_exits = model_cfg["n_blocks"] + int(bool(model_cfg.get("wide")))
+    t0 = time.time()
+    with emulate.start_qemu(fw.elf, qboard, serial="tcp") as h:
+        with Client(open_transport(h.url, timeout=30), timeout=60) as c:
+            c.handshake(30)
+            c.set_policy("confidence", [0.0] * (n_exits - 1))
+            cost = []
+            for t in texts:
+                cost.append(c.classify(t).cost)
+                if time.time() - t0 > timeout:
+                    raise TimeoutError(f"QEMU: {len(cost)} of {len(texts)} sentences in {timeout:.0f} s")
+    instr = float(np.mean(cost)) if latency == "mean" else float(np.percentile(cost, 95))
+    return instr * CYCLES_PER_INSTRUCTION / boards.get_board(board).clock_hz * 1e3
+
+
 class Pruned(Exception):
     def __init__(self, reason: str, **attrs):
         super().__init__(reason)
@@ -391,6 +421,16 @@ def run_trial(trial, opt: Options, space: dict, data: Data, curves, pruner_trial
     run_dir = Path(opt.out) / TRIALS_DIR / f"{trial.number:04d}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    if opt.max_ms:               # a model too slow even leaving at its first exit: pruned before training
+        try:
+            floor = latency_floor(mcfg.to_dict(), opt.board, data.val_texts, opt.latency, opt.qemu_timeout,
+                                  run_dir / "build")
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        trial.set_user_attr("ms_floor", floor)
+        if floor > opt.max_ms:
+            raise Pruned(f"latency: at least {floor:.1f} ms ({opt.latency}) even leaving at the first exit "
+                         f"> --max-ms {opt.max_ms:g}")
     trial.set_user_attr("dir", str(run_dir.resolve()))
     trial.set_user_attr("host", socket.gethostname())
     cfg = config.TrainConfig(dataset=opt.dataset, out=str(run_dir), threads=1, device="cpu",
@@ -592,7 +632,7 @@ def worker(opt: Options, quiet: bool = False) -> int:
             trial.set_user_attr("prune_reason", "not run: the budget was taken by another worker")
             study.tell(trial, state=TrialState.FAIL)
             if fixed:                                    # a queued re-run: queue it again
-                study.enqueue_trial(fixed, skip_if_exists=True)
+                study.enqueue_trial(fixed)
             continue
         pruner_trial = curves.ask()
         trial.set_user_attr("epochs_trial", pruner_trial.number)
@@ -610,7 +650,7 @@ def worker(opt: Options, quiet: bool = False) -> int:
                 # stopped by the user: the trial is failed and queued to run again on resume
                 study.tell(trial, state=TrialState.FAIL)
                 curves.tell(pruner_trial, state=TrialState.FAIL)
-                study.enqueue_trial(trial.params, skip_if_exists=True)
+                study.enqueue_trial(trial.params)
                 raise
             except Exception as e:                      # a bug or a tool failing: kept, reported, search goes on
                 trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])

@@ -66,7 +66,7 @@ def tiny(tmp_path_factory):
 
 def cmd(dataset, space, out, *extra) -> list[str]:
     return [sys.executable, "-m", "beexgen.cli", "tune", str(dataset), "--board", BOARD, "--space", str(space),
-            "--out", str(out), "--max-ms", "1000", *map(str, extra)]
+            "--out", str(out), *map(str, extra)]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -80,14 +80,15 @@ def load(url: str, name: str):
     return optuna.load_study(study_name=name, storage=url)
 
 
-def finished(study) -> list:
-    return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+def finished(study_or_trials) -> list:
+    ts = study_or_trials.get_trials(deepcopy=False) if hasattr(study_or_trials, "get_trials") else study_or_trials
+    return [t for t in ts if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
 def test_tune_writes_study_report_and_best_which_runs_in_qemu_equal_to_pytorch(tiny, tmp_path):
     dataset, space = tiny
     out = tmp_path / "t"
-    r = run(cmd(dataset, space, out, "--trials", 4, "--seed", 0, "--jobs", 2))
+    r = run(cmd(dataset, space, out, "--trials", 4, "--seed", 0, "--jobs", 2, "--max-ms", 1000))
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [l for l in r.stderr.splitlines() if l.startswith("trial ")]
     assert len(lines) == 4 and all("best so far" in l for l in lines), r.stderr[-2000:]
@@ -132,15 +133,24 @@ def test_killed_tune_resumes_without_losing_finished_trials(tiny, tmp_path):
     url, name = f"sqlite:///{out / tune.STUDY_DB}", f"tune-tiny-{BOARD}"
     args = cmd(dataset, space, out, "--trials", 3, "--seed", 1)
 
+    def trials():
+        """The study's trials so far (none while the process is still creating it)."""
+        if not (out / tune.STUDY_DB).exists():
+            return []
+        try:
+            return load(url, name).get_trials(deepcopy=False)
+        except KeyError:          # the database is there, the study not yet
+            return []
+
     def interrupt(sig, after_one: bool):
         """Start the search (after_one: let a trial finish), stop it with sig while a trial trains."""
-        old = {t.number for t in load(url, name).trials} if (out / tune.STUDY_DB).exists() else set()
+        old = {t.number for t in trials()}
         p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
         try:
             if after_one:
-                _wait(lambda: (out / tune.STUDY_DB).exists() and len(finished(load(url, name))) > 0, proc=p)
-            training = lambda: [t for t in load(url, name).get_trials(states=(TrialState.RUNNING,))
-                                if t.number not in old and (out / tune.TRIALS_DIR / f"{t.number:04d}" / "history.jsonl").exists()]
+                _wait(lambda: len(finished(trials())) > 0, proc=p)
+            training = lambda: [t for t in trials() if t.state == TrialState.RUNNING and t.number not in old
+                                and (out / tune.TRIALS_DIR / f"{t.number:04d}" / "history.jsonl").exists()]
             _wait(lambda: bool(training()), proc=p)         # a trial is in its training loop
             os.kill(p.pid, sig)
             p.wait(timeout=60)
