@@ -377,6 +377,7 @@ class Options:
     latency: str = "mean"
     seed: int | None = None
     qemu_timeout: float = 600.0
+    worker_index: int = 0              # --jobs: this process's index (its sampler's seed differs)
 
 
 def measure_qemu(elf: Path, board: str, texts: list[str], timeout: float) -> list:
@@ -527,9 +528,12 @@ def open_study(opt: Options, storage, space_text: str):
     """The study (created, or loaded and checked to be the same search) and its companion
     single-objective study of learning curves for the pruner."""
     import optuna
-    sampler = optuna.samplers.TPESampler(seed=opt.seed, n_startup_trials=6)   # reads set_constraint
-    study = optuna.create_study(study_name=opt.study, storage=storage, sampler=sampler, load_if_exists=True,
+    study = optuna.create_study(study_name=opt.study, storage=storage, load_if_exists=True,
                                 directions=["maximize", "minimize", "minimize"])
+    # TPE reads each trial's set_constraint; a seeded sampler is seeded afresh on resume and
+    # per --jobs worker (else each would replay the first one's samples)
+    seed = None if opt.seed is None else opt.seed + len(study.trials) + 7919 * opt.worker_index
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
     want = {"dataset": opt.dataset, "board": opt.board, "max_ms": opt.max_ms, "latency": opt.latency,
             "space": space_text}
     have = study.user_attrs
@@ -886,8 +890,8 @@ def tune(opt: Options, jobs: int = 1, how: str = "accuracy", quiet: bool = False
     t0 = time.time()
     procs = []
     ctx = mp.get_context("spawn")
-    for _ in range(max(0, jobs - 1)):
-        p = ctx.Process(target=_worker_entry, args=(dataclasses.asdict(opt),))
+    for i in range(1, jobs):
+        p = ctx.Process(target=_worker_entry, args=({**dataclasses.asdict(opt), "worker_index": i},))
         p.start()
         procs.append(p)
     try:
