@@ -586,7 +586,7 @@ def tune_cmd(dataset, board, max_ms, latency, trials, minutes, study_name, stora
 
     Each trial samples settings from the search space (beexgen/tune_space.toml or
     --space), is pruned before training if its model cannot fit the board's RAM or
-    flash, trains (pruned early when its validation accuracy falls behind), exports with
+    flash or is slower than --max-ms even leaving at its first exit, trains (pruned early when its validation accuracy falls behind), exports with
     its calibrated exit policy, builds the firmware for the board, and measures the
     validation accuracy and the M4 instructions of every validation sentence in QEMU.
     The test split is never read. Resumable: run the same command again after Ctrl-C or a
@@ -612,6 +612,9 @@ def tune_cmd(dataset, board, max_ms, latency, trials, minutes, study_name, stora
                                    "run the same command again to resume") from None
     click.echo(f"report: {res['report']}")
     c = res["chosen"]
+    if c is None and how.isdigit():
+        raise click.ClickException(f"--pick {how}: trial {how} is not a measured trial that fits {board}"
+                                   + (f" within {max_ms:g} ms" if max_ms else "") + f" (see {res['report']})")
     if c is None:
         raise click.ClickException(f"no measured trial fits {board}" + (f" within {max_ms:g} ms" if max_ms else "")
                                    + f": see {res['report']}; try more trials, a larger --max-ms or --space")

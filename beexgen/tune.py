@@ -9,6 +9,8 @@ beexgen/tune_space.toml (or --space FILE). Each trial:
 1. samples settings (TrainConfig / ModelConfig fields and the exit policy's options);
 2. builds the firmware of an untrained artifact of those dimensions for the board
    (codegen/fit.py): a model whose RAM or flash cannot fit is pruned before training;
+   with --max-ms, so is one slower than that even when every validation sentence leaves
+   at its first exit (the same untrained firmware in QEMU: `latency_floor`);
 3. trains (one torch thread), reporting each epoch's validation accuracy to Optuna's
    MedianPruner, which stops a trial falling behind the earlier ones at the same epoch.
    Optuna prunes single-objective studies only, so the learning curves live in a
