@@ -313,25 +313,13 @@ def latency_floor(model_cfg: dict, board: str, texts: list[str], latency: str, t
     exit (confidence thresholds 0). Its placeholder vocabulary makes each unknown word one
     [UNK], never more tokens than a trained WordPiece vocabulary gives, so the bound holds."""
     from beexgen.codegen import boards, fit, firmware
-    from beexgen.host.client import Client
-    from beexgen.host.transport import open_transport
-    from beexgen.codegen import emulate
     from beexgen.train.tokenizer import build_empty
     qboard = counting_board(board)
     art = fit.placeholder_artifact(model_cfg, build_empty(fit.placeholder_vocab(model_cfg["vocab_size"])).to_str(),
                                    work / "floor-artifact")
     fw = firmware.build_firmware(art, qboard, work / "floor-build", line_max=line_max_for(texts))
     n_exits = model_cfg["n_blocks"] + int(bool(model_cfg.get("wide")))
-    t0 = time.time()
-    with emulate.start_qemu(fw.elf, qboard, serial="tcp") as h:
-        with Client(open_transport(h.url, timeout=30), timeout=60) as c:
-            c.handshake(30)
-            c.set_policy("confidence", [0.0] * (n_exits - 1))
-            cost = []
-            for t in texts:
-                cost.append(c.classify(t).cost)
-                if time.time() - t0 > timeout:
-                    raise TimeoutError(f"QEMU: {len(cost)} of {len(texts)} sentences in {timeout:.0f} s")
+    cost = [r.cost for r in measure_qemu(fw.elf, qboard, texts, timeout, policy=("confidence", [0.0] * (n_exits - 1)))]
     instr = float(np.mean(cost)) if latency == "mean" else float(np.percentile(cost, 95))
     return instr * CYCLES_PER_INSTRUCTION / boards.get_board(board).clock_hz * 1e3
 
@@ -382,8 +370,9 @@ class Options:
     worker_index: int = 0              # --jobs: this process's index (its sampler's seed differs)
 
 
-def measure_qemu(elf: Path, board: str, texts: list[str], timeout: float) -> list:
-    """Every text through the firmware in QEMU -icount: the replies (cost= in instructions)."""
+def measure_qemu(elf: Path, board: str, texts: list[str], timeout: float, policy: tuple | None = None) -> list:
+    """Every text through the firmware in QEMU -icount (under `policy`, a (name, thresholds)
+    pair, else the artifact's): the replies, cost= in instructions."""
     from beexgen.codegen import emulate
     from beexgen.host.client import Client
     from beexgen.host.transport import open_transport
@@ -391,6 +380,8 @@ def measure_qemu(elf: Path, board: str, texts: list[str], timeout: float) -> lis
     with emulate.start_qemu(elf, board, serial="tcp") as h:
         with Client(open_transport(h.url, timeout=30), timeout=60) as c:
             c.handshake(30)
+            if policy:
+                c.set_policy(*policy)
             out = []
             for t in texts:
                 out.append(c.classify(t))
@@ -401,7 +392,6 @@ def measure_qemu(elf: Path, board: str, texts: list[str], timeout: float) -> lis
 
 def run_trial(trial, opt: Options, space: dict, data: Data, curves, pruner_trial) -> tuple[float, float, float]:
     """Train, export, build, measure one trial; returns (accuracy, ms, flash bytes)."""
-    import optuna
     from beexgen.codegen import boards, firmware
     from beexgen.core import artifact
     from beexgen.train import config, deploy, policies
