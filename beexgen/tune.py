@@ -848,7 +848,8 @@ def write_report(study, opt: Options, out: Path, chosen, baselines: dict | None)
 # --------------------------------------------------------------------------- the command
 
 def check_budget(opt: Options, space: dict) -> None:
-    """Before any training: the smallest model of the space must fit the board."""
+    """Before any training: the smallest model of the space must fit the board, and with
+    --max-ms the fastest must be able to meet it."""
     from beexgen.codegen import boards
     from beexgen.train import data as data_mod
     small = smallest(space)
@@ -866,6 +867,24 @@ def check_budget(opt: Options, space: dict) -> None:
                         f"{b.ram.length // 1024} KB RAM): even the smallest ("
                         + ", ".join(f"{k} {v}" for k, v in small.items()) + f") fails the check, {e.reason}. "
                         "Pick a bigger board or give a space with smaller settings (--space).") from None
+    if not opt.max_ms:
+        return
+    # the fastest model: the smallest, with the wide exit when the space allows it (exit 0 is a table lookup)
+    if "wide" in space and True in space["wide"].values():
+        model_kw = {**model_kw, "wide": True}
+    try:
+        m = model_config(train_kw, model_kw, n_classes)
+    except Pruned:
+        return
+    import tempfile
+    texts = load_data(opt.dataset, Path(opt.out), fixed).val_texts
+    with tempfile.TemporaryDirectory(prefix="beexgen-tune-") as d:
+        floor = latency_floor(m.to_dict(), opt.board, texts, opt.latency, opt.qemu_timeout, Path(d))
+    if floor > opt.max_ms:
+        raise TuneError(f"no model of the search space runs within --max-ms {opt.max_ms:g} on {opt.board}: even "
+                        f"the fastest ({', '.join(f'{k} {v}' for k, v in small.items())}), every sentence leaving "
+                        f"at its first exit, takes {floor:.2f} ms ({opt.latency}, {CYCLES_PER_INSTRUCTION} cycles "
+                        "per instruction). Raise --max-ms or give a space with smaller settings (--space).")
 
 
 def tune(opt: Options, jobs: int = 1, how: str = "accuracy", quiet: bool = False) -> dict:

@@ -209,6 +209,15 @@ def test_impossible_budget_is_one_clear_message(tiny, tmp_path):
     assert "no model of the search space fits microbit" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_impossible_latency_is_one_clear_message(tiny, tmp_path):
+    dataset, space = tiny
+    r = run(cmd(dataset, space, tmp_path / "l", "--trials", 2, "--max-ms", 0.001))
+    assert r.returncode == 1
+    assert "no model of the search space runs within --max-ms 0.001 on mps2-an386" in r.stderr \
+        and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "l" / tune.TRIALS_DIR).exists()          # nothing trained
+
+
 def test_space_names_are_settings(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("d_modle = [32, 64]\n")
