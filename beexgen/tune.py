@@ -528,16 +528,15 @@ def open_study(opt: Options, storage, space_text: str):
     study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=6)
     want = {"dataset": opt.dataset, "board": opt.board, "max_ms": opt.max_ms, "latency": opt.latency,
             "space": space_text}
-    have = study.user_attrs
-    if not have.get("dataset"):
-        for k, v in want.items():
-            study.set_user_attr(k, v)
+    have = study.user_attrs.get("problem")       # one attribute: a second worker sees all of it or none
+    if have is None:
+        study.set_user_attr("problem", want)
     else:
         diff = [k for k, v in want.items() if have.get(k) != v]
         if diff:
-            raise TuneError(f"study {opt.study!r} in {storage.url if hasattr(storage, 'url') else 'the storage'} "
-                            f"searches another problem ({', '.join(f'{k}: {have.get(k)!r}' for k in diff if k != 'space')}"
-                            f"{', another space' if 'space' in diff else ''}): give it another --study name")
+            raise TuneError(f"study {opt.study!r} in {opt.storage} searches another problem ("
+                            + ", ".join(f"{k}: {have.get(k)!r}" for k in diff if k != "space")
+                            + (", another space" if "space" in diff else "") + "): give it another --study name")
     curves = optuna.create_study(study_name=opt.study + ".epochs", storage=storage, load_if_exists=True,
                                  direction="maximize",
                                  pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
