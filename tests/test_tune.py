@@ -194,7 +194,6 @@ def test_two_processes_share_one_study_and_run_no_trial_twice(tiny, tmp_path):
            for w in ("a", "b") if (tmp_path / w / tune.TRIALS_DIR).exists()}
     assert not set.intersection(*ran.values()) if len(ran) == 2 else True
     assert {t.number for t in finished(study)} <= set.union(*ran.values())
-    assert not [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
     for t in finished(study):
         assert Path(t.user_attrs["dir"]).parent.parent.name in ran
 
