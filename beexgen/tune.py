@@ -510,7 +510,8 @@ def open_storage(url: str):
                                               grace_period=GRACE_S,
                                               failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
         except Exception as e:        # a wrong URL, a missing driver, a server not answering
-            if "IntegrityError" in type(e).__name__ and attempt < 5:   # two workers creating the schema at once
+            racing = "IntegrityError" in type(e).__name__ or "already exists" in str(e) or "locked" in str(e)
+            if racing and attempt < 5:                  # two workers creating the schema at once
                 time.sleep(0.5 + attempt)
                 continue
             raise TuneError(f"--storage {url}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
