@@ -501,14 +501,17 @@ def storage_url(opt_storage: str | None, out: Path) -> str:
 
 def open_storage(url: str):
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    import warnings
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kw, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S,
-                                              failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+            with warnings.catch_warnings():           # heartbeats are "experimental" in Optuna 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kw, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
         except Exception as e:        # a wrong URL, a missing driver, a server not answering
             racing = "IntegrityError" in type(e).__name__ or "already exists" in str(e) or "locked" in str(e)
             if racing and attempt < 5:                  # two workers creating the schema at once
