@@ -684,6 +684,80 @@ def boards_cmd(readme):
     click.echo(_board_registry.board_table())
 
 
+_EXTRA["tune"] = _EXTRA_OF_MODULE["optuna"] = "tune"       # beexgen tune needs beexgen[tune]
+
+
+@main.command("tune")
+@click.argument("dataset")
+@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+              help=f"The board the model must fit and run on: {_board_registry.board_help()}.")
+@click.option("--max-ms", type=float, help="Latency budget in milliseconds per sentence on the board "
+              "(M4 instructions from QEMU x the README's cycles per instruction / the board's clock) [none].")
+@click.option("--latency", type=click.Choice(["mean", "p95"]), default="mean", show_default=True,
+              help="Which latency --max-ms bounds and the search minimises: the mean or the 95th "
+                   "percentile over the validation sentences.")
+@click.option("--trials", type=click.IntRange(1), help="Finished trials the study should hold (all workers "
+              "together) [20 unless --minutes].")
+@click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Start no trial after this many minutes.")
+@click.option("--study", "study_name", help="Study name in the storage [tune-DATASET-BOARD].")
+@click.option("--storage", help="Optuna storage URL shared by several machines, e.g. "
+              "postgresql://user:pw@host/db [sqlite:///OUT/study.db].")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Trials run side by side on this machine (processes, one torch thread each).")
+@click.option("--space", type=click.Path(exists=True, dir_okay=False),
+              help="Search space TOML (format: beexgen/tune_space.toml) [the shipped one].")
+@click.option("--pick", "how", default="accuracy", show_default=True,
+              help="The model exported to OUT/best: accuracy (the most accurate within --max-ms; among those "
+                   "within its 95 % interval, the fastest), flash (... the smallest) or a trial number.")
+@click.option("--seed", type=int, help="Seed of the sampler (the trials' own seeds come from the space).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory of the study, the trials, report.md and best/.")
+@click.option("--quiet", is_flag=True, help="No line per trial.")
+def tune_cmd(dataset, board, max_ms, latency, trials, minutes, study_name, storage, jobs, space, how, seed, out,
+             quiet):
+    """Search the most accurate model that fits BOARD and a latency budget (Optuna).
+
+    Each trial samples settings from the search space (beexgen/tune_space.toml or
+    --space), is pruned before training if its model cannot fit the board's RAM or
+    flash or is slower than --max-ms even leaving at its first exit, trains (pruned early when its validation accuracy falls behind), exports with
+    its calibrated exit policy, builds the firmware for the board, and measures the
+    validation accuracy and the M4 instructions of every validation sentence in QEMU.
+    The test split is never read. Resumable: run the same command again after Ctrl-C or a
+    crash. Writes OUT/report.md (Pareto front, importances, trials) and OUT/best/, a run
+    directory for `beexgen build`/`flash`."""
+    if how not in ("accuracy", "flash") and not how.isdigit():
+        raise click.BadParameter(f"{how!r}: accuracy, flash or a trial number", param_hint="--pick")
+    if trials and minutes:
+        raise click.UsageError("--trials or --minutes, not both")
+    from beexgen import tune as tune_mod
+    out_p = Path(out)
+    opt = tune_mod.Options(dataset=dataset, board=board, out=str(out_p),
+                           storage=tune_mod.storage_url(storage, out_p.resolve()),
+                           study=study_name or f"tune-{Path(dataset).stem}-{board}",
+                           trials=trials or (None if minutes else tune_mod.DEFAULT_TRIALS), minutes=minutes,
+                           max_ms=max_ms, space=space, latency=latency, seed=seed)
+    try:
+        res = tune_mod.tune(opt, jobs=jobs, how=how, quiet=quiet)
+    except tune_mod.TuneError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted: the finished trials are kept in {opt.storage}; "
+                                   "run the same command again to resume") from None
+    click.echo(f"report: {res['report']}")
+    c = res["chosen"]
+    if c is None and how.isdigit():
+        raise click.ClickException(f"--pick {how}: trial {how} is not a measured trial that fits {board}"
+                                   + (f" within {max_ms:g} ms" if max_ms else "") + f" (see {res['report']})")
+    if c is None:
+        raise click.ClickException(f"no measured trial fits {board}" + (f" within {max_ms:g} ms" if max_ms else "")
+                                   + f": see {res['report']}; try more trials, a larger --max-ms or --space")
+    a = c.user_attrs
+    click.echo(f"chosen: trial #{c.number}, validation accuracy {a['accuracy']:.4f} "
+               f"[{a['accuracy_low']:.4f}, {a['accuracy_high']:.4f}], {a['ms_mean']:.2f} ms mean "
+               f"({a['ms_p95']:.2f} p95), flash {a['flash']:,} B, RAM {a['ram']:,} B")
+    click.echo(f"run directory: {res['best']}\nnext: beexgen build {res['best']}/artifact --board {board}")
+
+
 @main.command("bench")
 @click.option("--dataset", "datasets", multiple=True, help="An offline data set to run (repeat for more) [all of them].")
 @click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False), callback=_nonempty,

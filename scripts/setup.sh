@@ -34,7 +34,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # installed, and from this checkout (not another clone's editable install)
-if ! $PY -c "import os, beexgen.train.model, beexgen.codegen, tokenizers, serial, jinja2, safetensors, pytest, sklearn, transformers
+if ! $PY -c "import os, beexgen.train.model, beexgen.codegen, tokenizers, serial, jinja2, safetensors, pytest, sklearn, transformers, optuna
 assert all(os.path.realpath(m.__file__).startswith(os.path.realpath('.') + os.sep) for m in (beexgen.train.model, beexgen.codegen))" 2>/dev/null; then
     echo "setup: installing Python packages (torch==2.13.0 CPU build)"
     $PY -m pip install -q -e '.[dev]'

@@ -280,7 +280,9 @@ def train_twin(cfg: TrainConfig, progress: bool = True) -> Path:
     return train(twin, progress)
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
+def train(cfg: TrainConfig, progress: bool = True, on_epoch=None) -> Path:
+    """on_epoch(epoch, record): called after each epoch's validation with the history
+    record (val_acc by exit); it may raise to stop training (e.g. `beexgen tune` pruning)."""
     run_dir = Path(cfg.out)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -405,6 +407,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             left = (time.time() - t0) / epoch * (epochs - epoch)
             tqdm.write(f"{kind} epoch {epoch:2d}/{epochs}  loss {rec['loss']:.4f}  val acc by exit [{accs}]{mark}"
                        f"  {time.time() - t0:.0f} s, about {left / 60:.1f} min left")
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
     return run_dir
 
 

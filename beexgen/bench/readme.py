@@ -102,6 +102,8 @@ def table(b: Bench) -> str:
     row("int8 peer (same shapes, q7 matrix products only)", lambda r: f"{r.m4.int8_peer_instructions_estimate:,} "
         f"({r.m4.int8_peer_flash_bytes / 1024:.0f} KB flash)")
     L.append(f"Cycle estimate: {CYCLE_NOTE}. Compute = float ops + binary MACs / 64 (beexgen/core/cost.py).")
+    if b.tune is not None:
+        L += ["", "A fixed-budget model search (`beexgen tune`, beexgen/bench/tune.py):", "", b.tune.markdown()]
     return "\n".join(L) + "\n"
 
 

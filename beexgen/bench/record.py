@@ -16,6 +16,7 @@ from beexgen.bench.m4 import M4
 from beexgen.bench.parity import Parity
 from beexgen.bench.policies import Policies
 from beexgen.bench.size import Size
+from beexgen.bench.tune import TuneBench
 from beexgen.bench.speed import HostSpeed
 
 
@@ -63,17 +64,22 @@ class Bench:
     datasets: dict[str, DatasetBench] = field(default_factory=dict)
     kernel: Kernel = field(default_factory=Kernel)
     cores: dict[str, CoreResult] = field(default_factory=dict)
+    tune: TuneBench | None = None          # the fixed-budget `beexgen tune` (bench/tune.py)
 
     def to_json(self) -> dict:
-        return {"meta": to_json(self.meta), "datasets": {k: v.to_json() for k, v in self.datasets.items()},
-                "kernel": to_json(self.kernel), "cores": {k: to_json(v) for k, v in self.cores.items()}}
+        out = {"meta": to_json(self.meta), "datasets": {k: v.to_json() for k, v in self.datasets.items()},
+               "kernel": to_json(self.kernel), "cores": {k: to_json(v) for k, v in self.cores.items()}}
+        if self.tune is not None:
+            out["tune"] = self.tune.to_json()
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> "Bench":
         return cls(meta=from_json(Meta, d.get("meta", {})),
                    datasets={k: DatasetBench.from_json(v) for k, v in d.get("datasets", {}).items()},
                    kernel=from_json(Kernel, d.get("kernel", {})),
-                   cores={k: from_json(CoreResult, v) for k, v in d.get("cores", {}).items()})
+                   cores={k: from_json(CoreResult, v) for k, v in d.get("cores", {}).items()},
+                   tune=TuneBench.from_json(d["tune"]) if d.get("tune") else None)
 
     def write(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

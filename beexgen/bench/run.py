@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from beexgen.bench import accuracy, cores, kernels, m4, parity, policies, size, speed
+from beexgen.bench import tune as bench_tune
 from beexgen.bench.common import SEEDS, log, run_dirs
 from beexgen.bench.record import Bench, DatasetBench, Meta
 from beexgen.bench import readme as readme_mod
@@ -148,7 +149,10 @@ def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, 
                 machine=f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
                 date=time.strftime("%Y-%m-%d"), minutes=round((time.time() - t0) / 60, 1), commit=_commit(),
                 train_seconds={k: round(v) for k, v in train_times.items()})
-    b = Bench(meta=meta, datasets=results, kernel=kernel, cores=core)
+    tuned = None
+    if bench_tune.DATASET in datasets:     # the fixed-budget `beexgen tune` (a finished study in OUT/tune is reused)
+        tuned = bench_tune.run(out, default_run=out / bench_tune.DATASET, jobs=jobs)
+    b = Bench(meta=meta, datasets=results, kernel=kernel, cores=core, tune=tuned)
     b.write(out / "bench.json")
     md = readme_mod.table(b)
     (out / "bench.md").write_text(md + "\n" + "\n\n".join(
