@@ -42,6 +42,8 @@ static float    bx_v[BX_SEQ_MAX][BX_D_MODEL];        /* attention values */
 static uint32_t bx_qb[BX_SEQ_MAX][BX_N_HEADS][BX_HEAD_WORDS];  /* packed queries, per head */
 static uint32_t bx_kb[BX_SEQ_MAX][BX_N_HEADS][BX_HEAD_WORDS];  /* packed keys, per head */
 static float    bx_e[BX_SEQ_MAX];           /* attention weights of one query */
+static int32_t  bx_cnt[BX_SEQ_MAX];         /* its key counts (bx_attend) */
+static float    bx_etab[BX_N_HEADS][BX_D_HEAD + 1];   /* softmax weight table per head (bx_exp_table) */
 static float    bx_row[BX_ROW_GROUP][BX_ROW_MAX];            /* per-token scratch rows, one group of tokens */
 static float    bx_row2[BX_ROW_GROUP][BX_D_MODEL];              /* layer-norm outputs */
 static float    bx_att[BX_ROW_GROUP][BX_D_MODEL];               /* x_att, then the SLFN output y */
@@ -103,8 +105,8 @@ static void qkv_all(const bx_block_w *blk, int n)
 static void attention_token(const bx_block_w *blk, float *att, int i, int n)
 {
     for (int hh = 0; hh < BX_N_HEADS; hh++)
-        bx_attend(bx_row[0] + hh * BX_D_HEAD, bx_e, bx_qb[i][hh], &bx_kb[0][hh][0], BX_N_HEADS * BX_HEAD_WORDS,
-                  &bx_v[0][hh * BX_D_HEAD], BX_D_MODEL, n, BX_D_HEAD, blk->tau[hh]);
+        bx_attend(bx_row[0] + hh * BX_D_HEAD, bx_e, bx_cnt, bx_qb[i][hh], &bx_kb[0][hh][0], BX_N_HEADS * BX_HEAD_WORDS,
+                  &bx_v[0][hh * BX_D_HEAD], BX_D_MODEL, n, BX_D_HEAD, blk->tau[hh], bx_etab[hh]);
     sign_binlinear(att, bx_row[0], &blk->out, BX_D_MODEL, BX_D_MODEL);
     for (int k = 0; k < BX_D_MODEL; k++) att[k] = bx_x[i][k] + att[k];
 }
@@ -144,6 +146,7 @@ static void ffn_group(const bx_block_w *blk, int i0, int g)
 void bx_block_forward(const bx_block_w *blk, int n)
 {
     qkv_all(blk, n);
+    for (int hh = 0; hh < BX_N_HEADS; hh++) bx_exp_table(bx_etab[hh], blk->tau[hh], BX_D_HEAD);
     for (int i0 = 0; i0 < n; i0 += BX_ROW_GROUP) {
         const int g = n - i0 < BX_ROW_GROUP ? n - i0 : BX_ROW_GROUP;
         for (int r = 0; r < g; r++) attention_token(blk, bx_att[r], i0 + r, n);

@@ -163,27 +163,37 @@ void bx_exp_shift_array(float *x, float m, int n) __attribute__((weak, alias("bx
 /* The three steps of bx_attend are separate functions (not inlined) so that an
  * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
  * a call costs a few instructions per head.
- * Scores: e (n,) = tau * dot(q, k_j); returns their max. */
-float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
-                                float tau)
+ * Counts: c (n,) = popcount(q ^ k_j) (dh - that when flip); returns their minimum. */
+int32_t bx_attend_scores_portable(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                  int flip)
 {
-    float m = 0.0f;
+    int32_t lo = 0;
     for (int j = 0; j < n; j++) {
-        e[j] = (float)bx_bdot_ref(q, k + (size_t)j * k_stride, dh) * tau;
-        if (j == 0 || e[j] > m) m = e[j];
+        int32_t p = (dh - bx_bdot_ref(q, k + (size_t)j * k_stride, dh)) / 2;   /* exact: dh - dot = 2p */
+        c[j] = flip ? dh - p : p;
+        if (j == 0 || c[j] < lo) lo = c[j];
     }
-    return m;
+    return lo;
 }
 
-/* Softmax weights: e[j] = exp(e[j] - m) in place; returns 1 / sum_j e[j] (sum in j order).
- * span bounds m - e[j] (the caller's 2 * dh * |tau|); the portable path does not need it. */
-float bx_attend_softmax_portable(float *e, int n, float m, float span)
+/* Softmax weights: e[j] = E[c[j] - lo]; returns 1 / sum_j e[j] (sum in j order). */
+float bx_attend_softmax_portable(float *e, const int32_t *c, int n, int32_t lo, const float *E)
 {
-    (void)span;
-    bx_exp_shift_array(e, m, n);                            /* element-wise */
     float z = 0.0f;
-    for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
+    for (int j = 0; j < n; j++) {
+        e[j] = E[c[j] - lo];
+        z += e[j];
+    }
     return 1.0f / z;
+}
+
+/* E[c] = exp(-(|tau| * 2c)): the score tau * dot(q, k_j) minus the best score of the
+ * query is -|tau| * 2 (c_j - min c) exactly in integers, so the weights need only these
+ * dh + 1 exps per head (beexgen/core/numerics.py, train/fmath.py exp_table). */
+void bx_exp_table(float *E, float tau, int dh)
+{
+    const float a = tau < 0.0f ? -tau : tau;
+    for (int c = 0; c <= dh; c++) E[c] = bx_expf(-(a * (float)(2 * c)));
 }
 
 /* o (8,) = inv * sum_j e[j] * v_j[0..8): eight running sums in registers, each the
@@ -204,9 +214,10 @@ void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, fl
 }
 
 /* The engine-facing steps are weak (bx_kernels_arm.c replaces them on the M4). */
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip)
     __attribute__((weak, alias("bx_attend_scores_portable")));
-float bx_attend_softmax(float *e, int n, float m, float span) __attribute__((weak, alias("bx_attend_softmax_portable")));
+float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const float *E)
+    __attribute__((weak, alias("bx_attend_softmax_portable")));
 
 /* V weighting: o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. */
 void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
@@ -228,11 +239,11 @@ void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_st
 void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
     __attribute__((weak, alias("bx_attend_weigh_portable")));
 
-void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
-               const float *v, int v_stride, int n, int dh, float tau)
+void bx_attend(float *o, float *e, int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau, const float *E)
 {
-    float m = bx_attend_scores(e, q, k, k_stride, n, dh, tau);
-    float inv = bx_attend_softmax(e, n, m, 2.0f * (float)dh * (tau < 0.0f ? -tau : tau));
+    int32_t lo = bx_attend_scores(c, q, k, k_stride, n, dh, tau < 0.0f);
+    float inv = bx_attend_softmax(e, c, n, lo, E);
     bx_attend_weigh(o, e, v, v_stride, n, dh, inv);
 }
 

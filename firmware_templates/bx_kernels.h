@@ -57,19 +57,27 @@ void bx_layernorm_rows(float *y, const float *x, const float *gamma, const float
 
 /* One attention head for one query. q (BX_WORDS(dh),) packed query; keys: n packed
  * keys, key j at k + j * k_stride words; values: v + j * v_stride floats, dh of them;
- * e (n,) scratch.  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j. */
-void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
-               const float *v, int v_stride, int n, int dh, float tau);
+ * e (n,) float and c (n,) int32 scratch; E (dh + 1,) the head's weight table
+ * (bx_exp_table).  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j, the softmax
+ * weights e_j = E[c_j - min c] taken from the counts c_j (beexgen/core/numerics.py). */
+void bx_attend(float *o, float *e, int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau, const float *E);
 
-/* bx_attend's first two steps: scores e (n,) = tau * dot(q, k_j), returning their max;
- * softmax weights e[j] = exp(e[j] - m) in place, returning 1 / sum_j e[j], where span
- * >= m - min_j e[j] (or NaN) may let an ISA path skip exp's clamps. Portable paths and
- * the weak engine-facing names (ISA files may replace them). */
-float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
-                                float tau);
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
-float bx_attend_softmax_portable(float *e, int n, float m, float span);
-float bx_attend_softmax(float *e, int n, float m, float span);
+/* A head's softmax weight table: E (dh + 1,), E[c] = bx_expf(-(|tau| * (float)(2c))),
+ * the weight of a key whose score is 2c below the query's best (computed once per head
+ * and block, not per query and key). */
+void bx_exp_table(float *E, float tau, int dh);
+
+/* bx_attend's first two steps. Counts: c (n,) = popcount(q ^ k_j) over dh bits, or dh
+ * minus it when flip (tau < 0: the best score then has the most differing bits), so the
+ * best key always has the smallest count; returns min_j c_j (n >= 1). Weights:
+ * e[j] = E[c[j] - lo], returning 1 / sum_j e[j] (sum in j order from 0.0f). Portable
+ * paths and the weak engine-facing names (ISA files may replace them). */
+int32_t bx_attend_scores_portable(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                  int flip);
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip);
+float bx_attend_softmax_portable(float *e, const int32_t *c, int n, int32_t lo, const float *E);
+float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const float *E);
 
 /* bx_attend's last step: o (dh,) = inv * sum_j e[j] * v_j, each sum in j order from 0.0f. */
 void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);

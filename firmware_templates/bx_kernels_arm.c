@@ -253,197 +253,127 @@ __asm__(
     "   .size   bx_weigh8, . - bx_weigh8\n"
 );
 
-/* Attention scores of a one-word head (dh = 32): per key one LDR, EOR, the nibble count
- * and byte sum of the words-4 rows (bytes <= 8, so (T * 0x01010101) >> 23 = 2p), then
- * VCVT and VMUL by tau; the running max is the reference's `e[j] > m` (an IT'd VMOV).
- * m starts at -inf, which e[0] exceeds when tau is finite (the C path runs otherwise),
- * so the first step takes m = e[0] as the reference's j == 0 does. */
+/* Attention counts of a one-word head (dh = 32): per key one LDR and ADD of the stride, EOR, the nibble count and byte sum of the words-4 rows (bytes <= 8, so
+ * (T * 0x01010101) >> 24 = p), the store, and the running minimum by an IT'd MOV (it
+ * starts at 33, above every count). flip is the caller's: q0 = ~q[0] gives 32 - p. */
 __asm__(
     "   .text\n"
-    "   .global bx_m4_scores32\n"
-    "   .type   bx_m4_scores32, %function\n"
+    "   .global bx_m4_counts32\n"
+    "   .type   bx_m4_counts32, %function\n"
     "   .thumb_func\n"
-    "bx_m4_scores32:\n"         /* r0 = e, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n, s0 = tau */
-    "   push    {r4, r5, lr}\n"
-    "   ldr     lr, [sp, #12]\n"
+    "bx_m4_counts32:\n"         /* r0 = c, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n >= 1; returns min */
+    "   push    {r4-r6, lr}\n"
+    "   ldr     lr, [sp, #16]\n"
     "   lsl     r3, r3, #2\n"
     "   mov     r5, #0x01010101\n"
-    "   movw    r4, #0\n"
-    "   movt    r4, #0xFF80\n"
-    "   vmov    s2, r4\n"                   /* m = -inf */
+    "   mov     r6, #33\n"
     "1: ldr     r4, [r2]\n"
     "   add     r2, r2, r3\n"
     "   eor     r4, r4, r1\n"
     "   bx_cnt4 r4\n"
     "   bx_nib2bytes_small r4\n"
     "   mul     r4, r4, r5\n"
-    "   lsr     r4, r4, #23\n"
-    "   rsb     r4, r4, #32\n"              /* dot */
-    "   vmov    s1, r4\n"
-    "   vcvt.f32.s32 s1, s1\n"
-    "   vmul.f32 s1, s1, s0\n"
-    "   vstmia  r0!, {s1}\n"
-    "   vcmp.f32 s1, s2\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      gt\n"
-    "   vmovgt.f32 s2, s1\n"
+    "   lsr     r4, r4, #24\n"              /* p */
+    "   str     r4, [r0], #4\n"
+    "   cmp     r4, r6\n"
+    "   it      lo\n"
+    "   movlo   r6, r4\n"
     "   subs    lr, lr, #1\n"
     "   bne     1b\n"
-    "   vmov.f32 s0, s2\n"
-    "   pop     {r4, r5, pc}\n"
-    "   .size   bx_m4_scores32, . - bx_m4_scores32\n"
+    "   mov     r0, r6\n"
+    "   pop     {r4-r6, pc}\n"
+    "   .size   bx_m4_counts32, . - bx_m4_counts32\n"
 );
 
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip)
 {
-    const float a = tau < 0.0f ? -tau : tau;
-    if (dh == 32 && n > 0 && a <= 3.4e38f)       /* finite tau: e[0] > -inf */
-        return bx_m4_scores32(e, q[0], k, k_stride, n, tau);
-    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+    if (dh == 32 && n > 0)
+        return bx_m4_counts32(c, flip ? ~q[0] : q[0], k, k_stride, n);
+    return bx_attend_scores_portable(c, q, k, k_stride, n, dh, flip);
 }
 
-/* Softmax exp without clamps. x = e[j] - m lies in [-span, 0] (span = 2 dh |tau| bounds
- * max - min of the scores), so when span < 80 neither of bx_expf's clamps [-87, 88] can
- * act and dropping them changes no value. The rest is bx_expf's sequence, instruction
- * for instruction: floor by truncation and a compare (the IT'd correction subtracts 1.0
- * from (float)k, which is (float)(k - 1) for these small k), r by VMLS (round(kf * c)
- * subtracted, as vmul then vsub), the polynomial, (p * r^2 + r) + 1 by VMLA, 2^k from its
- * exponent bits; the sum z is taken in the same loop, in j order. */
+/* Softmax weights by table: per key an LDR of the count, the address E + 4 (c - lo)
+ * (E - 4 lo set up once), VLDR, VSTM and the running sum z in j order from +0.0. */
 __asm__(
     "   .text\n"
-    "   .global bx_m4_softmax_noclamp\n"
-    "   .type   bx_m4_softmax_noclamp, %function\n"
+    "   .global bx_m4_softmax_tab\n"
+    "   .type   bx_m4_softmax_tab, %function\n"
     "   .thumb_func\n"
-    "bx_m4_softmax_noclamp:\n"  /* r0 = e, r1 = n, r2 = constants, s0 = m; returns s0 = 1 / z */
-    "   vpush   {s16-s26}\n"
-    "   vldm    r2, {s16-s26}\n"
+    "bx_m4_softmax_tab:\n"      /* r0 = e, r1 = c, r2 = n >= 1, r3 = lo, [sp] = E; returns s0 = 1 / z */
+    "   ldr     r12, [sp]\n"
+    "   sub     r12, r12, r3, lsl #2\n"
     "   mov     r3, #0\n"
     "   vmov    s1, r3\n"                   /* z = +0.0 */
-    "1: vldr    s2, [r0]\n"
-    "   vsub.f32 s2, s2, s0\n"              /* x */
-    "   vmul.f32 s3, s2, s16\n"
-    "   vadd.f32 s3, s3, s17\n"             /* t = x * LOG2E + 0.5 */
-    "   vcvt.s32.f32 s4, s3\n"
-    "   vcvt.f32.s32 s5, s4\n"
-    "   vmov    r3, s4\n"
-    "   vcmp.f32 s5, s3\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   itt     gt\n"
-    "   subgt   r3, r3, #1\n"
-    "   vsubgt.f32 s5, s5, s26\n"           /* kf = floor(t) */
-    "   vmls.f32 s2, s5, s18\n"
-    "   vmls.f32 s2, s5, s19\n"             /* r */
-    "   vmul.f32 s6, s20, s2\n"
-    "   vadd.f32 s6, s6, s21\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s22\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s23\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s24\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s25\n"             /* p */
-    "   vmul.f32 s7, s2, s2\n"
-    "   vmla.f32 s2, s6, s7\n"
-    "   vadd.f32 s2, s2, s26\n"             /* er */
-    "   add     r3, r3, #127\n"
-    "   lsl     r3, r3, #23\n"
-    "   vmov    s7, r3\n"
-    "   vmul.f32 s2, s2, s7\n"
-    "   vstmia  r0!, {s2}\n"
-    "   vadd.f32 s1, s1, s2\n"
-    "   subs    r1, r1, #1\n"
+    "1: ldr     r3, [r1], #4\n"
+    "   add     r3, r12, r3, lsl #2\n"
+    "   vldr    s0, [r3]\n"
+    "   vstmia  r0!, {s0}\n"
+    "   vadd.f32 s1, s1, s0\n"
+    "   subs    r2, r2, #1\n"
     "   bne     1b\n"
-    "   vdiv.f32 s0, s26, s1\n"
-    "   vpop    {s16-s26}\n"
+    "   vmov.f32 s2, #1.0\n"
+    "   vdiv.f32 s0, s2, s1\n"
     "   bx      lr\n"
-    "   .size   bx_m4_softmax_noclamp, . - bx_m4_softmax_noclamp\n"
+    "   .size   bx_m4_softmax_tab, . - bx_m4_softmax_tab\n"
 );
 
-static const float bx_exp_consts[11] = {BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO, BX_EXP_P0, BX_EXP_P1,
-                                        BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5, 1.0f};
-
-float bx_attend_softmax(float *e, int n, float m, float span)
+float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const float *E)
 {
-    if (n > 0 && span < 80.0f)                   /* false for NaN */
-        return bx_m4_softmax_noclamp(e, n, bx_exp_consts, m);
-    return bx_attend_softmax_portable(e, n, m, span);
+    if (n > 0) return bx_m4_softmax_tab(e, c, n, lo, E);
+    return bx_attend_softmax_portable(e, c, n, lo, E);
 }
 
-/* Sigmoid, 1 / (1 + bx_expf(-x)), operation for operation (as the softmax loop above).
- * bx_expf's clamps to [-87, 88] leave every y = -x with |y| <= 87 (and NaN) unchanged, so
- * one compare of |y| with 87 decides whether the two clamps need running (a branch to
- * them, rarely taken) instead of two compares per element. */
+/* Sigmoid (bx_math.h bx_sigmoidf, the table sigmoid), operation for operation. Its
+ * clamps leave every x with |x| < SIG_HI = -SIG_LO unchanged, so one compare of |x| with
+ * SIG_HI decides whether they need running (a branch to them, rarely taken; NaN takes
+ * it too: unordered leaves N clear). t = OFF + round(x * SCALE) by VMLA (not fused: the
+ * C's multiply then add), truncation by VCVT (round toward zero), f = t - (float)i, and
+ * T[i] + round(f * D[i]) by VMLA from the pair (T, D) at BX_SIG_TD + 8 i. */
 __asm__(
     "   .text\n"
     "   .global bx_m4_sigmoid_loop\n"
     "   .type   bx_m4_sigmoid_loop, %function\n"
     "   .thumb_func\n"
-    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {87, LO, HI, LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1} */
-    "   vpush   {s16-s29}\n"
-    "   vldm    r2, {s16-s29}\n"
+    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {LO, HI, SCALE, OFF}, r3 = BX_SIG_TD */
+    "   vpush   {s16-s19}\n"
+    "   vldm    r2, {s16-s19}\n"
     "1: vldr    s2, [r0]\n"
-    "   vneg.f32 s2, s2\n"                  /* y = -x */
     "   vabs.f32 s3, s2\n"
-    "   vcmp.f32 s3, s16\n"
+    "   vcmp.f32 s3, s17\n"
     "   vmrs    APSR_nzcv, fpscr\n"
-    "   bgt     3f\n"
-    "2: vmul.f32 s3, s2, s19\n"
-    "   vadd.f32 s3, s3, s20\n"             /* t = y * LOG2E + 0.5 */
-    "   vcvt.s32.f32 s4, s3\n"
-    "   vcvt.f32.s32 s5, s4\n"
-    "   vmov    r3, s4\n"
-    "   vcmp.f32 s5, s3\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   itt     gt\n"
-    "   subgt   r3, r3, #1\n"
-    "   vsubgt.f32 s5, s5, s29\n"           /* kf */
-    "   vmls.f32 s2, s5, s21\n"
-    "   vmls.f32 s2, s5, s22\n"             /* r */
-    "   vmul.f32 s6, s23, s2\n"
-    "   vadd.f32 s6, s6, s24\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s25\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s26\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s27\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s28\n"             /* p */
-    "   vmul.f32 s7, s2, s2\n"
-    "   vmla.f32 s2, s6, s7\n"
-    "   vadd.f32 s2, s2, s29\n"             /* er */
-    "   add     r3, r3, #127\n"
-    "   lsl     r3, r3, #23\n"
-    "   vmov    s7, r3\n"
-    "   vmul.f32 s2, s2, s7\n"              /* exp(y) */
-    "   vadd.f32 s2, s2, s29\n"
-    "   vdiv.f32 s2, s29, s2\n"
-    "   vstmia  r0!, {s2}\n"
+    "   bpl     3f\n"                       /* not |x| < HI: clamps */
+    "2: vmov.f32 s4, s19\n"
+    "   vmla.f32 s4, s2, s18\n"             /* t = x * SCALE + OFF */
+    "   vcvt.s32.f32 s5, s4\n"
+    "   vmov    r12, s5\n"
+    "   vcvt.f32.s32 s5, s5\n"
+    "   vsub.f32 s4, s4, s5\n"              /* f */
+    "   add     r12, r3, r12, lsl #3\n"
+    "   vldm    r12, {s6, s7}\n"            /* T[i], D[i] */
+    "   vmla.f32 s6, s4, s7\n"
+    "   vstmia  r0!, {s6}\n"
     "   subs    r1, r1, #1\n"
     "   bne     1b\n"
-    "   vpop    {s16-s29}\n"
+    "   vpop    {s16-s19}\n"
     "   bx      lr\n"
-    "3: vcmp.f32 s2, s17\n"                 /* y < LO ? LO : y */
+    "3: vcmp.f32 s2, s16\n"                 /* x > LO ? x : LO (NaN -> LO) */
     "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      mi\n"
-    "   vmovmi.f32 s2, s17\n"
-    "   vcmp.f32 s2, s18\n"                 /* y > HI ? HI : y */
+    "   it      le\n"
+    "   vmovle.f32 s2, s16\n"
+    "   vcmp.f32 s2, s17\n"                 /* x < HI ? x : HI */
     "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      gt\n"
-    "   vmovgt.f32 s2, s18\n"
+    "   it      ge\n"
+    "   vmovge.f32 s2, s17\n"
     "   b       2b\n"
     "   .size   bx_m4_sigmoid_loop, . - bx_m4_sigmoid_loop\n"
 );
-void bx_m4_sigmoid_loop(float *x, int n, const float *c);
+void bx_m4_sigmoid_loop(float *x, int n, const float *c, const float *td);
 
-static const float bx_sigmoid_consts[14] = {87.0f, BX_EXP_LO, BX_EXP_HI, BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO,
-                                            BX_EXP_P0, BX_EXP_P1, BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5,
-                                            1.0f};
+static const float bx_sigmoid_consts[4] = {BX_SIG_LO, BX_SIG_HI, BX_SIG_SCALE, BX_SIG_OFF};
 
 void bx_sigmoid_array(float *x, int n)
 {
-    if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts);
+    if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts, BX_SIG_TD);
 }
 
 /* Layer norm, d a multiple of 8: the reference's three passes with their operations in

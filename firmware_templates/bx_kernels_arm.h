@@ -19,11 +19,10 @@ void bx_m4_affine(float *y, const float *alpha, const float *bias, int n);
 /* out (words,) packed signs of x (32 * words,) floats: bit i = x[i] < 0 */
 void bx_m4_pack_words(uint32_t *out, const float *x, int words);
 
-/* e (n,) = tau * (32 - 2 popcount(q0 ^ k[j * k_stride])), n >= 1; returns max_j e[j] */
-float bx_m4_scores32(float *e, uint32_t q0, const uint32_t *k, int k_stride, int n, float tau);
-/* e (n,) = exp(e - m) without exp's clamps (the caller proved them idle), n >= 1;
- * returns 1 / sum_j e[j]; c = {LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1.0} */
-float bx_m4_softmax_noclamp(float *e, int n, const float *c, float m);
+/* c (n,) = popcount(q0 ^ k[j * k_stride]), n >= 1; returns min_j c[j] */
+int32_t bx_m4_counts32(int32_t *c, uint32_t q0, const uint32_t *k, int k_stride, int n);
+/* e (n,) = E[c - lo], n >= 1; returns 1 / sum_j e[j] (in j order from +0.0) */
+float bx_m4_softmax_tab(float *e, const int32_t *c, int n, int32_t lo, const float *E);
 
 #define BX_ARM_ASM_MACROS \
     "   .syntax unified\n" \

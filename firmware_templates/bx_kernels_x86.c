@@ -73,13 +73,25 @@ static inline __m256 bx_expf8(__m256 x)
     return _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
 }
 
+/* bx_sigmoidf (the table sigmoid of bx_math.h) in eight lanes: the clamps as ordered
+ * compares and blends (NaN fails x > LO and becomes LO), the same t and f, and the
+ * table pair of each lane gathered. */
 void bx_sigmoid_array(float *x, int n)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 lo = _mm256_set1_ps(BX_SIG_LO), hi = _mm256_set1_ps(BX_SIG_HI);
+    const __m256 scale = _mm256_set1_ps(BX_SIG_SCALE), off = _mm256_set1_ps(BX_SIG_OFF);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = bx_expf8(_mm256_xor_ps(_mm256_loadu_ps(x + i), sign));   /* -x */
-        _mm256_storeu_ps(x + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+        __m256 v = _mm256_loadu_ps(x + i);
+        v = _mm256_blendv_ps(lo, v, _mm256_cmp_ps(v, lo, _CMP_GT_OQ));
+        v = _mm256_blendv_ps(hi, v, _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
+        __m256 t = _mm256_add_ps(_mm256_mul_ps(v, scale), off);
+        __m256i k = _mm256_cvttps_epi32(t);
+        __m256 f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(k));
+        __m256i k2 = _mm256_add_epi32(k, k);
+        __m256 tv = _mm256_i32gather_ps(BX_SIG_TD, k2, 4);
+        __m256 dv = _mm256_i32gather_ps(BX_SIG_TD + 1, k2, 4);
+        _mm256_storeu_ps(x + i, _mm256_add_ps(tv, _mm256_mul_ps(f, dv)));
     }
     for (; i < n; i++) x[i] = bx_sigmoidf(x[i]);
 }
@@ -351,21 +363,18 @@ void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int
 #endif
 
 #if defined(__POPCNT__)
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip)
 {
-    if (dh <= 32) {
-        float m;
-        /* x86 host, one word per key: the dots without bx_bdot's word loop, then the
-         * max as its own loop; m = e[j] > m ? e[j] : m is the reference's update (a
-         * MAXSS, no branch) */
-        const uint32_t q0 = q[0];
-        for (int j = 0; j < n; j++)
-            e[j] = (float)(dh - 2 * __builtin_popcount(q0 ^ k[(size_t)j * k_stride])) * tau;
-        m = e[0];
-        for (int j = 1; j < n; j++) m = e[j] > m ? e[j] : m;
-        return m;
+    if (dh == 32 && n > 0) {
+        /* x86 host, one full word per key: the counts without bx_bdot's word loop
+         * (flipping q's 32 bits turns p into 32 - p), then the minimum as its own loop */
+        const uint32_t q0 = flip ? ~q[0] : q[0];
+        for (int j = 0; j < n; j++) c[j] = __builtin_popcount(q0 ^ k[(size_t)j * k_stride]);
+        int32_t lo = c[0];
+        for (int j = 1; j < n; j++) lo = c[j] < lo ? c[j] : lo;
+        return lo;
     }
-    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+    return bx_attend_scores_portable(c, q, k, k_stride, n, dh, flip);
 }
 #endif
 

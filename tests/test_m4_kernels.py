@@ -137,11 +137,11 @@ def test_pack_signs_on_the_m4(m4, n):
 
 
 @pytest.mark.parametrize("tau", [0.37, -0.5, 3.0])
-@pytest.mark.parametrize("n,dh", [(1, 32), (2, 8), (5, 31), (28, 32), (64, 33), (17, 65), (9, 16)])
+@pytest.mark.parametrize("n,dh", [(1, 32), (2, 8), (5, 31), (28, 32), (31, 32), (33, 32), (64, 33), (64, 32),
+                                  (17, 65), (9, 16)])
 def test_attend_on_the_m4(m4, n, dh, tau):
-    """bx_attend as the firmware runs it (one-word scores, clamp-free exp when
-    2 dh |tau| < 80, VMLA V weighting on the M4) equals fmath's; tau 3.0 takes the
-    clamped path, where exp's lower clamp acts."""
+    """bx_exp_table + bx_attend as the firmware runs them (one-word counts and table
+    weights in assembly for dh = 32, VMLA V weighting on the M4) equal fmath's attend_one."""
     from beexgen.train import fmath
 
     rng = np.random.default_rng(1400 + n * dh)
@@ -149,21 +149,17 @@ def test_attend_on_the_m4(m4, n, dh, tau):
     k = rng.standard_normal((n, dh)).astype(np.float32)
     v = rng.standard_normal((n, dh)).astype(np.float32)
     v[0, : min(dh, 3)] = [-0.0, 0.0, -0.0][: min(dh, 3)]
+    k[-1] = q if n > 2 else k[-1]                      # a key equal to the query: count 0
     tau = np.float32(tau)
     kp = np.ascontiguousarray(artifact.pack_signs(k))
     m4.reset_heap()
-    po, pe = m4.alloc(4 * dh), m4.alloc(4 * n)
+    po, pe, pc, pE = m4.alloc(4 * dh), m4.alloc(4 * n), m4.alloc(4 * n), m4.alloc(4 * (dh + 1))
     pq, pk, pv = (m4.put(a.tobytes()) for a in (artifact.pack_signs(q[None])[0], kp, v))
-    m4.call("bx_attend", po, pe, pq, pk, kp.shape[1], pv, dh, n, dh, fargs=(tau,))
+    m4.call("bx_exp_table", pE, dh, fargs=(tau,))
+    m4.call("bx_attend", po, pe, pc, pq, pk, kp.shape[1], pv, dh, n, dh, pE, fargs=(tau,))
     got = np.frombuffer(m4.read(po, 4 * dh), np.uint32)
     s = torch.from_numpy(np.where(k < 0, -1.0, 1.0).astype(np.float32) @ np.where(q < 0, -1.0, 1.0).astype(np.float32))
-    logit = s * torch.tensor(tau)
-    ex = fmath.bx_exp(logit - logit.max())
-    z = fmath.seq_sum(ex)
-    acc = torch.zeros(dh)
-    for j in range(n):
-        acc = acc + ex[j] * torch.from_numpy(v[j])
-    want = (acc * (fmath.ONE / z)).numpy().view(np.uint32)
+    want = fmath.attend_one(s, torch.from_numpy(v), tau, dh).numpy().view(np.uint32)
     assert np.array_equal(got, want)
 
 

@@ -24,6 +24,9 @@ EXP_LO, EXP_HI, LOG2E = _c(nx.EXP_LO), _c(nx.EXP_HI), _c(nx.LOG2E)
 LN2_HI, LN2_LO, SQRTHF = _c(nx.LN2_HI), _c(nx.LN2_LO), _c(nx.SQRTHF)
 HALF, ONE, LN_EPS = _c(nx.HALF), _c(nx.ONE), _c(nx.LN_EPS)
 EXP_POLY = [_c(c) for c in nx.EXP_POLY]
+SIG_LO, SIG_HI, SIG_SCALE, SIG_OFF = _c(nx.SIG_LO), _c(nx.SIG_HI), _c(nx.SIG_SCALE), _c(nx.SIG_OFF)
+SIG_T = torch.from_numpy(nx.SIG_TD[0::2].copy())
+SIG_D = torch.from_numpy(nx.SIG_TD[1::2].copy())
 LOG_POLY = [_c(c) for c in nx.LOG_POLY]
 
 
@@ -61,7 +64,48 @@ def bx_log(x: torch.Tensor) -> torch.Tensor:
 
 
 def bx_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    return ONE / (ONE + bx_exp(-x))
+    """The table sigmoid of beexgen/core/numerics.py: clamp (NaN -> SIG_LO), t = x * SCALE
+    + OFF, i = trunc(t), T[i] + (t - i) * D[i]."""
+    x = torch.where(x > SIG_LO, x, SIG_LO)
+    x = torch.where(x < SIG_HI, x, SIG_HI)
+    t = x * SIG_SCALE + SIG_OFF
+    i = t.to(torch.int32)
+    f = t - i.to(F32)
+    il = i.long()
+    return SIG_T[il] + f * SIG_D[il]
+
+
+def exp_table(tau: torch.Tensor, dh: int) -> torch.Tensor:
+    """(dh + 1,) softmax weights by count distance c: exp(-(|tau| * (float)(2c)))
+    (beexgen/core/numerics.py; the C's bx_exp_table)."""
+    a = torch.abs(tau.to(F32))
+    c2 = torch.arange(0, 2 * dh + 1, 2, dtype=F32)
+    return bx_exp(-(a * c2))
+
+
+def softmax_weights(s: torch.Tensor, valid: torch.Tensor, tau: torch.Tensor, dh: int) -> torch.Tensor:
+    """Attention weights before normalisation (the C's bx_attend): s (..., n) the exact
+    integer scores dot(q, k_j) as floats, valid (..., n) the keys that exist (broadcast).
+    e_j = exp_table(tau)[c_j], c_j = (best - s_j) / 2 with best the max of s (min when
+    tau < 0) over valid keys; 0 at invalid keys."""
+    if bool(tau < 0):
+        best = torch.where(valid, s, torch.tensor(float("inf"), dtype=F32)).min(dim=-1).values
+        c = (s - best[..., None]) / 2
+    else:
+        best = torch.where(valid, s, torch.tensor(float("-inf"), dtype=F32)).max(dim=-1).values
+        c = (best[..., None] - s) / 2
+    idx = torch.where(valid, c, torch.zeros((), dtype=F32)).clamp(0, dh).long()
+    return torch.where(valid, exp_table(tau, dh)[idx], torch.tensor(0.0, dtype=F32))
+
+
+def attend_one(s: torch.Tensor, v: torch.Tensor, tau, dh: int) -> torch.Tensor:
+    """The C's bx_attend for one query: s (n,) integer scores as floats, v (n, dh) -> o (dh,)."""
+    e = softmax_weights(s, torch.ones(s.shape, dtype=torch.bool), torch.as_tensor(tau, dtype=F32), dh)
+    z = seq_sum(e)
+    acc = torch.zeros(v.shape[1:], dtype=F32)
+    for j in range(len(s)):
+        acc = acc + e[j] * v[j]
+    return acc * (ONE / z)
 
 
 def seq_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
