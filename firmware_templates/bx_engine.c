@@ -69,10 +69,22 @@ void bx_embed(const int32_t *ids, int n)
     for (int i = 0; i < n; i++) {
         const uint32_t *te = bx_tok_bits + (size_t)ids[i] * BX_WORDS(BX_D_MODEL);
         const uint32_t *pe = bx_pos_bits + (size_t)i * BX_WORDS(BX_D_MODEL);
-        for (int k = 0; k < BX_D_MODEL; k++) {
-            float t = ((te[k >> 5] >> (k & 31)) & 1u) ? -bx_tok_scale[k] : bx_tok_scale[k];
-            float p = ((pe[k >> 5] >> (k & 31)) & 1u) ? -bx_pos_scale[k] : bx_pos_scale[k];
-            bx_x[i][k] = t + p;
+        /* -s is s with its sign bit flipped, so bit b of a word, moved to bit 31 and
+         * XORed into the scale's bits, gives (bit ? -s : s) without a select */
+        for (int w = 0; w < BX_WORDS(BX_D_MODEL); w++) {
+            uint32_t tw = te[w], pw = pe[w];
+            const int end = 32 * w + 32 < BX_D_MODEL ? 32 * w + 32 : BX_D_MODEL;
+            for (int k = 32 * w; k < end; k++, tw >>= 1, pw >>= 1) {
+                uint32_t tb, pb;
+                float t, p;
+                memcpy(&tb, &bx_tok_scale[k], sizeof tb);
+                memcpy(&pb, &bx_pos_scale[k], sizeof pb);
+                tb ^= tw << 31;
+                pb ^= pw << 31;
+                memcpy(&t, &tb, sizeof t);
+                memcpy(&p, &pb, sizeof p);
+                bx_x[i][k] = t + p;
+            }
         }
     }
 }
@@ -91,12 +103,16 @@ static void qkv_all(const bx_block_w *blk, int n)
         bx_layernorm_rows(bx_row2[0], bx_x[i0], blk->ln1.w, blk->ln1.b, g, BX_D_MODEL);
         for (int r = 0; r < g; r++) {
             const int i = i0 + r;
-            sign_binlinear(bx_row[r], bx_row2[r], &blk->qkv, BX_D_MODEL, 3 * BX_D_MODEL);
+            const bx_binlin_w *w = &blk->qkv;
+            /* the queries and keys into the row, the values straight into bx_v[i] */
+            bx_pack_signs(bx_ub, bx_row2[r], BX_D_MODEL);
+            bx_binlinear(bx_row[r], bx_ub, w->bits, w->alpha, w->bias, BX_D_MODEL, 2 * BX_D_MODEL);
+            bx_binlinear(bx_v[i], bx_ub, w->bits + (size_t)2 * BX_D_MODEL * BX_WORDS(BX_D_MODEL),
+                         w->alpha + 2 * BX_D_MODEL, w->bias + 2 * BX_D_MODEL, BX_D_MODEL, BX_D_MODEL);
             for (int hh = 0; hh < BX_N_HEADS; hh++) {
                 bx_pack_signs(bx_qb[i][hh], bx_row[r] + hh * BX_D_HEAD, BX_D_HEAD);
                 bx_pack_signs(bx_kb[i][hh], bx_row[r] + BX_D_MODEL + hh * BX_D_HEAD, BX_D_HEAD);
             }
-            for (int k = 0; k < BX_D_MODEL; k++) bx_v[i][k] = bx_row[r][2 * BX_D_MODEL + k];
         }
     }
 }
@@ -123,11 +139,7 @@ static void slfn_group(const bx_block_w *blk, int i0, int g)
         /* the three gates first, in one flat element-wise pass (SIMD lanes on the host;
          * each value is the same float either way), then the mix */
         bx_sigmoid_array(row, 3 * BX_D_MODEL);
-        for (int k = 0; k < BX_D_MODEL; k++) {
-            float f1 = row[k], f2 = row[BX_D_MODEL + k], s = row[2 * BX_D_MODEL + k];
-            float keep = f1 * x[k] + f2 * att[k];
-            att[k] = keep + s * row[3 * BX_D_MODEL + k];
-        }
+        bx_slfn_mix(att, row, x, BX_D_MODEL);
     }
 }
 

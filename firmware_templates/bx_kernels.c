@@ -160,6 +160,17 @@ void bx_exp_shift_array_portable(float *x, float m, int n)
 void bx_sigmoid_array(float *x, int n) __attribute__((weak, alias("bx_sigmoid_array_portable")));
 void bx_exp_shift_array(float *x, float m, int n) __attribute__((weak, alias("bx_exp_shift_array_portable")));
 
+void bx_slfn_mix_portable(float *att, const float *g, const float *x, int d)
+{
+    for (int k = 0; k < d; k++) {
+        float keep = g[k] * x[k] + g[d + k] * att[k];
+        att[k] = keep + g[2 * d + k] * g[3 * d + k];
+    }
+}
+
+/* What the engine calls: weak (bx_kernels_arm.c on the M4). */
+void bx_slfn_mix(float *att, const float *g, const float *x, int d) __attribute__((weak, alias("bx_slfn_mix_portable")));
+
 /* The three steps of bx_attend are separate functions (not inlined) so that an
  * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
  * a call costs a few instructions per head.

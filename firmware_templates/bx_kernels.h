@@ -90,6 +90,11 @@ void bx_sigmoid_array(float *x, int n);
 void bx_exp_shift_array_portable(float *x, float m, int n);
 void bx_exp_shift_array(float *x, float m, int n);
 
+/* SLFN mix (train/model.py): g (4d,) = sigmoid gates f1, f2, s then the candidate c;
+ * att (d,) in place: att[k] = (f1[k] * x[k] + f2[k] * att[k]) + s[k] * c[k]. */
+void bx_slfn_mix_portable(float *att, const float *g, const float *x, int d);
+void bx_slfn_mix(float *att, const float *g, const float *x, int d);
+
 /* Tokens the engine runs per-token stages on at a time (bx_engine.c): the rows
  * bx_layernorm_rows gets per call. The build of an ISA file that runs rows side by side
  * sets it (codegen/cflags.py HOST_ISA_LEVELS); 1 otherwise. Results do not depend on it. */

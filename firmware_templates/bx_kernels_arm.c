@@ -253,6 +253,130 @@ __asm__(
     "   .size   bx_weigh8, . - bx_weigh8\n"
 );
 
+/* V weighting, sixteen columns: the sixteen sums in s16-s31 for the whole loop over j
+ * (the reference's additions in j order from +0.0, each a VMLA: round(e_j * v) then the
+ * add), the row's sixteen values by two VLDM of eight, two keys per pass (one VLDM of
+ * their two weights, one loop step): 20.5 instructions per key and 16 columns against
+ * bx_weigh8's 26. An odd first key runs alone. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_weigh16\n"
+    "   .type   bx_m4_weigh16, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_weigh16:\n"                     /* r0 = o, r1 = e, r2 = v, r3 = v_stride, [sp] = n >= 1, s0 = inv */
+    "   vpush   {s16-s31}\n"
+    "   mov     r12, #0\n"
+    "   vmov    s16, s17, r12, r12\n"
+    "   vmov    s18, s19, r12, r12\n"
+    "   vmov    s20, s21, r12, r12\n"
+    "   vmov    s22, s23, r12, r12\n"
+    "   vmov    s24, s25, r12, r12\n"
+    "   vmov    s26, s27, r12, r12\n"
+    "   vmov    s28, s29, r12, r12\n"
+    "   vmov    s30, s31, r12, r12\n"
+    "   ldr     r12, [sp, #64]\n"
+    "   lsl     r3, r3, #2\n"
+    "   sub     r3, r3, #32\n"              /* from the row's second half to the next row */
+    "   tst     r12, #1\n"
+    "   beq     1f\n"
+    "   vldmia  r1!, {s1}\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vmla.f32 s16, s1, s8\n"
+    "   vmla.f32 s17, s1, s9\n"
+    "   vmla.f32 s18, s1, s10\n"
+    "   vmla.f32 s19, s1, s11\n"
+    "   vmla.f32 s20, s1, s12\n"
+    "   vmla.f32 s21, s1, s13\n"
+    "   vmla.f32 s22, s1, s14\n"
+    "   vmla.f32 s23, s1, s15\n"
+    "   vldmia  r2, {s8-s15}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s24, s1, s8\n"
+    "   vmla.f32 s25, s1, s9\n"
+    "   vmla.f32 s26, s1, s10\n"
+    "   vmla.f32 s27, s1, s11\n"
+    "   vmla.f32 s28, s1, s12\n"
+    "   vmla.f32 s29, s1, s13\n"
+    "   vmla.f32 s30, s1, s14\n"
+    "   vmla.f32 s31, s1, s15\n"
+    "1: lsrs    r12, r12, #1\n"
+    "   beq     3f\n"
+    "2: vldmia  r1!, {s1, s2}\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vmla.f32 s16, s1, s8\n"
+    "   vmla.f32 s17, s1, s9\n"
+    "   vmla.f32 s18, s1, s10\n"
+    "   vmla.f32 s19, s1, s11\n"
+    "   vmla.f32 s20, s1, s12\n"
+    "   vmla.f32 s21, s1, s13\n"
+    "   vmla.f32 s22, s1, s14\n"
+    "   vmla.f32 s23, s1, s15\n"
+    "   vldmia  r2, {s8-s15}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s24, s1, s8\n"
+    "   vmla.f32 s25, s1, s9\n"
+    "   vmla.f32 s26, s1, s10\n"
+    "   vmla.f32 s27, s1, s11\n"
+    "   vmla.f32 s28, s1, s12\n"
+    "   vmla.f32 s29, s1, s13\n"
+    "   vmla.f32 s30, s1, s14\n"
+    "   vmla.f32 s31, s1, s15\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vmla.f32 s16, s2, s8\n"
+    "   vmla.f32 s17, s2, s9\n"
+    "   vmla.f32 s18, s2, s10\n"
+    "   vmla.f32 s19, s2, s11\n"
+    "   vmla.f32 s20, s2, s12\n"
+    "   vmla.f32 s21, s2, s13\n"
+    "   vmla.f32 s22, s2, s14\n"
+    "   vmla.f32 s23, s2, s15\n"
+    "   vldmia  r2, {s8-s15}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s24, s2, s8\n"
+    "   vmla.f32 s25, s2, s9\n"
+    "   vmla.f32 s26, s2, s10\n"
+    "   vmla.f32 s27, s2, s11\n"
+    "   vmla.f32 s28, s2, s12\n"
+    "   vmla.f32 s29, s2, s13\n"
+    "   vmla.f32 s30, s2, s14\n"
+    "   vmla.f32 s31, s2, s15\n"
+    "   subs    r12, r12, #1\n"
+    "   bne     2b\n"
+    "3:\n"
+    "   vmul.f32 s16, s16, s0\n"
+    "   vmul.f32 s17, s17, s0\n"
+    "   vmul.f32 s18, s18, s0\n"
+    "   vmul.f32 s19, s19, s0\n"
+    "   vmul.f32 s20, s20, s0\n"
+    "   vmul.f32 s21, s21, s0\n"
+    "   vmul.f32 s22, s22, s0\n"
+    "   vmul.f32 s23, s23, s0\n"
+    "   vmul.f32 s24, s24, s0\n"
+    "   vmul.f32 s25, s25, s0\n"
+    "   vmul.f32 s26, s26, s0\n"
+    "   vmul.f32 s27, s27, s0\n"
+    "   vmul.f32 s28, s28, s0\n"
+    "   vmul.f32 s29, s29, s0\n"
+    "   vmul.f32 s30, s30, s0\n"
+    "   vmul.f32 s31, s31, s0\n"
+    "   vstm    r0, {s16-s31}\n"
+    "   vpop    {s16-s31}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_weigh16, . - bx_m4_weigh16\n"
+);
+void bx_m4_weigh16(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+
+/* o (dh,) = inv * sum_j e[j] * v_j: sixteen columns at a time when dh allows, else the
+ * portable path (bx_weigh8 above and a column tail). */
+void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
+{
+    if (n > 0 && dh > 0 && dh % 16 == 0) {
+        for (int c0 = 0; c0 < dh; c0 += 16) bx_m4_weigh16(o + c0, e, v + c0, v_stride, n, inv);
+        return;
+    }
+    bx_attend_weigh_portable(o, e, v, v_stride, n, dh, inv);
+}
+
 /* Attention counts of a one-word head (dh = 32): per key one LDR and ADD of the stride, EOR, the nibble count and byte sum of the words-4 rows (bytes <= 8, so
  * (T * 0x01010101) >> 24 = p), the store, and the running minimum by an IT'd MOV (it
  * starts at 33, above every count). flip is the caller's: q0 = ~q[0] gives 32 - p. */
@@ -374,6 +498,70 @@ static const float bx_sigmoid_consts[4] = {BX_SIG_LO, BX_SIG_HI, BX_SIG_SCALE, B
 void bx_sigmoid_array(float *x, int n)
 {
     if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts, BX_SIG_TD);
+}
+
+/* SLFN mix, eight elements per pass: f1 * x by VMUL, + round(f2 * att) and
+ * + round(s * c) by VMLA (the C's multiplies and adds, in its order); the gates and the
+ * candidate sit d floats apart in g. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_slfn_mix8\n"
+    "   .type   bx_m4_slfn_mix8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_slfn_mix8:\n"        /* r0 = att, r1 = g, r2 = x, r3 = d (multiple of 8, > 0) */
+    "   push    {r4, r5}\n"
+    "   vpush   {s16-s31}\n"
+    "   lsl     r4, r3, #2\n"               /* d floats in bytes */
+    "1: vldmia  r1, {s8-s15}\n"             /* f1 */
+    "   vldmia  r2!, {s16-s23}\n"           /* x */
+    "   vmul.f32 s8, s8, s16\n"
+    "   vmul.f32 s9, s9, s17\n"
+    "   vmul.f32 s10, s10, s18\n"
+    "   vmul.f32 s11, s11, s19\n"
+    "   vmul.f32 s12, s12, s20\n"
+    "   vmul.f32 s13, s13, s21\n"
+    "   vmul.f32 s14, s14, s22\n"
+    "   vmul.f32 s15, s15, s23\n"
+    "   add     r5, r1, r4\n"
+    "   vldmia  r5, {s16-s23}\n"            /* f2 */
+    "   vldmia  r0, {s24-s31}\n"            /* att */
+    "   vmla.f32 s8, s16, s24\n"
+    "   vmla.f32 s9, s17, s25\n"
+    "   vmla.f32 s10, s18, s26\n"
+    "   vmla.f32 s11, s19, s27\n"
+    "   vmla.f32 s12, s20, s28\n"
+    "   vmla.f32 s13, s21, s29\n"
+    "   vmla.f32 s14, s22, s30\n"
+    "   vmla.f32 s15, s23, s31\n"
+    "   add     r5, r5, r4\n"
+    "   vldmia  r5, {s16-s23}\n"            /* s */
+    "   add     r5, r5, r4\n"
+    "   vldmia  r5, {s24-s31}\n"            /* c */
+    "   vmla.f32 s8, s16, s24\n"
+    "   vmla.f32 s9, s17, s25\n"
+    "   vmla.f32 s10, s18, s26\n"
+    "   vmla.f32 s11, s19, s27\n"
+    "   vmla.f32 s12, s20, s28\n"
+    "   vmla.f32 s13, s21, s29\n"
+    "   vmla.f32 s14, s22, s30\n"
+    "   vmla.f32 s15, s23, s31\n"
+    "   vstmia  r0!, {s8-s15}\n"
+    "   add     r1, r1, #32\n"
+    "   subs    r3, r3, #8\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s31}\n"
+    "   pop     {r4, r5}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_slfn_mix8, . - bx_m4_slfn_mix8\n"
+);
+void bx_m4_slfn_mix8(float *att, const float *g, const float *x, int d);
+
+void bx_slfn_mix(float *att, const float *g, const float *x, int d)
+{
+    if (d > 0 && d % 8 == 0)
+        bx_m4_slfn_mix8(att, g, x, d);
+    else
+        bx_slfn_mix_portable(att, g, x, d);
 }
 
 /* Layer norm, d a multiple of 8: the reference's three passes with their operations in

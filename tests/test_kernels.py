@@ -207,3 +207,17 @@ def test_exit_stats_bit_exact(lib, c):
         k, p, h = ctypes.c_int32(), ctypes.c_float(), ctypes.c_float()
         lib.bx_exit_stats(np.ascontiguousarray(logits[i]), c, ctypes.byref(k), ctypes.byref(p), ctypes.byref(h))
         assert (k.value, bits(p.value), bits(h.value)) == (cls[i], bits(conf[i]), bits(ent[i])), f"ERROR at row {i}"
+
+
+@pytest.mark.parametrize("d", SIZES + [256])
+def test_slfn_mix_bit_exact(lib, d):
+    """bx_slfn_mix (att in place) equals deploy.py's (f1 * x + f2 * att) + s * c."""
+    rng = np.random.default_rng(800 + d)
+    g = rng.standard_normal(4 * d).astype(np.float32)
+    g[: 3 * d] = fmath.bx_sigmoid(torch.from_numpy(g[: 3 * d] * 4)).numpy()
+    x, att = (rng.standard_normal((2, d)) * 3).astype(np.float32)
+    t = torch.from_numpy(g)
+    want = (t[:d] * torch.from_numpy(x) + t[d:2 * d] * torch.from_numpy(att)) + t[2 * d:3 * d] * t[3 * d:]
+    lib.bx_slfn_mix.argtypes = [f32p, f32p, f32p, ctypes.c_int]
+    lib.bx_slfn_mix(att, g, x, d)
+    assert np.array_equal(bits(att), bits(want.numpy()))

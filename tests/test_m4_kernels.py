@@ -198,3 +198,21 @@ def test_layernorm_on_the_m4(m4, d):
             py = px if inplace else m4.alloc(4 * d)
             m4.call("bx_layernorm", py, px, pg, pb, d)
             assert np.array_equal(np.frombuffer(m4.read(py, 4 * d), np.uint32), want), (scale, inplace)
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 16, 31, 32, 33, 64, 128, 129])
+def test_slfn_mix_on_the_m4(m4, d):
+    """The firmware's SLFN mix (assembly for d % 8 == 0) equals deploy.py's
+    (f1 * x + f2 * att) + s * c, att in place."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(1700 + d)
+    g = rng.standard_normal(4 * d).astype(np.float32)
+    g[: 3 * d] = fmath.bx_sigmoid(torch.from_numpy(g[: 3 * d] * 4)).numpy()
+    x, att = (rng.standard_normal((2, d)) * 3).astype(np.float32)
+    t = torch.from_numpy(g)
+    want = ((t[:d] * torch.from_numpy(x) + t[d:2 * d] * torch.from_numpy(att)) + t[2 * d:3 * d] * t[3 * d:]).numpy()
+    m4.reset_heap()
+    pa, pg, px = (m4.put(a.tobytes()) for a in (att, g, x))
+    m4.call("bx_slfn_mix", pa, pg, px, d)
+    assert np.array_equal(np.frombuffer(m4.read(pa, 4 * d), np.uint32), want.view(np.uint32))
