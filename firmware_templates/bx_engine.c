@@ -124,7 +124,7 @@ static void attention_token(const bx_block_w *blk, float *att, int i, int n)
         bx_attend(bx_row[0] + hh * BX_D_HEAD, bx_e, bx_cnt, bx_qb[i][hh], &bx_kb[0][hh][0], BX_N_HEADS * BX_HEAD_WORDS,
                   &bx_v[0][hh * BX_D_HEAD], BX_D_MODEL, n, BX_D_HEAD, blk->tau[hh], bx_etab[hh]);
     sign_binlinear(att, bx_row[0], &blk->out, BX_D_MODEL, BX_D_MODEL);
-    for (int k = 0; k < BX_D_MODEL; k++) att[k] = bx_x[i][k] + att[k];
+    bx_vadd(att, bx_x[i], att, BX_D_MODEL);
 }
 
 /* Tokens i0..i0+g-1: SLFN, y = f1 * x + f2 * x_att + s * c, written over bx_att (see model.py). */
@@ -151,7 +151,7 @@ static void ffn_group(const bx_block_w *blk, int i0, int g)
         float *row = bx_row[r];
         sign_binlinear(row, bx_row2[r], &blk->up, BX_D_MODEL, BX_D_FF);
         sign_binlinear(row, row, &blk->down, BX_D_FF, BX_D_MODEL);
-        for (int k = 0; k < BX_D_MODEL; k++) bx_x[i0 + r][k] = bx_att[r][k] + row[k];
+        bx_vadd(bx_x[i0 + r], bx_att[r], row, BX_D_MODEL);
     }
 }
 

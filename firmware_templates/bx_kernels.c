@@ -160,6 +160,13 @@ void bx_exp_shift_array_portable(float *x, float m, int n)
 void bx_sigmoid_array(float *x, int n) __attribute__((weak, alias("bx_sigmoid_array_portable")));
 void bx_exp_shift_array(float *x, float m, int n) __attribute__((weak, alias("bx_exp_shift_array_portable")));
 
+void bx_vadd_portable(float *y, const float *a, const float *b, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void bx_vadd(float *y, const float *a, const float *b, int n) __attribute__((weak, alias("bx_vadd_portable")));
+
 void bx_slfn_mix_portable(float *att, const float *g, const float *x, int d)
 {
     for (int k = 0; k < d; k++) {

@@ -90,6 +90,10 @@ void bx_sigmoid_array(float *x, int n);
 void bx_exp_shift_array_portable(float *x, float m, int n);
 void bx_exp_shift_array(float *x, float m, int n);
 
+/* Residual: y (n,) = a + b element-wise (a the first operand); y may alias a or b. */
+void bx_vadd_portable(float *y, const float *a, const float *b, int n);
+void bx_vadd(float *y, const float *a, const float *b, int n);
+
 /* SLFN mix (train/model.py): g (4d,) = sigmoid gates f1, f2, s then the candidate c;
  * att (d,) in place: att[k] = (f1[k] * x[k] + f2[k] * att[k]) + s[k] * c[k]. */
 void bx_slfn_mix_portable(float *att, const float *g, const float *x, int d);

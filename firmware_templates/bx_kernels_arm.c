@@ -447,40 +447,66 @@ float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const flo
     return bx_attend_softmax_portable(e, c, n, lo, E);
 }
 
-/* Sigmoid (bx_math.h bx_sigmoidf, the table sigmoid), operation for operation. Its
- * clamps leave every x with |x| < SIG_HI = -SIG_LO unchanged, so one compare of |x| with
- * SIG_HI decides whether they need running (a branch to them, rarely taken; NaN takes
- * it too: unordered leaves N clear). t = OFF + round(x * SCALE) by VMLA (not fused: the
- * C's multiply then add), truncation by VCVT (round toward zero), f = t - (float)i, and
- * T[i] + round(f * D[i]) by VMLA from the pair (T, D) at BX_SIG_TD + 8 i. */
+/* Sigmoid (bx_math.h bx_sigmoidf, the table sigmoid), operation for operation, two
+ * elements per pass. t = OFF + round(x * SCALE) by VMLA (not fused: the C's multiply
+ * then add), i by VCVT (round toward zero), f = t - (float)i, and T[i] + round(f * D[i])
+ * by VMLA from the pair (T, D) at BX_SIG_TD + 8 i.
+ * The clamps are skipped when both t lie in [+0, SIG_N] (bits <= those of SIG_N, as
+ * unsigned integers: negative t, NaN and t > SIG_N fail): then the clamps change nothing.
+ * For x inside [LO, HI] they are idle anyway; for x above HI, t in range means t rounded
+ * to SIG_N, which is the clamped x's t; x below LO gives t < 0 exactly (the sum of
+ * x * SCALE and OFF is exact near 0). Otherwise both elements go through `one`, which
+ * runs the clamps as selects; an odd first element as well. */
 __asm__(
     "   .text\n"
     "   .global bx_m4_sigmoid_loop\n"
     "   .type   bx_m4_sigmoid_loop, %function\n"
     "   .thumb_func\n"
-    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {LO, HI, SCALE, OFF}, r3 = BX_SIG_TD */
+    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {LO, HI, SCALE, OFF, SIG_N}, r3 = BX_SIG_TD */
+    "   push    {r4-r6, lr}\n"
     "   vpush   {s16-s19}\n"
     "   vldm    r2, {s16-s19}\n"
-    "1: vldr    s2, [r0]\n"
-    "   vabs.f32 s3, s2\n"
-    "   vcmp.f32 s3, s17\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   bpl     3f\n"                       /* not |x| < HI: clamps */
-    "2: vmov.f32 s4, s19\n"
-    "   vmla.f32 s4, s2, s18\n"             /* t = x * SCALE + OFF */
-    "   vcvt.s32.f32 s5, s4\n"
-    "   vmov    r12, s5\n"
-    "   vcvt.f32.s32 s5, s5\n"
-    "   vsub.f32 s4, s4, s5\n"              /* f */
-    "   add     r12, r3, r12, lsl #3\n"
-    "   vldm    r12, {s6, s7}\n"            /* T[i], D[i] */
-    "   vmla.f32 s6, s4, s7\n"
-    "   vstmia  r0!, {s6}\n"
-    "   subs    r1, r1, #1\n"
-    "   bne     1b\n"
-    "   vpop    {s16-s19}\n"
-    "   bx      lr\n"
-    "3: vcmp.f32 s2, s16\n"                 /* x > LO ? x : LO (NaN -> LO) */
+    "   ldr     r6, [r2, #16]\n"            /* bits of (float)SIG_N */
+    "   tst     r1, #1\n"
+    "   beq     1f\n"
+    "   bl      5f\n"
+    "1: lsrs    r1, r1, #1\n"               /* pairs */
+    "   beq     4f\n"
+    "2: vldmia  r0, {s8, s9}\n"
+    "   vmov.f32 s4, s19\n"
+    "   vmla.f32 s4, s8, s18\n"             /* t0 = x0 * SCALE + OFF */
+    "   vmov.f32 s5, s19\n"
+    "   vmla.f32 s5, s9, s18\n"             /* t1 */
+    "   vmov    r4, r5, s4, s5\n"
+    "   cmp     r4, r6\n"
+    "   it      ls\n"
+    "   cmpls   r5, r6\n"
+    "   bhi     6f\n"                       /* a t out of [+0, SIG_N]: clamps */
+    "   vcvt.s32.f32 s6, s4\n"
+    "   vcvt.s32.f32 s7, s5\n"
+    "   vmov    r4, r5, s6, s7\n"
+    "   vcvt.f32.s32 s6, s6\n"
+    "   vcvt.f32.s32 s7, s7\n"
+    "   vsub.f32 s4, s4, s6\n"              /* f0 */
+    "   vsub.f32 s5, s5, s7\n"              /* f1 */
+    "   add     r4, r3, r4, lsl #3\n"
+    "   add     r5, r3, r5, lsl #3\n"
+    "   vldm    r4, {s10, s11}\n"
+    "   vldm    r5, {s12, s13}\n"
+    "   vmla.f32 s10, s4, s11\n"
+    "   vmla.f32 s12, s5, s13\n"
+    "   vstmia  r0!, {s10}\n"
+    "   vstmia  r0!, {s12}\n"
+    "3: subs    r1, r1, #1\n"
+    "   bne     2b\n"
+    "4: vpop    {s16-s19}\n"
+    "   pop     {r4-r6, pc}\n"
+    "6: bl      5f\n"
+    "   bl      5f\n"
+    "   b       3b\n"
+    /* one element at r0 (advanced), clamps as selects: s2-s7, r12 */
+    "5: vldr    s2, [r0]\n"
+    "   vcmp.f32 s2, s16\n"                 /* x > LO ? x : LO (NaN -> LO) */
     "   vmrs    APSR_nzcv, fpscr\n"
     "   it      le\n"
     "   vmovle.f32 s2, s16\n"
@@ -488,16 +514,60 @@ __asm__(
     "   vmrs    APSR_nzcv, fpscr\n"
     "   it      ge\n"
     "   vmovge.f32 s2, s17\n"
-    "   b       2b\n"
+    "   vmov.f32 s4, s19\n"
+    "   vmla.f32 s4, s2, s18\n"
+    "   vcvt.s32.f32 s5, s4\n"
+    "   vmov    r12, s5\n"
+    "   vcvt.f32.s32 s5, s5\n"
+    "   vsub.f32 s4, s4, s5\n"
+    "   add     r12, r3, r12, lsl #3\n"
+    "   vldm    r12, {s6, s7}\n"
+    "   vmla.f32 s6, s4, s7\n"
+    "   vstmia  r0!, {s6}\n"
+    "   bx      lr\n"
     "   .size   bx_m4_sigmoid_loop, . - bx_m4_sigmoid_loop\n"
 );
 void bx_m4_sigmoid_loop(float *x, int n, const float *c, const float *td);
 
-static const float bx_sigmoid_consts[4] = {BX_SIG_LO, BX_SIG_HI, BX_SIG_SCALE, BX_SIG_OFF};
+static const float bx_sigmoid_consts[5] = {BX_SIG_LO, BX_SIG_HI, BX_SIG_SCALE, BX_SIG_OFF,
+                                           2.0f * BX_SIG_OFF};   /* SIG_N: t of x = HI */
 
 void bx_sigmoid_array(float *x, int n)
 {
     if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts, BX_SIG_TD);
+}
+
+/* Residual add, eight elements per pass: VLDM, VLDM, eight VADD (a first), VSTM. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_vadd8\n"
+    "   .type   bx_m4_vadd8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_vadd8:\n"            /* r0 = y, r1 = a, r2 = b, r3 = n (multiple of 8, > 0) */
+    "1: vldmia  r1!, {s0-s7}\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vadd.f32 s0, s0, s8\n"
+    "   vadd.f32 s1, s1, s9\n"
+    "   vadd.f32 s2, s2, s10\n"
+    "   vadd.f32 s3, s3, s11\n"
+    "   vadd.f32 s4, s4, s12\n"
+    "   vadd.f32 s5, s5, s13\n"
+    "   vadd.f32 s6, s6, s14\n"
+    "   vadd.f32 s7, s7, s15\n"
+    "   vstmia  r0!, {s0-s7}\n"
+    "   subs    r3, r3, #8\n"
+    "   bne     1b\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_vadd8, . - bx_m4_vadd8\n"
+);
+void bx_m4_vadd8(float *y, const float *a, const float *b, int n);
+
+void bx_vadd(float *y, const float *a, const float *b, int n)
+{
+    if (n > 0 && n % 8 == 0)
+        bx_m4_vadd8(y, a, b, n);
+    else
+        bx_vadd_portable(y, a, b, n);
 }
 
 /* SLFN mix, eight elements per pass: f1 * x by VMUL, + round(f2 * att) and

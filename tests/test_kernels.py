@@ -221,3 +221,19 @@ def test_slfn_mix_bit_exact(lib, d):
     lib.bx_slfn_mix.argtypes = [f32p, f32p, f32p, ctypes.c_int]
     lib.bx_slfn_mix(att, g, x, d)
     assert np.array_equal(bits(att), bits(want.numpy()))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_vadd_bit_exact(lib, n):
+    """bx_vadd (the residual adds), also in place, equals torch's a + b."""
+    rng = np.random.default_rng(900 + n)
+    a, b = (rng.standard_normal((2, n)) * 10).astype(np.float32)
+    a[:: 7] = -0.0
+    b[:: 7] = 0.0
+    want = bits((torch.from_numpy(a) + torch.from_numpy(b)).numpy())
+    lib.bx_vadd.argtypes = [f32p, f32p, f32p, ctypes.c_int]
+    y = np.zeros(n, dtype=np.float32)
+    lib.bx_vadd(y, a, b, n)
+    assert np.array_equal(bits(y), want)
+    lib.bx_vadd(b, a, b, n)
+    assert np.array_equal(bits(b), want)

@@ -163,23 +163,38 @@ def test_attend_on_the_m4(m4, n, dh, tau):
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("n", [1, 7, 8, 384])
+SIGMOID_SPECIAL = np.array([0.0, -0.0, 16.0, -16.0, 87.0, -88.5, np.inf, -np.inf, np.nan, 1e-45, -1e-45,
+                            3.4e38, -3.4e38, 15.999999, -15.999999, 16.000002, -16.000002, 15.96875,
+                            -15.96875, 1e-38, -1e-38], np.float32)
+
+
+def sigmoid_inputs(rng, n):
+    """n floats: the table's boundary region and its neighbours, specials, a spread."""
+    x = np.concatenate([rng.uniform(-20, 20, n), rng.standard_normal(n) * 4]).astype(np.float32)[:n]
+    nb = np.array([np.nextafter(np.float32(v), np.float32(w)) for v in (16, -16) for w in (0, 100, -100)], np.float32)
+    special = np.concatenate([SIGMOID_SPECIAL, nb, -np.float32(np.nan) * np.ones(1, np.float32)])
+    x[: min(n, len(special))] = special[: min(n, len(special))]
+    return x
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 31, 32, 33, 384, 385])
 def test_sigmoid_array_on_the_m4(m4, n):
-    """The firmware's sigmoid loop equals fmath's sigmoid, clamps included (|x| > 87,
-    the boundaries, zeros of both signs, infinities)."""
+    """The firmware's sigmoid loop (pairs, the clamps skipped when t is in range) equals
+    fmath's table sigmoid: boundaries +-16 and their neighbours, infinities, NaN,
+    denormals, the float range limits, odd and even n."""
     from beexgen.train import fmath
 
     rng = np.random.default_rng(1500 + n)
-    x = np.concatenate([rng.uniform(-100, 100, n // 2 + 1), rng.standard_normal(n) * 4]).astype(np.float32)[:n]
-    special = np.array([0.0, -0.0, 87.0, -87.0, 88.0, -88.0, 87.00001, -88.5, np.inf, -np.inf], np.float32)
-    x[: min(n, len(special))] = special[: min(n, len(special))]
-    m4.reset_heap()
-    px = m4.put(x.tobytes())
-    m4.call("bx_sigmoid_array", px, n)
-    got = np.frombuffer(m4.read(px, 4 * n), np.uint32)
-    want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
-    bad = np.flatnonzero(got != want)
-    assert not len(bad), f"ERROR at pos {bad[0]}: x={x[bad[0]]} Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
+    for trial in range(3):
+        x = sigmoid_inputs(rng, n)
+        rng.shuffle(x)
+        m4.reset_heap()
+        px = m4.put(x.tobytes())
+        m4.call("bx_sigmoid_array", px, n)
+        got = np.frombuffer(m4.read(px, 4 * n), np.uint32)
+        want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
+        bad = np.flatnonzero(got != want)
+        assert not len(bad), f"ERROR at pos {bad[0]}: x={x[bad[0]]} Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
 
 
 @pytest.mark.parametrize("d", [1, 7, 8, 31, 64, 128, 129, 256])
@@ -216,3 +231,17 @@ def test_slfn_mix_on_the_m4(m4, d):
     pa, pg, px = (m4.put(a.tobytes()) for a in (att, g, x))
     m4.call("bx_slfn_mix", pa, pg, px, d)
     assert np.array_equal(np.frombuffer(m4.read(pa, 4 * d), np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 31, 32, 33, 64, 65, 128, 256])
+def test_vadd_on_the_m4(m4, n):
+    """The residual add (assembly for n % 8 == 0) equals torch's a + b, in place too."""
+    rng = np.random.default_rng(1800 + n)
+    a, b = (rng.standard_normal((2, n)) * 10).astype(np.float32)
+    a[:: 7] = -0.0
+    b[:: 7] = 0.0
+    want = (torch.from_numpy(a) + torch.from_numpy(b)).numpy().view(np.uint32)
+    m4.reset_heap()
+    pa, pb = m4.put(a.tobytes()), m4.put(b.tobytes())
+    m4.call("bx_vadd", pb, pa, pb, n)
+    assert np.array_equal(np.frombuffer(m4.read(pb, 4 * n), np.uint32), want)
