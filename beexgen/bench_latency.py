@@ -118,7 +118,7 @@ def calibrate(art, board: str = "mps2-an386", work_dir: str | Path | None = None
     try:
         if elf is None:
             elf = fw_mod.build_firmware(a, board, Path(work_dir or tmp.name) / "fw").elf
-        m4 = M4(elf)
+        m4 = M4.for_board(elf, board)
         m4bench.force_full_depth(m4)
         seq_max, vocab = int(cfg["seq_max"]), int(cfg["vocab_size"])
         special = a.meta.get("special_ids") or {}

@@ -481,7 +481,7 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
             elf = Path(art_or_elf)
         else:
             elf = fw_mod.build_firmware(art_or_elf, board, Path(work_dir) / "fw", dsp=dsp).elf
-        m4 = M4(elf)
+        m4 = M4.for_board(elf, board)
         if full_depth:
             force_full_depth(m4)
         stages = _stage_map(m4)

@@ -447,48 +447,51 @@ float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const flo
     return bx_attend_softmax_portable(e, c, n, lo, E);
 }
 
-/* Sigmoid (bx_math.h bx_sigmoidf, the table sigmoid), operation for operation, two
- * elements per pass. t = OFF + round(x * SCALE) by VMLA (not fused: the C's multiply
- * then add), i by VCVT (round toward zero), f = t - (float)i, and T[i] + round(f * D[i])
- * by VMLA from the pair (T, D) at BX_SIG_TD + 8 i.
- * The clamps are skipped when both t lie in [+0, SIG_N] (bits <= those of SIG_N, as
- * unsigned integers: negative t, NaN and t > SIG_N fail): then the clamps change nothing.
- * For x inside [LO, HI] they are idle anyway; for x above HI, t in range means t rounded
- * to SIG_N, which is the clamped x's t; x below LO gives t < 0 exactly (the sum of
- * x * SCALE and OFF is exact near 0). Otherwise both elements go through `one`, which
- * runs the clamps as selects; an odd first element as well. */
+/* Sigmoid (bx_math.h bx_sigmoidf, the table sigmoid), two elements per pass and no
+ * branch: x + SHIFT by VADD; VCVT to signed fixed point with 20 fraction bits is
+ * trunc((x + SHIFT) * 2^20) = trunc(u) (the multiply by 2^20 is exact), saturating, with
+ * NaN to 0; USAT #25 clamps to [0, QMAX]: together the C's q for every input. f by
+ * VCVT from unsigned 16-bit fixed point with 16 fraction bits (the low half of q times
+ * 2^-16, exact), i = q >> 16 by UBFX, and T[i] + round(f * D[i]) by VMLA (not fused:
+ * the C's multiply then add) from the pair at BX_SIG_TD + 8 i. 11.5 instructions per
+ * element. */
 __asm__(
     "   .text\n"
     "   .global bx_m4_sigmoid_loop\n"
     "   .type   bx_m4_sigmoid_loop, %function\n"
     "   .thumb_func\n"
-    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {LO, HI, SCALE, OFF, SIG_N}, r3 = BX_SIG_TD */
-    "   push    {r4-r6, lr}\n"
-    "   vpush   {s16-s19}\n"
-    "   vldm    r2, {s16-s19}\n"
-    "   ldr     r6, [r2, #16]\n"            /* bits of (float)SIG_N */
+    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = &SHIFT, r3 = BX_SIG_TD */
+    "   push    {r4, r5}\n"
+    "   vldr    s15, [r2]\n"
     "   tst     r1, #1\n"
     "   beq     1f\n"
-    "   bl      5f\n"
+    "   vldr    s8, [r0]\n"                 /* an odd first element alone */
+    "   vadd.f32 s4, s8, s15\n"
+    "   vcvt.s32.f32 s4, s4, #20\n"
+    "   vmov    r4, s4\n"
+    "   usat    r4, #25, r4\n"
+    "   vmov    s4, r4\n"
+    "   vcvt.f32.u16 s4, s4, #16\n"
+    "   ubfx    r4, r4, #16, #9\n"
+    "   add     r4, r3, r4, lsl #3\n"
+    "   vldm    r4, {s10, s11}\n"
+    "   vmla.f32 s10, s4, s11\n"
+    "   vstmia  r0!, {s10}\n"
     "1: lsrs    r1, r1, #1\n"               /* pairs */
-    "   beq     4f\n"
+    "   beq     3f\n"
     "2: vldmia  r0, {s8, s9}\n"
-    "   vmov.f32 s4, s19\n"
-    "   vmla.f32 s4, s8, s18\n"             /* t0 = x0 * SCALE + OFF */
-    "   vmov.f32 s5, s19\n"
-    "   vmla.f32 s5, s9, s18\n"             /* t1 */
+    "   vadd.f32 s4, s8, s15\n"
+    "   vadd.f32 s5, s9, s15\n"
+    "   vcvt.s32.f32 s4, s4, #20\n"
+    "   vcvt.s32.f32 s5, s5, #20\n"
     "   vmov    r4, r5, s4, s5\n"
-    "   cmp     r4, r6\n"
-    "   it      ls\n"
-    "   cmpls   r5, r6\n"
-    "   bhi     6f\n"                       /* a t out of [+0, SIG_N]: clamps */
-    "   vcvt.s32.f32 s6, s4\n"
-    "   vcvt.s32.f32 s7, s5\n"
-    "   vmov    r4, r5, s6, s7\n"
-    "   vcvt.f32.s32 s6, s6\n"
-    "   vcvt.f32.s32 s7, s7\n"
-    "   vsub.f32 s4, s4, s6\n"              /* f0 */
-    "   vsub.f32 s5, s5, s7\n"              /* f1 */
+    "   usat    r4, #25, r4\n"
+    "   usat    r5, #25, r5\n"
+    "   vmov    s4, s5, r4, r5\n"
+    "   vcvt.f32.u16 s4, s4, #16\n"         /* f0 */
+    "   vcvt.f32.u16 s5, s5, #16\n"         /* f1 */
+    "   ubfx    r4, r4, #16, #9\n"          /* i0 */
+    "   ubfx    r5, r5, #16, #9\n"
     "   add     r4, r3, r4, lsl #3\n"
     "   add     r5, r3, r5, lsl #3\n"
     "   vldm    r4, {s10, s11}\n"
@@ -497,44 +500,22 @@ __asm__(
     "   vmla.f32 s12, s5, s13\n"
     "   vstmia  r0!, {s10}\n"
     "   vstmia  r0!, {s12}\n"
-    "3: subs    r1, r1, #1\n"
+    "   subs    r1, r1, #1\n"
     "   bne     2b\n"
-    "4: vpop    {s16-s19}\n"
-    "   pop     {r4-r6, pc}\n"
-    "6: bl      5f\n"
-    "   bl      5f\n"
-    "   b       3b\n"
-    /* one element at r0 (advanced), clamps as selects: s2-s7, r12 */
-    "5: vldr    s2, [r0]\n"
-    "   vcmp.f32 s2, s16\n"                 /* x > LO ? x : LO (NaN -> LO) */
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      le\n"
-    "   vmovle.f32 s2, s16\n"
-    "   vcmp.f32 s2, s17\n"                 /* x < HI ? x : HI */
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      ge\n"
-    "   vmovge.f32 s2, s17\n"
-    "   vmov.f32 s4, s19\n"
-    "   vmla.f32 s4, s2, s18\n"
-    "   vcvt.s32.f32 s5, s4\n"
-    "   vmov    r12, s5\n"
-    "   vcvt.f32.s32 s5, s5\n"
-    "   vsub.f32 s4, s4, s5\n"
-    "   add     r12, r3, r12, lsl #3\n"
-    "   vldm    r12, {s6, s7}\n"
-    "   vmla.f32 s6, s4, s7\n"
-    "   vstmia  r0!, {s6}\n"
+    "3: pop     {r4, r5}\n"
     "   bx      lr\n"
     "   .size   bx_m4_sigmoid_loop, . - bx_m4_sigmoid_loop\n"
 );
-void bx_m4_sigmoid_loop(float *x, int n, const float *c, const float *td);
+void bx_m4_sigmoid_loop(float *x, int n, const float *shift, const float *td);
 
-static const float bx_sigmoid_consts[5] = {BX_SIG_LO, BX_SIG_HI, BX_SIG_SCALE, BX_SIG_OFF,
-                                           2.0f * BX_SIG_OFF};   /* SIG_N: t of x = HI */
+/* the loop's immediates (#20, #25, #16, 9 index bits) are these constants */
+_Static_assert(BX_SIG_FIX == 1048576.0f && BX_SIG_QMAX == (1 << 25) - 1 && BX_SIG_FRAC_BITS == 16,
+               "bx_m4_sigmoid_loop assumes a 512-interval table, 16 fraction bits");
+static const float bx_sigmoid_shift = BX_SIG_SHIFT;
 
 void bx_sigmoid_array(float *x, int n)
 {
-    if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts, BX_SIG_TD);
+    if (n > 0) bx_m4_sigmoid_loop(x, n, &bx_sigmoid_shift, BX_SIG_TD);
 }
 
 /* Residual add, eight elements per pass: VLDM, VLDM, eight VADD (a first), VSTM. */

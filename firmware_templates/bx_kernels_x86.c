@@ -73,22 +73,22 @@ static inline __m256 bx_expf8(__m256 x)
     return _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
 }
 
-/* bx_sigmoidf (the table sigmoid of bx_math.h) in eight lanes: the clamps as ordered
- * compares and blends (NaN fails x > LO and becomes LO), the same t and f, and the
- * table pair of each lane gathered. */
+/* bx_sigmoidf (the table sigmoid of bx_math.h) in eight lanes: u as in the scalar
+ * routine, then clamped in float before the conversion (MAXPS returns its second operand,
+ * 0, for NaN; QLIM = 2^25 is exact) and to QMAX in integers, which is the scalar
+ * routine's q; the table pair of each lane gathered. */
 void bx_sigmoid_array(float *x, int n)
 {
-    const __m256 lo = _mm256_set1_ps(BX_SIG_LO), hi = _mm256_set1_ps(BX_SIG_HI);
-    const __m256 scale = _mm256_set1_ps(BX_SIG_SCALE), off = _mm256_set1_ps(BX_SIG_OFF);
+    const __m256 shift = _mm256_set1_ps(BX_SIG_SHIFT), fix = _mm256_set1_ps(BX_SIG_FIX);
+    const __m256 qlim = _mm256_set1_ps(BX_SIG_QLIM), frac = _mm256_set1_ps(BX_SIG_FRAC);
+    const __m256i qmax = _mm256_set1_epi32(BX_SIG_QMAX), low = _mm256_set1_epi32((1 << BX_SIG_FRAC_BITS) - 1);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        v = _mm256_blendv_ps(lo, v, _mm256_cmp_ps(v, lo, _CMP_GT_OQ));
-        v = _mm256_blendv_ps(hi, v, _mm256_cmp_ps(v, hi, _CMP_LT_OQ));
-        __m256 t = _mm256_add_ps(_mm256_mul_ps(v, scale), off);
-        __m256i k = _mm256_cvttps_epi32(t);
-        __m256 f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(k));
-        __m256i k2 = _mm256_add_epi32(k, k);
+        __m256 u = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(x + i), shift), fix);
+        u = _mm256_min_ps(_mm256_max_ps(u, _mm256_setzero_ps()), qlim);
+        __m256i q = _mm256_min_epi32(_mm256_cvttps_epi32(u), qmax);
+        __m256i k2 = _mm256_slli_epi32(_mm256_srli_epi32(q, BX_SIG_FRAC_BITS), 1);
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, low)), frac);
         __m256 tv = _mm256_i32gather_ps(BX_SIG_TD, k2, 4);
         __m256 dv = _mm256_i32gather_ps(BX_SIG_TD + 1, k2, 4);
         _mm256_storeu_ps(x + i, _mm256_add_ps(tv, _mm256_mul_ps(f, dv)));

@@ -179,9 +179,9 @@ def sigmoid_inputs(rng, n):
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 31, 32, 33, 384, 385])
 def test_sigmoid_array_on_the_m4(m4, n):
-    """The firmware's sigmoid loop (pairs, the clamps skipped when t is in range) equals
-    fmath's table sigmoid: boundaries +-16 and their neighbours, infinities, NaN,
-    denormals, the float range limits, odd and even n."""
+    """The firmware's sigmoid loop (pairs, branch-free: the fixed-point VCVT and USAT
+    clamp) equals fmath's table sigmoid: boundaries +-16 and their neighbours,
+    infinities, NaN, denormals, the float range limits, odd and even n."""
     from beexgen.train import fmath
 
     rng = np.random.default_rng(1500 + n)

@@ -24,7 +24,7 @@ EXP_LO, EXP_HI, LOG2E = _c(nx.EXP_LO), _c(nx.EXP_HI), _c(nx.LOG2E)
 LN2_HI, LN2_LO, SQRTHF = _c(nx.LN2_HI), _c(nx.LN2_LO), _c(nx.SQRTHF)
 HALF, ONE, LN_EPS = _c(nx.HALF), _c(nx.ONE), _c(nx.LN_EPS)
 EXP_POLY = [_c(c) for c in nx.EXP_POLY]
-SIG_LO, SIG_HI, SIG_SCALE, SIG_OFF = _c(nx.SIG_LO), _c(nx.SIG_HI), _c(nx.SIG_SCALE), _c(nx.SIG_OFF)
+SIG_SHIFT, SIG_FIX, SIG_QLIM, SIG_FRAC = _c(nx.SIG_SHIFT), _c(nx.SIG_FIX), _c(nx.SIG_QLIM), _c(nx.SIG_FRAC)
 SIG_T = torch.from_numpy(nx.SIG_TD[0::2].copy())
 SIG_D = torch.from_numpy(nx.SIG_TD[1::2].copy())
 LOG_POLY = [_c(c) for c in nx.LOG_POLY]
@@ -64,15 +64,17 @@ def bx_log(x: torch.Tensor) -> torch.Tensor:
 
 
 def bx_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """The table sigmoid of beexgen/core/numerics.py: clamp (NaN -> SIG_LO), t = x * SCALE
-    + OFF, i = trunc(t), T[i] + (t - i) * D[i]."""
-    x = torch.where(x > SIG_LO, x, SIG_LO)
-    x = torch.where(x < SIG_HI, x, SIG_HI)
-    t = x * SIG_SCALE + SIG_OFF
-    i = t.to(torch.int32)
-    f = t - i.to(F32)
-    il = i.long()
-    return SIG_T[il] + f * SIG_D[il]
+    """The table sigmoid of beexgen/core/numerics.py: u = (x + SHIFT) * FIX, q = u clamped
+    to [0, QMAX] and truncated (NaN -> 0), T[q >> 16] + ((q & 0xFFFF) * 2^-16) * D[q >> 16]."""
+    u = (x + SIG_SHIFT) * SIG_FIX
+    pos = u > 0                                         # False for NaN
+    inside = pos & (u < SIG_QLIM)
+    q = torch.where(inside, u, torch.zeros((), dtype=F32)).to(torch.int32)
+    q = torch.where(inside, q, torch.where(pos, torch.tensor(nx.SIG_QMAX, dtype=torch.int32),
+                                           torch.tensor(0, dtype=torch.int32)))
+    i = (q >> nx.SIG_FRAC_BITS).long()
+    f = (q & ((1 << nx.SIG_FRAC_BITS) - 1)).to(F32) * SIG_FRAC
+    return SIG_T[i] + f * SIG_D[i]
 
 
 def exp_table(tau: torch.Tensor, dh: int) -> torch.Tensor:
