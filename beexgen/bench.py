@@ -394,6 +394,11 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     rec["m4_profile_meta"] = {k: prof[k] for k in ("total", "cost_mean", "tokens_mean", "exit_depth_mean")
                               if k in prof} | {"sentences": min(PROFILE_N, len(texts))}
     rec["int8"] = m4bench.int8_estimate(art, tokens=float(np.mean(len_t)), blocks=cfg["n_blocks"])
+    # worst-case latency (issue 24, beexgen/bench_latency.py): full depth, the default
+    # policy's tail over every QEMU sentence, the bound checked against the longest
+    from beexgen import bench_latency
+    rec["latency"] = bench_latency.measure(art, texts[:PROFILE_N], elf=qb.elf, default_costs=cost.tolist(),
+                                           work_dir=bdir / "latency")
     # whole-model instructions per binary MAC (all layers, floats included), full depth
     rec["m4"]["instr_per_bmac_all"] = float(cost.mean() / np.mean([p.bmacs for p in qp]))
     log(f"{ds}: M4 {rec['m4']['mean'] / 1e6:.2f} M instr/sentence mean; QEMU==host {rec['qemu_vs_host_identical']}")
@@ -582,6 +587,11 @@ def kernel_bench(work: Path) -> dict:
     return {**k, **q}
 
 
+def bench_latency_keys(r: dict) -> dict:
+    from beexgen import bench_latency
+    return bench_latency.json_keys(r["latency"]) if "latency" in r else {}
+
+
 def bench_json(results: list[dict], meta: dict, kernel: dict) -> dict:
     """docs/bench.json: the README table's figures for machines, from the same run as the table
     (each key is written here only; the README's bench section says what each measures)."""
@@ -611,6 +621,7 @@ def bench_json(results: list[dict], meta: dict, kernel: dict) -> dict:
             "m4_instructions_mean": int(round(r["m4"]["mean"])), "m4_instructions_p95": int(round(r["m4"]["p95"])),
             "m4_by_exit": {str(k): int(round(v)) for k, v in r["m4"]["by_depth"].items()},
             "m4_profile": r["m4_profile"], "m4_profile_sentences": r["m4_profile_meta"]["sentences"],
+            **bench_latency_keys(r),
             "int8_peer_instructions_estimate": int(round(r["int8"]["instr_per_sentence"])),
             "int8_peer_flash_bytes": int(r["int8"]["flash_bytes"]),
             "host_us_per_sentence": round(r["speed"]["host_us_full"], 2),

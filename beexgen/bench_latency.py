@@ -184,39 +184,52 @@ def bound_message(art, board: str) -> str:
 
 
 def measure(art, texts, board: str = "mps2-an386", work_dir: str | Path | None = None,
-            costs: ForwardCosts | None = None) -> LatencyFigures:
-    """Full-depth profile (unicorn, every sentence through every block) and the default
-    policy's per-sentence cost= (QEMU) of texts; the bound from costs (stored ones when None)."""
+            costs: ForwardCosts | None = None, elf: str | Path | None = None,
+            default_costs=None) -> LatencyFigures:
+    """Full-depth profile (unicorn, every sentence through every block) of texts, and the
+    default policy's per-sentence cost= (default_costs, e.g. the bench's QEMU run of the
+    whole test split; measured here under QEMU on texts when None, which needs a QEMU
+    board). The bound from costs (the stored ones for this shape and core when None, else
+    calibrated on this ELF)."""
     from beexgen.codegen import firmware as fw_mod, m4bench
 
     cfg, a = _cfg(art)
     tmp = tempfile.TemporaryDirectory(prefix="bx_latency_") if work_dir is None else None
     wd = Path(work_dir or tmp.name)
     try:
-        elf = fw_mod.build_firmware(a, board, wd / "fw").elf
+        elf = elf or fw_mod.build_firmware(a, board, wd / "fw").elf
         full = m4bench.profile(elf, texts, board=board, qemu=False, full_depth=True, work_dir=wd / "full")
-        dflt = m4bench.profile(elf, texts, board=board, qemu=True, work_dir=wd / "default")
-        costs = costs or load_costs().get(shape_key(cfg, _core(board)))
-        counter = dflt["stages"].get("cost counter", 0.0)
+        if default_costs is None:
+            dflt = m4bench.profile(elf, texts, board=board, qemu=True, work_dir=wd / "default")
+            default_costs = [r["cost"] for r in dflt["per_sentence"]]
+        costs = costs or load_costs().get(shape_key(cfg, _core(board))) or calibrate(a, board, elf=elf)
         per = full["per_sentence"]
         blocks = int(cfg["n_blocks"])
         longest = max(range(len(per)), key=lambda i: per[i]["tokens"])
         fwd = _forward_of(elf, board, texts[longest])
-        tok_blocks = [r["tokens"] * blocks for r in per]
         fwd_mean = full["total"] - sum(full["stages"].get(s, 0.0) for s in INPUT_STAGES)
-        costs_all = [r["cost"] for r in dflt["per_sentence"]]
-        bound = costs.bound() if costs else None
+        bound = costs.bound()
         return LatencyFigures(
             core=_core(board), sentences=len(per),
-            full_depth_mean=round(full["total"] + counter, 1),
-            full_depth_per_token_per_block=round(fwd_mean / float(np.mean(tok_blocks)), 1),
-            instructions_p95=float(np.percentile(costs_all, 95)), instructions_max=int(max(costs_all)),
-            worst_case_bound=bound, longest_forward=fwd,
-            bound_holds=None if bound is None else bool(fwd <= bound),
-            stages_full_depth=full["stages"])
+            full_depth_mean=round(full["total"], 1),
+            full_depth_per_token_per_block=round(fwd_mean / float(np.mean([r["tokens"] for r in per])) / blocks, 1),
+            instructions_p95=float(np.percentile(default_costs, 95)), instructions_max=int(max(default_costs)),
+            worst_case_bound=bound, longest_forward=fwd, bound_holds=bool(fwd <= bound),
+            stages_full_depth={k: round(v, 1) for k, v in full["stages"].items()})
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def json_keys(fig: LatencyFigures) -> dict:
+    """docs/bench.json datasets.<d> keys of issue 24 (../shared/BENCH.md)."""
+    return {"m4_full_depth_mean": int(round(fig.full_depth_mean)),
+            "m4_full_depth_per_token_per_block": round(fig.full_depth_per_token_per_block, 1),
+            "m4_instructions_p95": int(round(fig.instructions_p95)),
+            "m4_instructions_max": int(fig.instructions_max),
+            "m4_worst_case_bound": fig.worst_case_bound,
+            "m4_worst_case_bound_holds": fig.bound_holds,
+            "m4_full_depth_profile": {k: int(round(v)) for k, v in fig.stages_full_depth.items()}}
 
 
 def _forward_of(elf, board: str, text) -> int:

@@ -411,7 +411,7 @@ def _stage_map(m4: M4) -> dict:
             "bx_binlinear": binary, "bx_layernorm_rows": norm, "bx_layernorm": norm,
             "bx_attend": "attention scores", "bx_attend_scores": "attention scores", "bx_attend_softmax": "softmax",
             "bx_attend_weigh": "V weighting", "bx_attend_weigh_portable": "V weighting",
-            "bx_sigmoid_array": "SLFN gates", "bx_slfn_mix": "SLFN gates", "bx_vadd": "residuals and glue", "bx_exp_table": "softmax",
+            "bx_sigmoid_array": "SLFN gates", "bx_slfn_mix": "SLFN gates", "bx_vadd": "residuals and glue", "bx_embed_row": "embedding", "bx_exp_table": "softmax",
             "bx_exit_after": "exit heads",
             "bx_wide_sums": "wide exit", "bx_exit_wide": "exit heads"}
 

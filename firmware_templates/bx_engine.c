@@ -69,23 +69,7 @@ void bx_embed(const int32_t *ids, int n)
     for (int i = 0; i < n; i++) {
         const uint32_t *te = bx_tok_bits + (size_t)ids[i] * BX_WORDS(BX_D_MODEL);
         const uint32_t *pe = bx_pos_bits + (size_t)i * BX_WORDS(BX_D_MODEL);
-        /* -s is s with its sign bit flipped, so bit b of a word, moved to bit 31 and
-         * XORed into the scale's bits, gives (bit ? -s : s) without a select */
-        for (int w = 0; w < BX_WORDS(BX_D_MODEL); w++) {
-            uint32_t tw = te[w], pw = pe[w];
-            const int end = 32 * w + 32 < BX_D_MODEL ? 32 * w + 32 : BX_D_MODEL;
-            for (int k = 32 * w; k < end; k++, tw >>= 1, pw >>= 1) {
-                uint32_t tb, pb;
-                float t, p;
-                memcpy(&tb, &bx_tok_scale[k], sizeof tb);
-                memcpy(&pb, &bx_pos_scale[k], sizeof pb);
-                tb ^= tw << 31;
-                pb ^= pw << 31;
-                memcpy(&t, &tb, sizeof t);
-                memcpy(&p, &pb, sizeof p);
-                bx_x[i][k] = t + p;
-            }
-        }
+        bx_embed_row(bx_x[i], te, pe, bx_tok_scale, bx_pos_scale, BX_D_MODEL);
     }
 }
 
@@ -109,10 +93,16 @@ static void qkv_all(const bx_block_w *blk, int n)
             bx_binlinear(bx_row[r], bx_ub, w->bits, w->alpha, w->bias, BX_D_MODEL, 2 * BX_D_MODEL);
             bx_binlinear(bx_v[i], bx_ub, w->bits + (size_t)2 * BX_D_MODEL * BX_WORDS(BX_D_MODEL),
                          w->alpha + 2 * BX_D_MODEL, w->bias + 2 * BX_D_MODEL, BX_D_MODEL, BX_D_MODEL);
+#if BX_D_HEAD % 32 == 0
+            /* whole words per head: the heads' packed words are those of the whole row */
+            bx_pack_signs(&bx_qb[i][0][0], bx_row[r], BX_D_MODEL);
+            bx_pack_signs(&bx_kb[i][0][0], bx_row[r] + BX_D_MODEL, BX_D_MODEL);
+#else
             for (int hh = 0; hh < BX_N_HEADS; hh++) {
                 bx_pack_signs(bx_qb[i][hh], bx_row[r] + hh * BX_D_HEAD, BX_D_HEAD);
                 bx_pack_signs(bx_kb[i][hh], bx_row[r] + BX_D_MODEL + hh * BX_D_HEAD, BX_D_HEAD);
             }
+#endif
         }
     }
 }

@@ -160,6 +160,30 @@ void bx_exp_shift_array_portable(float *x, float m, int n)
 void bx_sigmoid_array(float *x, int n) __attribute__((weak, alias("bx_sigmoid_array_portable")));
 void bx_exp_shift_array(float *x, float m, int n) __attribute__((weak, alias("bx_exp_shift_array_portable")));
 
+/* -s is s with its sign bit flipped, so bit k of a word, moved to bit 31 and XORed into
+ * the scale's bits, gives (bit ? -s : s) without a select. */
+void bx_embed_row_portable(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d)
+{
+    for (int w = 0; w < BX_WORDS(d); w++) {
+        uint32_t tw = tb[w], pw = pb[w];
+        const int end = 32 * w + 32 < d ? 32 * w + 32 : d;
+        for (int k = 32 * w; k < end; k++, tw >>= 1, pw >>= 1) {
+            uint32_t tu, pu;
+            float t, p;
+            memcpy(&tu, &ts[k], sizeof tu);
+            memcpy(&pu, &ps[k], sizeof pu);
+            tu ^= tw << 31;
+            pu ^= pw << 31;
+            memcpy(&t, &tu, sizeof t);
+            memcpy(&p, &pu, sizeof p);
+            x[k] = t + p;
+        }
+    }
+}
+
+void bx_embed_row(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d)
+    __attribute__((weak, alias("bx_embed_row_portable")));
+
 void bx_vadd_portable(float *y, const float *a, const float *b, int n)
 {
     for (int i = 0; i < n; i++) y[i] = a[i] + b[i];
@@ -265,15 +289,23 @@ void bx_attend(float *o, float *e, int32_t *c, const uint32_t *q, const uint32_t
     bx_attend_weigh(o, e, v, v_stride, n, dh, inv);
 }
 
-void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
-                  const float *ln_w, const float *ln_b, const float *w, const float *b, int c)
+void bx_colmean_portable(float *m, const float *x, int n, int d)
 {
-    float *m = scratch, *h = scratch + d;
     for (int k = 0; k < d; k++) {
         float s = 0.0f;
         for (int i = 0; i < n; i++) s += x[(size_t)i * d + k];
         m[k] = s / (float)n;
     }
+}
+
+/* Weak: bx_kernels_arm.c sums sixteen columns at a time in registers. */
+void bx_colmean(float *m, const float *x, int n, int d) __attribute__((weak, alias("bx_colmean_portable")));
+
+void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
+                  const float *ln_w, const float *ln_b, const float *w, const float *b, int c)
+{
+    float *m = scratch, *h = scratch + d;
+    bx_colmean(m, x, n, d);
     bx_layernorm(h, m, ln_w, ln_b, d);
     for (int o = 0; o < c; o++) {
         float acc = 0.0f;

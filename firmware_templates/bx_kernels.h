@@ -90,6 +90,11 @@ void bx_sigmoid_array(float *x, int n);
 void bx_exp_shift_array_portable(float *x, float m, int n);
 void bx_exp_shift_array(float *x, float m, int n);
 
+/* Embedding of one token: x (d,) = (bit k of tb ? -ts[k] : ts[k]) + (bit k of pb ? -ps[k] : ps[k]),
+ * tb, pb (BX_WORDS(d),) packed sign bits of the token and position rows. */
+void bx_embed_row_portable(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d);
+void bx_embed_row(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d);
+
 /* Residual: y (n,) = a + b element-wise (a the first operand); y may alias a or b. */
 void bx_vadd_portable(float *y, const float *a, const float *b, int n);
 void bx_vadd(float *y, const float *a, const float *b, int n);
@@ -109,6 +114,10 @@ void bx_slfn_mix(float *att, const float *g, const float *x, int d);
 /* Eight columns of bx_attend's V weighting: o (8,) = inv * sum_{j<n} e[j] * v[j * v_stride + 0..8),
  * each sum in j order from 0.0f. A weak portable definition; ISA files may replace it. */
 void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+
+/* Column means: m (d,) = (sum_{i<n} x[i][k], in i order from 0.0f) / n, x (n, d) row-major. */
+void bx_colmean_portable(float *m, const float *x, int n, int d);
+void bx_colmean(float *m, const float *x, int n, int d);
 
 /* Exit head. x (n, d) row-major residual stream -> logits (c,):
  * m = mean over the n rows; logits = W . LN(m) + b with W (c, d). scratch (2d,). */

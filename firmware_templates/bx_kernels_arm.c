@@ -518,6 +518,155 @@ void bx_sigmoid_array(float *x, int n)
     if (n > 0) bx_m4_sigmoid_loop(x, n, &bx_sigmoid_shift, BX_SIG_TD);
 }
 
+/* Embedding row, eight elements per step, d a multiple of 32: the token's and the
+ * position's sign words shift their bits into the carry (LSB first) and an IT'd VNEG
+ * flips the scale (-s exactly), then the VADD in the C's order. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_embed32\n"
+    "   .type   bx_m4_embed32, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_embed32:\n"          /* r0 = x, r1 = tb, r2 = pb, r3 = ts, [sp] = ps, [sp, #4] = words > 0 */
+    "   push    {r4-r6, lr}\n"
+    "   ldr     r12, [sp, #16]\n"
+    "   ldr     lr, [sp, #20]\n"
+    "1: ldr     r4, [r1], #4\n"
+    "   ldr     r5, [r2], #4\n"
+    "   mov     r6, #4\n"
+    "2: vldmia  r3!, {s0-s7}\n"
+    "   vldmia  r12!, {s8-s15}\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s0, s0\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s8, s8\n"
+    "   vadd.f32 s0, s0, s8\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s1, s1\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s9, s9\n"
+    "   vadd.f32 s1, s1, s9\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s2, s2\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s10, s10\n"
+    "   vadd.f32 s2, s2, s10\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s3, s3\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s11, s11\n"
+    "   vadd.f32 s3, s3, s11\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s4, s4\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s12, s12\n"
+    "   vadd.f32 s4, s4, s12\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s5, s5\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s13, s13\n"
+    "   vadd.f32 s5, s5, s13\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s6, s6\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s14, s14\n"
+    "   vadd.f32 s6, s6, s14\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s7, s7\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s15, s15\n"
+    "   vadd.f32 s7, s7, s15\n"
+    "   vstmia  r0!, {s0-s7}\n"
+    "   subs    r6, r6, #1\n"
+    "   bne     2b\n"
+    "   subs    lr, lr, #1\n"
+    "   bne     1b\n"
+    "   pop     {r4-r6, pc}\n"
+    "   .size   bx_m4_embed32, . - bx_m4_embed32\n"
+);
+void bx_m4_embed32(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int words);
+
+void bx_embed_row(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d)
+{
+    if (d > 0 && d % 32 == 0)
+        bx_m4_embed32(x, tb, pb, ts, ps, d / 32);
+    else
+        bx_embed_row_portable(x, tb, pb, ts, ps, d);
+}
+
+/* Column sums, sixteen columns: the sixteen sums in s16-s31 over the rows in order
+ * (the reference's s += x[i][k], from +0.0), two VLDM of eight per row. */
+__asm__(
+    "   .text\n"
+    "   .global bx_m4_colsum16\n"
+    "   .type   bx_m4_colsum16, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_colsum16:\n"         /* r0 = s (16,) out, r1 = x, r2 = n >= 1, r3 = row stride (floats) */
+    "   vpush   {s16-s31}\n"
+    "   mov     r12, #0\n"
+    "   vmov    s16, s17, r12, r12\n"
+    "   vmov    s18, s19, r12, r12\n"
+    "   vmov    s20, s21, r12, r12\n"
+    "   vmov    s22, s23, r12, r12\n"
+    "   vmov    s24, s25, r12, r12\n"
+    "   vmov    s26, s27, r12, r12\n"
+    "   vmov    s28, s29, r12, r12\n"
+    "   vmov    s30, s31, r12, r12\n"
+    "   lsl     r3, r3, #2\n"
+    "   sub     r3, r3, #32\n"
+    "1: vldmia  r1!, {s0-s7}\n"
+    "   vadd.f32 s16, s16, s0\n"
+    "   vadd.f32 s17, s17, s1\n"
+    "   vadd.f32 s18, s18, s2\n"
+    "   vadd.f32 s19, s19, s3\n"
+    "   vadd.f32 s20, s20, s4\n"
+    "   vadd.f32 s21, s21, s5\n"
+    "   vadd.f32 s22, s22, s6\n"
+    "   vadd.f32 s23, s23, s7\n"
+    "   vldmia  r1, {s8-s15}\n"
+    "   add     r1, r1, r3\n"
+    "   vadd.f32 s24, s24, s8\n"
+    "   vadd.f32 s25, s25, s9\n"
+    "   vadd.f32 s26, s26, s10\n"
+    "   vadd.f32 s27, s27, s11\n"
+    "   vadd.f32 s28, s28, s12\n"
+    "   vadd.f32 s29, s29, s13\n"
+    "   vadd.f32 s30, s30, s14\n"
+    "   vadd.f32 s31, s31, s15\n"
+    "   subs    r2, r2, #1\n"
+    "   bne     1b\n"
+    "   vstm    r0, {s16-s31}\n"
+    "   vpop    {s16-s31}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_colsum16, . - bx_m4_colsum16\n"
+);
+void bx_m4_colsum16(float *s, const float *x, int n, int stride);
+
+void bx_colmean(float *m, const float *x, int n, int d)
+{
+    if (n <= 0 || d <= 0 || d % 16) {
+        bx_colmean_portable(m, x, n, d);
+        return;
+    }
+    for (int k = 0; k < d; k += 16) bx_m4_colsum16(m + k, x + k, n, d);
+    for (int k = 0; k < d; k++) m[k] = m[k] / (float)n;
+}
+
 /* Residual add, eight elements per pass: VLDM, VLDM, eight VADD (a first), VSTM. */
 __asm__(
     "   .text\n"
@@ -617,7 +766,8 @@ void bx_slfn_mix(float *att, const float *g, const float *x, int d)
 
 /* Layer norm, d a multiple of 8: the reference's three passes with their operations in
  * order, eight floats per VLDM. Sum: s = s + x[i] in i order. Squared deviations:
- * s2 = s2 + (x[i] - mean)^2 by VMLA (round(t * t), then the sum). Apply:
+ * s2 = s2 + (x[i] - mean)^2 by VMLA (round(t * t), then the sum), storing x - mean into
+ * y on the way (x is not read again, so y may be x). Apply, from those:
  * y = beta + round(round((x - mean) * r) * gamma) by VMUL and VMLA. mean and r are
  * computed in C as in bx_layernorm_portable. */
 __asm__(
@@ -644,9 +794,9 @@ __asm__(
     "   .global bx_m4_sqdev8\n"
     "   .type   bx_m4_sqdev8, %function\n"
     "   .thumb_func\n"
-    "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, s0 = mean; returns s0 = sum (x - mean)^2 in order */
-    "   mov     r2, #0\n"
-    "   vmov    s1, r2\n"
+    "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, r2 = xc (n,) out, s0 = mean; returns s0 = sum (x - mean)^2 in order */
+    "   mov     r3, #0\n"
+    "   vmov    s1, r3\n"
     "1: vldmia  r0!, {s8-s15}\n"
     "   vsub.f32 s8, s8, s0\n"
     "   vsub.f32 s9, s9, s0\n"
@@ -656,6 +806,7 @@ __asm__(
     "   vsub.f32 s13, s13, s0\n"
     "   vsub.f32 s14, s14, s0\n"
     "   vsub.f32 s15, s15, s0\n"
+    "   vstmia  r2!, {s8-s15}\n"              /* x - mean, for the apply */
     "   vmla.f32 s1, s8, s8\n"
     "   vmla.f32 s1, s9, s9\n"
     "   vmla.f32 s1, s10, s10\n"
@@ -672,20 +823,12 @@ __asm__(
     "   .global bx_m4_ln_apply8\n"
     "   .type   bx_m4_ln_apply8, %function\n"
     "   .thumb_func\n"
-    "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = x, r2 = gamma, r3 = beta, [sp] = n, s0 = mean, s1 = r */
+    "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = xc (x - mean), r2 = gamma, r3 = beta, [sp] = n, s1 = r */
     "   ldr     r12, [sp]\n"
     "   vpush   {s16-s31}\n"
     "1: vldmia  r1!, {s8-s15}\n"
     "   vldmia  r2!, {s16-s23}\n"
     "   vldmia  r3!, {s24-s31}\n"
-    "   vsub.f32 s8, s8, s0\n"
-    "   vsub.f32 s9, s9, s0\n"
-    "   vsub.f32 s10, s10, s0\n"
-    "   vsub.f32 s11, s11, s0\n"
-    "   vsub.f32 s12, s12, s0\n"
-    "   vsub.f32 s13, s13, s0\n"
-    "   vsub.f32 s14, s14, s0\n"
-    "   vsub.f32 s15, s15, s0\n"
     "   vmul.f32 s8, s8, s1\n"
     "   vmul.f32 s9, s9, s1\n"
     "   vmul.f32 s10, s10, s1\n"
@@ -710,8 +853,8 @@ __asm__(
     "   .size   bx_m4_ln_apply8, . - bx_m4_ln_apply8\n"
 );
 float bx_m4_sum8(const float *x, int n);
-float bx_m4_sqdev8(const float *x, int n, float mean);
-void bx_m4_ln_apply8(float *y, const float *x, const float *gamma, const float *beta, int n, float mean, float r);
+float bx_m4_sqdev8(const float *x, int n, float *xc, float mean);
+void bx_m4_ln_apply8(float *y, const float *xc, const float *gamma, const float *beta, int n, float zero, float r);
 
 void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
 {
@@ -720,9 +863,9 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
         return;
     }
     float mean = bx_m4_sum8(x, d) / (float)d;
-    float s2 = bx_m4_sqdev8(x, d, mean);
+    float s2 = bx_m4_sqdev8(x, d, y, mean);      /* y <- x - mean (x is not read again) */
     float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
-    bx_m4_ln_apply8(y, x, gamma, beta, d, mean, r);
+    bx_m4_ln_apply8(y, y, gamma, beta, d, 0.0f, r);
 }
 
 /* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of

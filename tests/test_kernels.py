@@ -237,3 +237,19 @@ def test_vadd_bit_exact(lib, n):
     assert np.array_equal(bits(y), want)
     lib.bx_vadd(b, a, b, n)
     assert np.array_equal(bits(b), want)
+
+
+@pytest.mark.parametrize("d", SIZES + [256])
+def test_embed_row_bit_exact(lib, d):
+    """bx_embed_row equals deploy.py's tok_scale * (+-1) + pos_scale * (+-1)."""
+    rng = np.random.default_rng(1000 + d)
+    tf, pf = rng.standard_normal((2, d)).astype(np.float32)
+    ts, ps = (np.abs(rng.standard_normal((2, d))) * 0.3).astype(np.float32)
+    ts[:: 9] = 0.0
+    tb, pb = artifact.pack_signs(tf[None])[0], artifact.pack_signs(pf[None])[0]
+    sgn = lambda v: torch.from_numpy(np.where(v < 0, -1.0, 1.0).astype(np.float32))
+    want = torch.from_numpy(ts) * sgn(tf) + torch.from_numpy(ps) * sgn(pf)
+    lib.bx_embed_row.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int]
+    x = np.zeros(d, np.float32)
+    lib.bx_embed_row(x, np.ascontiguousarray(tb), np.ascontiguousarray(pb), ts, ps, d)
+    assert np.array_equal(bits(x), bits(want.numpy()))

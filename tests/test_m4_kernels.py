@@ -245,3 +245,36 @@ def test_vadd_on_the_m4(m4, n):
     pa, pb = m4.put(a.tobytes()), m4.put(b.tobytes())
     m4.call("bx_vadd", pb, pa, pb, n)
     assert np.array_equal(np.frombuffer(m4.read(pb, 4 * n), np.uint32), want)
+
+
+@pytest.mark.parametrize("d", [1, 31, 32, 33, 64, 65, 128, 256])
+def test_embed_row_on_the_m4(m4, d):
+    """The embedding row (assembly for d % 32 == 0) equals deploy.py's
+    tok_scale * (+-1) + pos_scale * (+-1)."""
+    rng = np.random.default_rng(1900 + d)
+    tf, pf = rng.standard_normal((2, d)).astype(np.float32)
+    ts, ps = (np.abs(rng.standard_normal((2, d))) * 0.3).astype(np.float32)
+    ts[:: 9] = 0.0
+    tb, pb = artifact.pack_signs(tf[None])[0], artifact.pack_signs(pf[None])[0]
+    sgn = lambda v: torch.from_numpy(np.where(v < 0, -1.0, 1.0).astype(np.float32))
+    want = (torch.from_numpy(ts) * sgn(tf) + torch.from_numpy(ps) * sgn(pf)).numpy().view(np.uint32)
+    m4.reset_heap()
+    px = m4.alloc(4 * d)
+    ptb, ppb, pts, pps = (m4.put(np.ascontiguousarray(a).tobytes()) for a in (tb, pb, ts, ps))
+    m4.call("bx_embed_row", px, ptb, ppb, pts, pps, d)
+    assert np.array_equal(np.frombuffer(m4.read(px, 4 * d), np.uint32), want)
+
+
+@pytest.mark.parametrize("n,d", [(1, 16), (2, 128), (28, 128), (64, 128), (3, 32), (5, 7), (9, 33), (1, 1)])
+def test_colmean_on_the_m4(m4, n, d):
+    """The exit head's column means (assembly for d % 16 == 0) equal deploy.py's
+    seq_sum over the rows, divided by n."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(2000 + n * d)
+    x = (rng.standard_normal((n, d)) * 3).astype(np.float32)
+    want = (fmath.seq_sum(torch.from_numpy(x), dim=0) / torch.tensor(float(n))).numpy().view(np.uint32)
+    m4.reset_heap()
+    pm, px = m4.alloc(4 * d), m4.put(x.tobytes())
+    m4.call("bx_colmean", pm, px, n, d)
+    assert np.array_equal(np.frombuffer(m4.read(pm, 4 * d), np.uint32), want)
