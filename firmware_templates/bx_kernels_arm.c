@@ -377,35 +377,53 @@ void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int
     bx_attend_weigh_portable(o, e, v, v_stride, n, dh, inv);
 }
 
-/* Attention counts of a one-word head (dh = 32): per key one LDR and ADD of the stride, EOR, the nibble count and byte sum of the words-4 rows (bytes <= 8, so
- * (T * 0x01010101) >> 24 = p), the store, and the running minimum by an IT'd MOV (it
- * starts at 33, above every count). flip is the caller's: q0 = ~q[0] gives 32 - p. */
+/* Attention counts of a one-word head (dh = 32), two keys per pass: per key one LDR,
+ * EOR, the nibble count and byte sum of the words-4 rows (bytes <= 8, so
+ * (T * 0x01010101) >> 24 = p), the running minimum by an IT'd MOV (from 33, above every
+ * count); the pair's stride step and STRD shared; an odd first key alone. flip is the
+ * caller's: q0 = ~q[0] gives 32 - p. */
+#define BX_COUNT1(r) \
+    "   eor     " r ", " r ", r1\n" \
+    "   bx_cnt4 " r "\n" \
+    "   bx_nib2bytes_small " r "\n" \
+    "   mul     " r ", " r ", r5\n" \
+    "   lsr     " r ", " r ", #24\n"
+#define BX_MIN1(r) \
+    "   cmp     " r ", r6\n" \
+    "   it      lo\n" \
+    "   movlo   r6, " r "\n"
 __asm__(
     "   .text\n"
     "   .global bx_m4_counts32\n"
     "   .type   bx_m4_counts32, %function\n"
     "   .thumb_func\n"
     "bx_m4_counts32:\n"         /* r0 = c, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n >= 1; returns min */
-    "   push    {r4-r6, lr}\n"
-    "   ldr     lr, [sp, #16]\n"
+    "   push    {r4-r7, lr}\n"
+    "   ldr     lr, [sp, #20]\n"
     "   lsl     r3, r3, #2\n"
     "   mov     r5, #0x01010101\n"
     "   mov     r6, #33\n"
-    "1: ldr     r4, [r2]\n"
+    "   tst     lr, #1\n"
+    "   beq     1f\n"
+    "   ldr     r4, [r2]\n"
     "   add     r2, r2, r3\n"
-    "   eor     r4, r4, r1\n"
-    "   bx_cnt4 r4\n"
-    "   bx_nib2bytes_small r4\n"
-    "   mul     r4, r4, r5\n"
-    "   lsr     r4, r4, #24\n"              /* p */
+    BX_COUNT1("r4")
     "   str     r4, [r0], #4\n"
-    "   cmp     r4, r6\n"
-    "   it      lo\n"
-    "   movlo   r6, r4\n"
+    BX_MIN1("r4")
+    "1: lsrs    lr, lr, #1\n"
+    "   beq     3f\n"
+    "2: ldr     r4, [r2]\n"
+    "   ldr     r7, [r2, r3]\n"
+    "   add     r2, r2, r3, lsl #1\n"
+    BX_COUNT1("r4")
+    BX_COUNT1("r7")
+    "   strd    r4, r7, [r0], #8\n"
+    BX_MIN1("r4")
+    BX_MIN1("r7")
     "   subs    lr, lr, #1\n"
-    "   bne     1b\n"
-    "   mov     r0, r6\n"
-    "   pop     {r4-r6, pc}\n"
+    "   bne     2b\n"
+    "3: mov     r0, r6\n"
+    "   pop     {r4-r7, pc}\n"
     "   .size   bx_m4_counts32, . - bx_m4_counts32\n"
 );
 
@@ -416,8 +434,9 @@ int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k
     return bx_attend_scores_portable(c, q, k, k_stride, n, dh, flip);
 }
 
-/* Softmax weights by table: per key an LDR of the count, the address E + 4 (c - lo)
- * (E - 4 lo set up once), VLDR, VSTM and the running sum z in j order from +0.0. */
+/* Softmax weights by table, two keys per pass: LDRD of the two counts, the addresses
+ * E + 4 (c - lo) (E - 4 lo set up once), two VLDR, one VSTM, and the running sum z in j
+ * order from +0.0; an odd first key alone. */
 __asm__(
     "   .text\n"
     "   .global bx_m4_softmax_tab\n"
@@ -425,18 +444,32 @@ __asm__(
     "   .thumb_func\n"
     "bx_m4_softmax_tab:\n"      /* r0 = e, r1 = c, r2 = n >= 1, r3 = lo, [sp] = E; returns s0 = 1 / z */
     "   ldr     r12, [sp]\n"
+    "   push    {r4}\n"
     "   sub     r12, r12, r3, lsl #2\n"
     "   mov     r3, #0\n"
     "   vmov    s1, r3\n"                   /* z = +0.0 */
-    "1: ldr     r3, [r1], #4\n"
+    "   tst     r2, #1\n"
+    "   beq     1f\n"
+    "   ldr     r3, [r1], #4\n"
     "   add     r3, r12, r3, lsl #2\n"
     "   vldr    s0, [r3]\n"
     "   vstmia  r0!, {s0}\n"
     "   vadd.f32 s1, s1, s0\n"
+    "1: lsrs    r2, r2, #1\n"
+    "   beq     3f\n"
+    "2: ldrd    r3, r4, [r1], #8\n"
+    "   add     r3, r12, r3, lsl #2\n"
+    "   add     r4, r12, r4, lsl #2\n"
+    "   vldr    s2, [r3]\n"
+    "   vldr    s3, [r4]\n"
+    "   vstmia  r0!, {s2, s3}\n"
+    "   vadd.f32 s1, s1, s2\n"
+    "   vadd.f32 s1, s1, s3\n"
     "   subs    r2, r2, #1\n"
-    "   bne     1b\n"
-    "   vmov.f32 s2, #1.0\n"
+    "   bne     2b\n"
+    "3: vmov.f32 s2, #1.0\n"
     "   vdiv.f32 s0, s2, s1\n"
+    "   pop     {r4}\n"
     "   bx      lr\n"
     "   .size   bx_m4_softmax_tab, . - bx_m4_softmax_tab\n"
 );
