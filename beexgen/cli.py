@@ -546,6 +546,8 @@ def build(artifact_dir, target, board, out, dsp, cmsis_include, sanitize, stack_
     fw = firmware.build_firmware(art, board, out_dir, dsp=dsp, cmsis_include=cmsis_include, command=cmd, **kw)
     click.echo(firmware.format_size_table(fw))
     click.echo(f"firmware: {fw.elf}\n          {fw.bin}\n          {fw.hex}\n          {fw.map}")
+    from beexgen.codegen import latency
+    click.echo(latency.bound_message(art, board))
     b = boards.get_board(board)
     if b.emulated:
         click.echo(f"next: beexgen emulate {artifact_dir} --board {board}")

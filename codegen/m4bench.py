@@ -422,7 +422,8 @@ def _stage_map(m4: M4) -> dict:
             "bx_binlinear": binary, "bx_layernorm_rows": norm, "bx_layernorm": norm,
             "bx_attend": "attention scores", "bx_attend_scores": "attention scores", "bx_attend_softmax": "softmax",
             "bx_attend_weigh": "V weighting", "bx_attend_weigh_portable": "V weighting",
-            "bx_sigmoid_array": "SLFN gates", "bx_exit_after": "exit heads",
+            "bx_sigmoid_array": "SLFN gates", "bx_slfn_mix": "SLFN gates", "bx_vadd": "residuals and glue", "bx_embed_row": "embedding", "bx_exp_table": "softmax",
+            "bx_exit_after": "exit heads",
             "bx_wide_sums": "wide exit", "bx_exit_wide": "exit heads"}
 
 
@@ -446,8 +447,22 @@ def _qemu_replies(elf: Path, board: str, texts: list[bytes], log: Path) -> list:
     return out
 
 
+def force_full_depth(m4: M4) -> None:
+    """Set the firmware's policy (bx_engine_set_policy) to confidence with every threshold
+    above 1: no exit but the last takes, so every sentence runs every block."""
+    from beexgen.core.policy import Policy
+
+    addr, size, _ = m4.symbols["bx_policy_n_thresholds"]
+    n_thr = struct.unpack("<i", m4.read(addr + 4 * int(Policy.CONFIDENCE), 4))[0]
+    m4.reset_heap()
+    thr = m4.put(struct.pack(f"<{n_thr}f", *([2.0] * n_thr)))
+    r0, _ = m4.call("bx_engine_set_policy", int(Policy.CONFIDENCE), thr, n_thr)
+    if r0 != 0:
+        raise RuntimeError("bx_engine_set_policy refused the full-depth thresholds")
+
+
 def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, qemu: bool = True,
-            work_dir: str | Path | None = None) -> dict:
+            work_dir: str | Path | None = None, full_depth: bool = False) -> dict:
     """Instructions per stage of bx_classify on the Cortex-M4 firmware, mean per sentence.
 
     art_or_elf: an artifact (path or Artifact; the firmware is built for `board`, with the
@@ -462,7 +477,12 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
     Returns {"stages": {stage: mean instructions}, "total": mean (== sum of stages),
     "classify_mean": mean of bx_classify alone, "cost_mean": mean cost= (qemu),
     "sentences": n, "exit_depth_mean", "tokens_mean", "per_sentence": [{"tokens",
-    "exit", "instructions", "cost"}]}."""
+    "exit", "instructions", "cost"}]}.
+
+    full_depth: every sentence runs every block (force_full_depth; unicorn only, so qemu
+    must be False)."""
+    if full_depth and qemu:
+        raise ValueError("profile(full_depth=True) runs in unicorn only: pass qemu=False")
     tmp = None
     if work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="bx_m4prof_")
@@ -472,7 +492,9 @@ def profile(art_or_elf, texts, *, board: str = "mps2-an386", dsp: bool = False, 
             elf = Path(art_or_elf)
         else:
             elf = fw_mod.build_firmware(art_or_elf, board, Path(work_dir) / "fw", dsp=dsp).elf
-        m4 = M4(elf)
+        m4 = M4.for_board(elf, board)
+        if full_depth:
+            force_full_depth(m4)
         stages = _stage_map(m4)
         # one request line per text: CR and LF (line ends on the wire) become spaces, which
         # the tokenizer's normaliser does to every control character anyway

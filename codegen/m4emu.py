@@ -93,16 +93,29 @@ class Trace:
 
 
 class M4:
-    """One Cortex-M4 ELF loaded into unicorn (see the module docstring)."""
+    """One Cortex-M4 ELF loaded into unicorn (see the module docstring). core: the CPU model
+    (cortex-m4 by default; cortex-m7 and cortex-m33 run their boards' builds), flash and
+    ram: the board's regions (for_board)."""
 
-    def __init__(self, elf: str | Path, *, flash=(0x00000000, 4 << 20), ram=(0x20000000, 4 << 20)):
+    @classmethod
+    def for_board(cls, elf: str | Path, board: str) -> "M4":
+        """elf loaded with board's core and memory regions (codegen/boards)."""
+        from beexgen.codegen import boards
+        b = boards.get_board(board)
+        return cls(elf, flash=(b.flash.origin, b.flash.length), ram=(b.ram.origin, b.ram.length), core=b.core)
+
+    def __init__(self, elf: str | Path, *, flash=(0x00000000, 4 << 20), ram=(0x20000000, 4 << 20),
+                 core: str = "cortex-m4"):
         from unicorn import UC_ARCH_ARM, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
-        from unicorn.arm_const import UC_CPU_ARM_CORTEX_M4
+        from unicorn import arm_const
 
         self.elf = Path(elf)
         data = self.elf.read_bytes()
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        self.uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M4)
+        model = getattr(arm_const, "UC_CPU_ARM_" + core.upper().replace("-", "_"), None)
+        if model is None:
+            raise M4Error(f"unicorn has no CPU model for {core}")
+        self.uc.ctl_set_cpu_model(model)
         for base, size in (flash, ram, SCS, (RETURN_PAD, 0x1000)):
             self.uc.mem_map(base, size)
         self.uc.mem_write(RETURN_PAD, b"\x00\xbf" * 8)      # nops, never executed

@@ -44,6 +44,8 @@ static float    bx_v[BX_SEQ_MAX][BX_D_MODEL];        /* attention values */
 static uint32_t bx_qb[BX_SEQ_MAX][BX_N_HEADS][BX_HEAD_WORDS];  /* packed queries, per head */
 static uint32_t bx_kb[BX_SEQ_MAX][BX_N_HEADS][BX_HEAD_WORDS];  /* packed keys, per head */
 static float    bx_e[BX_SEQ_MAX];           /* attention weights of one query */
+static int32_t  bx_cnt[BX_SEQ_MAX];         /* its key counts (bx_attend) */
+static float    bx_etab[BX_N_HEADS][BX_D_HEAD + 1];   /* softmax weight table per head (bx_exp_table) */
 static float    bx_row[BX_ROW_GROUP][BX_ROW_MAX];            /* per-token scratch rows, one group of tokens */
 static float    bx_row2[BX_ROW_GROUP][BX_D_MODEL];              /* layer-norm outputs */
 static float    bx_att[BX_ROW_GROUP][BX_D_MODEL];               /* x_att, then the SLFN output y */
@@ -79,11 +81,7 @@ void bx_embed(const int32_t *ids, int n)
     for (int i = 0; i < n; i++) {
         const uint32_t *te = bx_tok_bits + (size_t)ids[i] * BX_WORDS(BX_D_MODEL);
         const uint32_t *pe = bx_pos_bits + (size_t)i * BX_WORDS(BX_D_MODEL);
-        for (int k = 0; k < BX_D_MODEL; k++) {
-            float t = ((te[k >> 5] >> (k & 31)) & 1u) ? -bx_tok_scale[k] : bx_tok_scale[k];
-            float p = ((pe[k >> 5] >> (k & 31)) & 1u) ? -bx_pos_scale[k] : bx_pos_scale[k];
-            bx_x[i][k] = t + p;
-        }
+        bx_embed_row(bx_x[i], te, pe, bx_tok_scale, bx_pos_scale, BX_D_MODEL);
     }
 }
 
@@ -101,12 +99,22 @@ static void qkv_all(const bx_block_w *blk, int n)
         bx_layernorm_rows(bx_row2[0], bx_x[i0], blk->ln1.w, blk->ln1.b, g, BX_D_MODEL);
         for (int r = 0; r < g; r++) {
             const int i = i0 + r;
-            sign_binlinear(bx_row[r], bx_row2[r], &blk->qkv, BX_D_MODEL, 3 * BX_D_MODEL);
+            const bx_binlin_w *w = &blk->qkv;
+            /* the queries and keys into the row, the values straight into bx_v[i] */
+            bx_pack_signs(bx_ub, bx_row2[r], BX_D_MODEL);
+            bx_binlinear(bx_row[r], bx_ub, w->bits, w->alpha, w->bias, BX_D_MODEL, 2 * BX_D_MODEL);
+            bx_binlinear(bx_v[i], bx_ub, w->bits + (size_t)2 * BX_D_MODEL * BX_WORDS(BX_D_MODEL),
+                         w->alpha + 2 * BX_D_MODEL, w->bias + 2 * BX_D_MODEL, BX_D_MODEL, BX_D_MODEL);
+#if BX_D_HEAD % 32 == 0
+            /* whole words per head: the heads' packed words are those of the whole row */
+            bx_pack_signs(&bx_qb[i][0][0], bx_row[r], BX_D_MODEL);
+            bx_pack_signs(&bx_kb[i][0][0], bx_row[r] + BX_D_MODEL, BX_D_MODEL);
+#else
             for (int hh = 0; hh < BX_N_HEADS; hh++) {
                 bx_pack_signs(bx_qb[i][hh], bx_row[r] + hh * BX_D_HEAD, BX_D_HEAD);
                 bx_pack_signs(bx_kb[i][hh], bx_row[r] + BX_D_MODEL + hh * BX_D_HEAD, BX_D_HEAD);
             }
-            for (int k = 0; k < BX_D_MODEL; k++) bx_v[i][k] = bx_row[r][2 * BX_D_MODEL + k];
+#endif
         }
     }
 }
@@ -115,10 +123,10 @@ static void qkv_all(const bx_block_w *blk, int n)
 static void attention_token(const bx_block_w *blk, float *att, int i, int n)
 {
     for (int hh = 0; hh < BX_N_HEADS; hh++)
-        bx_attend(bx_row[0] + hh * BX_D_HEAD, bx_e, bx_qb[i][hh], &bx_kb[0][hh][0], BX_N_HEADS * BX_HEAD_WORDS,
-                  &bx_v[0][hh * BX_D_HEAD], BX_D_MODEL, n, BX_D_HEAD, blk->tau[hh]);
+        bx_attend(bx_row[0] + hh * BX_D_HEAD, bx_e, bx_cnt, bx_qb[i][hh], &bx_kb[0][hh][0], BX_N_HEADS * BX_HEAD_WORDS,
+                  &bx_v[0][hh * BX_D_HEAD], BX_D_MODEL, n, BX_D_HEAD, blk->tau[hh], bx_etab[hh]);
     sign_binlinear(att, bx_row[0], &blk->out, BX_D_MODEL, BX_D_MODEL);
-    for (int k = 0; k < BX_D_MODEL; k++) att[k] = bx_x[i][k] + att[k];
+    bx_vadd(att, bx_x[i], att, BX_D_MODEL);
 }
 
 /* Tokens i0..i0+g-1: SLFN, y = f1 * x + f2 * x_att + s * c, written over bx_att (see model.py). */
@@ -133,11 +141,7 @@ static void slfn_group(const bx_block_w *blk, int i0, int g)
         /* the three gates first, in one flat element-wise pass (SIMD lanes on the host;
          * each value is the same float either way), then the mix */
         bx_sigmoid_array(row, 3 * BX_D_MODEL);
-        for (int k = 0; k < BX_D_MODEL; k++) {
-            float f1 = row[k], f2 = row[BX_D_MODEL + k], s = row[2 * BX_D_MODEL + k];
-            float keep = f1 * x[k] + f2 * att[k];
-            att[k] = keep + s * row[3 * BX_D_MODEL + k];
-        }
+        bx_slfn_mix(att, row, x, BX_D_MODEL);
     }
 }
 
@@ -149,13 +153,14 @@ static void ffn_group(const bx_block_w *blk, int i0, int g)
         float *row = bx_row[r];
         sign_binlinear(row, bx_row2[r], &blk->up, BX_D_MODEL, BX_D_FF);
         sign_binlinear(row, row, &blk->down, BX_D_FF, BX_D_MODEL);
-        for (int k = 0; k < BX_D_MODEL; k++) bx_x[i0 + r][k] = bx_att[r][k] + row[k];
+        bx_vadd(bx_x[i0 + r], bx_att[r], row, BX_D_MODEL);
     }
 }
 
 void bx_block_forward(const bx_block_w *blk, int n)
 {
     qkv_all(blk, n);
+    for (int hh = 0; hh < BX_N_HEADS; hh++) bx_exp_table(bx_etab[hh], blk->tau[hh], BX_D_HEAD);
     for (int i0 = 0; i0 < n; i0 += BX_ROW_GROUP) {
         const int g = n - i0 < BX_ROW_GROUP ? n - i0 : BX_ROW_GROUP;
         for (int r = 0; r < g; r++) attention_token(blk, bx_att[r], i0 + r, n);

@@ -179,30 +179,90 @@ void bx_sigmoid_array(float *x, int n) { bx_sigmoid_array_portable(x, n); }
 void bx_exp_shift_array(float *x, float m, int n) { bx_exp_shift_array_portable(x, m, n); }
 #endif
 
+/* -s is s with its sign bit flipped, so bit k of a word, moved to bit 31 and XORed into
+ * the scale's bits, gives (bit ? -s : s) without a select. */
+void bx_embed_row_portable(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d)
+{
+    for (int w = 0; w < BX_WORDS(d); w++) {
+        uint32_t tw = tb[w], pw = pb[w];
+        const int end = 32 * w + 32 < d ? 32 * w + 32 : d;
+        for (int k = 32 * w; k < end; k++, tw >>= 1, pw >>= 1) {
+            uint32_t tu, pu;
+            float t, p;
+            memcpy(&tu, &ts[k], sizeof tu);
+            memcpy(&pu, &ps[k], sizeof pu);
+            tu ^= tw << 31;
+            pu ^= pw << 31;
+            memcpy(&t, &tu, sizeof t);
+            memcpy(&p, &pu, sizeof p);
+            x[k] = t + p;
+        }
+    }
+}
+
+#if !defined(BX_HAVE_EMBED_ROW)
+void bx_embed_row(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d)
+{
+    bx_embed_row_portable(x, tb, pb, ts, ps, d);
+}
+#endif
+
+void bx_vadd_portable(float *y, const float *a, const float *b, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+#if !defined(BX_HAVE_VADD)
+void bx_vadd(float *y, const float *a, const float *b, int n) { bx_vadd_portable(y, a, b, n); }
+#endif
+
+void bx_slfn_mix_portable(float *att, const float *g, const float *x, int d)
+{
+    for (int k = 0; k < d; k++) {
+        float keep = g[k] * x[k] + g[d + k] * att[k];
+        att[k] = keep + g[2 * d + k] * g[3 * d + k];
+    }
+}
+
+/* What the engine calls, unless an ISA file defines it (bx_kernels_arm.c on the M4). */
+#if !defined(BX_HAVE_SLFN_MIX)
+void bx_slfn_mix(float *att, const float *g, const float *x, int d) { bx_slfn_mix_portable(att, g, x, d); }
+#endif
+
 /* The three steps of bx_attend are separate functions (not inlined) so that an
  * instruction profile can tell them apart by symbol (codegen/m4bench.py profile);
  * a call costs a few instructions per head.
- * Scores: e (n,) = tau * dot(q, k_j); returns their max. */
-float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
-                                float tau)
+ * Counts: c (n,) = popcount(q ^ k_j) (dh - that when flip); returns their minimum. */
+int32_t bx_attend_scores_portable(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                  int flip)
 {
-    float m = 0.0f;
+    int32_t lo = 0;
     for (int j = 0; j < n; j++) {
-        e[j] = (float)bx_bdot_ref(q, k + (size_t)j * k_stride, dh) * tau;
-        if (j == 0 || e[j] > m) m = e[j];
+        int32_t p = (dh - bx_bdot_ref(q, k + (size_t)j * k_stride, dh)) / 2;   /* exact: dh - dot = 2p */
+        c[j] = flip ? dh - p : p;
+        if (j == 0 || c[j] < lo) lo = c[j];
     }
-    return m;
+    return lo;
 }
 
-/* Softmax weights: e[j] = exp(e[j] - m) in place; returns 1 / sum_j e[j] (sum in j order).
- * span bounds m - e[j] (the caller's 2 * dh * |tau|); the portable path does not need it. */
-float bx_attend_softmax_portable(float *e, int n, float m, float span)
+/* Softmax weights: e[j] = E[c[j] - lo]; returns 1 / sum_j e[j] (sum in j order). */
+float bx_attend_softmax_portable(float *e, const int32_t *c, int n, int32_t lo, const float *E)
 {
-    (void)span;
-    bx_exp_shift_array(e, m, n);                            /* element-wise */
     float z = 0.0f;
-    for (int j = 0; j < n; j++) z += e[j];                  /* the sum, in j order */
+    for (int j = 0; j < n; j++) {
+        e[j] = E[c[j] - lo];
+        z += e[j];
+    }
     return 1.0f / z;
+}
+
+/* E[c] = exp(-(|tau| * 2c)): the score tau * dot(q, k_j) minus the best score of the
+ * query is -|tau| * 2 (c_j - min c) exactly in integers, so the weights need only these
+ * dh + 1 exps per head (beexgen/core/numerics.py, train/fmath.py exp_table). */
+void bx_exp_table(float *E, float tau, int dh)
+{
+    const float a = tau < 0.0f ? -tau : tau;
+    for (int c = 0; c <= dh; c++) E[c] = bx_expf(-(a * (float)(2 * c)));
 }
 
 /* o (8,) = inv * sum_j e[j] * v_j[0..8): eight running sums in registers, each the
@@ -225,13 +285,16 @@ void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, fl
 
 /* The engine-facing steps, unless an ISA file defines them (bx_kernels_arm.c on the M4). */
 #if !defined(BX_HAVE_ATTEND_SCORES)
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip)
 {
-    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+    return bx_attend_scores_portable(c, q, k, k_stride, n, dh, flip);
 }
 #endif
 #if !defined(BX_HAVE_ATTEND_SOFTMAX)
-float bx_attend_softmax(float *e, int n, float m, float span) { return bx_attend_softmax_portable(e, n, m, span); }
+float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const float *E)
+{
+    return bx_attend_softmax_portable(e, c, n, lo, E);
+}
 #endif
 
 /* V weighting: o[c] = (sum_j e[j] * v[j][c]) * inv, each sum taken in j order from 0.0f. */
@@ -258,23 +321,33 @@ void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int
 }
 #endif
 
-void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
-               const float *v, int v_stride, int n, int dh, float tau)
+void bx_attend(float *o, float *e, int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau, const float *E)
 {
-    float m = bx_attend_scores(e, q, k, k_stride, n, dh, tau);
-    float inv = bx_attend_softmax(e, n, m, 2.0f * (float)dh * (tau < 0.0f ? -tau : tau));
+    int32_t lo = bx_attend_scores(c, q, k, k_stride, n, dh, tau < 0.0f);
+    float inv = bx_attend_softmax(e, c, n, lo, E);
     bx_attend_weigh(o, e, v, v_stride, n, dh, inv);
 }
 
-void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
-                  const float *ln_w, const float *ln_b, const float *w, const float *b, int c)
+void bx_colmean_portable(float *m, const float *x, int n, int d)
 {
-    float *m = scratch, *h = scratch + d;
     for (int k = 0; k < d; k++) {
         float s = 0.0f;
         for (int i = 0; i < n; i++) s += x[(size_t)i * d + k];
         m[k] = s / (float)n;
     }
+}
+
+/* Weak: bx_kernels_arm.c sums sixteen columns at a time in registers. */
+#if !defined(BX_HAVE_COLMEAN)
+void bx_colmean(float *m, const float *x, int n, int d) { bx_colmean_portable(m, x, n, d); }
+#endif
+
+void bx_exit_head(float *logits, float *scratch, const float *x, int n, int d,
+                  const float *ln_w, const float *ln_b, const float *w, const float *b, int c)
+{
+    float *m = scratch, *h = scratch + d;
+    bx_colmean(m, x, n, d);
     bx_layernorm(h, m, ln_w, ln_b, d);
     for (int o = 0; o < c; o++) {
         float acc = 0.0f;

@@ -80,19 +80,27 @@ BX_INTERNAL void bx_layernorm_rows(float *y, const float *x, const float *gamma,
 
 /* One attention head for one query. q (BX_WORDS(dh),) packed query; keys: n packed
  * keys, key j at k + j * k_stride words; values: v + j * v_stride floats, dh of them;
- * e (n,) scratch.  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j. */
-BX_INTERNAL void bx_attend(float *o, float *e, const uint32_t *q, const uint32_t *k, int k_stride,
-               const float *v, int v_stride, int n, int dh, float tau);
+ * e (n,) float and c (n,) int32 scratch; E (dh + 1,) the head's weight table
+ * (bx_exp_table).  o (dh,) = sum_j softmax_j(tau * dot(q, k_j)) * v_j, the softmax
+ * weights e_j = E[c_j - min c] taken from the counts c_j (beexgen/core/numerics.py). */
+BX_INTERNAL void bx_attend(float *o, float *e, int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride,
+               const float *v, int v_stride, int n, int dh, float tau, const float *E);
 
-/* bx_attend's first two steps: scores e (n,) = tau * dot(q, k_j), returning their max;
- * softmax weights e[j] = exp(e[j] - m) in place, returning 1 / sum_j e[j], where span
- * >= m - min_j e[j] (or NaN) may let an ISA path skip exp's clamps. Portable paths and
- * the engine-facing names (ISA files may define them). */
-BX_INTERNAL float bx_attend_scores_portable(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
-                                float tau);
-BX_INTERNAL float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau);
-BX_INTERNAL float bx_attend_softmax_portable(float *e, int n, float m, float span);
-BX_INTERNAL float bx_attend_softmax(float *e, int n, float m, float span);
+/* A head's softmax weight table: E (dh + 1,), E[c] = bx_expf(-(|tau| * (float)(2c))),
+ * the weight of a key whose score is 2c below the query's best (computed once per head
+ * and block, not per query and key). */
+BX_INTERNAL void bx_exp_table(float *E, float tau, int dh);
+
+/* bx_attend's first two steps. Counts: c (n,) = popcount(q ^ k_j) over dh bits, or dh
+ * minus it when flip (tau < 0: the best score then has the most differing bits), so the
+ * best key always has the smallest count; returns min_j c_j (n >= 1). Weights:
+ * e[j] = E[c[j] - lo], returning 1 / sum_j e[j] (sum in j order from 0.0f). Portable
+ * paths and the engine-facing names (an ISA file may define them: BX_HAVE_*). */
+BX_INTERNAL int32_t bx_attend_scores_portable(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh,
+                                  int flip);
+BX_INTERNAL int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip);
+BX_INTERNAL float bx_attend_softmax_portable(float *e, const int32_t *c, int n, int32_t lo, const float *E);
+BX_INTERNAL float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const float *E);
 
 /* bx_attend's last step: o (dh,) = inv * sum_j e[j] * v_j, each sum in j order from 0.0f. */
 BX_INTERNAL void bx_attend_weigh_portable(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv);
@@ -104,6 +112,20 @@ BX_INTERNAL void bx_sigmoid_array_portable(float *x, int n);
 BX_INTERNAL void bx_sigmoid_array(float *x, int n);
 BX_INTERNAL void bx_exp_shift_array_portable(float *x, float m, int n);
 BX_INTERNAL void bx_exp_shift_array(float *x, float m, int n);
+
+/* Embedding of one token: x (d,) = (bit k of tb ? -ts[k] : ts[k]) + (bit k of pb ? -ps[k] : ps[k]),
+ * tb, pb (BX_WORDS(d),) packed sign bits of the token and position rows. */
+BX_INTERNAL void bx_embed_row_portable(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d);
+BX_INTERNAL void bx_embed_row(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d);
+
+/* Residual: y (n,) = a + b element-wise (a the first operand); y may alias a or b. */
+BX_INTERNAL void bx_vadd_portable(float *y, const float *a, const float *b, int n);
+BX_INTERNAL void bx_vadd(float *y, const float *a, const float *b, int n);
+
+/* SLFN mix (train/model.py): g (4d,) = sigmoid gates f1, f2, s then the candidate c;
+ * att (d,) in place: att[k] = (f1[k] * x[k] + f2[k] * att[k]) + s[k] * c[k]. */
+BX_INTERNAL void bx_slfn_mix_portable(float *att, const float *g, const float *x, int d);
+BX_INTERNAL void bx_slfn_mix(float *att, const float *g, const float *x, int d);
 
 /* Tokens the engine runs per-token stages on at a time (bx_engine.c): the rows
  * bx_layernorm_rows gets per call. The build of an ISA file that runs rows side by side
@@ -117,6 +139,10 @@ BX_INTERNAL void bx_exp_shift_array(float *x, float m, int n);
 #if !defined(BX_HAVE_WEIGH8)   /* else: an assembly kernel (bx_kernels_arm.h) */
 BX_INTERNAL void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
 #endif
+
+/* Column means: m (d,) = (sum_{i<n} x[i][k], in i order from 0.0f) / n, x (n, d) row-major. */
+BX_INTERNAL void bx_colmean_portable(float *m, const float *x, int n, int d);
+BX_INTERNAL void bx_colmean(float *m, const float *x, int n, int d);
 
 /* Exit head. x (n, d) row-major residual stream -> logits (c,):
  * m = mean over the n rows; logits = W . LN(m) + b with W (c, d). scratch (2d,). */

@@ -1,7 +1,7 @@
 /* bx_kernels_arm.c: the binary linear layer on the Cortex-M4 (Armv7-M Thumb-2 + FPv4).
  *
  * Linked into Cortex-M4 builds only (codegen/project.py, KERNEL_FILES); its
- * bx_binlinear replaces the weak portable one of bx_kernels.c. The integer part of the
+ * bx_binlinear replaces the portable one of bx_kernels.c (BX_HAVE_BINLINEAR). The integer part of the
  * model's shapes (rows of 4 or 8 words: n_in = 128 or 256, n_out a multiple of 8) runs
  * in the hand-written loops below; every other shape, and the rows past the last
  * multiple of 8, run in bx_binlinear_portable. The words-4 and words-8 dot loops come
@@ -253,202 +253,554 @@ __asm__(
     "   .size   bx_weigh8, . - bx_weigh8\n"
 );
 
-/* Attention scores of a one-word head (dh = 32): per key one LDR, EOR, the nibble count
- * and byte sum of the words-4 rows (bytes <= 8, so (T * 0x01010101) >> 23 = 2p), then
- * VCVT and VMUL by tau; the running max is the reference's `e[j] > m` (an IT'd VMOV).
- * m starts at -inf, which e[0] exceeds when tau is finite (the C path runs otherwise),
- * so the first step takes m = e[0] as the reference's j == 0 does. */
+/* V weighting, sixteen columns: the sixteen sums in s16-s31 for the whole loop over j
+ * (the reference's additions in j order from +0.0, each a VMLA: round(e_j * v) then the
+ * add), the row's sixteen values by two VLDM of eight, two keys per pass (one VLDM of
+ * their two weights, one loop step): 20.5 instructions per key and 16 columns against
+ * bx_weigh8's 26. An odd first key runs alone. */
 __asm__(
     "   .text\n"
-    BX_ASM_GLOBAL(bx_m4_scores32)
-    "   .type   bx_m4_scores32, %function\n"
+    BX_ASM_GLOBAL(bx_m4_weigh16)
+    "   .type   bx_m4_weigh16, %function\n"
     "   .thumb_func\n"
-    "bx_m4_scores32:\n"         /* r0 = e, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n, s0 = tau */
-    "   push    {r4, r5, lr}\n"
-    "   ldr     lr, [sp, #12]\n"
+    "bx_m4_weigh16:\n"                     /* r0 = o, r1 = e, r2 = v, r3 = v_stride, [sp] = n >= 1, s0 = inv */
+    "   vpush   {s16-s31}\n"
+    "   mov     r12, #0\n"
+    "   vmov    s16, s17, r12, r12\n"
+    "   vmov    s18, s19, r12, r12\n"
+    "   vmov    s20, s21, r12, r12\n"
+    "   vmov    s22, s23, r12, r12\n"
+    "   vmov    s24, s25, r12, r12\n"
+    "   vmov    s26, s27, r12, r12\n"
+    "   vmov    s28, s29, r12, r12\n"
+    "   vmov    s30, s31, r12, r12\n"
+    "   ldr     r12, [sp, #64]\n"
+    "   lsl     r3, r3, #2\n"
+    "   sub     r3, r3, #32\n"              /* from the row's second half to the next row */
+    "   tst     r12, #1\n"
+    "   beq     1f\n"
+    "   vldmia  r1!, {s1}\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vmla.f32 s16, s1, s8\n"
+    "   vmla.f32 s17, s1, s9\n"
+    "   vmla.f32 s18, s1, s10\n"
+    "   vmla.f32 s19, s1, s11\n"
+    "   vmla.f32 s20, s1, s12\n"
+    "   vmla.f32 s21, s1, s13\n"
+    "   vmla.f32 s22, s1, s14\n"
+    "   vmla.f32 s23, s1, s15\n"
+    "   vldmia  r2, {s8-s15}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s24, s1, s8\n"
+    "   vmla.f32 s25, s1, s9\n"
+    "   vmla.f32 s26, s1, s10\n"
+    "   vmla.f32 s27, s1, s11\n"
+    "   vmla.f32 s28, s1, s12\n"
+    "   vmla.f32 s29, s1, s13\n"
+    "   vmla.f32 s30, s1, s14\n"
+    "   vmla.f32 s31, s1, s15\n"
+    "1: lsrs    r12, r12, #1\n"
+    "   beq     3f\n"
+    "2: vldmia  r1!, {s1, s2}\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vmla.f32 s16, s1, s8\n"
+    "   vmla.f32 s17, s1, s9\n"
+    "   vmla.f32 s18, s1, s10\n"
+    "   vmla.f32 s19, s1, s11\n"
+    "   vmla.f32 s20, s1, s12\n"
+    "   vmla.f32 s21, s1, s13\n"
+    "   vmla.f32 s22, s1, s14\n"
+    "   vmla.f32 s23, s1, s15\n"
+    "   vldmia  r2, {s8-s15}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s24, s1, s8\n"
+    "   vmla.f32 s25, s1, s9\n"
+    "   vmla.f32 s26, s1, s10\n"
+    "   vmla.f32 s27, s1, s11\n"
+    "   vmla.f32 s28, s1, s12\n"
+    "   vmla.f32 s29, s1, s13\n"
+    "   vmla.f32 s30, s1, s14\n"
+    "   vmla.f32 s31, s1, s15\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vmla.f32 s16, s2, s8\n"
+    "   vmla.f32 s17, s2, s9\n"
+    "   vmla.f32 s18, s2, s10\n"
+    "   vmla.f32 s19, s2, s11\n"
+    "   vmla.f32 s20, s2, s12\n"
+    "   vmla.f32 s21, s2, s13\n"
+    "   vmla.f32 s22, s2, s14\n"
+    "   vmla.f32 s23, s2, s15\n"
+    "   vldmia  r2, {s8-s15}\n"
+    "   add     r2, r2, r3\n"
+    "   vmla.f32 s24, s2, s8\n"
+    "   vmla.f32 s25, s2, s9\n"
+    "   vmla.f32 s26, s2, s10\n"
+    "   vmla.f32 s27, s2, s11\n"
+    "   vmla.f32 s28, s2, s12\n"
+    "   vmla.f32 s29, s2, s13\n"
+    "   vmla.f32 s30, s2, s14\n"
+    "   vmla.f32 s31, s2, s15\n"
+    "   subs    r12, r12, #1\n"
+    "   bne     2b\n"
+    "3:\n"
+    "   vmul.f32 s16, s16, s0\n"
+    "   vmul.f32 s17, s17, s0\n"
+    "   vmul.f32 s18, s18, s0\n"
+    "   vmul.f32 s19, s19, s0\n"
+    "   vmul.f32 s20, s20, s0\n"
+    "   vmul.f32 s21, s21, s0\n"
+    "   vmul.f32 s22, s22, s0\n"
+    "   vmul.f32 s23, s23, s0\n"
+    "   vmul.f32 s24, s24, s0\n"
+    "   vmul.f32 s25, s25, s0\n"
+    "   vmul.f32 s26, s26, s0\n"
+    "   vmul.f32 s27, s27, s0\n"
+    "   vmul.f32 s28, s28, s0\n"
+    "   vmul.f32 s29, s29, s0\n"
+    "   vmul.f32 s30, s30, s0\n"
+    "   vmul.f32 s31, s31, s0\n"
+    "   vstm    r0, {s16-s31}\n"
+    "   vpop    {s16-s31}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_weigh16, . - bx_m4_weigh16\n"
+);
+void bx_m4_weigh16(float *o, const float *e, const float *v, int v_stride, int n, float inv);
+
+/* o (dh,) = inv * sum_j e[j] * v_j: sixteen columns at a time when dh allows, else the
+ * portable path (bx_weigh8 above and a column tail). */
+void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int n, int dh, float inv)
+{
+    if (n > 0 && dh > 0 && dh % 16 == 0) {
+        for (int c0 = 0; c0 < dh; c0 += 16) bx_m4_weigh16(o + c0, e, v + c0, v_stride, n, inv);
+        return;
+    }
+    bx_attend_weigh_portable(o, e, v, v_stride, n, dh, inv);
+}
+
+/* Attention counts of a one-word head (dh = 32), two keys per pass: per key one LDR,
+ * EOR, the nibble count and byte sum of the words-4 rows (bytes <= 8, so
+ * (T * 0x01010101) >> 24 = p), the running minimum by an IT'd MOV (from 33, above every
+ * count); the pair's stride step and STRD shared; an odd first key alone. flip is the
+ * caller's: q0 = ~q[0] gives 32 - p. */
+#define BX_COUNT1(r) \
+    "   eor     " r ", " r ", r1\n" \
+    "   bx_cnt4 " r "\n" \
+    "   bx_nib2bytes_small " r "\n" \
+    "   mul     " r ", " r ", r5\n" \
+    "   lsr     " r ", " r ", #24\n"
+#define BX_MIN1(r) \
+    "   cmp     " r ", r6\n" \
+    "   it      lo\n" \
+    "   movlo   r6, " r "\n"
+__asm__(
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_counts32)
+    "   .type   bx_m4_counts32, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_counts32:\n"         /* r0 = c, r1 = q0, r2 = k, r3 = k_stride (words), [sp] = n >= 1; returns min */
+    "   push    {r4-r7, lr}\n"
+    "   ldr     lr, [sp, #20]\n"
     "   lsl     r3, r3, #2\n"
     "   mov     r5, #0x01010101\n"
-    "   movw    r4, #0\n"
-    "   movt    r4, #0xFF80\n"
-    "   vmov    s2, r4\n"                   /* m = -inf */
-    "1: ldr     r4, [r2]\n"
+    "   mov     r6, #33\n"
+    "   tst     lr, #1\n"
+    "   beq     1f\n"
+    "   ldr     r4, [r2]\n"
     "   add     r2, r2, r3\n"
-    "   eor     r4, r4, r1\n"
-    "   bx_cnt4 r4\n"
-    "   bx_nib2bytes_small r4\n"
-    "   mul     r4, r4, r5\n"
-    "   lsr     r4, r4, #23\n"
-    "   rsb     r4, r4, #32\n"              /* dot */
-    "   vmov    s1, r4\n"
-    "   vcvt.f32.s32 s1, s1\n"
-    "   vmul.f32 s1, s1, s0\n"
-    "   vstmia  r0!, {s1}\n"
-    "   vcmp.f32 s1, s2\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      gt\n"
-    "   vmovgt.f32 s2, s1\n"
+    BX_COUNT1("r4")
+    "   str     r4, [r0], #4\n"
+    BX_MIN1("r4")
+    "1: lsrs    lr, lr, #1\n"
+    "   beq     3f\n"
+    "2: ldr     r4, [r2]\n"
+    "   ldr     r7, [r2, r3]\n"
+    "   add     r2, r2, r3, lsl #1\n"
+    BX_COUNT1("r4")
+    BX_COUNT1("r7")
+    "   strd    r4, r7, [r0], #8\n"
+    BX_MIN1("r4")
+    BX_MIN1("r7")
     "   subs    lr, lr, #1\n"
-    "   bne     1b\n"
-    "   vmov.f32 s0, s2\n"
-    "   pop     {r4, r5, pc}\n"
-    "   .size   bx_m4_scores32, . - bx_m4_scores32\n"
+    "   bne     2b\n"
+    "3: mov     r0, r6\n"
+    "   pop     {r4-r7, pc}\n"
+    "   .size   bx_m4_counts32, . - bx_m4_counts32\n"
 );
 
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip)
 {
-    const float a = tau < 0.0f ? -tau : tau;
-    if (dh == 32 && n > 0 && a <= 3.4e38f)       /* finite tau: e[0] > -inf */
-        return bx_m4_scores32(e, q[0], k, k_stride, n, tau);
-    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+    if (dh == 32 && n > 0)
+        return bx_m4_counts32(c, flip ? ~q[0] : q[0], k, k_stride, n);
+    return bx_attend_scores_portable(c, q, k, k_stride, n, dh, flip);
 }
 
-/* Softmax exp without clamps. x = e[j] - m lies in [-span, 0] (span = 2 dh |tau| bounds
- * max - min of the scores), so when span < 80 neither of bx_expf's clamps [-87, 88] can
- * act and dropping them changes no value. The rest is bx_expf's sequence, instruction
- * for instruction: floor by truncation and a compare (the IT'd correction subtracts 1.0
- * from (float)k, which is (float)(k - 1) for these small k), r by VMLS (round(kf * c)
- * subtracted, as vmul then vsub), the polynomial, (p * r^2 + r) + 1 by VMLA, 2^k from its
- * exponent bits; the sum z is taken in the same loop, in j order. */
+/* Softmax weights by table, two keys per pass: LDRD of the two counts, the addresses
+ * E + 4 (c - lo) (E - 4 lo set up once), two VLDR, one VSTM, and the running sum z in j
+ * order from +0.0; an odd first key alone. */
 __asm__(
     "   .text\n"
-    BX_ASM_GLOBAL(bx_m4_softmax_noclamp)
-    "   .type   bx_m4_softmax_noclamp, %function\n"
+    BX_ASM_GLOBAL(bx_m4_softmax_tab)
+    "   .type   bx_m4_softmax_tab, %function\n"
     "   .thumb_func\n"
-    "bx_m4_softmax_noclamp:\n"  /* r0 = e, r1 = n, r2 = constants, s0 = m; returns s0 = 1 / z */
-    "   vpush   {s16-s26}\n"
-    "   vldm    r2, {s16-s26}\n"
+    "bx_m4_softmax_tab:\n"      /* r0 = e, r1 = c, r2 = n >= 1, r3 = lo, [sp] = E; returns s0 = 1 / z */
+    "   ldr     r12, [sp]\n"
+    "   push    {r4}\n"
+    "   sub     r12, r12, r3, lsl #2\n"
     "   mov     r3, #0\n"
     "   vmov    s1, r3\n"                   /* z = +0.0 */
-    "1: vldr    s2, [r0]\n"
-    "   vsub.f32 s2, s2, s0\n"              /* x */
-    "   vmul.f32 s3, s2, s16\n"
-    "   vadd.f32 s3, s3, s17\n"             /* t = x * LOG2E + 0.5 */
-    "   vcvt.s32.f32 s4, s3\n"
-    "   vcvt.f32.s32 s5, s4\n"
-    "   vmov    r3, s4\n"
-    "   vcmp.f32 s5, s3\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   itt     gt\n"
-    "   subgt   r3, r3, #1\n"
-    "   vsubgt.f32 s5, s5, s26\n"           /* kf = floor(t) */
-    "   vmls.f32 s2, s5, s18\n"
-    "   vmls.f32 s2, s5, s19\n"             /* r */
-    "   vmul.f32 s6, s20, s2\n"
-    "   vadd.f32 s6, s6, s21\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s22\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s23\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s24\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s25\n"             /* p */
-    "   vmul.f32 s7, s2, s2\n"
-    "   vmla.f32 s2, s6, s7\n"
-    "   vadd.f32 s2, s2, s26\n"             /* er */
-    "   add     r3, r3, #127\n"
-    "   lsl     r3, r3, #23\n"
-    "   vmov    s7, r3\n"
-    "   vmul.f32 s2, s2, s7\n"
-    "   vstmia  r0!, {s2}\n"
+    "   tst     r2, #1\n"
+    "   beq     1f\n"
+    "   ldr     r3, [r1], #4\n"
+    "   add     r3, r12, r3, lsl #2\n"
+    "   vldr    s0, [r3]\n"
+    "   vstmia  r0!, {s0}\n"
+    "   vadd.f32 s1, s1, s0\n"
+    "1: lsrs    r2, r2, #1\n"
+    "   beq     3f\n"
+    "2: ldrd    r3, r4, [r1], #8\n"
+    "   add     r3, r12, r3, lsl #2\n"
+    "   add     r4, r12, r4, lsl #2\n"
+    "   vldr    s2, [r3]\n"
+    "   vldr    s3, [r4]\n"
+    "   vstmia  r0!, {s2, s3}\n"
     "   vadd.f32 s1, s1, s2\n"
-    "   subs    r1, r1, #1\n"
-    "   bne     1b\n"
-    "   vdiv.f32 s0, s26, s1\n"
-    "   vpop    {s16-s26}\n"
+    "   vadd.f32 s1, s1, s3\n"
+    "   subs    r2, r2, #1\n"
+    "   bne     2b\n"
+    "3: vmov.f32 s2, #1.0\n"
+    "   vdiv.f32 s0, s2, s1\n"
+    "   pop     {r4}\n"
     "   bx      lr\n"
-    "   .size   bx_m4_softmax_noclamp, . - bx_m4_softmax_noclamp\n"
+    "   .size   bx_m4_softmax_tab, . - bx_m4_softmax_tab\n"
 );
 
-static const float bx_exp_consts[11] = {BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO, BX_EXP_P0, BX_EXP_P1,
-                                        BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5, 1.0f};
-
-float bx_attend_softmax(float *e, int n, float m, float span)
+float bx_attend_softmax(float *e, const int32_t *c, int n, int32_t lo, const float *E)
 {
-    if (n > 0 && span < 80.0f)                   /* false for NaN */
-        return bx_m4_softmax_noclamp(e, n, bx_exp_consts, m);
-    return bx_attend_softmax_portable(e, n, m, span);
+    if (n > 0) return bx_m4_softmax_tab(e, c, n, lo, E);
+    return bx_attend_softmax_portable(e, c, n, lo, E);
 }
 
-/* Sigmoid, 1 / (1 + bx_expf(-x)), operation for operation (as the softmax loop above).
- * bx_expf's clamps to [-87, 88] leave every y = -x with |y| <= 87 (and NaN) unchanged, so
- * one compare of |y| with 87 decides whether the two clamps need running (a branch to
- * them, rarely taken) instead of two compares per element. */
+/* Sigmoid (bx_math.h bx_sigmoidf, the table sigmoid), two elements per pass and no
+ * branch: x + SHIFT by VADD; VCVT to signed fixed point with 20 fraction bits is
+ * trunc((x + SHIFT) * 2^20) = trunc(u) (the multiply by 2^20 is exact), saturating, with
+ * NaN to 0; USAT #25 clamps to [0, QMAX]: together the C's q for every input. f by
+ * VCVT from unsigned 16-bit fixed point with 16 fraction bits (the low half of q times
+ * 2^-16, exact), i = q >> 16 by UBFX, and T[i] + round(f * D[i]) by VMLA (not fused:
+ * the C's multiply then add) from the pair at BX_SIG_TD + 8 i. 11.5 instructions per
+ * element. */
 __asm__(
     "   .text\n"
     BX_ASM_GLOBAL(bx_m4_sigmoid_loop)
     "   .type   bx_m4_sigmoid_loop, %function\n"
     "   .thumb_func\n"
-    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = {87, LO, HI, LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1} */
-    "   vpush   {s16-s29}\n"
-    "   vldm    r2, {s16-s29}\n"
-    "1: vldr    s2, [r0]\n"
-    "   vneg.f32 s2, s2\n"                  /* y = -x */
-    "   vabs.f32 s3, s2\n"
-    "   vcmp.f32 s3, s16\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   bgt     3f\n"
-    "2: vmul.f32 s3, s2, s19\n"
-    "   vadd.f32 s3, s3, s20\n"             /* t = y * LOG2E + 0.5 */
-    "   vcvt.s32.f32 s4, s3\n"
-    "   vcvt.f32.s32 s5, s4\n"
-    "   vmov    r3, s4\n"
-    "   vcmp.f32 s5, s3\n"
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   itt     gt\n"
-    "   subgt   r3, r3, #1\n"
-    "   vsubgt.f32 s5, s5, s29\n"           /* kf */
-    "   vmls.f32 s2, s5, s21\n"
-    "   vmls.f32 s2, s5, s22\n"             /* r */
-    "   vmul.f32 s6, s23, s2\n"
-    "   vadd.f32 s6, s6, s24\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s25\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s26\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s27\n"
-    "   vmul.f32 s6, s6, s2\n"
-    "   vadd.f32 s6, s6, s28\n"             /* p */
-    "   vmul.f32 s7, s2, s2\n"
-    "   vmla.f32 s2, s6, s7\n"
-    "   vadd.f32 s2, s2, s29\n"             /* er */
-    "   add     r3, r3, #127\n"
-    "   lsl     r3, r3, #23\n"
-    "   vmov    s7, r3\n"
-    "   vmul.f32 s2, s2, s7\n"              /* exp(y) */
-    "   vadd.f32 s2, s2, s29\n"
-    "   vdiv.f32 s2, s29, s2\n"
-    "   vstmia  r0!, {s2}\n"
+    "bx_m4_sigmoid_loop:\n"     /* r0 = x, r1 = n >= 1, r2 = &SHIFT, r3 = BX_SIG_TD */
+    "   push    {r4, r5}\n"
+    "   vldr    s15, [r2]\n"
+    "   tst     r1, #1\n"
+    "   beq     1f\n"
+    "   vldr    s8, [r0]\n"                 /* an odd first element alone */
+    "   vadd.f32 s4, s8, s15\n"
+    "   vcvt.s32.f32 s4, s4, #20\n"
+    "   vmov    r4, s4\n"
+    "   usat    r4, #25, r4\n"
+    "   vmov    s4, r4\n"
+    "   vcvt.f32.u16 s4, s4, #16\n"
+    "   ubfx    r4, r4, #16, #9\n"
+    "   add     r4, r3, r4, lsl #3\n"
+    "   vldm    r4, {s10, s11}\n"
+    "   vmla.f32 s10, s4, s11\n"
+    "   vstmia  r0!, {s10}\n"
+    "1: lsrs    r1, r1, #1\n"               /* pairs */
+    "   beq     3f\n"
+    "2: vldmia  r0, {s8, s9}\n"
+    "   vadd.f32 s4, s8, s15\n"
+    "   vadd.f32 s5, s9, s15\n"
+    "   vcvt.s32.f32 s4, s4, #20\n"
+    "   vcvt.s32.f32 s5, s5, #20\n"
+    "   vmov    r4, r5, s4, s5\n"
+    "   usat    r4, #25, r4\n"
+    "   usat    r5, #25, r5\n"
+    "   vmov    s4, s5, r4, r5\n"
+    "   vcvt.f32.u16 s4, s4, #16\n"         /* f0 */
+    "   vcvt.f32.u16 s5, s5, #16\n"         /* f1 */
+    "   ubfx    r4, r4, #16, #9\n"          /* i0 */
+    "   ubfx    r5, r5, #16, #9\n"
+    "   add     r4, r3, r4, lsl #3\n"
+    "   add     r5, r3, r5, lsl #3\n"
+    "   vldm    r4, {s10, s11}\n"
+    "   vldm    r5, {s12, s13}\n"
+    "   vmla.f32 s10, s4, s11\n"
+    "   vmla.f32 s12, s5, s13\n"
+    "   vstmia  r0!, {s10}\n"
+    "   vstmia  r0!, {s12}\n"
     "   subs    r1, r1, #1\n"
-    "   bne     1b\n"
-    "   vpop    {s16-s29}\n"
+    "   bne     2b\n"
+    "3: pop     {r4, r5}\n"
     "   bx      lr\n"
-    "3: vcmp.f32 s2, s17\n"                 /* y < LO ? LO : y */
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      mi\n"
-    "   vmovmi.f32 s2, s17\n"
-    "   vcmp.f32 s2, s18\n"                 /* y > HI ? HI : y */
-    "   vmrs    APSR_nzcv, fpscr\n"
-    "   it      gt\n"
-    "   vmovgt.f32 s2, s18\n"
-    "   b       2b\n"
     "   .size   bx_m4_sigmoid_loop, . - bx_m4_sigmoid_loop\n"
 );
-void bx_m4_sigmoid_loop(float *x, int n, const float *c);
+void bx_m4_sigmoid_loop(float *x, int n, const float *shift, const float *td);
 
-static const float bx_sigmoid_consts[14] = {87.0f, BX_EXP_LO, BX_EXP_HI, BX_LOG2E, 0.5f, BX_LN2_HI, BX_LN2_LO,
-                                            BX_EXP_P0, BX_EXP_P1, BX_EXP_P2, BX_EXP_P3, BX_EXP_P4, BX_EXP_P5,
-                                            1.0f};
+/* the loop's immediates (#20, #25, #16, 9 index bits) are these constants */
+_Static_assert(BX_SIG_FIX == 1048576.0f && BX_SIG_QMAX == (1 << 25) - 1 && BX_SIG_FRAC_BITS == 16,
+               "bx_m4_sigmoid_loop assumes a 512-interval table, 16 fraction bits");
+static const float bx_sigmoid_shift = BX_SIG_SHIFT;
 
 void bx_sigmoid_array(float *x, int n)
 {
-    if (n > 0) bx_m4_sigmoid_loop(x, n, bx_sigmoid_consts);
+    if (n > 0) bx_m4_sigmoid_loop(x, n, &bx_sigmoid_shift, BX_SIG_TD);
+}
+
+/* Embedding row, eight elements per step, d a multiple of 32: the token's and the
+ * position's sign words shift their bits into the carry (LSB first) and an IT'd VNEG
+ * flips the scale (-s exactly), then the VADD in the C's order. */
+__asm__(
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_embed32)
+    "   .type   bx_m4_embed32, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_embed32:\n"          /* r0 = x, r1 = tb, r2 = pb, r3 = ts, [sp] = ps, [sp, #4] = words > 0 */
+    "   push    {r4-r6, lr}\n"
+    "   ldr     r12, [sp, #16]\n"
+    "   ldr     lr, [sp, #20]\n"
+    "1: ldr     r4, [r1], #4\n"
+    "   ldr     r5, [r2], #4\n"
+    "   mov     r6, #4\n"
+    "2: vldmia  r3!, {s0-s7}\n"
+    "   vldmia  r12!, {s8-s15}\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s0, s0\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s8, s8\n"
+    "   vadd.f32 s0, s0, s8\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s1, s1\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s9, s9\n"
+    "   vadd.f32 s1, s1, s9\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s2, s2\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s10, s10\n"
+    "   vadd.f32 s2, s2, s10\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s3, s3\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s11, s11\n"
+    "   vadd.f32 s3, s3, s11\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s4, s4\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s12, s12\n"
+    "   vadd.f32 s4, s4, s12\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s5, s5\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s13, s13\n"
+    "   vadd.f32 s5, s5, s13\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s6, s6\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s14, s14\n"
+    "   vadd.f32 s6, s6, s14\n"
+    "   lsrs    r4, r4, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s7, s7\n"
+    "   lsrs    r5, r5, #1\n"
+    "   it      cs\n"
+    "   vnegcs.f32 s15, s15\n"
+    "   vadd.f32 s7, s7, s15\n"
+    "   vstmia  r0!, {s0-s7}\n"
+    "   subs    r6, r6, #1\n"
+    "   bne     2b\n"
+    "   subs    lr, lr, #1\n"
+    "   bne     1b\n"
+    "   pop     {r4-r6, pc}\n"
+    "   .size   bx_m4_embed32, . - bx_m4_embed32\n"
+);
+void bx_m4_embed32(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int words);
+
+void bx_embed_row(float *x, const uint32_t *tb, const uint32_t *pb, const float *ts, const float *ps, int d)
+{
+    if (d > 0 && d % 32 == 0)
+        bx_m4_embed32(x, tb, pb, ts, ps, d / 32);
+    else
+        bx_embed_row_portable(x, tb, pb, ts, ps, d);
+}
+
+/* Column sums, sixteen columns: the sixteen sums in s16-s31 over the rows in order
+ * (the reference's s += x[i][k], from +0.0), two VLDM of eight per row. */
+__asm__(
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_colsum16)
+    "   .type   bx_m4_colsum16, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_colsum16:\n"         /* r0 = s (16,) out, r1 = x, r2 = n >= 1, r3 = row stride (floats) */
+    "   vpush   {s16-s31}\n"
+    "   mov     r12, #0\n"
+    "   vmov    s16, s17, r12, r12\n"
+    "   vmov    s18, s19, r12, r12\n"
+    "   vmov    s20, s21, r12, r12\n"
+    "   vmov    s22, s23, r12, r12\n"
+    "   vmov    s24, s25, r12, r12\n"
+    "   vmov    s26, s27, r12, r12\n"
+    "   vmov    s28, s29, r12, r12\n"
+    "   vmov    s30, s31, r12, r12\n"
+    "   lsl     r3, r3, #2\n"
+    "   sub     r3, r3, #32\n"
+    "1: vldmia  r1!, {s0-s7}\n"
+    "   vadd.f32 s16, s16, s0\n"
+    "   vadd.f32 s17, s17, s1\n"
+    "   vadd.f32 s18, s18, s2\n"
+    "   vadd.f32 s19, s19, s3\n"
+    "   vadd.f32 s20, s20, s4\n"
+    "   vadd.f32 s21, s21, s5\n"
+    "   vadd.f32 s22, s22, s6\n"
+    "   vadd.f32 s23, s23, s7\n"
+    "   vldmia  r1, {s8-s15}\n"
+    "   add     r1, r1, r3\n"
+    "   vadd.f32 s24, s24, s8\n"
+    "   vadd.f32 s25, s25, s9\n"
+    "   vadd.f32 s26, s26, s10\n"
+    "   vadd.f32 s27, s27, s11\n"
+    "   vadd.f32 s28, s28, s12\n"
+    "   vadd.f32 s29, s29, s13\n"
+    "   vadd.f32 s30, s30, s14\n"
+    "   vadd.f32 s31, s31, s15\n"
+    "   subs    r2, r2, #1\n"
+    "   bne     1b\n"
+    "   vstm    r0, {s16-s31}\n"
+    "   vpop    {s16-s31}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_colsum16, . - bx_m4_colsum16\n"
+);
+void bx_m4_colsum16(float *s, const float *x, int n, int stride);
+
+void bx_colmean(float *m, const float *x, int n, int d)
+{
+    if (n <= 0 || d <= 0 || d % 16) {
+        bx_colmean_portable(m, x, n, d);
+        return;
+    }
+    for (int k = 0; k < d; k += 16) bx_m4_colsum16(m + k, x + k, n, d);
+    for (int k = 0; k < d; k++) m[k] = m[k] / (float)n;
+}
+
+/* Residual add, eight elements per pass: VLDM, VLDM, eight VADD (a first), VSTM. */
+__asm__(
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_vadd8)
+    "   .type   bx_m4_vadd8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_vadd8:\n"            /* r0 = y, r1 = a, r2 = b, r3 = n (multiple of 8, > 0) */
+    "1: vldmia  r1!, {s0-s7}\n"
+    "   vldmia  r2!, {s8-s15}\n"
+    "   vadd.f32 s0, s0, s8\n"
+    "   vadd.f32 s1, s1, s9\n"
+    "   vadd.f32 s2, s2, s10\n"
+    "   vadd.f32 s3, s3, s11\n"
+    "   vadd.f32 s4, s4, s12\n"
+    "   vadd.f32 s5, s5, s13\n"
+    "   vadd.f32 s6, s6, s14\n"
+    "   vadd.f32 s7, s7, s15\n"
+    "   vstmia  r0!, {s0-s7}\n"
+    "   subs    r3, r3, #8\n"
+    "   bne     1b\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_vadd8, . - bx_m4_vadd8\n"
+);
+void bx_m4_vadd8(float *y, const float *a, const float *b, int n);
+
+void bx_vadd(float *y, const float *a, const float *b, int n)
+{
+    if (n > 0 && n % 8 == 0)
+        bx_m4_vadd8(y, a, b, n);
+    else
+        bx_vadd_portable(y, a, b, n);
+}
+
+/* SLFN mix, eight elements per pass: f1 * x by VMUL, + round(f2 * att) and
+ * + round(s * c) by VMLA (the C's multiplies and adds, in its order); the gates and the
+ * candidate sit d floats apart in g. */
+__asm__(
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_slfn_mix8)
+    "   .type   bx_m4_slfn_mix8, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_slfn_mix8:\n"        /* r0 = att, r1 = g, r2 = x, r3 = d (multiple of 8, > 0) */
+    "   push    {r4, r5}\n"
+    "   vpush   {s16-s31}\n"
+    "   lsl     r4, r3, #2\n"               /* d floats in bytes */
+    "1: vldmia  r1, {s8-s15}\n"             /* f1 */
+    "   vldmia  r2!, {s16-s23}\n"           /* x */
+    "   vmul.f32 s8, s8, s16\n"
+    "   vmul.f32 s9, s9, s17\n"
+    "   vmul.f32 s10, s10, s18\n"
+    "   vmul.f32 s11, s11, s19\n"
+    "   vmul.f32 s12, s12, s20\n"
+    "   vmul.f32 s13, s13, s21\n"
+    "   vmul.f32 s14, s14, s22\n"
+    "   vmul.f32 s15, s15, s23\n"
+    "   add     r5, r1, r4\n"
+    "   vldmia  r5, {s16-s23}\n"            /* f2 */
+    "   vldmia  r0, {s24-s31}\n"            /* att */
+    "   vmla.f32 s8, s16, s24\n"
+    "   vmla.f32 s9, s17, s25\n"
+    "   vmla.f32 s10, s18, s26\n"
+    "   vmla.f32 s11, s19, s27\n"
+    "   vmla.f32 s12, s20, s28\n"
+    "   vmla.f32 s13, s21, s29\n"
+    "   vmla.f32 s14, s22, s30\n"
+    "   vmla.f32 s15, s23, s31\n"
+    "   add     r5, r5, r4\n"
+    "   vldmia  r5, {s16-s23}\n"            /* s */
+    "   add     r5, r5, r4\n"
+    "   vldmia  r5, {s24-s31}\n"            /* c */
+    "   vmla.f32 s8, s16, s24\n"
+    "   vmla.f32 s9, s17, s25\n"
+    "   vmla.f32 s10, s18, s26\n"
+    "   vmla.f32 s11, s19, s27\n"
+    "   vmla.f32 s12, s20, s28\n"
+    "   vmla.f32 s13, s21, s29\n"
+    "   vmla.f32 s14, s22, s30\n"
+    "   vmla.f32 s15, s23, s31\n"
+    "   vstmia  r0!, {s8-s15}\n"
+    "   add     r1, r1, #32\n"
+    "   subs    r3, r3, #8\n"
+    "   bne     1b\n"
+    "   vpop    {s16-s31}\n"
+    "   pop     {r4, r5}\n"
+    "   bx      lr\n"
+    "   .size   bx_m4_slfn_mix8, . - bx_m4_slfn_mix8\n"
+);
+void bx_m4_slfn_mix8(float *att, const float *g, const float *x, int d);
+
+void bx_slfn_mix(float *att, const float *g, const float *x, int d)
+{
+    if (d > 0 && d % 8 == 0)
+        bx_m4_slfn_mix8(att, g, x, d);
+    else
+        bx_slfn_mix_portable(att, g, x, d);
 }
 
 /* Layer norm, d a multiple of 8: the reference's three passes with their operations in
  * order, eight floats per VLDM. Sum: s = s + x[i] in i order. Squared deviations:
- * s2 = s2 + (x[i] - mean)^2 by VMLA (round(t * t), then the sum). Apply:
+ * s2 = s2 + (x[i] - mean)^2 by VMLA (round(t * t), then the sum), storing x - mean into
+ * y on the way (x is not read again, so y may be x). Apply, from those:
  * y = beta + round(round((x - mean) * r) * gamma) by VMUL and VMLA. mean and r are
  * computed in C as in bx_layernorm_portable. */
 __asm__(
@@ -475,9 +827,9 @@ __asm__(
     BX_ASM_GLOBAL(bx_m4_sqdev8)
     "   .type   bx_m4_sqdev8, %function\n"
     "   .thumb_func\n"
-    "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, s0 = mean; returns s0 = sum (x - mean)^2 in order */
-    "   mov     r2, #0\n"
-    "   vmov    s1, r2\n"
+    "bx_m4_sqdev8:\n"           /* r0 = x, r1 = n, r2 = xc (n,) out, s0 = mean; returns s0 = sum (x - mean)^2 in order */
+    "   mov     r3, #0\n"
+    "   vmov    s1, r3\n"
     "1: vldmia  r0!, {s8-s15}\n"
     "   vsub.f32 s8, s8, s0\n"
     "   vsub.f32 s9, s9, s0\n"
@@ -487,6 +839,7 @@ __asm__(
     "   vsub.f32 s13, s13, s0\n"
     "   vsub.f32 s14, s14, s0\n"
     "   vsub.f32 s15, s15, s0\n"
+    "   vstmia  r2!, {s8-s15}\n"              /* x - mean, for the apply */
     "   vmla.f32 s1, s8, s8\n"
     "   vmla.f32 s1, s9, s9\n"
     "   vmla.f32 s1, s10, s10\n"
@@ -503,20 +856,12 @@ __asm__(
     BX_ASM_GLOBAL(bx_m4_ln_apply8)
     "   .type   bx_m4_ln_apply8, %function\n"
     "   .thumb_func\n"
-    "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = x, r2 = gamma, r3 = beta, [sp] = n, s0 = mean, s1 = r */
+    "bx_m4_ln_apply8:\n"        /* r0 = y, r1 = xc (x - mean), r2 = gamma, r3 = beta, [sp] = n, s1 = r */
     "   ldr     r12, [sp]\n"
     "   vpush   {s16-s31}\n"
     "1: vldmia  r1!, {s8-s15}\n"
     "   vldmia  r2!, {s16-s23}\n"
     "   vldmia  r3!, {s24-s31}\n"
-    "   vsub.f32 s8, s8, s0\n"
-    "   vsub.f32 s9, s9, s0\n"
-    "   vsub.f32 s10, s10, s0\n"
-    "   vsub.f32 s11, s11, s0\n"
-    "   vsub.f32 s12, s12, s0\n"
-    "   vsub.f32 s13, s13, s0\n"
-    "   vsub.f32 s14, s14, s0\n"
-    "   vsub.f32 s15, s15, s0\n"
     "   vmul.f32 s8, s8, s1\n"
     "   vmul.f32 s9, s9, s1\n"
     "   vmul.f32 s10, s10, s1\n"
@@ -541,8 +886,8 @@ __asm__(
     "   .size   bx_m4_ln_apply8, . - bx_m4_ln_apply8\n"
 );
 float bx_m4_sum8(const float *x, int n);
-float bx_m4_sqdev8(const float *x, int n, float mean);
-void bx_m4_ln_apply8(float *y, const float *x, const float *gamma, const float *beta, int n, float mean, float r);
+float bx_m4_sqdev8(const float *x, int n, float *xc, float mean);
+void bx_m4_ln_apply8(float *y, const float *xc, const float *gamma, const float *beta, int n, float zero, float r);
 
 void bx_layernorm(float *y, const float *x, const float *gamma, const float *beta, int d)
 {
@@ -551,9 +896,9 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
         return;
     }
     float mean = bx_m4_sum8(x, d) / (float)d;
-    float s2 = bx_m4_sqdev8(x, d, mean);
+    float s2 = bx_m4_sqdev8(x, d, y, mean);      /* y <- x - mean (x is not read again) */
     float r = 1.0f / bx_sqrtf(s2 / (float)d + BX_LN_EPS);
-    bx_m4_ln_apply8(y, x, gamma, beta, d, mean, r);
+    bx_m4_ln_apply8(y, y, gamma, beta, d, 0.0f, r);
 }
 
 /* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of

@@ -19,6 +19,11 @@
 #define BX_HAVE_SIGMOID_ARRAY   1
 #define BX_HAVE_LAYERNORM       1
 #define BX_HAVE_BINLINEAR       1
+#define BX_HAVE_ATTEND_WEIGH    1
+#define BX_HAVE_EMBED_ROW       1
+#define BX_HAVE_COLMEAN         1
+#define BX_HAVE_VADD            1
+#define BX_HAVE_SLFN_MIX        1
 
 /* Eight columns of bx_attend's V weighting (bx_kernels.h): a VMLA loop in assembly. */
 void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
@@ -34,11 +39,10 @@ void bx_m4_affine(float *y, const float *alpha, const float *bias, int n);
 /* out (words,) packed signs of x (32 * words,) floats: bit i = x[i] < 0 */
 void bx_m4_pack_words(uint32_t *out, const float *x, int words);
 
-/* e (n,) = tau * (32 - 2 popcount(q0 ^ k[j * k_stride])), n >= 1; returns max_j e[j] */
-float bx_m4_scores32(float *e, uint32_t q0, const uint32_t *k, int k_stride, int n, float tau);
-/* e (n,) = exp(e - m) without exp's clamps (the caller proved them idle), n >= 1;
- * returns 1 / sum_j e[j]; c = {LOG2E, 0.5, LN2_HI, LN2_LO, P0..P5, 1.0} */
-float bx_m4_softmax_noclamp(float *e, int n, const float *c, float m);
+/* c (n,) = popcount(q0 ^ k[j * k_stride]), n >= 1; returns min_j c[j] */
+int32_t bx_m4_counts32(int32_t *c, uint32_t q0, const uint32_t *k, int k_stride, int n);
+/* e (n,) = E[c - lo], n >= 1; returns 1 / sum_j e[j] (in j order from +0.0) */
+float bx_m4_softmax_tab(float *e, const int32_t *c, int n, int32_t lo, const float *E);
 
 #define BX_ARM_ASM_MACROS \
     "   .syntax unified\n" \

@@ -68,13 +68,25 @@ static inline __m256 bx_expf8(__m256 x)
     return _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
 }
 
+/* bx_sigmoidf (the table sigmoid of bx_math.h) in eight lanes: u as in the scalar
+ * routine, then clamped in float before the conversion (MAXPS returns its second operand,
+ * 0, for NaN; QLIM = 2^25 is exact) and to QMAX in integers, which is the scalar
+ * routine's q; the table pair of each lane gathered. */
 void bx_sigmoid_array(float *x, int n)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 shift = _mm256_set1_ps(BX_SIG_SHIFT), fix = _mm256_set1_ps(BX_SIG_FIX);
+    const __m256 qlim = _mm256_set1_ps(BX_SIG_QLIM), frac = _mm256_set1_ps(BX_SIG_FRAC);
+    const __m256i qmax = _mm256_set1_epi32(BX_SIG_QMAX), low = _mm256_set1_epi32((1 << BX_SIG_FRAC_BITS) - 1);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = bx_expf8(_mm256_xor_ps(_mm256_loadu_ps(x + i), sign));   /* -x */
-        _mm256_storeu_ps(x + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+        __m256 u = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(x + i), shift), fix);
+        u = _mm256_min_ps(_mm256_max_ps(u, _mm256_setzero_ps()), qlim);
+        __m256i q = _mm256_min_epi32(_mm256_cvttps_epi32(u), qmax);
+        __m256i k2 = _mm256_slli_epi32(_mm256_srli_epi32(q, BX_SIG_FRAC_BITS), 1);
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, low)), frac);
+        __m256 tv = _mm256_i32gather_ps(BX_SIG_TD, k2, 4);
+        __m256 dv = _mm256_i32gather_ps(BX_SIG_TD + 1, k2, 4);
+        _mm256_storeu_ps(x + i, _mm256_add_ps(tv, _mm256_mul_ps(f, dv)));
     }
     for (; i < n; i++) x[i] = bx_sigmoidf(x[i]);
 }
@@ -346,20 +358,17 @@ void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int
 #endif
 
 #if defined(__POPCNT__)
-float bx_attend_scores(float *e, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, float tau)
+int32_t bx_attend_scores(int32_t *c, const uint32_t *q, const uint32_t *k, int k_stride, int n, int dh, int flip)
 {
-    if (dh <= 32) {
-        float m;
-        /* x86 host, one word per key: the dots without bx_bdot's word loop, then the
-         * max as its own loop; m = e[j] > m ? e[j] : m is the reference's update (a
-         * MAXSS, no branch) */
-        const uint32_t q0 = q[0];
-        for (int j = 0; j < n; j++)
-            e[j] = (float)(dh - 2 * __builtin_popcount(q0 ^ k[(size_t)j * k_stride])) * tau;
-        m = e[0];
-        for (int j = 1; j < n; j++) m = e[j] > m ? e[j] : m;
-        return m;
+    if (dh == 32 && n > 0) {
+        /* x86 host, one full word per key: the counts without bx_bdot's word loop
+         * (flipping q's 32 bits turns p into 32 - p), then the minimum as its own loop */
+        const uint32_t q0 = flip ? ~q[0] : q[0];
+        for (int j = 0; j < n; j++) c[j] = __builtin_popcount(q0 ^ k[(size_t)j * k_stride]);
+        int32_t lo = c[0];
+        for (int j = 1; j < n; j++) lo = c[j] < lo ? c[j] : lo;
+        return lo;
     }
-    return bx_attend_scores_portable(e, q, k, k_stride, n, dh, tau);
+    return bx_attend_scores_portable(c, q, k, k_stride, n, dh, flip);
 }
 #endif

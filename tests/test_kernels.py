@@ -44,8 +44,9 @@ def lib(request, tmp_path_factory):
     L.bx_binlinear.argtypes = L.bx_binlinear_ref.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
     L.bx_layernorm.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int]
     L.bx_layernorm_rows.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
-    L.bx_attend.argtypes = [f32p, f32p, u32p, u32p, ctypes.c_int, f32p, ctypes.c_int, ctypes.c_int,
-                            ctypes.c_int, ctypes.c_float]
+    L.bx_attend.argtypes = [f32p, f32p, i32p, u32p, u32p, ctypes.c_int, f32p, ctypes.c_int, ctypes.c_int,
+                            ctypes.c_int, ctypes.c_float, f32p]
+    L.bx_exp_table.argtypes = [f32p, ctypes.c_float, ctypes.c_int]
     L.bx_exit_stats.argtypes = [f32p, ctypes.c_int, ctypes.POINTER(ctypes.c_int32),
                                 ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
     for fn in ("shim_expf", "shim_logf", "shim_sigmoidf"):
@@ -141,25 +142,26 @@ def test_layernorm_rows_bit_exact(lib, rows, d):
     assert np.array_equal(bits(x), bits(want))
 
 
+@pytest.mark.parametrize("tau", [0.37, -0.5, 0.0, 3.0])
 @pytest.mark.parametrize("n,dh", [(1, 1), (1, 32), (5, 31), (33, 32), (64, 33), (17, 65), (9, 16), (40, 64), (7, 48)])
-def test_attention_head_bit_exact(lib, n, dh):
+def test_attention_head_bit_exact(lib, n, dh, tau):
+    """bx_exp_table + bx_attend (counts, table weights, V weighting) equal fmath's
+    attend_one; negative tau takes the flipped counts."""
     rng = np.random.default_rng(400 + n * dh)
     q = rng.standard_normal(dh).astype(np.float32)
     k = rng.standard_normal((n, dh)).astype(np.float32)
     v = rng.standard_normal((n, dh)).astype(np.float32)
-    tau = np.float32(0.37)
+    tau = np.float32(tau)
     o = np.zeros(dh, dtype=np.float32)
     e = np.zeros(n, dtype=np.float32)
+    c = np.zeros(n, dtype=np.int32)
+    E = np.zeros(dh + 1, dtype=np.float32)
+    lib.bx_exp_table(E, tau, dh)
+    assert np.array_equal(bits(E), bits(fmath.exp_table(torch.tensor(tau), dh).numpy()))
     kp = np.ascontiguousarray(artifact.pack_signs(k))
-    lib.bx_attend(o, e, artifact.pack_signs(q[None])[0], kp, kp.shape[1], v, dh, n, dh, tau)
+    lib.bx_attend(o, e, c, artifact.pack_signs(q[None])[0], kp, kp.shape[1], v, dh, n, dh, tau, E)
     s = torch.from_numpy(np.where(k < 0, -1.0, 1.0).astype(np.float32) @ np.where(q < 0, -1.0, 1.0).astype(np.float32))
-    logit = s * torch.tensor(tau)
-    ex = fmath.bx_exp(logit - logit.max())
-    z = fmath.seq_sum(ex)
-    acc = torch.zeros(dh)
-    for j in range(n):
-        acc = acc + ex[j] * torch.from_numpy(v[j])
-    want = (acc * (fmath.ONE / z)).numpy()
+    want = fmath.attend_one(s, torch.from_numpy(v), tau, dh).numpy()
     assert np.array_equal(bits(o), bits(want))
 
 
@@ -205,3 +207,49 @@ def test_exit_stats_bit_exact(lib, c):
         k, p, h = ctypes.c_int32(), ctypes.c_float(), ctypes.c_float()
         lib.bx_exit_stats(np.ascontiguousarray(logits[i]), c, ctypes.byref(k), ctypes.byref(p), ctypes.byref(h))
         assert (k.value, bits(p.value), bits(h.value)) == (cls[i], bits(conf[i]), bits(ent[i])), f"ERROR at row {i}"
+
+
+@pytest.mark.parametrize("d", SIZES + [256])
+def test_slfn_mix_bit_exact(lib, d):
+    """bx_slfn_mix (att in place) equals deploy.py's (f1 * x + f2 * att) + s * c."""
+    rng = np.random.default_rng(800 + d)
+    g = rng.standard_normal(4 * d).astype(np.float32)
+    g[: 3 * d] = fmath.bx_sigmoid(torch.from_numpy(g[: 3 * d] * 4)).numpy()
+    x, att = (rng.standard_normal((2, d)) * 3).astype(np.float32)
+    t = torch.from_numpy(g)
+    want = (t[:d] * torch.from_numpy(x) + t[d:2 * d] * torch.from_numpy(att)) + t[2 * d:3 * d] * t[3 * d:]
+    lib.bx_slfn_mix.argtypes = [f32p, f32p, f32p, ctypes.c_int]
+    lib.bx_slfn_mix(att, g, x, d)
+    assert np.array_equal(bits(att), bits(want.numpy()))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_vadd_bit_exact(lib, n):
+    """bx_vadd (the residual adds), also in place, equals torch's a + b."""
+    rng = np.random.default_rng(900 + n)
+    a, b = (rng.standard_normal((2, n)) * 10).astype(np.float32)
+    a[:: 7] = -0.0
+    b[:: 7] = 0.0
+    want = bits((torch.from_numpy(a) + torch.from_numpy(b)).numpy())
+    lib.bx_vadd.argtypes = [f32p, f32p, f32p, ctypes.c_int]
+    y = np.zeros(n, dtype=np.float32)
+    lib.bx_vadd(y, a, b, n)
+    assert np.array_equal(bits(y), want)
+    lib.bx_vadd(b, a, b, n)
+    assert np.array_equal(bits(b), want)
+
+
+@pytest.mark.parametrize("d", SIZES + [256])
+def test_embed_row_bit_exact(lib, d):
+    """bx_embed_row equals deploy.py's tok_scale * (+-1) + pos_scale * (+-1)."""
+    rng = np.random.default_rng(1000 + d)
+    tf, pf = rng.standard_normal((2, d)).astype(np.float32)
+    ts, ps = (np.abs(rng.standard_normal((2, d))) * 0.3).astype(np.float32)
+    ts[:: 9] = 0.0
+    tb, pb = artifact.pack_signs(tf[None])[0], artifact.pack_signs(pf[None])[0]
+    sgn = lambda v: torch.from_numpy(np.where(v < 0, -1.0, 1.0).astype(np.float32))
+    want = torch.from_numpy(ts) * sgn(tf) + torch.from_numpy(ps) * sgn(pf)
+    lib.bx_embed_row.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int]
+    x = np.zeros(d, np.float32)
+    lib.bx_embed_row(x, np.ascontiguousarray(tb), np.ascontiguousarray(pb), ts, ps, d)
+    assert np.array_equal(bits(x), bits(want.numpy()))

@@ -138,11 +138,11 @@ def test_pack_signs_on_the_m4(m4, n):
 
 
 @pytest.mark.parametrize("tau", [0.37, -0.5, 3.0])
-@pytest.mark.parametrize("n,dh", [(1, 32), (2, 8), (5, 31), (28, 32), (64, 33), (17, 65), (9, 16)])
+@pytest.mark.parametrize("n,dh", [(1, 32), (2, 8), (5, 31), (28, 32), (31, 32), (33, 32), (64, 33), (64, 32),
+                                  (17, 65), (9, 16)])
 def test_attend_on_the_m4(m4, n, dh, tau):
-    """bx_attend as the firmware runs it (one-word scores, clamp-free exp when
-    2 dh |tau| < 80, VMLA V weighting on the M4) equals fmath's; tau 3.0 takes the
-    clamped path, where exp's lower clamp acts."""
+    """bx_exp_table + bx_attend as the firmware runs them (one-word counts and table
+    weights in assembly for dh = 32, VMLA V weighting on the M4) equal fmath's attend_one."""
     from beexgen.train import fmath
 
     rng = np.random.default_rng(1400 + n * dh)
@@ -150,41 +150,52 @@ def test_attend_on_the_m4(m4, n, dh, tau):
     k = rng.standard_normal((n, dh)).astype(np.float32)
     v = rng.standard_normal((n, dh)).astype(np.float32)
     v[0, : min(dh, 3)] = [-0.0, 0.0, -0.0][: min(dh, 3)]
+    k[-1] = q if n > 2 else k[-1]                      # a key equal to the query: count 0
     tau = np.float32(tau)
     kp = np.ascontiguousarray(artifact.pack_signs(k))
     m4.reset_heap()
-    po, pe = m4.alloc(4 * dh), m4.alloc(4 * n)
+    po, pe, pc, pE = m4.alloc(4 * dh), m4.alloc(4 * n), m4.alloc(4 * n), m4.alloc(4 * (dh + 1))
     pq, pk, pv = (m4.put(a.tobytes()) for a in (artifact.pack_signs(q[None])[0], kp, v))
-    m4.call("bx_attend", po, pe, pq, pk, kp.shape[1], pv, dh, n, dh, fargs=(tau,))
+    m4.call("bx_exp_table", pE, dh, fargs=(tau,))
+    m4.call("bx_attend", po, pe, pc, pq, pk, kp.shape[1], pv, dh, n, dh, pE, fargs=(tau,))
     got = np.frombuffer(m4.read(po, 4 * dh), np.uint32)
     s = torch.from_numpy(np.where(k < 0, -1.0, 1.0).astype(np.float32) @ np.where(q < 0, -1.0, 1.0).astype(np.float32))
-    logit = s * torch.tensor(tau)
-    ex = fmath.bx_exp(logit - logit.max())
-    z = fmath.seq_sum(ex)
-    acc = torch.zeros(dh)
-    for j in range(n):
-        acc = acc + ex[j] * torch.from_numpy(v[j])
-    want = (acc * (fmath.ONE / z)).numpy().view(np.uint32)
+    want = fmath.attend_one(s, torch.from_numpy(v), tau, dh).numpy().view(np.uint32)
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("n", [1, 7, 8, 384])
+SIGMOID_SPECIAL = np.array([0.0, -0.0, 16.0, -16.0, 87.0, -88.5, np.inf, -np.inf, np.nan, 1e-45, -1e-45,
+                            3.4e38, -3.4e38, 15.999999, -15.999999, 16.000002, -16.000002, 15.96875,
+                            -15.96875, 1e-38, -1e-38], np.float32)
+
+
+def sigmoid_inputs(rng, n):
+    """n floats: the table's boundary region and its neighbours, specials, a spread."""
+    x = np.concatenate([rng.uniform(-20, 20, n), rng.standard_normal(n) * 4]).astype(np.float32)[:n]
+    nb = np.array([np.nextafter(np.float32(v), np.float32(w)) for v in (16, -16) for w in (0, 100, -100)], np.float32)
+    special = np.concatenate([SIGMOID_SPECIAL, nb, -np.float32(np.nan) * np.ones(1, np.float32)])
+    x[: min(n, len(special))] = special[: min(n, len(special))]
+    return x
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 31, 32, 33, 384, 385])
 def test_sigmoid_array_on_the_m4(m4, n):
-    """The firmware's sigmoid loop equals fmath's sigmoid, clamps included (|x| > 87,
-    the boundaries, zeros of both signs, infinities)."""
+    """The firmware's sigmoid loop (pairs, branch-free: the fixed-point VCVT and USAT
+    clamp) equals fmath's table sigmoid: boundaries +-16 and their neighbours,
+    infinities, NaN, denormals, the float range limits, odd and even n."""
     from beexgen.train import fmath
 
     rng = np.random.default_rng(1500 + n)
-    x = np.concatenate([rng.uniform(-100, 100, n // 2 + 1), rng.standard_normal(n) * 4]).astype(np.float32)[:n]
-    special = np.array([0.0, -0.0, 87.0, -87.0, 88.0, -88.0, 87.00001, -88.5, np.inf, -np.inf], np.float32)
-    x[: min(n, len(special))] = special[: min(n, len(special))]
-    m4.reset_heap()
-    px = m4.put(x.tobytes())
-    m4.call("bx_sigmoid_array", px, n)
-    got = np.frombuffer(m4.read(px, 4 * n), np.uint32)
-    want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
-    bad = np.flatnonzero(got != want)
-    assert not len(bad), f"ERROR at pos {bad[0]}: x={x[bad[0]]} Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
+    for trial in range(3):
+        x = sigmoid_inputs(rng, n)
+        rng.shuffle(x)
+        m4.reset_heap()
+        px = m4.put(x.tobytes())
+        m4.call("bx_sigmoid_array", px, n)
+        got = np.frombuffer(m4.read(px, 4 * n), np.uint32)
+        want = fmath.bx_sigmoid(torch.from_numpy(x)).numpy().view(np.uint32)
+        bad = np.flatnonzero(got != want)
+        assert not len(bad), f"ERROR at pos {bad[0]}: x={x[bad[0]]} Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
 
 
 @pytest.mark.parametrize("d", [1, 7, 8, 31, 64, 128, 129, 256])
@@ -203,3 +214,68 @@ def test_layernorm_on_the_m4(m4, d):
             py = px if inplace else m4.alloc(4 * d)
             m4.call("bx_layernorm", py, px, pg, pb, d)
             assert np.array_equal(np.frombuffer(m4.read(py, 4 * d), np.uint32), want), (scale, inplace)
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 16, 31, 32, 33, 64, 128, 129])
+def test_slfn_mix_on_the_m4(m4, d):
+    """The firmware's SLFN mix (assembly for d % 8 == 0) equals deploy.py's
+    (f1 * x + f2 * att) + s * c, att in place."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(1700 + d)
+    g = rng.standard_normal(4 * d).astype(np.float32)
+    g[: 3 * d] = fmath.bx_sigmoid(torch.from_numpy(g[: 3 * d] * 4)).numpy()
+    x, att = (rng.standard_normal((2, d)) * 3).astype(np.float32)
+    t = torch.from_numpy(g)
+    want = ((t[:d] * torch.from_numpy(x) + t[d:2 * d] * torch.from_numpy(att)) + t[2 * d:3 * d] * t[3 * d:]).numpy()
+    m4.reset_heap()
+    pa, pg, px = (m4.put(a.tobytes()) for a in (att, g, x))
+    m4.call("bx_slfn_mix", pa, pg, px, d)
+    assert np.array_equal(np.frombuffer(m4.read(pa, 4 * d), np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 31, 32, 33, 64, 65, 128, 256])
+def test_vadd_on_the_m4(m4, n):
+    """The residual add (assembly for n % 8 == 0) equals torch's a + b, in place too."""
+    rng = np.random.default_rng(1800 + n)
+    a, b = (rng.standard_normal((2, n)) * 10).astype(np.float32)
+    a[:: 7] = -0.0
+    b[:: 7] = 0.0
+    want = (torch.from_numpy(a) + torch.from_numpy(b)).numpy().view(np.uint32)
+    m4.reset_heap()
+    pa, pb = m4.put(a.tobytes()), m4.put(b.tobytes())
+    m4.call("bx_vadd", pb, pa, pb, n)
+    assert np.array_equal(np.frombuffer(m4.read(pb, 4 * n), np.uint32), want)
+
+
+@pytest.mark.parametrize("d", [1, 31, 32, 33, 64, 65, 128, 256])
+def test_embed_row_on_the_m4(m4, d):
+    """The embedding row (assembly for d % 32 == 0) equals deploy.py's
+    tok_scale * (+-1) + pos_scale * (+-1)."""
+    rng = np.random.default_rng(1900 + d)
+    tf, pf = rng.standard_normal((2, d)).astype(np.float32)
+    ts, ps = (np.abs(rng.standard_normal((2, d))) * 0.3).astype(np.float32)
+    ts[:: 9] = 0.0
+    tb, pb = artifact.pack_signs(tf[None])[0], artifact.pack_signs(pf[None])[0]
+    sgn = lambda v: torch.from_numpy(np.where(v < 0, -1.0, 1.0).astype(np.float32))
+    want = (torch.from_numpy(ts) * sgn(tf) + torch.from_numpy(ps) * sgn(pf)).numpy().view(np.uint32)
+    m4.reset_heap()
+    px = m4.alloc(4 * d)
+    ptb, ppb, pts, pps = (m4.put(np.ascontiguousarray(a).tobytes()) for a in (tb, pb, ts, ps))
+    m4.call("bx_embed_row", px, ptb, ppb, pts, pps, d)
+    assert np.array_equal(np.frombuffer(m4.read(px, 4 * d), np.uint32), want)
+
+
+@pytest.mark.parametrize("n,d", [(1, 16), (2, 128), (28, 128), (64, 128), (3, 32), (5, 7), (9, 33), (1, 1)])
+def test_colmean_on_the_m4(m4, n, d):
+    """The exit head's column means (assembly for d % 16 == 0) equal deploy.py's
+    seq_sum over the rows, divided by n."""
+    from beexgen.train import fmath
+
+    rng = np.random.default_rng(2000 + n * d)
+    x = (rng.standard_normal((n, d)) * 3).astype(np.float32)
+    want = (fmath.seq_sum(torch.from_numpy(x), dim=0) / torch.tensor(float(n))).numpy().view(np.uint32)
+    m4.reset_heap()
+    pm, px = m4.alloc(4 * d), m4.put(x.tobytes())
+    m4.call("bx_colmean", pm, px, n, d)
+    assert np.array_equal(np.frombuffer(m4.read(pm, 4 * d), np.uint32), want)

@@ -46,9 +46,12 @@ def test_export_deploy_predictions_equal_eval_mode(run_dir):
     res = deploy.run(deploy.DeployModel(art), ids)
     agree = (ref.argmax(-1) == res.cls).mean()
     # near-ties aside (see train/deploy.py), the two are the same function: an activation
-    # at a float rounding's distance from zero flips sign in one of them and moves that
-    # sentence's later logits by a few 1e-3; every other sentence agrees to 1e-3
+    # close to zero flips sign in one of them and moves that sentence's later logits by a
+    # few 1e-3; every other sentence agrees to 1e-3. Since issue 24 the deployed SLFN gates
+    # use the table sigmoid (within 6e-5 of torch.sigmoid, core/numerics.py), which widens
+    # "close to zero" from a float rounding to ~1e-4: a few percent of the sentences
+    # (3.5 % on this run) move by more than 1e-3, classes still agree
     assert agree >= 0.995, agree
     off = np.abs(ref - res.logits).max(axis=(1, 2)) >= 1e-3
-    assert off.mean() <= 0.01, (off.sum(), np.abs(ref - res.logits).max())
+    assert off.mean() <= 0.06, (off.sum(), np.abs(ref - res.logits).max())
     assert np.abs(ref[:, 0] - res.logits[:, 0]).max() < 1e-4   # the wide exit has no sign to flip

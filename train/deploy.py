@@ -73,9 +73,7 @@ class DeployModel:
         for hh in range(self.h):
             sl = slice(hh * dh, (hh + 1) * dh)
             s = q[..., sl] @ k[..., sl].transpose(-1, -2)  # (N, n, n) exact integers
-            logit = s * tau[hh]
-            m = torch.where(vj, logit, torch.tensor(-np.inf, dtype=F32)).max(dim=-1).values
-            e = torch.where(vj, fmath.bx_exp(logit - m[..., None]), torch.tensor(0.0, dtype=F32))
+            e = fmath.softmax_weights(s, vj, tau[hh], dh)   # by table: the C's bx_attend
             z = fmath.seq_sum(e)
             acc = torch.zeros(q.shape[:-1] + (dh,), dtype=F32)
             vh = torch.where(valid[..., None], v[..., sl], torch.tensor(0.0, dtype=F32))

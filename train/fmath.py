@@ -24,6 +24,9 @@ EXP_LO, EXP_HI, LOG2E = _c(nx.EXP_LO), _c(nx.EXP_HI), _c(nx.LOG2E)
 LN2_HI, LN2_LO, SQRTHF = _c(nx.LN2_HI), _c(nx.LN2_LO), _c(nx.SQRTHF)
 HALF, ONE, LN_EPS = _c(nx.HALF), _c(nx.ONE), _c(nx.LN_EPS)
 EXP_POLY = [_c(c) for c in nx.EXP_POLY]
+SIG_SHIFT, SIG_FIX, SIG_QLIM, SIG_FRAC = _c(nx.SIG_SHIFT), _c(nx.SIG_FIX), _c(nx.SIG_QLIM), _c(nx.SIG_FRAC)
+SIG_T = torch.from_numpy(nx.SIG_TD[0::2].copy())
+SIG_D = torch.from_numpy(nx.SIG_TD[1::2].copy())
 LOG_POLY = [_c(c) for c in nx.LOG_POLY]
 
 
@@ -61,7 +64,50 @@ def bx_log(x: torch.Tensor) -> torch.Tensor:
 
 
 def bx_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    return ONE / (ONE + bx_exp(-x))
+    """The table sigmoid of beexgen/core/numerics.py: u = (x + SHIFT) * FIX, q = u clamped
+    to [0, QMAX] and truncated (NaN -> 0), T[q >> 16] + ((q & 0xFFFF) * 2^-16) * D[q >> 16]."""
+    u = (x + SIG_SHIFT) * SIG_FIX
+    pos = u > 0                                         # False for NaN
+    inside = pos & (u < SIG_QLIM)
+    q = torch.where(inside, u, torch.zeros((), dtype=F32)).to(torch.int32)
+    q = torch.where(inside, q, torch.where(pos, torch.tensor(nx.SIG_QMAX, dtype=torch.int32),
+                                           torch.tensor(0, dtype=torch.int32)))
+    i = (q >> nx.SIG_FRAC_BITS).long()
+    f = (q & ((1 << nx.SIG_FRAC_BITS) - 1)).to(F32) * SIG_FRAC
+    return SIG_T[i] + f * SIG_D[i]
+
+
+def exp_table(tau: torch.Tensor, dh: int) -> torch.Tensor:
+    """(dh + 1,) softmax weights by count distance c: exp(-(|tau| * (float)(2c)))
+    (beexgen/core/numerics.py; the C's bx_exp_table)."""
+    a = torch.abs(tau.to(F32))
+    c2 = torch.arange(0, 2 * dh + 1, 2, dtype=F32)
+    return bx_exp(-(a * c2))
+
+
+def softmax_weights(s: torch.Tensor, valid: torch.Tensor, tau: torch.Tensor, dh: int) -> torch.Tensor:
+    """Attention weights before normalisation (the C's bx_attend): s (..., n) the exact
+    integer scores dot(q, k_j) as floats, valid (..., n) the keys that exist (broadcast).
+    e_j = exp_table(tau)[c_j], c_j = (best - s_j) / 2 with best the max of s (min when
+    tau < 0) over valid keys; 0 at invalid keys."""
+    if bool(tau < 0):
+        best = torch.where(valid, s, torch.tensor(float("inf"), dtype=F32)).min(dim=-1).values
+        c = (s - best[..., None]) / 2
+    else:
+        best = torch.where(valid, s, torch.tensor(float("-inf"), dtype=F32)).max(dim=-1).values
+        c = (best[..., None] - s) / 2
+    idx = torch.where(valid, c, torch.zeros((), dtype=F32)).clamp(0, dh).long()
+    return torch.where(valid, exp_table(tau, dh)[idx], torch.tensor(0.0, dtype=F32))
+
+
+def attend_one(s: torch.Tensor, v: torch.Tensor, tau, dh: int) -> torch.Tensor:
+    """The C's bx_attend for one query: s (n,) integer scores as floats, v (n, dh) -> o (dh,)."""
+    e = softmax_weights(s, torch.ones(s.shape, dtype=torch.bool), torch.as_tensor(tau, dtype=F32), dh)
+    z = seq_sum(e)
+    acc = torch.zeros(v.shape[1:], dtype=F32)
+    for j in range(len(s)):
+        acc = acc + e[j] * v[j]
+    return acc * (ONE / z)
 
 
 def seq_sum(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -29,6 +29,7 @@ class M4:
     int8_peer_instructions_estimate: int = 0
     int8_peer_flash_bytes: int = 0
     replies: list = field(default_factory=list, metadata={"json": False})   # QEMU's, for the parity stage
+    elf: Path | None = field(default=None, metadata={"json": False})        # the firmware measured
 
     def ms_at_100mhz(self) -> tuple[float, float]:
         """The cycle estimate's range (CYCLES_PER_INSTR), milliseconds per sentence at 100 MHz."""
@@ -53,4 +54,4 @@ def measure(ctx, bdir: Path, qemu_n: int | None = None) -> M4:
               m4_profile={k: int(round(v)) for k, v in prof["stages"].items()},
               m4_profile_sentences=int(prof["sentences"]), m4_profile_cost_mean=int(round(prof["cost_mean"])),
               int8_peer_instructions_estimate=int(round(int8["instr_per_sentence"])),
-              int8_peer_flash_bytes=int(int8["flash_bytes"]), replies=qp)
+              int8_peer_flash_bytes=int(int8["flash_bytes"]), replies=qp, elf=qb.elf)

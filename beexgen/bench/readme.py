@@ -68,6 +68,12 @@ def table(b: Bench) -> str:
         f"{r.size.board_ram_bytes / 1024:.0f} KB / {r.size.board_stack_bytes} B")
     row("M4 instructions / sentence, mean (p95)",
         lambda r: f"{r.m4.m4_instructions_mean / 1e6:.2f} M ({r.m4.m4_instructions_p95 / 1e6:.2f} M)")
+    if all(r.latency.m4_full_depth_mean is not None for r in runs):
+        row("M4 instructions, default policy max / full depth mean [per token per block] / worst-case bound (seq_max)",
+            lambda r: f"{r.latency.m4_instructions_max / 1e6:.2f} M / {r.latency.m4_full_depth_mean / 1e6:.2f} M "
+                      f"[{r.latency.m4_full_depth_per_token_per_block / 1e3:.1f} k] / "
+                      f"{(r.latency.m4_worst_case_bound or 0) / 1e6:.2f} M"
+                      + ("" if r.latency.m4_worst_case_bound_holds else " (does not hold)"))
     row("M4 instructions by exit", lambda r: ", ".join(f"{e}: {v / 1e6:.2f} M" for e, v in r.m4.m4_by_exit.items()))
     row("est. ms / sentence at 100 MHz", lambda r: "{:.1f}-{:.1f}".format(*r.m4.ms_at_100mhz()))
     row("host emulator us / sentence, full depth", lambda r: f"{r.speed.host_us_per_sentence:.0f}")

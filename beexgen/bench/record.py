@@ -12,6 +12,7 @@ from beexgen.bench.accuracy import Accuracy
 from beexgen.bench.common import from_json, stage_keys, to_json
 from beexgen.bench.cores import CoreResult
 from beexgen.bench.kernels import Kernel
+from beexgen.bench.latency import Latency
 from beexgen.bench.m4 import M4
 from beexgen.bench.parity import Parity
 from beexgen.bench.policies import Policies
@@ -29,6 +30,7 @@ class DatasetBench:
     m4: M4 = field(default_factory=M4)
     speed: HostSpeed = field(default_factory=HostSpeed)
     parity: Parity = field(default_factory=Parity)
+    latency: Latency = field(default_factory=Latency)
 
     def to_json(self) -> dict:
         out = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beexgen.bench import accuracy, cores, kernels, m4, parity, policies, size, speed
+from beexgen.bench import accuracy, cores, kernels, latency, m4, parity, policies, size, speed
 from beexgen.bench import tune as bench_tune
 from beexgen.bench.common import SEEDS, log, run_dirs
 from beexgen.bench.record import Bench, DatasetBench, Meta
@@ -122,8 +122,9 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None) -> DatasetBench:
     sp = speed.measure(ctx, host)
     dev = m4.measure(ctx, bdir, qemu_n)
     par = parity.measure(ctx, host, dev.replies)
+    lat = latency.measure(ctx, bdir, dev.elf, [p.cost for p in dev.replies])
     log(f"{ds}: QEMU==host {par.qemu_equals_host}, C==PyTorch {par.c_equals_pytorch}")
-    return DatasetBench(accuracy=acc, policies=pol, size=sz, m4=dev, speed=sp, parity=par)
+    return DatasetBench(accuracy=acc, policies=pol, size=sz, m4=dev, speed=sp, parity=par, latency=lat)
 
 
 def _commit() -> str:
