@@ -37,9 +37,10 @@ FUZZ = ["-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recov
 ARM_OPT = ["-O2", "-ffunction-sections", "-fdata-sections", "-g"]
 # gcc's per-function frame sizes and call graph: codegen/firmware.py's stack analysis.
 ARM_STACK = ["-fstack-usage", "-fcallgraph-info=su"]
-# bx_classify (the whole-buffer API) stays in every image although the protocol streams:
-# m4bench.profile calls it, and so can a debugger.
-ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,--undefined=bx_classify"]
+# bx_classify (the whole-buffer API) and bx_model_ids stay in every image although the
+# protocol streams: m4bench.profile and codegen/latency.py call them, and so can a debugger.
+ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,--undefined=bx_classify",
+               "-Wl,--undefined=bx_model_ids"]
 
 # Instruction sets the kernels' x86 paths use (bx_kernels_x86.c), each enabled when the
 # build machine has every CPU flag it needs: (name, gcc options, /proc/cpuinfo flags).

@@ -37,7 +37,8 @@ from beexgen.codegen import cflags, project, render
 from beexgen.codegen.layout import FORMATS  # noqa: E402  (defined once, with the prefix)
 # The global symbols of an exported library: <prefix>_<suffix> (bx_classifier.h, bx_model.h).
 PUBLIC_SUFFIXES = ("classify", "engine_set_policy", "engine_get_policy", "policy_name", "policy_from_name",
-                   "model_ids", "selftest", "labels")
+                   "model_ids", "selftest", "labels", "stream_begin", "stream_byte", "stream_bytes", "stream_end",
+                   "stream_ids")
 UNITY = "bx_classifier.c"
 TOOLCHAIN_FILE = "toolchain-arm-none-eabi.cmake"     # copied into <out>/cmake/
 PART_SUFFIX = ".inc"        # bx_engine.c -> bx_engine.c.inc: compiled only through UNITY

@@ -12,7 +12,7 @@
  *
  * Input: a stream, in RAM that does not depend on the text's length (docs/INTERNALS.md,
  * "Streaming input"). bx_stream_begin, then bx_stream_byte for every byte of the text as
- * it arrives, then bx_stream_classify (or bx_stream_ids). The tokenizer (bx_tok_stream)
+ * it arrives, then bx_stream_end (or bx_stream_ids). The tokenizer (bx_tok_stream)
  * hands each id to stream_id, which (1) adds it to the wide exit's integer sums
  * (bx_wide_begin / bx_wide_id / bx_wide_end: every id and every hashed bigram, in int64,
  * exact for any length) and (2) keeps the ids the blocks will see: the first
@@ -321,7 +321,7 @@ int bx_stream_ids(int32_t *ids)
     return BX_KEEP + 1;
 }
 
-int bx_stream_classify(bx_result *out)
+int bx_stream_end(bx_result *out)
 {
     static int32_t ids[BX_SEQ_MAX];
     int n = bx_stream_ids(ids);
@@ -351,7 +351,7 @@ int bx_classify(const uint8_t *text, size_t len, bx_result *out)
 {
     bx_stream_begin();
     bx_stream_bytes(text, len);
-    return bx_stream_classify(out);
+    return bx_stream_end(out);
 }
 
 int bx_engine_set_policy(int32_t policy, const float *thr, int n_thr)

@@ -46,9 +46,9 @@ static inline uint32_t bx_wide_bucket(int32_t a, int32_t b)
 /* The wide exit, incremental: begin, one call per tokenizer id, end -> logits (C,).
  * (The merge point for a word-level wide exit: see the HOOK comments in bx_engine.c.) */
 typedef struct { int64_t s[BX_N_CLASSES]; int32_t prev; int32_t n; } bx_wide_state;
-void bx_wide_begin(bx_wide_state *w);
-void bx_wide_id(bx_wide_state *w, int32_t id);
-void bx_wide_end(const bx_wide_state *w, float *logits);
+BX_INTERNAL void bx_wide_begin(bx_wide_state *w);
+BX_INTERNAL void bx_wide_id(bx_wide_state *w, int32_t id);
+BX_INTERNAL void bx_wide_end(const bx_wide_state *w, float *logits);
 /* S (C,) int32 = the wide exit's integer sums over ids[0..k) (exact; see bx_engine.c). */
 BX_INTERNAL void bx_wide_sums(int32_t *s, const int32_t *ids, int k);
 #endif

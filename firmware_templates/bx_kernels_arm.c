@@ -542,7 +542,7 @@ __asm__(
 void bx_m4_sigmoid_loop(float *x, int n, const float *shift, const float *td);
 
 /* the loop's immediates (#20, #25, #16, 9 index bits) are these constants */
-_Static_assert(BX_SIG_FIX == 1048576.0f && BX_SIG_QMAX == (1 << 25) - 1 && BX_SIG_FRAC_BITS == 16,
+_Static_assert((long)BX_SIG_FIX == 1048576L && BX_SIG_QMAX == (1 << 25) - 1 && BX_SIG_FRAC_BITS == 16,
                "bx_m4_sigmoid_loop assumes a 512-interval table, 16 fraction bits");
 static const float bx_sigmoid_shift = BX_SIG_SHIFT;
 

@@ -299,7 +299,7 @@ static void classify_end(void)
 {
     text_flush();
     uint64_t before = bx_platform_cost();
-    int st = bx_stream_classify(&bx_res);
+    int st = bx_stream_end(&bx_res);
     uint64_t cost = bx_text_cost + (bx_platform_cost() - before);
     if (st < 0) { reply_error(-st, NULL); return; }
     if (bx_res.cls < 0 || bx_res.cls >= BX_N_CLASSES) { reply_error(BX_STATUS_INTERNAL, "class"); return; }

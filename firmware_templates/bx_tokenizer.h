@@ -32,13 +32,13 @@ typedef struct {
     int32_t  out[BX_VOCAB_MAX_WORD_CHARS + 1];   /* the ids the last call completed */
 } bx_tok_stream;
 
-void bx_tok_begin(bx_tok_stream *t);
+BX_INTERNAL void bx_tok_begin(bx_tok_stream *t);
 /* One byte of the text. Returns the number of ids it completed (those of the word it
  * ended, and of a punctuation character), now in t->out[0..n): 0 to
  * BX_VOCAB_MAX_WORD_CHARS + 1. */
-int  bx_tok_byte(bx_tok_stream *t, uint8_t b);
+BX_INTERNAL int  bx_tok_byte(bx_tok_stream *t, uint8_t b);
 /* End of the text: the last word's ids in t->out, their count; or -BX_STATUS_BAD_UTF8. */
-int  bx_tok_end(bx_tok_stream *t);
+BX_INTERNAL int  bx_tok_end(bx_tok_stream *t);
 
 /* Tokenize UTF-8 text s[0..n) (no terminator needed). Writes at most max_ids ids.
  * Returns the number of ids written (>= 0), or -BX_STATUS_BAD_UTF8 if s[0..n) is not

@@ -302,7 +302,7 @@ int main(void)
     for (int v = 0; v <= %(max)d; v++) { s = (bx_status)v; printf("%%d %%s\\n", (int)s, bx_status_name(s)); }
     printf("unknown %%d\\n", (int)bx_policy_from_name("no-such-policy", 14));
     for (int p = 0; p < BX_N_POLICIES; p++)
-        printf("%%s %%d\\n", bx_policy_names[p], (int)bx_policy_from_name(bx_policy_names[p], strlen(bx_policy_names[p])));
+        printf("%%s %%d\\n", bx_policy_name(p), (int)bx_policy_from_name(bx_policy_name(p), strlen(bx_policy_name(p))));
     return 0;
 }
 """
