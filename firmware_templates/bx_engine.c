@@ -10,11 +10,10 @@
  * x[i] in place: the static RAM is x and v (n x d floats each), the packed q and k
  * (n x d bits each) and a few per-token rows, independent of the number of blocks.
  *
- * Wide exit 0 (beexgen/core/wide.py). bx_classify tokenizes the whole line (a line of at
- * most BX_LINE_MAX bytes has at most BX_LINE_MAX ids), sums the wide head's int8
- * weights over every id and every hashed bigram in int32 (exact: |S| <= 254 k), and
- * turns the sums into logits with one float multiply and one add per class, as
- * train/deploy.py does. Those logits are exit 0 and are added to every deep exit's
+ * Wide exit 0 (beexgen/core/wide.py, bx_wide.c). bx_classify tokenizes the whole line (a
+ * line of at most BX_LINE_MAX bytes has at most BX_LINE_MAX ids) and feeds its ids and
+ * its words to bx_wide.c, which sums int8 rows in int32 (exact) and turns the sums into
+ * logits with one float multiply and one add per class, as train/deploy.py does. Those logits are exit 0 and are added to every deep exit's
  * logits. The blocks see [CLS] + the ids, or [CLS] + head + tail of them past
  * BX_SEQ_MAX.
  *
@@ -200,29 +199,20 @@ int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
 }
 
 #if BX_HAS_WIDE
-/* S (C,) over ids[0..k): S_c = sum_i U[t_i][c] + sum_{i < k-1} G[bucket(t_i, t_{i+1})][c],
- * in int32: exact, since |S_c| <= 2 * 127 * k and k <= BX_IDS_MAX. */
-void bx_wide_sums(int32_t *s, const int32_t *ids, int k)
+/* logits (C,) of the wide exit over the whole line: its words (the pre-tokenizer's,
+ * bx_next_word) and its k ids, fed to bx_wide.c as a streaming tokenizer would. */
+static void wide_logits(float *logits, const uint8_t *text, size_t len, const int32_t *ids, int k)
 {
-    for (int c = 0; c < BX_N_CLASSES; c++) s[c] = 0;
-    for (int i = 0; i < k; i++) {
-        const int8_t *u = bx_wide.uni + (size_t)ids[i] * BX_N_CLASSES;
-        for (int c = 0; c < BX_N_CLASSES; c++) s[c] += u[c];
+    bx_wide_state st;
+    size_t pos = 0, n;
+    bx_wide_begin(&st);
+    for (int i = 0; i < k; i++) bx_wide_id(&st, ids[i]);
+    while ((n = bx_next_word(text, len, &pos)) > 0) {
+        for (size_t j = 0; j < n; j++) bx_wide_word_byte(&st, text[pos + j]);
+        bx_wide_word_end(&st);
+        pos += n;
     }
-#if BX_WIDE_BUCKETS
-    for (int i = 0; i + 1 < k; i++) {
-        const int8_t *g = bx_wide.big + (size_t)bx_wide_bucket(ids[i], ids[i + 1]) * BX_N_CLASSES;
-        for (int c = 0; c < BX_N_CLASSES; c++) s[c] += g[c];
-    }
-#endif
-}
-
-/* logits (C,) of the wide exit: scale_c * float(S_c) + bias_c (float(S_c) is exact). */
-static void wide_logits(float *logits, const int32_t *ids, int k)
-{
-    int32_t s[BX_N_CLASSES];
-    bx_wide_sums(s, ids, k);
-    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)s[c] + bx_wide.bias[c];
+    bx_wide_end(&st, logits);
 }
 
 int bx_exit_wide(bx_result *out)
@@ -263,7 +253,7 @@ int bx_classify(const uint8_t *text, size_t len, bx_result *out)
     out->n_tokens = n;
     out->n_ids = k;
 #if BX_HAS_WIDE
-    wide_logits(bx_wide_logits, bx_all_ids, k);
+    wide_logits(bx_wide_logits, text, len, bx_all_ids, k);
 #endif
     bx_h_prev = BX_H_PRIOR;
     int e = bx_forward(ids, n, out);

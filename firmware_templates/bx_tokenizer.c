@@ -268,6 +268,19 @@ static size_t word_len(const uint8_t *s, size_t n)
     return i;
 }
 
+size_t bx_next_word(const uint8_t *s, size_t n, size_t *pos)
+{
+    size_t i = *pos;
+    while (i < n && is_separator(s[i])) {
+        i++;
+    }
+    *pos = i;
+    if (i >= n) {
+        return 0;
+    }
+    return is_punct(s[i]) ? 1u : word_len(s + i, n - i);
+}
+
 int bx_tokenize(const uint8_t *s, size_t n, int32_t *ids, int max_ids)
 {
     bx_out_t out;

@@ -10,8 +10,10 @@ C = classes, W(k) = ceil(k / 32) words):
     blocks.{b}.up.bits (f, W(d))    .alpha .bias (f,)
     blocks.{b}.down.bits (d, W(f))  .alpha .bias (d,)
     exits.{b}.ln.weight|bias (d,)   exits.{b}.fc.weight (C, d)  exits.{b}.fc.bias (C,)
-    wide.uni (V, C) i8   wide.big (K, C) i8 (absent when K = 0)   wide.scale (C,)  wide.bias (C,)
-                                    (absent without a wide exit; beexgen/core/wide.py)
+    wide.uni (V, C') i8 (absent without the id bag)  wide.big (K, C') i8  wide.word (Kw, C') i8
+    wide.pair (Kp, C') i8 (each absent when its buckets are 0)  wide.scale (C',)  wide.bias (C',)
+                                    (absent without a wide exit; C' = 1 for two classes, else C;
+                                     beexgen/core/wide.py)
 """
 from __future__ import annotations
 
@@ -61,10 +63,11 @@ def model_tensors(model: BEExformer) -> dict[str, np.ndarray]:
         out[p + "fc.weight"], out[p + "fc.bias"] = _f32(ex.fc.weight), _f32(ex.fc.bias)
     if model.wide is not None:
         q, scale = wide_rules.quantize(_f32(model.wide.table))
-        V = model.cfg.vocab_size
-        out["wide.uni"], out["wide.scale"], out["wide.bias"] = q[:V], scale, _f32(model.wide.bias)
-        if model.cfg.bigram_buckets:
-            out["wide.big"] = q[V:]
+        out["wide.scale"], out["wide.bias"] = scale, _f32(model.wide.bias)
+        base = 0
+        for name, rows in wide_rules.layout(model.cfg.to_dict()):
+            out[name] = q[base:base + rows]
+            base += rows
     return out
 
 

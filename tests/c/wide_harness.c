@@ -1,7 +1,9 @@
-/* wide_harness.c: the wide exit's integer sums and bigram buckets, for tests.
+/* wide_harness.c: the wide exit's integer sums, word hashes and buckets, for tests.
  * stdin: records of a 4-byte little-endian length and that many bytes of text.
- * stdout per record: "ok <k> <S_0> ... <S_{C-1}> <bucket_0> ... <bucket_{k-2}>" with the
- * line's k tokenizer ids, or "err <status>" when the tokenizer refuses the text. */
+ * stdout per record: "ok <k> <S_0> ... <S_{C'-1}> | <id buckets> | <word hashes> |
+ * <word buckets> | <pair buckets>" with the line's k tokenizer ids, or "err <status>"
+ * when the tokenizer refuses the text. The sums are fed word by word and id by id
+ * through bx_wide.h, the streaming interface. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,17 +14,34 @@ int main(void)
 {
     static uint8_t text[1 << 16];
     static int32_t ids[1 << 16];
+    static uint32_t hashes[1 << 16];
     unsigned char len4[4];
     while (fread(len4, 1, 4, stdin) == 4) {
         size_t n = (size_t)len4[0] | (size_t)len4[1] << 8 | (size_t)len4[2] << 16 | (size_t)len4[3] << 24;
         if (n > sizeof text || fread(text, 1, n, stdin) != n) return 2;
         int k = bx_tokenize(text, n, ids, (int)(sizeof ids / sizeof ids[0]));
         if (k < 0) { printf("err %d\n", -k); continue; }
-        int32_t s[BX_N_CLASSES];
-        bx_wide_sums(s, ids, k);
+        bx_wide_state st;
+        size_t pos = 0, len;
+        int nw = 0;
+        bx_wide_begin(&st);
+        while ((len = bx_next_word(text, n, &pos)) > 0) {
+            for (size_t j = 0; j < len; j++) bx_wide_word_byte(&st, text[pos + j]);
+            hashes[nw++] = st.h;
+            bx_wide_word_end(&st);
+            pos += len;
+        }
+        for (int i = 0; i < k; i++) bx_wide_id(&st, ids[i]);
         printf("ok %d", k);
-        for (int c = 0; c < BX_N_CLASSES; c++) printf(" %ld", (long)s[c]);
-        for (int i = 0; i + 1 < k; i++) printf(" %lu", (unsigned long)bx_wide_bucket(ids[i], ids[i + 1]));
+        for (int c = 0; c < BX_WIDE_COLS; c++) printf(" %ld", (long)st.s[c]);
+        printf(" |");
+        for (int i = 0; i + 1 < k; i++) printf(" %lu", (unsigned long)bx_wide_id_bucket(ids[i], ids[i + 1]));
+        printf(" |");
+        for (int i = 0; i < nw; i++) printf(" %lu", (unsigned long)hashes[i]);
+        printf(" |");
+        for (int i = 0; i < nw; i++) printf(" %lu", (unsigned long)bx_wide_word_bucket(hashes[i]));
+        printf(" |");
+        for (int i = 0; i + 1 < nw; i++) printf(" %lu", (unsigned long)bx_wide_pair_bucket(hashes[i], hashes[i + 1]));
         printf("\n");
     }
     return 0;
