@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beexgen import bench_accuracy
 from beexgen.train.config import TWIN_DIR
 
 CYCLES_PER_INSTR = (1.0, 1.4)   # stated assumption for the cycle estimate (see cycle_note)
@@ -82,7 +83,9 @@ def ensure_runs(datasets, out: Path, reuse: bool, epochs: int | None, jobs: int)
     from beexgen.train.export import export_run
     from beexgen.train.trainer import TrainConfig, prepare, share_data
 
+    from beexgen.codegen.boards import DEFAULT_BOARD
     kw = {"epochs": epochs} if epochs else {}
+    kw["size_budget"] = bench_accuracy.default_train_budget(DEFAULT_BOARD)    # as `beexgen train --board` sets it
     spec = {"model": {}, "twin": {"full_precision": True}, "paper": {"model": {"wide": False}},  # cf. twin_config
             **{f"seed{s}": {"seed": s} for s in SEEDS[1:]}}
     todo = []
@@ -144,8 +147,9 @@ def tfidf_lr(run) -> dict:
         if best is None or v > best[0]:
             best = (v, c, clf)
     v, c, clf = best
-    return {"accuracy": float((clf.predict(xte) == run.labels[te]).mean()), "C": c, "val_accuracy": v,
-            "features": len(vec.vocabulary_)}
+    pred = clf.predict(xte)
+    return {"accuracy": float((pred == run.labels[te]).mean()), "C": c, "val_accuracy": v,
+            "features": len(vec.vocabulary_), "pred": pred}
 
 
 def seed_accuracy(run_dir: Path) -> dict:
@@ -161,7 +165,7 @@ def seed_accuracy(run_dir: Path) -> dict:
     res = deploy.run(deploy.DeployModel(art), ids, run.all_part("test"))
     depth = res.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
     return {"default_policy": float((res.at_exit(depth)[0] == y).mean()),
-            "full_depth": float((res.cls[:, -1] == y).mean()),
+            "full_depth": float((res.cls[:, -1] == y).mean()), "exit0": bench_accuracy.exit0_accuracy(res, y),
             "bow": bag_of_words(run)["accuracy"], "tfidf": tfidf_lr(run)["accuracy"], "n": int(len(y))}
 
 
@@ -188,7 +192,7 @@ def bag_of_words(run) -> dict:
     acc8 = float((clf.classes_[np.asarray(pred).ravel()] == yte).mean())
     vocab_bytes = sum(len(t.encode()) + 1 for t in vec.vocabulary_)
     n_w = w.size
-    return {"accuracy": acc, "accuracy_int8": acc8, "features": len(vec.vocabulary_),
+    return {"accuracy": acc, "accuracy_int8": acc8, "features": len(vec.vocabulary_), "pred": clf.predict(xte),
             "bytes_fp32": 4 * (n_w + b.size) + vocab_bytes,
             "bytes_int8": n_w + 4 * (b.size + scale.size) + vocab_bytes}
 
@@ -294,13 +298,17 @@ def bench_dataset(ds: str, out: Path, *, qemu_n: int | None, budget: float = 0.3
     res_t, res_v = deploy.run(dm, ids_t, all_t), deploy.run(dm, ids_v, all_v)
     rec["bow"], rec["tfidf"] = bag_of_words(run), tfidf_lr(run)      # fitted once, reported twice
     rec.update(accuracy_block(run_dir, art, run, res_t, y_t, rec["bow"], rec["tfidf"]))
+    rec["acc19"] = bench_accuracy.figures(
+        art, res_t, y_t, res_t.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"]),
+        {k: rec[k].pop("pred") for k in ("bow", "tfidf")}, rec["bow"]["bytes_int8"], boards.DEFAULT_BOARD)
     rec["seeds"] = {"0": {"default_policy": rec["accuracy"]["default_policy"],
-                          "full_depth": rec["accuracy"]["full_depth"],
+                          "full_depth": rec["accuracy"]["full_depth"], "exit0": rec["acc19"].exit0,
                           "bow": rec["accuracy"]["bow_lr"], "tfidf": rec["accuracy"]["tfidf_lr"], "n": len(y_t)}}
     for s in SEEDS[1:]:
         rec["seeds"][str(s)] = seed_accuracy(run_dirs(ds, out)[f"seed{s}"])
-    rec["seed_mean"] = {k: float(np.mean([v[k] for v in rec["seeds"].values()]))
-                        for k in ("default_policy", "full_depth", "bow", "tfidf")}
+    rec["seed_mean"] = {k: (None if any(v[k] is None for v in rec["seeds"].values())
+                            else float(np.mean([v[k] for v in rec["seeds"].values()])))
+                        for k in ("default_policy", "full_depth", "exit0", "bow", "tfidf")}
 
     # accuracy and compute per policy (calibrated on validation, measured on test)
     pols = {"default": art.policy,
@@ -500,6 +508,8 @@ def markdown(results: list[dict], meta: dict, kernel: dict) -> str:
         lambda r: " / ".join(_pct(r["seed_mean"][k]) for k in ("default_policy", "bow", "tfidf")))
     row("per seed 0, 1, 2: shipped (default policy)",
         lambda r: ", ".join(_pct(v["default_policy"]) for v in r["seeds"].values()))
+    for name, cell in bench_accuracy.table_rows(results):
+        row(name, cell)
     row("paper's architecture (--no-wide): full depth / its default policy",
         lambda r: f"{_ci(r, 'paper_model')} / {_pct(r['accuracy']['paper_default_policy'])}")
     row("full-precision twin (same wide exit in float32), final exit", lambda r: _ci(r, "twin"))
@@ -600,8 +610,10 @@ def bench_json(results: list[dict], meta: dict, kernel: dict) -> dict:
             "accuracy_paper_model": pct(a["paper_model"]), "accuracy_twin": pct(a["twin"]),
             "accuracy_bow_lr": pct(a["bow_lr"]), "accuracy_tfidf_lr": pct(a["tfidf_lr"]),
             "wilson95": {k: [pct(lo), pct(hi)] for k, (lo, hi) in r["wilson95"].items()},
-            "seed_mean": {k: pct(v) for k, v in r["seed_mean"].items()},
-            "seeds": {s: {k: (pct(v) if k != "n" else v) for k, v in d.items()} for s, d in r["seeds"].items()},
+            "seed_mean": {k: None if v is None else pct(v) for k, v in r["seed_mean"].items()},
+            "seeds": {s: {k: (v if k == "n" or v is None else pct(v)) for k, v in d.items()}
+                      for s, d in r["seeds"].items()},
+            **bench_accuracy.json_keys(r["acc19"]),
             "default_policy": {"name": r["policies"]["default"]["policy"],
                                "thresholds": r["policies"]["default"]["thresholds"]},
             "artifact_bytes": int(r["size"]["artifact"]["total"]), "twin_bytes": int(r["size"]["fp32_twin_bytes"]),
@@ -650,7 +662,8 @@ def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, 
     md = markdown(results, meta, kernel)
     doc = bench_json(results, meta, kernel)
     doc["cores"] = cores = cores_bench(out / datasets[0], out / "cores")
-    (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float) + "\n")
+    (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2,
+                                               default=bench_accuracy.json_default) + "\n")
     (out / "bench.md").write_text(md + "\n" + "\n\n".join(f"### {r['dataset']}: nucleo-f411re\n```\n{r['nucleo']['table']}\n```" for r in results) + "\n")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,8 @@ class TrainConfig:
     wide_prefit: bool = setting(True, "Fit the wide exit alone first (a convex logistic regression).")
     wide_l2: float | None = setting(None, "L2 on the wide table.", show="tuned on validation by the pre-fit")
     wide_lr: float = setting(0.1, "The wide exit's learning rate after the pre-fit, relative to --lr.")
+    self_distill: float = setting(0.0, "Weight of each early exit's loss against the last exit's predictions "
+                                       "(LAMA's self-supervised exits, arXiv 2407.21082); 0: off.")
     deep_alone: float = setting(0.0, "Weight of each deep head's own loss, without the wide logits.")
     size_budget: int | None = setting(None, "Bytes of flash the model may use: the default word buckets fill "
                                             "the artifact up to this.",

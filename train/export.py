@@ -89,6 +89,21 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
 from beexgen.core.policy import DEFAULT_POLICY  # noqa: E402  (the shipped exit policy: core/policy.py)
 
 
+def exit0_unless_blocks_help(policy: dict, res, y) -> dict:
+    """The confidence policy that sends every sentence out at exit 0 (threshold 0 there)
+    when the wide exit alone is at least as accurate on validation as `policy`: blocks that
+    do not help are not run (they stay in the artifact, reachable with another policy)."""
+    from beexgen.core.artifact import Policy
+
+    if res.first_exit != 0 or res.cls.shape[1] < 2:
+        return policy
+    depth = res.depth(Policy[policy["name"].upper()], policy["thresholds"])
+    if float((res.cls[:, 0] == y).mean()) < float((res.at_exit(depth)[0] == y).mean()):
+        return policy
+    return {**policy, "name": "confidence", "thresholds": [0.0] + [1.0] * (res.cls.shape[1] - 2),
+            "blocks_help": False}
+
+
 def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, policy: dict | None = None,
                **options) -> artifact.Artifact:
     """Run directory -> artifact (default RUN/artifact), with the exit policy calibrated
@@ -116,6 +131,8 @@ def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, policy: 
         ids, y, _ = run.part("val")
         res = deploy.run(deploy.DeployModel(probe), ids, run.all_part("val"))
         policy = policies.calibrate(policy_name, res, y, np.array([len(s) for s in ids]), probe.config, **options)
+        if policy_name == DEFAULT_POLICY:
+            policy = exit0_unless_blocks_help(policy, res, y)
     extra = {"dataset": run.config.dataset, "seed": run.config.seed,
              "split_sha256": getattr(run.split, "sha256", None)}
     return export(run.model, out, classes=run.classes, tokenizer_json=tok_json, policy=policy,

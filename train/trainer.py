@@ -74,6 +74,16 @@ def soft_routing_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tens
     return loss / weights.sum()
 
 
+def self_distill_loss(logits: torch.Tensor) -> torch.Tensor:
+    """LAMA's self-supervised exits (arXiv 2407.21082): the mean over the early exits (B, E, C)
+    of the cross-entropy against the last exit's own predicted distribution (no gradient
+    into the last exit through its targets): needs no labels."""
+    if logits.shape[1] < 2:
+        return logits.new_zeros(())
+    target = logits[:, -1].detach().softmax(-1)
+    return torch.stack([F.cross_entropy(logits[:, b], target) for b in range(logits.shape[1] - 1)]).mean()
+
+
 def batch_order(lengths: np.ndarray, bs: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     """Batches of indices. Training (rng given): shuffle, sort each window of 50
     batches by length (so a batch pads little), then shuffle the batches."""
@@ -281,7 +291,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     mcfg = model_config(cfg, tok, len(classes))
     # encode only what this run reads: --max-train may keep a small part of a big file
-    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i]) for i in sorted({*train_idx, *split.val})}
+    all_ids = {i: tok_mod.encode_all(tok, ds.texts[i])
+               for i in tqdm(sorted({*train_idx, *split.val}), desc="tokenizing (ids and words)",
+                             disable=not progress, leave=False, mininterval=1.0)}
     ids = {i: tok_mod.model_ids(a, mcfg.seq_max) for i, a in all_ids.items()}
     report_lengths(list(all_ids.values()), mcfg.seq_max, progress)
 
@@ -363,8 +375,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 y = torch.from_numpy(targets[sel])
             x, lengths, w = to_device(dev, x, lengths, w)
             y = y.to(dev)
-            loss = soft_routing_loss(model(x, lengths, w), y, weights, cfg.label_smoothing,
+            out = model(x, lengths, w)
+            loss = soft_routing_loss(out, y, weights, cfg.label_smoothing,
                                      wide=model.wide is not None, alone=cfg.deep_alone)
+            if cfg.self_distill > 0:
+                loss = loss + cfg.self_distill * self_distill_loss(out)
             if distiller is not None:
                 rep = distiller.loss(torch.from_numpy(t_emb[sel]).to(dev))
                 rep_losses.append(rep.item())

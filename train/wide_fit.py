@@ -84,20 +84,25 @@ def _quantised_predict(coef: np.ndarray, bias: np.ndarray, x, n_classes: int) ->
     return (z[:, 0] > 0).astype(np.int64) if n_classes == 2 and z.shape[1] == 1 else z.argmax(1)
 
 
-def _fit(x, y, c: float, n_classes: int):
+def _fit(x, y, c: float, n_classes: int, clf=None):
+    """L-BFGS logistic regression at inverse strength c; clf: a previous fit to start from
+    (the C grid is walked upwards, each fit warm-started from the last). Returns
+    (coef (C', F), bias (C',), the fitted estimator)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    clf = clf if clf is not None else LogisticRegression(max_iter=MAX_ITER, tol=1e-5, warm_start=True)
+    clf.set_params(C=c)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression(C=c, max_iter=MAX_ITER, tol=1e-5).fit(x, y)
+        clf.fit(x, y)
     coef, bias = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
     if n_classes > 2 and len(clf.classes_) < n_classes:      # a class absent from the sample
         full_c = np.zeros((n_classes, coef.shape[1]), np.float32)
         full_b = np.full(n_classes, -1e3, np.float32)
         full_c[clf.classes_], full_b[clf.classes_] = coef, bias
         coef, bias = full_c, full_b
-    return coef, bias
+    return coef, bias, clf
 
 
 def select(cfg: dict, tr_rows: list[np.ndarray], ytr, va_rows: list[np.ndarray], yva, *,
@@ -122,8 +127,9 @@ def select(cfg: dict, tr_rows: list[np.ndarray], ytr, va_rows: list[np.ndarray],
         sub = {**cfg, **cand}
         cols = _columns(cfg, sub)
         xs, xv = xtr[sample][:, cols], xva[:, cols]
-        for cc in grid:
-            coef, bias = _fit(xs, ytr[sample], cc, n_classes)
+        clf = None
+        for cc in sorted(grid):
+            coef, bias, clf = _fit(xs, ytr[sample], cc, n_classes, clf)
             acc = float((_quantised_predict(coef, bias, xv, n_classes) == yva).mean())
             tried.append((cand, cc, acc))
             if best is None or acc > best[2]:
@@ -132,7 +138,7 @@ def select(cfg: dict, tr_rows: list[np.ndarray], ytr, va_rows: list[np.ndarray],
     cand, cc, acc, cols, coef, bias = best
     if len(sample) < len(ytr):      # the chosen fit on every training text
         bar.set_description(f"wide exit 0: the chosen fit on {len(ytr):,} texts")
-        coef, bias = _fit(xtr[:, cols], ytr, cc, n_classes)
+        coef, bias, _ = _fit(xtr[:, cols], ytr, cc, n_classes)
         acc = float((_quantised_predict(coef, bias, xva[:, cols], n_classes) == yva).mean())
     bar.update(1)
     bar.close()
