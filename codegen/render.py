@@ -126,8 +126,7 @@ def wide_context(cfg: dict) -> dict:
     shift = lambda k: 32 - wide.log2_exact(k) if k else 32
     rows = dict(wide.layout(cfg))
     hexa = lambda v: f"0x{v:08x}"
-    return {"shift": shift(cfg.get("bigram_buckets") or 0), "word_shift": shift(cfg.get("word_buckets") or 0),
-            "pair_shift": shift(cfg.get("pair_buckets") or 0),
+    return {"shift": shift(cfg.get("bigram_buckets") or 0),
             "word_buckets": cfg.get("word_buckets") or 0, "pair_buckets": cfg.get("pair_buckets") or 0,
             "cols": wide.columns(cfg["n_classes"]), "ids": "wide.uni" in rows,
             "tables": [{"name": n.replace(".", "_"), "rows": rows.get(n, 0)}

@@ -11,10 +11,18 @@ static void add_row(int32_t *s, const int8_t *t, uint32_t r)
     for (int c = 0; c < BX_WIDE_COLS; c++) s[c] += row[c];
 }
 
+#if BX_WIDE_WORD_BUCKETS || BX_WIDE_PAIR_BUCKETS
+/* Lemire's multiply-shift: a uniform 32-bit x -> 0 .. k - 1, for any k (not only 2^n). */
+static uint32_t reduce(uint32_t x, uint32_t k)
+{
+    return (uint32_t)(((uint64_t)x * k) >> 32);
+}
+#endif
+
 uint32_t bx_wide_word_bucket(uint32_t h)
 {
-#if BX_WIDE_WORD_BUCKETS > 1
-    return bx_wide_mix(h) >> BX_WIDE_WORD_SHIFT;
+#if BX_WIDE_WORD_BUCKETS
+    return reduce(bx_wide_mix(h), BX_WIDE_WORD_BUCKETS);
 #else
     (void)h;
     return 0;
@@ -24,8 +32,8 @@ uint32_t bx_wide_word_bucket(uint32_t h)
 /* A pair of words: mix(h1 * HASH_A + h2), uint32 arithmetic (wraps mod 2^32 as numpy's). */
 uint32_t bx_wide_pair_bucket(uint32_t h1, uint32_t h2)
 {
-#if BX_WIDE_PAIR_BUCKETS > 1
-    return bx_wide_mix(h1 * BX_WIDE_HASH_A + h2) >> BX_WIDE_PAIR_SHIFT;
+#if BX_WIDE_PAIR_BUCKETS
+    return reduce(bx_wide_mix(h1 * BX_WIDE_HASH_A + h2), BX_WIDE_PAIR_BUCKETS);
 #else
     (void)h1; (void)h2;
     return 0;
@@ -35,7 +43,7 @@ uint32_t bx_wide_pair_bucket(uint32_t h1, uint32_t h2)
 /* A pair of ids: ((a * HASH_A + b) * HASH_B) >> shift (multiplicative hashing). */
 uint32_t bx_wide_id_bucket(int32_t a, int32_t b)
 {
-#if BX_WIDE_BUCKETS > 1
+#if BX_WIDE_BUCKETS
     return (((uint32_t)a * BX_WIDE_HASH_A + (uint32_t)b) * BX_WIDE_HASH_B) >> BX_WIDE_SHIFT;
 #else
     (void)a; (void)b;

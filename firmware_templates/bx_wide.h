@@ -21,8 +21,8 @@
  *
  * Words and ids are two independent streams: they may be interleaved in any way, each
  * stream only needs its own order. The word hash is FNV-1a over the word's bytes with
- * A-Z folded to a-z (raw or normalised bytes give the same hash); buckets take the
- * high bits of murmur3's finaliser (bx_wide_mix). */
+ * A-Z folded to a-z (raw or normalised bytes give the same hash); a bucket is
+ * (bx_wide_mix(h) * K) >> 32 (64-bit product), any table size K. */
 #ifndef BX_WIDE_H
 #define BX_WIDE_H
 

@@ -34,8 +34,9 @@ from hostile import hostile_strings
 N_STRINGS = 10_000
 # (classes, id bigram buckets, id bag, word buckets, pair buckets): awkward class counts,
 # two classes in one column, every table alone, the smallest tables, the default layout
-CASES = [(3, None, None, None, None), (2, 0, False, 2, 0), (5, 2, True, 0, 0), (2, 256, True, 256, 2),
-         (7, 4096, False, 0, 1 << 14), (2, 0, True, 1 << 12, 1 << 13)]
+# (word and pair tables of any size: 1, 3, 1000, 4097)
+CASES = [(3, None, None, None, None), (2, 0, False, 1, 0), (5, 2, True, 0, 0), (2, 256, True, 3, 2),
+         (7, 4096, False, 0, 4097), (2, 0, True, 1000, 4097)]
 
 
 def long_texts(tok, n: int, seed: int) -> list[bytes]:
@@ -122,6 +123,10 @@ def test_word_hash_is_fnv1a_and_folds_case():
         x ^= x >> 16; x = (x * wide.MIX_1) % 2**32; x ^= x >> 13; x = (x * wide.MIX_2) % 2**32; x ^= x >> 16
         assert x == y
     assert wide.pair_buckets(h[:1], 8).size == 0 and wide.word_buckets(h, 2).max() <= 1
+    # multiply-shift range reduction over the whole uint32 range and awkward sizes
+    for k in (1, 3, 1000, 4097, 2**24 - 1):
+        x = np.array([0, 1, 2**31, 2**32 - 1], np.uint32)
+        assert wide.reduce(x, k).tolist() == [(int(v) * k) >> 32 for v in x] and wide.reduce(x, k).max() < k
 
 
 def test_bucket_rule_edges():

@@ -55,10 +55,10 @@ class ModelConfig:
                                                "0: none).", show="0")
     wide_ids: bool | None = setting(None, "The wide exit's bag of WordPiece ids (--no-wide-ids: words only).",
                                     show="chosen on validation by the pre-fit")
-    word_buckets: int | None = setting(None, "Hashed words of the wide exit (a power of two, 0: none).",
+    word_buckets: int | None = setting(None, "Hashed words of the wide exit (0: none).",
                                        show="filled from --size-budget, kept if validation prefers")
-    pair_buckets: int | None = setting(None, "Hashed word bigrams of the wide exit, a table of their own (a power "
-                                             "of two, 0: none).",
+    pair_buckets: int | None = setting(None, "Hashed word bigrams of the wide exit, a table of their own "
+                                             "(0: none).",
                                        show="twice --word-buckets, kept if validation prefers")
 
     def __post_init__(self):
@@ -77,8 +77,10 @@ class ModelConfig:
         for name in ("bigram_buckets", "word_buckets", "pair_buckets"):
             k = getattr(self, name) or 0
             setattr(self, name, k)
-            if k and wide_rules.log2_exact(k) < 1:
+            if name == "bigram_buckets" and k and wide_rules.log2_exact(k) < 1:
                 raise ValueError(f"{name}: 0 (none) or a power of two >= 2")
+            if k < 0 or k >= 1 << 24:
+                raise ValueError(f"{name}: 0 (none) .. 2^24 - 1, got {k}")
         if not (self.wide_ids or self.bigram_buckets or self.word_buckets or self.pair_buckets):
             raise ValueError("the wide exit has no features: keep the id bag or give word buckets (or --no-wide)")
 

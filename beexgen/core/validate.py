@@ -207,10 +207,12 @@ def _check_config(c, where: str) -> None:
                      "full-precision twin)")
     if c["d_model"] % c["n_heads"]:
         _fail(where, f"meta.json config.n_heads = {c['n_heads']} does not divide config.d_model = {c['d_model']}")
-    for name in ("bigram_buckets", "word_buckets", "pair_buckets"):
-        k = c[name]
-        if k and (not c["wide"] or k < 2 or k & (k - 1)):
-            _fail(where, f"meta.json config.{name} = {k} is not 0 or a power of two >= 2 with config.wide")
+    k = c["bigram_buckets"]
+    if k and (not c["wide"] or k < 2 or k & (k - 1)):
+        _fail(where, f"meta.json config.bigram_buckets = {k} is not 0 or a power of two >= 2 with config.wide")
+    for name in ("word_buckets", "pair_buckets"):
+        if c[name] and not c["wide"]:
+            _fail(where, f"meta.json config.{name} = {c[name]} without config.wide")
     if c["wide"] and not wide_layout(c):
         _fail(where, "meta.json config: a wide exit without tables (wide_ids false and no buckets)")
     try:

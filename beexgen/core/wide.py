@@ -33,10 +33,13 @@ byte, so a streaming tokenizer never keeps the word:
 
 and two separate tables, so that unigrams and bigrams never collide:
 
-    word bucket  = mix(h) >> (32 - log2 Kw)                  W (Kw, C') int8
-    pair bucket  = mix(h_prev * HASH_A + h) >> (32 - log2 Kp) P (Kp, C') int8
+    word bucket  = reduce(mix(h), Kw)                        W (Kw, C') int8
+    pair bucket  = reduce(mix(h_prev * HASH_A + h), Kp)      P (Kp, C') int8
+    reduce(x, K) = (x * K) >> 32      (64-bit product: any K, not only powers of two)
 
-mix is murmur3's 32-bit finaliser (FNV's high bits alone mix poorly). The sums are
+mix is murmur3's 32-bit finaliser (FNV's high bits alone mix poorly); reduce is
+Lemire's multiply-shift range reduction, so the tables fill the flash budget exactly
+(a power of two would waste up to half of it). The sums are
 
     S_c = sum_i U[t_i, c] + sum_i G[bigram_i, c] + sum_j W[word_j, c] + sum_j P[pair_j, c]
 
@@ -73,13 +76,14 @@ def default_buckets(n_classes: int, budget: int = WIDE_BYTES_DEFAULT) -> int:
     return k
 
 
+BUCKET_ALIGN = 64      # word and pair buckets are multiples of this
+
+
 def default_word_buckets(n_classes: int, budget: int = WIDE_BYTES_DEFAULT) -> tuple[int, int]:
-    """(word, pair) buckets filling `budget` bytes: the largest power of two Kw with
-    3 Kw C' <= budget, and Kp = 2 Kw (pairs are sparser than words); (0, 0) below 256."""
-    cols = columns(n_classes)
-    k = 0
-    while 3 * 2 * max(k, 128) * cols <= budget:
-        k = 2 * max(k, 128)
+    """(word, pair) buckets filling `budget` bytes: Kw C' + Kp C' <= budget with Kp = 2 Kw
+    (there are more distinct pairs than words), multiples of BUCKET_ALIGN; (0, 0) when
+    fewer than BUCKET_ALIGN words fit."""
+    k = budget // (3 * columns(n_classes)) // BUCKET_ALIGN * BUCKET_ALIGN
     return (k, 2 * k) if k else (0, 0)
 
 
@@ -180,16 +184,16 @@ def mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _top(h: np.ndarray, n_buckets: int) -> np.ndarray:
-    shift = 32 - log2_exact(n_buckets)
-    if shift == 32:
-        return np.zeros(h.size, dtype=np.int64)
-    return (h >> np.uint32(shift)).astype(np.int64)
+def reduce(h: np.ndarray, n_buckets: int) -> np.ndarray:
+    """(h * n_buckets) >> 32 in 64-bit arithmetic: uint32 hashes -> buckets 0 .. n_buckets - 1."""
+    if not 1 <= n_buckets < 2**32:
+        raise ValueError(f"buckets must be in 1 .. 2^32 - 1, got {n_buckets}")
+    return ((np.asarray(h, dtype=np.uint64) * np.uint64(n_buckets)) >> np.uint64(32)).astype(np.int64)
 
 
 def word_buckets(hashes, n_buckets: int) -> np.ndarray:
     """(n,) word hashes -> (n,) unigram buckets."""
-    return _top(mix(hashes), n_buckets)
+    return reduce(mix(hashes), n_buckets)
 
 
 def pair_buckets(hashes, n_buckets: int) -> np.ndarray:
@@ -198,7 +202,7 @@ def pair_buckets(hashes, n_buckets: int) -> np.ndarray:
     if h.size < 2:
         return np.zeros(0, dtype=np.int64)
     with np.errstate(over="ignore"):
-        return _top(mix(h[:-1] * np.uint32(HASH_A) + h[1:]), n_buckets)
+        return reduce(mix(h[:-1] * np.uint32(HASH_A) + h[1:]), n_buckets)
 
 
 class Bag(list):
