@@ -55,7 +55,7 @@ void bx_wide_begin(bx_wide_state *s)
 {
     for (int c = 0; c < BX_WIDE_COLS; c++) s->s[c] = 0;
     s->h = BX_WIDE_FNV_OFFSET;
-    s->prev_h = 0;
+    s->prev_h = BX_WIDE_FNV_OFFSET;     /* the line's start: the empty word's hash */
     s->prev_id = 0;
     s->n_words = 0;
     s->n_ids = 0;
@@ -67,7 +67,7 @@ void bx_wide_word_end(bx_wide_state *s)
     add_row(s->s, bx_wide.word, bx_wide_word_bucket(s->h));
 #endif
 #if BX_WIDE_PAIR_BUCKETS
-    if (s->n_words > 0) add_row(s->s, bx_wide.pair, bx_wide_pair_bucket(s->prev_h, s->h));
+    add_row(s->s, bx_wide.pair, bx_wide_pair_bucket(s->prev_h, s->h));    /* (start, w_0) first */
 #endif
     s->prev_h = s->h;
     s->h = BX_WIDE_FNV_OFFSET;
@@ -88,13 +88,23 @@ void bx_wide_id(bx_wide_state *s, int32_t id)
 
 /* logits (C,): z_c = scale_c * (float)S_c + bias_c (float(S_c) is exact); two classes
  * have one column and logits (0, z). */
+void bx_wide_sums(const bx_wide_state *s, int32_t *sum)
+{
+    for (int c = 0; c < BX_WIDE_COLS; c++) sum[c] = s->s[c];
+#if BX_WIDE_PAIR_BUCKETS
+    if (s->n_words > 0) add_row(sum, bx_wide.pair, bx_wide_pair_bucket(s->prev_h, BX_WIDE_FNV_OFFSET));  /* (w_last, end) */
+#endif
+}
+
 void bx_wide_end(const bx_wide_state *s, float *logits)
 {
+    int32_t sum[BX_WIDE_COLS];
+    bx_wide_sums(s, sum);
 #if BX_WIDE_COLS == 1 && BX_N_CLASSES == 2
     logits[0] = 0.0f;
-    logits[1] = bx_wide.scale[0] * (float)s->s[0] + bx_wide.bias[0];
+    logits[1] = bx_wide.scale[0] * (float)sum[0] + bx_wide.bias[0];
 #else
-    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)s->s[c] + bx_wide.bias[c];
+    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)sum[c] + bx_wide.bias[c];
 #endif
 }
 #else

@@ -67,7 +67,11 @@ static inline void bx_wide_word_byte(bx_wide_state *s, uint8_t b)
 void bx_wide_begin(bx_wide_state *s);
 void bx_wide_word_end(bx_wide_state *s);           /* the current word is complete */
 void bx_wide_id(bx_wide_state *s, int32_t id);     /* the line's next WordPiece id */
-void bx_wide_end(const bx_wide_state *s, float *logits);   /* logits (BX_N_CLASSES,) */
+/* S (BX_WIDE_COLS,) int32 of the line so far, the (last word, end) pair included (added
+ * to a copy: the state stays as it was). */
+void bx_wide_sums(const bx_wide_state *s, int32_t *sum);
+/* logits (BX_N_CLASSES,) from bx_wide_sums. */
+void bx_wide_end(const bx_wide_state *s, float *logits);
 
 /* The buckets (exposed for the tests): a word of hash h, a pair of words (h1, h2), a
  * pair of ids (a, b); 0 when the model has no such table. */

@@ -78,7 +78,7 @@ def expected(art, tok, text: bytes) -> str:
     h = bag.words
     bk = wide.buckets(bag, k).tolist() if k else [0] * max(len(bag) - 1, 0)
     wb = wide.word_buckets(h, kw).tolist() if kw else [0] * len(h)
-    pb = wide.pair_buckets(h, kp).tolist() if kp else [0] * max(len(h) - 1, 0)
+    pb = wide.pair_buckets(h, kp).tolist() if kp else [0] * (len(h) + 1 if len(h) else 0)
     return " ".join(["ok", str(len(bag)), *map(str, sums.tolist()), "|", *map(str, bk), "|", *map(str, h.tolist()),
                      "|", *map(str, wb), "|", *map(str, pb)])
 
@@ -122,7 +122,7 @@ def test_word_hash_is_fnv1a_and_folds_case():
     for x, y in zip(h.tolist(), m):
         x ^= x >> 16; x = (x * wide.MIX_1) % 2**32; x ^= x >> 13; x = (x * wide.MIX_2) % 2**32; x ^= x >> 16
         assert x == y
-    assert wide.pair_buckets(h[:1], 8).size == 0 and wide.word_buckets(h, 2).max() <= 1
+    assert wide.pair_buckets(h[:0], 8).size == 0 and wide.pair_buckets(h[:1], 8).size == 2 and wide.word_buckets(h, 2).max() <= 1
     # multiply-shift range reduction over the whole uint32 range and awkward sizes
     for k in (1, 3, 1000, 4097, 2**24 - 1):
         x = np.array([0, 1, 2**31, 2**32 - 1], np.uint32)

@@ -35,6 +35,8 @@ and two separate tables, so that unigrams and bigrams never collide:
 
     word bucket  = reduce(mix(h), Kw)                        W (Kw, C') int8
     pair bucket  = reduce(mix(h_prev * HASH_A + h), Kp)      P (Kp, C') int8
+                   (the line's edges too: h_prev of the first word and h of the pair
+                    after the last are FNV_OFFSET, the empty word's hash)
     reduce(x, K) = (x * K) >> 32      (64-bit product: any K, not only powers of two)
 
 mix is murmur3's 32-bit finaliser (FNV's high bits alone mix poorly); reduce is
@@ -197,10 +199,15 @@ def word_buckets(hashes, n_buckets: int) -> np.ndarray:
 
 
 def pair_buckets(hashes, n_buckets: int) -> np.ndarray:
-    """(n,) word hashes -> (n - 1,) buckets of consecutive word pairs."""
+    """(n,) word hashes -> (n + 1,) buckets of consecutive word pairs, the line's edges
+    included: (start, w_0), (w_0, w_1) .. (w_{n-1}, end), start and end being the hash of
+    the empty word (FNV_OFFSET); none for a line without words. The edge pairs say which
+    word starts and which ends the line (a question's first word tells its kind)."""
     h = np.asarray(hashes, dtype=np.uint32)
-    if h.size < 2:
+    if h.size < 1:
         return np.zeros(0, dtype=np.int64)
+    edge = np.array([FNV_OFFSET], dtype=np.uint32)
+    h = np.concatenate([edge, h, edge])
     with np.errstate(over="ignore"):
         return reduce(mix(h[:-1] * np.uint32(HASH_A) + h[1:]), n_buckets)
 

@@ -32,8 +32,10 @@ int main(void)
             pos += len;
         }
         for (int i = 0; i < k; i++) bx_wide_id(&st, ids[i]);
+        int32_t sum[BX_WIDE_COLS];
+        bx_wide_sums(&st, sum);
         printf("ok %d", k);
-        for (int c = 0; c < BX_WIDE_COLS; c++) printf(" %ld", (long)st.s[c]);
+        for (int c = 0; c < BX_WIDE_COLS; c++) printf(" %ld", (long)sum[c]);
         printf(" |");
         for (int i = 0; i + 1 < k; i++) printf(" %lu", (unsigned long)bx_wide_id_bucket(ids[i], ids[i + 1]));
         printf(" |");
@@ -41,7 +43,9 @@ int main(void)
         printf(" |");
         for (int i = 0; i < nw; i++) printf(" %lu", (unsigned long)bx_wide_word_bucket(hashes[i]));
         printf(" |");
-        for (int i = 0; i + 1 < nw; i++) printf(" %lu", (unsigned long)bx_wide_pair_bucket(hashes[i], hashes[i + 1]));
+        for (int i = 0; nw > 0 && i <= nw; i++)     /* (start, w_0) .. (w_{n-1}, end) */
+            printf(" %lu", (unsigned long)bx_wide_pair_bucket(i == 0 ? BX_WIDE_FNV_OFFSET : hashes[i - 1],
+                                                             i == nw ? BX_WIDE_FNV_OFFSET : hashes[i]));
         printf("\n");
     }
     return 0;
