@@ -57,8 +57,10 @@ def wide_flops_per_id(cfg: dict) -> int:
     least one id, so this bounds their adds from above, and the C needs no word count)."""
     if not cfg.get("wide"):
         return 0
-    from beexgen.core.wide import columns, layout
-    return columns(cfg["n_classes"]) * len(layout(cfg))
+    from beexgen.core.wide import columns
+    tables = int(cfg.get("wide_ids", True)) + sum(bool(cfg.get(k)) for k in ("bigram_buckets", "word_buckets",
+                                                                            "pair_buckets"))
+    return columns(cfg["n_classes"]) * tables
 
 
 def sentence_cost(cfg: dict, n: int, depth: int, n_ids: int | None = None) -> tuple[int, int]:
