@@ -224,7 +224,8 @@ def _train_command(fn):
 @click.option("--out", type=click.Path(file_okay=False), callback=_nonempty, help="Run directory [runs/<dataset>].")
 @click.option("--with-twin", is_flag=True, help="Also train the full-precision twin into RUN/twin.")
 @click.option("--board", callback=_board, default=_board_registry.DEFAULT_BOARD, show_default=True,
-              help="Check before training that the model's RAM (seq_max tokens) fits this board "
+              help="Check before training that the model's RAM (seq_max tokens) and flash fit this board, "
+                   "and size the wide exit's word tables to its flash (--size-budget overrides) "
                    f"({_board_registry.board_help()}); 'none' skips.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(dataset, out, with_twin, board, quiet, **settings):
@@ -253,7 +254,9 @@ def train(dataset, out, with_twin, board, quiet, **settings):
         except ArtifactError as e:
             raise click.UsageError(str(e).replace("meta.json config.", "")) from None
     if board != "none":
-        _ram_check(mcfg, board)
+        budget = _ram_check(mcfg, board)
+        if cfg.size_budget is None:
+            cfg.size_budget = budget
     progress = not quiet
     run_train(cfg, progress=progress)
     if with_twin and not cfg.full_precision:
@@ -273,27 +276,33 @@ def train(dataset, out, with_twin, board, quiet, **settings):
 train = _train_command(train)
 
 
-def _ram_check(mcfg, board: str) -> None:
+def _ram_check(mcfg, board: str) -> int | None:
     """Refuse, before any training, a seq_max (or width) whose activations do not fit
-    the board's RAM; print what the model will need (codegen/fit.py measures it)."""
+    the board's RAM, or blocks that leave no flash; print what the model will need
+    (codegen/fit.py measures it). Returns the model's flash budget on the board."""
     from beexgen.codegen import fit
     from beexgen.codegen.build import BuildError
     from beexgen.codegen.firmware import FirmwareTooBig, format_size_table
     from beexgen.train.tokenizer import build_empty
 
     cfg = mcfg.to_dict()
+    vocab = fit.placeholder_vocab(cfg["vocab_size"])
     try:
-        b = fit.ram_check(cfg, build_empty(fit.placeholder_vocab(cfg["vocab_size"])).to_str(), board)
+        budget, b = fit.board_budget(cfg, build_empty(vocab).to_str(), sum(len(p) + 1 for p in vocab), board)
     except FirmwareTooBig as e:
         raise click.ClickException(
             f"--seq-max {cfg['seq_max']} with d_model {cfg['d_model']} needs {e.build.ram_used / 1024:.1f} KB "
             f"of RAM on {board} ({e.build.ram_total / 1024:.0f} KB there): lower --seq-max or --d-model, or "
             f"pick another --board (checked before training)\n{format_size_table(e.build)}") from None
+    except fit.BudgetError as e:
+        raise click.ClickException(str(e)) from None
     except BuildError as e:
         click.echo(f"RAM check for {board} skipped: {e}", err=True)
-        return
+        return None
     click.echo(f"RAM on {board}: {b.ram_used / 1024:.1f} of {b.ram_total / 1024:.0f} KB "
-               f"(seq_max {cfg['seq_max']}, d_model {cfg['d_model']}, stack and line buffers included)", err=True)
+               f"(seq_max {cfg['seq_max']}, d_model {cfg['d_model']}, stack and line buffers included); "
+               f"flash budget of the model {budget / 1024:.1f} KB of {b.flash_total / 1024:.0f} KB", err=True)
+    return budget
 
 
 def _print_eval(run_dir: Path, twin: Path | None = None, as_json: bool = False):

@@ -51,3 +51,55 @@ def ram_check(model_cfg: dict, tokenizer_json: str, board_name: str) -> firmware
             if b.ram_used <= b.ram_total and (b.stack.worst is None or b.stack.worst <= b.stack_reserved):
                 return b                     # only flash: the placeholder says nothing about it
             raise
+
+
+# --------------------------------------------------------------------------- flash
+
+FLASH_MARGIN = 8 * 1024     # bytes kept free: alignment, vocabulary strings longer than the placeholder's
+
+
+class BudgetError(ValueError):
+    """A model whose fixed part (blocks, embeddings, id bag, vocabulary) alone exceeds the flash budget."""
+
+
+def no_word_tables(model_cfg: dict) -> dict:
+    """model_cfg without the word and pair tables (what fills the budget is left out)."""
+    return dict(model_cfg, word_buckets=0, pair_buckets=0)
+
+
+def firmware_code_bytes(build: firmware.FirmwareBuild, model_cfg: dict, vocab_bytes: int) -> int:
+    """Flash of a firmware build that is not the artifact's bytes: code, constants, the
+    vocabulary's index and the cost tables (measured on the placeholder build)."""
+    from beexgen.core import cost
+    return build.flash_used - cost.artifact_bytes(model_cfg, vocab_bytes)
+
+
+def flash_budget(build: firmware.FirmwareBuild, model_cfg: dict, vocab_bytes: int,
+                 margin: int = FLASH_MARGIN) -> int:
+    """Bytes the artifact may use on the build's board: its flash - the firmware's code
+    (firmware_code_bytes) - margin. `build` is a placeholder build of model_cfg (ram_check)."""
+    return build.flash_total - firmware_code_bytes(build, model_cfg, vocab_bytes) - margin
+
+
+def check_budget(model_cfg: dict, vocab_bytes: int, budget: int, board: str) -> int:
+    """The artifact's bytes without the word tables; BudgetError when they exceed budget
+    (checked before training: the word tables shrink to fit, nothing else does)."""
+    from beexgen.core import cost
+    base = cost.artifact_bytes(no_word_tables(model_cfg), vocab_bytes)
+    if base > budget:
+        raise BudgetError(
+            f"the model without its word tables needs {base / 1024:.1f} KB of flash, the budget on {board} is "
+            f"{budget / 1024:.1f} KB (its flash - the firmware's code - {FLASH_MARGIN // 1024} KB margin): lower "
+            f"--blocks, --d-model, --d-ff or --vocab-size, or pick another --board (checked before training)")
+    return base
+
+
+def board_budget(model_cfg: dict, tokenizer_json: str, vocab_bytes: int, board: str):
+    """(flash budget in bytes, the placeholder build) of model_cfg on `board`: builds the
+    placeholder firmware without the word tables (ram_check: RAM and stack refused there),
+    then check_budget. Raises firmware.FirmwareTooBig or BudgetError."""
+    cfg = no_word_tables(model_cfg)
+    build = ram_check(cfg, tokenizer_json, board)
+    budget = flash_budget(build, cfg, vocab_bytes)
+    check_budget(cfg, vocab_bytes, budget, board)
+    return budget, build

@@ -41,8 +41,8 @@ from beexgen.codegen import cflags, render, vocab
 from beexgen.core.protocol import LINE_MAX
 
 # Hand-written C of the library on every target (kernels: KERNEL_FILES).
-ENGINE_SOURCES = ["bx_math.h", "bx_engine.h", "bx_engine.c", "bx_tokenizer.h", "bx_tokenizer.c",
-                  "bx_selftest.c"]
+ENGINE_SOURCES = ["bx_math.h", "bx_engine.h", "bx_engine.c", "bx_tokenizer.h", "bx_tokenizer.c", "bx_wide.h",
+                  "bx_wide.c", "bx_selftest.c"]
 # The serial-protocol application: the main loop over a target's bx_platform.h.
 PROTOCOL_SOURCES = ["bx_platform.h", "bx_protocol.h", "bx_protocol.c", "main.c"]
 PUBLIC_HEADER = "bx_classifier.h"

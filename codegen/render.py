@@ -116,11 +116,24 @@ def model_context(art: art_mod.Artifact, command: str) -> dict:
         "tensors": tensors,
         "cost_bmacs": bm, "cost_flops": fl,
         "h_prior": np.float32(art.meta["h_prior"]),
-        "wide": {"shift": 32 - wide.log2_exact(cfg["bigram_buckets"]) if cfg.get("bigram_buckets") else 32,
-                 "hash_a": f"0x{wide.HASH_A:08x}", "hash_b": f"0x{wide.HASH_B:08x}",
-                 "flops_per_id": cost.wide_flops_per_id(cfg)},
+        "wide": wide_context(cfg),
         "constants": sorted(numerics.constants().items()),
     }
+
+
+def wide_context(cfg: dict) -> dict:
+    """The wide exit's sizes and hash constants (beexgen/core/wide.py) for bx_model.h."""
+    shift = lambda k: 32 - wide.log2_exact(k) if k else 32
+    rows = dict(wide.layout(cfg))
+    hexa = lambda v: f"0x{v:08x}"
+    return {"shift": shift(cfg.get("bigram_buckets") or 0),
+            "word_buckets": cfg.get("word_buckets") or 0, "pair_buckets": cfg.get("pair_buckets") or 0,
+            "cols": wide.columns(cfg["n_classes"]), "ids": "wide.uni" in rows,
+            "tables": [{"name": n.replace(".", "_"), "rows": rows.get(n, 0)}
+                       for n in ("wide.uni", "wide.big", "wide.word", "wide.pair")],
+            "hash_a": hexa(wide.HASH_A), "hash_b": hexa(wide.HASH_B), "fnv_offset": hexa(wide.FNV_OFFSET),
+            "fnv_prime": hexa(wide.FNV_PRIME), "mix_1": hexa(wide.MIX_1), "mix_2": hexa(wide.MIX_2),
+            "flops_per_id": cost.wide_flops_per_id(cfg)}
 
 
 MODEL_TEMPLATES = ("bx_numerics.h.j2", "bx_model.h.j2", "bx_weights.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")

@@ -14,8 +14,8 @@
  * "Streaming input"). bx_stream_begin, then bx_stream_byte for every byte of the text as
  * it arrives, then bx_stream_end (or bx_stream_ids). The tokenizer (bx_tok_stream)
  * hands each id to stream_id, which (1) adds it to the wide exit's integer sums
- * (bx_wide_begin / bx_wide_id / bx_wide_end: every id and every hashed bigram, in int64,
- * exact for any length) and (2) keeps the ids the blocks will see: the first
+ * (bx_wide.c: the ids, and the words byte by byte from the tokenizer's verdict on each
+ * byte; int64, exact for any length) and (2) keeps the ids the blocks will see: the first
  * head = (BX_SEQ_MAX - 1) / 2 in place and the rest in a ring of BX_SEQ_MAX - 1 - head
  * slots holding the latest ones. At the end that is [CLS] + all ids, or [CLS] + head +
  * tail past BX_SEQ_MAX (wide.head_tail), exactly as train/deploy.py on the whole text.
@@ -52,8 +52,7 @@ static float    bx_att[BX_ROW_GROUP][BX_D_MODEL];               /* x_att, then t
 static uint32_t bx_ub[BX_WORDS(BX_BINLIN_IN_MAX)];     /* packed input of a binary layer */
 
 #if BX_HAS_WIDE
-extern const bx_wide_w bx_wide;
-static float    bx_wide_logits[BX_N_CLASSES];
+static float    bx_wide_logits[BX_N_CLASSES];   /* exit 0's logits of the text (bx_stream_end) */
 #endif
 
 #define BX_KEEP (BX_SEQ_MAX - 1)            /* tokenizer ids the blocks see at most */
@@ -217,43 +216,6 @@ int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
 }
 
 #if BX_HAS_WIDE
-/* The wide exit, incremental (beexgen/core/wide.py): S_c = sum_i U[t_i][c] +
- * sum_{i < k-1} G[bucket(t_i, t_{i+1})][c], in int64 (exact for any k; |S_c| <= 254 k),
- * then logits_c = scale_c * float(S_c) + bias_c, float(S_c) rounded to nearest as numpy's
- * int64 -> float32 (exact while |S_c| < 2^24). */
-void bx_wide_begin(bx_wide_state *w)
-{
-    for (int c = 0; c < BX_N_CLASSES; c++) w->s[c] = 0;
-    w->n = 0;
-    w->prev = 0;
-}
-
-void bx_wide_id(bx_wide_state *w, int32_t id)
-{
-    const int8_t *u = bx_wide.uni + (size_t)id * BX_N_CLASSES;
-    for (int c = 0; c < BX_N_CLASSES; c++) w->s[c] += u[c];
-#if BX_WIDE_BUCKETS
-    if (w->n) {
-        const int8_t *g = bx_wide.big + (size_t)bx_wide_bucket(w->prev, id) * BX_N_CLASSES;
-        for (int c = 0; c < BX_N_CLASSES; c++) w->s[c] += g[c];
-    }
-#endif
-    w->prev = id;
-    w->n = 1;
-}
-
-void bx_wide_end(const bx_wide_state *w, float *logits)
-{
-    for (int c = 0; c < BX_N_CLASSES; c++) logits[c] = bx_wide.scale[c] * (float)w->s[c] + bx_wide.bias[c];
-}
-
-/* S (C,) int32 over ids[0..k) (tests/c/wide_harness.c compares it with Python). */
-void bx_wide_sums(int32_t *s, const int32_t *ids, int k)
-{
-    bx_wide_state w;
-    bx_wide_begin(&w);
-    for (int i = 0; i < k; i++) bx_wide_id(&w, ids[i]);
-    for (int c = 0; c < BX_N_CLASSES; c++) s[c] = (int32_t)w.s[c];
 }
 
 int bx_exit_wide(bx_result *out)
@@ -289,11 +251,9 @@ void bx_stream_begin(void)
 void bx_stream_byte(uint8_t b)
 {
     int n = bx_tok_byte(&bx_in.tok, b);
-    /* HOOK (wide exit, per word; a word-level wide exit plugs in here): b is a byte of
-     * the text (a word byte unless it is a separator or punctuation, which end words;
-     * ASCII A-Z lower-cased by the normaliser), and bx_in.tok.ended > 0 when it completed
-     * that many pre-tokenizer words, whose ids follow. The id-level wide exit needs
-     * neither: it takes the ids in stream_id. */
+#if BX_HAS_WIDE
+    bx_wide_tok_byte(&bx_in.wide, &bx_in.tok, b);   /* the words' hashes (the ids: stream_id) */
+#endif
     for (int i = 0; i < n; i++) stream_id(bx_in.tok.out[i]);
 }
 
@@ -306,8 +266,11 @@ void bx_stream_bytes(const uint8_t *s, size_t n)
  * the tail ring unrolled from its oldest slot. Returns the count, or -BX_STATUS_BAD_UTF8. */
 int bx_stream_ids(int32_t *ids)
 {
-    int last = bx_tok_end(&bx_in.tok);      /* the last word's ids (HOOK: its end, as above) */
+    int last = bx_tok_end(&bx_in.tok);      /* the last word's ids */
     if (last < 0) return -BX_STATUS_BAD_UTF8;
+#if BX_HAS_WIDE
+    bx_wide_tok_end(&bx_in.wide, &bx_in.tok);
+#endif
     for (int i = 0; i < last; i++) stream_id(bx_in.tok.out[i]);
     const uint32_t k = bx_in.k, tail = BX_KEEP - BX_HEAD;
     ids[0] = BX_CLS_ID;

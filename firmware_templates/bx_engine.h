@@ -11,6 +11,7 @@
 #include "bx_classifier.h"      /* bx_result and the public functions */
 #include "bx_model.h"
 #include "bx_tokenizer.h"
+#include "bx_wide.h"             /* the wide exit 0 */
 
 /* Weights of one binary linear layer: W (n_out, BX_WORDS(n_in)) packed, alpha, bias (n_out,). */
 typedef struct { const uint32_t *bits; const float *alpha; const float *bias; } bx_binlin_w;
@@ -25,33 +26,8 @@ typedef struct {
     bx_binlin_w down;                /* (d, f) */
 } bx_block_w;
 typedef struct { bx_norm_w ln; const float *w; const float *b; } bx_exit_w;  /* w (C, d) */
-/* Wide exit 0: uni (V, C) and big (BX_WIDE_BUCKETS, C) int8 (big NULL without bigrams),
- * scale and bias (C,) float. */
-typedef struct { const int8_t *uni; const int8_t *big; const float *scale; const float *bias; } bx_wide_w;
 
 #include "bx_weights.h"         /* the model data, in these types */
-
-#if BX_HAS_WIDE
-/* Bigram bucket of consecutive ids a, b (beexgen/core/wide.py): multiplicative hashing in
- * uint32 arithmetic, which wraps mod 2^32 as the Python reference does. */
-static inline uint32_t bx_wide_bucket(int32_t a, int32_t b)
-{
-#if BX_WIDE_BUCKETS
-    return (((uint32_t)a * BX_WIDE_HASH_A + (uint32_t)b) * BX_WIDE_HASH_B) >> BX_WIDE_SHIFT;
-#else
-    (void)a; (void)b;
-    return 0;                        /* no bigram table */
-#endif
-}
-/* The wide exit, incremental: begin, one call per tokenizer id, end -> logits (C,).
- * (The merge point for a word-level wide exit: see the HOOK comments in bx_engine.c.) */
-typedef struct { int64_t s[BX_N_CLASSES]; int32_t prev; int32_t n; } bx_wide_state;
-BX_INTERNAL void bx_wide_begin(bx_wide_state *w);
-BX_INTERNAL void bx_wide_id(bx_wide_state *w, int32_t id);
-BX_INTERNAL void bx_wide_end(const bx_wide_state *w, float *logits);
-/* S (C,) int32 = the wide exit's integer sums over ids[0..k) (exact; see bx_engine.c). */
-BX_INTERNAL void bx_wide_sums(int32_t *s, const int32_t *ids, int k);
-#endif
 
 /* Pieces used by the rendered forward pass (bx_forward.c). */
 BX_INTERNAL void bx_embed(const int32_t *ids, int n);

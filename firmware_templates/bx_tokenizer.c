@@ -292,22 +292,28 @@ void bx_tok_begin(bx_tok_stream *t)
     t->bad = 0;
     t->n_out = 0;
     t->ended = 0;
+    t->kind = BX_TOK_NONE;
 }
 
 int bx_tok_byte(bx_tok_stream *t, uint8_t b)
 {
     t->n_out = 0;
     t->ended = 0;
+    t->kind = BX_TOK_NONE;
     if (t->bad) return 0;                    /* the text is refused at its end anyway */
+    t->kind = BX_TOK_NONE;
     utf8_step(t, b);
     if (t->bad) return 0;
     if (is_separator(b)) {
+        t->kind = BX_TOK_SEP;
         end_word(t);
     } else if (is_punct(b)) {
+        t->kind = BX_TOK_PUNCT;
         end_word(t);
         word_byte(t, b);
         end_word(t);
     } else {
+        t->kind = BX_TOK_WORD;
         word_byte(t, b);
     }
     return t->n_out;
@@ -324,6 +330,27 @@ int bx_tok_end(bx_tok_stream *t)
     end_word(t);
     return t->n_out;
 }
+
+size_t bx_next_word(const uint8_t *s, size_t n, size_t *pos)
+{
+    size_t i = *pos;
+    while (i < n && is_separator(s[i])) {
+        i++;
+    }
+    *pos = i;
+    if (i >= n) {
+        return 0;
+    }
+    if (is_punct(s[i])) {
+        return 1;
+    }
+    size_t k = 1;           /* a word runs up to the next separator, punctuation or the end */
+    while (i + k < n && !is_separator(s[i + k]) && !is_punct(s[i + k])) {
+        k++;
+    }
+    return k;
+}
+
 
 /* ------------------------------------------------------------- whole texts */
 

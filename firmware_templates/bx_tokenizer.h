@@ -21,6 +21,11 @@
  * does not fail (a text that is not valid UTF-8 is refused whole, at its end: the ids sent
  * before are then to be discarded). */
 #define BX_TOK_WORD_BYTES (4 * BX_VOCAB_MAX_WORD_CHARS)
+/* What a byte does to the pre-tokenizer's words (bx_tok_stream.kind): a separator ends
+ * the word in progress (ended = 1 if there was one); a punctuation byte ends it and is a
+ * word of its own (ended = 1 or 2, its own last); any other byte extends the word. The
+ * wide exit hashes the words from this (bx_wide_tok_byte), without keeping them. */
+enum { BX_TOK_NONE = 0, BX_TOK_SEP = 1, BX_TOK_PUNCT = 2, BX_TOK_WORD = 3 };
 typedef struct {
     uint8_t  word[BX_TOK_WORD_BYTES];   /* the word in progress, normalised */
     uint16_t len;                        /* bytes in word */
@@ -28,6 +33,7 @@ typedef struct {
     uint8_t  need, lo, hi;               /* UTF-8: continuation bytes expected, next one in [lo, hi] */
     uint8_t  bad;                        /* not valid UTF-8 */
     uint8_t  ended;                      /* pre-tokenizer words the last call completed (0..2) */
+    uint8_t  kind;                       /* what the last byte was: BX_TOK_SEP, _PUNCT, _WORD (NONE: refused) */
     int32_t  n_out;                      /* ids in out */
     int32_t  out[BX_VOCAB_MAX_WORD_CHARS + 1];   /* the ids the last call completed */
 } bx_tok_stream;
@@ -46,6 +52,14 @@ BX_INTERNAL int  bx_tok_end(bx_tok_stream *t);
  * Produces exactly tokenizers' encode(text, add_special_tokens=False).ids[:max_ids]
  * (no [CLS]: the caller adds it). ids may be NULL when max_ids <= 0. */
 BX_INTERNAL int bx_tokenize(const uint8_t *s, size_t n, int32_t *ids, int max_ids);
+
+/* The pre-tokenizer's next word of s[0..n) from *pos on: skips separators, sets *pos
+ * to the word's first byte and returns its length in bytes (0: no word left). A word
+ * is one ASCII punctuation byte or a run of bytes that are neither separators nor
+ * punctuation (bytes as in the text: A-Z not yet folded): the words the stream's
+ * `kind` describes byte by byte. The caller advances *pos by the length to get the next
+ * one (tests/c/wide_harness.c lists a text's words with it). */
+BX_INTERNAL size_t bx_next_word(const uint8_t *s, size_t n, size_t *pos);
 
 /* 1 if s[0..n) is valid UTF-8 exactly as Python's strict bytes.decode("utf-8")
  * accepts it, 0 otherwise. */

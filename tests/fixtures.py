@@ -35,12 +35,14 @@ CORPUS = [
 
 def tiny_artifact(out: Path, *, d_model=32, n_heads=2, d_ff=48, n_blocks=3, seq_max=24,
                   n_classes=3, slfn=True, vocab_size=200, seed=0, wide=True, bigram_buckets=None,
-                  policy: dict | None = None) -> artifact.Artifact:
+                  policy: dict | None = None, wide_ids=None, word_buckets=None,
+                  pair_buckets=None) -> artifact.Artifact:
     torch.manual_seed(seed)
     tok = tok_mod.train_tokenizer(CORPUS * 3, vocab_size=vocab_size, min_frequency=1)
     cfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=n_classes, d_model=d_model,
                       n_heads=n_heads, d_ff=d_ff, n_blocks=n_blocks, seq_max=seq_max, slfn=slfn,
-                      wide=wide, bigram_buckets=bigram_buckets)
+                      wide=wide, bigram_buckets=bigram_buckets, wide_ids=wide_ids,
+                      word_buckets=word_buckets, pair_buckets=pair_buckets)
     model = BEExformer(cfg)
     # random exit heads are nearly uniform: scale them so exits and ties are non-trivial
     with torch.no_grad():

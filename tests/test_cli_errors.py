@@ -110,6 +110,39 @@ def test_seq_max_too_big_for_the_board_is_refused_before_training(tmp_path):
     assert "KB of RAM" not in r.output and "missing.csv" in r.output
 
 
+def test_flash_budget_refuses_blocks_that_do_not_fit_a_small_board_before_training(tmp_path):
+    """Blocks, embeddings and vocabulary that leave no flash on nucleo-f401re (512 KB) are
+    refused before any data is loaded (24 blocks); the same model passes the check on a 4 MB board."""
+    out = tmp_path / "run"
+    r = run("train", "rotten_tomatoes", "--blocks", "24", "--board", "nucleo-f401re",
+            "--out", out)
+    assert r.exit_code == 1 and "flash" in r.output and "budget on nucleo-f401re" in r.output, r.output
+    assert not out.exists()
+    r = run("train", str(tmp_path / "missing.csv"), "--blocks", "24", "--board", "mps2-an386",
+            "--out", out)
+    assert "budget on" not in r.output and "missing.csv" in r.output
+
+
+def test_flash_budget_is_the_board_minus_the_measured_code(tmp_path):
+    """fit.flash_budget = board flash - (placeholder build's flash - its artifact bytes) - margin,
+    and the trained build of a model filling that budget fits the board."""
+    from beexgen.codegen import firmware, fit
+    from beexgen.core import cost
+    from beexgen.train.tokenizer import build_empty, from_str, vocab_bytes
+
+    art = tiny_artifact(tmp_path / "art", seq_max=40, word_buckets=0, pair_buckets=0)
+    cfg = dict(art.config)
+    vb = vocab_bytes(from_str(art.tokenizer_json))
+    budget, pre = fit.board_budget(cfg, art.tokenizer_json, vb, "nucleo-f411re")
+    code = pre.flash_used - cost.artifact_bytes(cfg, vb)
+    assert budget == pre.flash_total - code - fit.FLASH_MARGIN
+    kw, kp = cost.budget_word_buckets(cfg, vb, budget)
+    assert kw and kp and cost.artifact_bytes(dict(cfg, word_buckets=kw, pair_buckets=kp), vb) <= budget
+    big = tiny_artifact(tmp_path / "big", seq_max=40, word_buckets=kw, pair_buckets=kp)
+    real = firmware.build_firmware(big, "nucleo-f411re", tmp_path / "fw")     # raises FirmwareTooBig if not
+    assert real.flash_used <= real.flash_total
+
+
 def test_ram_check_measures_what_the_trained_build_uses(tmp_path):
     """The RAM the pre-training check reports is the trained model's firmware's, up to
     the alignment padding between .data and .bss (initialised thresholds differ)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beexgen.core import artifact, cost
+from beexgen.core import artifact, cost, wide
 from beexgen.codegen import build as build_mod
 from beexgen.codegen import cflags, project
 from beexgen.core import protocol
@@ -133,19 +133,25 @@ class Reference:
         """Every tokenizer id of the text (the wide exit's bag)."""
         return tok_mod.encode_all(self.tok, text)
 
+    @staticmethod
+    def key(bag) -> tuple:
+        """A text's wide-exit input as a dict key: its ids and its word hashes (wide.Bag)."""
+        return tuple(bag), tuple(bag.words.tolist())
+
     def stats(self, all_list: list[list[int]]) -> dict[tuple, tuple]:
-        """(logits (E, C), cls (E,), conf (E,), entropy (E,)) of every exit, per text's ids."""
-        todo = sorted({tuple(i) for i in all_list} - self._cache.keys())
+        """(logits (E, C), cls (E,), conf (E,), entropy (E,)) of every exit, per text's key (ids, words)."""
+        todo = sorted({self.key(i) for i in all_list} - self._cache.keys())
         if todo:
             seq = self.cfg["seq_max"]
-            r = deploy.run(self.model, [tok_mod.model_ids(list(t), seq) for t in todo], [list(t) for t in todo])
+            bags = [wide.Bag(t[0], t[1]) for t in todo]
+            r = deploy.run(self.model, [tok_mod.model_ids(list(t[0]), seq) for t in todo], bags)
             for k, t in enumerate(todo):
                 self._cache[t] = (r.logits[k], r.cls[k], r.conf[k], r.entropy[k])
-        return {tuple(i): self._cache[tuple(i)] for i in all_list}
+        return {self.key(i): self._cache[self.key(i)] for i in all_list}
 
     def classify_reply(self, all_ids: list[int], policy=None) -> str:
         policy = policy or self.policy
-        logits, cls, conf, ent = self.stats([all_ids])[tuple(all_ids)]
+        logits, cls, conf, ent = self.stats([all_ids])[self.key(all_ids)]
         first = cost.first_exit(self.cfg)
         depth = int(exits.decide(policy[0], policy[1], conf[None], ent[None], first_exit=first,
                                  h_prior=self.art.meta["h_prior"])[0])

@@ -177,7 +177,7 @@ def test_client_api(env, expected):
         assert c.tokenize("!starts with a bang")[0] == 2
         r = c.classify("the film")
         assert same(r, expected["the film"])
-        assert len(r.logits) == 3 and 1 <= r.exit_depth <= r.n_blocks == 3
+        assert len(r.logits) == 3 and 0 <= r.exit_depth <= r.n_blocks == 3      # 0: the wide exit
         assert r.tokens == len(ids)
         with pytest.raises(DeviceError) as e:
             c.classify("   ")

@@ -1,8 +1,11 @@
 """The wide exit 0 and long texts: C against the Python rules of beexgen/core/wide.py.
 
-- the integer sums S_c and the bigram buckets, C (tests/c/wide_harness.c on the real
-  engine, tokenizer and rendered tables) against beexgen.core.wide on >= 10,000 hostile
-  strings and lines far longer than seq_max, for several bucket counts and classes;
+- the integer sums S_c (fed through bx_wide.h's streaming interface), the id-bigram
+  buckets, the word hashes, the word and word-pair buckets, C (tests/c/wide_harness.c
+  on the real engine, tokenizer and rendered tables) against beexgen.core.wide on
+  >= 10,000 hostile strings (non-ASCII, long words) and lines far longer than seq_max,
+  for several table layouts and classes;
+- the words of wide.words against the pre-tokenizer of HF `tokenizers`;
 - head + tail truncation of the block input, Python rule against hand-made cases;
 - the entropy rule from exit 0 (the prior's entropy as H_{-1}) on hand-made sequences;
 - quantisation: int8 codes and the per-class scale reproduce the float sums' order.
@@ -29,8 +32,11 @@ from fixtures import tiny_artifact
 from hostile import hostile_strings
 
 N_STRINGS = 10_000
-# (classes, bigram buckets): awkward class counts, no bigrams, the smallest table, the default
-CASES = [(3, None), (2, 0), (5, 2), (2, 256), (7, 4096)]
+# (classes, id bigram buckets, id bag, word buckets, pair buckets): awkward class counts,
+# two classes in one column, every table alone, the smallest tables, the default layout
+# (word and pair tables of any size: 1, 3, 1000, 4097)
+CASES = [(3, None, None, None, None), (2, 0, False, 1, 0), (5, 2, True, 0, 0), (2, 256, True, 3, 2),
+         (7, 4096, False, 0, 4097), (2, 0, True, 1000, 4097)]
 
 
 def long_texts(tok, n: int, seed: int) -> list[bytes]:
@@ -40,11 +46,12 @@ def long_texts(tok, n: int, seed: int) -> list[bytes]:
     return [t.encode()[:500].decode("utf-8", "ignore").encode() for t in lines]   # a line fits 512 bytes
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"C{c}-K{k}" for c, k in CASES])
+@pytest.fixture(scope="module", params=CASES, ids=[f"C{c}-K{k}-I{i}-W{w}-P{p}" for c, k, i, w, p in CASES])
 def harness(request, tmp_path_factory):
-    n_classes, buckets = request.param
+    n_classes, buckets, ids, words, pairs = request.param
     d = tmp_path_factory.mktemp(f"wide_{n_classes}_{buckets}")
-    art = tiny_artifact(d / "art", n_classes=n_classes, bigram_buckets=buckets, seq_max=16)
+    art = tiny_artifact(d / "art", n_classes=n_classes, bigram_buckets=buckets, seq_max=16, wide_ids=ids,
+                        word_buckets=words, pair_buckets=pairs)
     src = d / "src"
     files = project.write_sources(art, src, board_name="host", cost_unit="ns", app=[])
     sources = sorted(p for p in files if p.suffix == ".c") + [TESTS_C / "wide_harness.c"]   # the library
@@ -64,12 +71,16 @@ def expected(art, tok, text: bytes) -> str:
         s = text.decode("utf-8")
     except UnicodeDecodeError:
         return f"err {int(Status.BAD_UTF8)}"
-    ids = tok_mod.encode_all(tok, s)
-    uni, big = art.tensors["wide.uni"], art.tensors.get("wide.big")
-    sums = wide.integer_sums(ids, uni, big)
-    k = art.config["bigram_buckets"]
-    bk = wide.buckets(ids, k).tolist() if k else [0] * max(len(ids) - 1, 0)
-    return " ".join(["ok", str(len(ids)), *map(str, sums.tolist()), *map(str, bk)])
+    bag = tok_mod.encode_all(tok, s)
+    c = art.config
+    sums = wide.table_sums(bag, wide.stack_tables(art.tensors, c), c)
+    k, kw, kp = c["bigram_buckets"], c["word_buckets"], c["pair_buckets"]
+    h = bag.words
+    bk = wide.buckets(bag, k).tolist() if k else [0] * max(len(bag) - 1, 0)
+    wb = wide.word_buckets(h, kw).tolist() if kw else [0] * len(h)
+    pb = wide.pair_buckets(h, kp).tolist() if kp else [0] * (len(h) + 1 if len(h) else 0)
+    return " ".join(["ok", str(len(bag)), *map(str, sums.tolist()), "|", *map(str, bk), "|", *map(str, h.tolist()),
+                     "|", *map(str, wb), "|", *map(str, pb)])
 
 
 def test_sums_and_buckets_equal_python_on_hostile_and_long_lines(harness):
@@ -82,6 +93,40 @@ def test_sums_and_buckets_equal_python_on_hostile_and_long_lines(harness):
     assert sum(len(tok_mod.encode_all(tok, t.decode())) > seq for t in texts[-300:]) > 250
     bad = [(i, g, w) for i, (t, g) in enumerate(zip(texts, got)) if g != (w := expected(art, tok, t))]
     assert not bad, f"{len(bad)} differ; first: text {texts[bad[0][0]][:60]!r}\n C: {bad[0][1][:200]}\n Py: {bad[0][2][:200]}"
+
+
+def test_words_are_the_tokenizers_pre_tokens():
+    """wide.words == the normaliser + pre-tokenizer of HF `tokenizers` (train/tokenizer.py)."""
+    tok = tok_mod.build_empty()
+    texts = hostile_strings(3000, seed=11)
+    n = 0
+    for t in texts:
+        try:
+            s = t.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        want = [w.encode("utf-8") for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(s))]
+        assert wide.words(s) == want, repr(s[:80])
+        n += 1
+    assert n > 1000
+
+
+def test_word_hash_is_fnv1a_and_folds_case():
+    # FNV-1a's published test vectors (32-bit): "" and "a", "foobar"
+    assert wide.word_hash(b"") == 0x811C9DC5 and wide.word_hash(b"a") == 0xE40C292C
+    assert wide.word_hash(b"foobar") == 0xBF9CF968
+    assert wide.word_hash(b"FooBar") == wide.word_hash(b"foobar")
+    assert wide.word_hash("É".encode()) != wide.word_hash("é".encode())    # only ASCII folds
+    h = np.array([0, 1, 2**32 - 1, 12345], np.uint32)
+    m = [int(x) for x in wide.mix(h)]
+    for x, y in zip(h.tolist(), m):
+        x ^= x >> 16; x = (x * wide.MIX_1) % 2**32; x ^= x >> 13; x = (x * wide.MIX_2) % 2**32; x ^= x >> 16
+        assert x == y
+    assert wide.pair_buckets(h[:0], 8).size == 0 and wide.pair_buckets(h[:1], 8).size == 2 and wide.word_buckets(h, 2).max() <= 1
+    # multiply-shift range reduction over the whole uint32 range and awkward sizes
+    for k in (1, 3, 1000, 4097, 2**24 - 1):
+        x = np.array([0, 1, 2**31, 2**32 - 1], np.uint32)
+        assert wide.reduce(x, k).tolist() == [(int(v) * k) >> 32 for v in x] and wide.reduce(x, k).max() < k
 
 
 def test_bucket_rule_edges():

@@ -78,8 +78,17 @@ class ModelConfig:
     slfn: bool = setting(True, "Selective Learn-Forget Network in every block (--no-slfn: the ablation).")
     dropout: float = setting(0.1, "Training-only dropout: embeddings, block branches.", range=(0.0, 1.0, "open_hi"))
     wide: bool = setting(True, "Wide exit 0, a bag of ids + hashed bigrams (--no-wide: the paper's model).")
-    bigram_buckets: int | None = setting(None, "Hashed bigram buckets of the wide exit (a power of two, 0: none).",
-                                         show="most that fit --size-budget", range=_schema("bigram_buckets"))
+    bigram_buckets: int | None = setting(None, "Hashed bigrams of WordPiece ids in the wide exit (a power of two, "
+                                               "0: none).", show="0", range=_schema("bigram_buckets"))
+    wide_ids: bool | None = setting(None, "The wide exit's bag of WordPiece ids (--no-wide-ids: words only).",
+                                    show="chosen on validation by the pre-fit")
+    word_buckets: int | None = setting(None, "Hashed words of the wide exit (0: none).",
+                                       show="filled from --size-budget, kept if validation prefers",
+                                       range=_schema("word_buckets"))
+    pair_buckets: int | None = setting(None, "Hashed word bigrams of the wide exit, a table of their own "
+                                             "(0: none).",
+                                       show="twice --word-buckets, kept if validation prefers",
+                                       range=_schema("pair_buckets"))
 
     def __post_init__(self):
         if self.n_blocks is None:
@@ -88,12 +97,22 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
         if not self.wide:
-            self.bigram_buckets = 0
-        elif self.bigram_buckets is None:
-            self.bigram_buckets = wide_rules.default_buckets(self.n_classes)
-        elif self.bigram_buckets:
-            if wide_rules.log2_exact(self.bigram_buckets) < 1:
-                raise ValueError("bigram_buckets: 0 (no bigrams) or a power of two >= 2")
+            self.bigram_buckets = self.word_buckets = self.pair_buckets = 0
+            self.wide_ids = False
+            return
+        if self.wide_ids is None:
+            self.wide_ids = True
+        if self.word_buckets is None and self.pair_buckets is None:
+            self.word_buckets, self.pair_buckets = wide_rules.default_word_buckets(self.n_classes)
+        for name in ("bigram_buckets", "word_buckets", "pair_buckets"):
+            k = getattr(self, name) or 0
+            setattr(self, name, k)
+            if name == "bigram_buckets" and k and wide_rules.log2_exact(k) < 1:
+                raise ValueError(f"{name}: 0 (none) or a power of two >= 2")
+            if k < 0 or k >= 1 << 24:
+                raise ValueError(f"{name}: 0 (none) .. 2^24 - 1, got {k}")
+        if not (self.wide_ids or self.bigram_buckets or self.word_buckets or self.pair_buckets):
+            raise ValueError("the wide exit has no features: keep the id bag or give word buckets (or --no-wide)")
 
     @property
     def n_exits(self) -> int:
@@ -123,9 +142,13 @@ class TrainConfig:
     wide_prefit: bool = setting(True, "Fit the wide exit alone first (a convex logistic regression).")
     wide_l2: float | None = setting(None, "L2 on the wide table.", show="tuned on validation by the pre-fit", range=(0.0, 1e6))
     wide_lr: float = setting(0.1, "The wide exit's learning rate after the pre-fit, relative to --lr.", range=(0.0, 1000.0))
+    self_distill: float = setting(0.0, "Weight of each early exit's loss against the last exit's predictions "
+                                       "(LAMA's self-supervised exits, arXiv 2407.21082); 0: off.", range=(0.0, 1000.0))
     deep_alone: float = setting(0.0, "Weight of each deep head's own loss, without the wide logits.", range=(0.0, 1000.0))
-    size_budget: int = setting(cost.ARTIFACT_BUDGET, "Bytes: the default bigram buckets fill the artifact "
-                                                     "up to this.", range=(1024, 2**32))
+    size_budget: int | None = setting(None, "Bytes of flash the model may use: the default word buckets fill "
+                                            "the artifact up to this.",
+                                      show="--board's flash - firmware code - a margin (codegen/fit.py); "
+                                           f"{cost.ARTIFACT_BUDGET // 1024} KB with --board none", range=(1024, 2**32))
     threads: int = setting(1, "Torch threads: the small model gains little from more, and two processes at "
                               "the default thread count slow each other about tenfold.", range=(1, 1024))
     device: str = setting("auto", f"Where to train: {', '.join(DEVICES)} (auto: cuda, then mps, then cpu). "

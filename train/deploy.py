@@ -46,8 +46,7 @@ class DeployModel:
         self.pos = torch.from_numpy(unpack_signs(art.tensors["embed.pos.bits"], self.d))
         self.w = {}
         if self.wide:
-            self.uni = art.tensors["wide.uni"]
-            self.big = art.tensors.get("wide.big")
+            self.wide_table = wide_rules.stack_tables(art.tensors, c)
         for k, v in art.tensors.items():
             if k.endswith(".bits") and k.startswith("blocks."):
                 cols = self.f if k.endswith("down.bits") else self.d
@@ -108,9 +107,13 @@ class DeployModel:
         return acc + self.t[p + "fc.bias"]
 
     def wide_logits(self, all_ids: list[list[int]]) -> torch.Tensor:
-        """Exit 0 (N, C): scale * float32(S) + bias, S the exact integer sums (beexgen/core/wide.py)."""
-        s = np.stack([wide_rules.integer_sums(a, self.uni, self.big) for a in all_ids])
-        return torch.from_numpy(s.astype(np.float32)) * self.t["wide.scale"] + self.t["wide.bias"]
+        """Exit 0 (N, C): scale * float32(S) + bias, S the exact integer sums (beexgen/core/wide.py);
+        two classes have one column z and logits (0, z)."""
+        s = np.stack([wide_rules.table_sums(a, self.wide_table, self.art.config) for a in all_ids])
+        z = torch.from_numpy(s.astype(np.float32)) * self.t["wide.scale"] + self.t["wide.bias"]
+        if z.shape[-1] != self.n_classes:
+            z = torch.cat([torch.zeros_like(z), z], dim=-1)
+        return z
 
     # --- forward -----------------------------------------------------------------
     @torch.no_grad()

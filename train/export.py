@@ -10,8 +10,10 @@ C = classes, W(k) = ceil(k / 32) words):
     blocks.{b}.up.bits (f, W(d))    .alpha .bias (f,)
     blocks.{b}.down.bits (d, W(f))  .alpha .bias (d,)
     exits.{b}.ln.weight|bias (d,)   exits.{b}.fc.weight (C, d)  exits.{b}.fc.bias (C,)
-    wide.uni (V, C) i8   wide.big (K, C) i8 (absent when K = 0)   wide.scale (C,)  wide.bias (C,)
-                                    (absent without a wide exit; beexgen/core/wide.py)
+    wide.uni (V, C') i8 (absent without the id bag)  wide.big (K, C') i8  wide.word (Kw, C') i8
+    wide.pair (Kp, C') i8 (each absent when its buckets are 0)  wide.scale (C',)  wide.bias (C',)
+                                    (absent without a wide exit; C' = 1 for two classes, else C;
+                                     beexgen/core/wide.py)
 """
 from __future__ import annotations
 
@@ -61,10 +63,11 @@ def model_tensors(model: BEExformer) -> dict[str, np.ndarray]:
         out[p + "fc.weight"], out[p + "fc.bias"] = _f32(ex.fc.weight), _f32(ex.fc.bias)
     if model.wide is not None:
         q, scale = wide_rules.quantize(_f32(model.wide.table))
-        V = model.cfg.vocab_size
-        out["wide.uni"], out["wide.scale"], out["wide.bias"] = q[:V], scale, _f32(model.wide.bias)
-        if model.cfg.bigram_buckets:
-            out["wide.big"] = q[V:]
+        out["wide.scale"], out["wide.bias"] = scale, _f32(model.wide.bias)
+        base = 0
+        for name, rows in wide_rules.layout(model.cfg.to_dict()):
+            out[name] = q[base:base + rows]
+            base += rows
     return out
 
 
@@ -84,6 +87,21 @@ def export(model: BEExformer, path, *, classes: list[str], tokenizer_json: str,
 
 
 from beexgen.core.policy import DEFAULT_POLICY  # noqa: E402  (the shipped exit policy: core/policy.py)
+
+
+def exit0_unless_blocks_help(policy: dict, res, y) -> dict:
+    """The confidence policy that sends every sentence out at exit 0 (threshold 0 there)
+    when the wide exit alone is at least as accurate on validation as `policy`: blocks that
+    do not help are not run (they stay in the artifact, reachable with another policy)."""
+    from beexgen.core.artifact import Policy
+
+    if res.first_exit != 0 or res.cls.shape[1] < 2:
+        return policy
+    depth = res.depth(Policy[policy["name"].upper()], policy["thresholds"])
+    if float((res.cls[:, 0] == y).mean()) < float((res.at_exit(depth)[0] == y).mean()):
+        return policy
+    return {**policy, "name": "confidence", "thresholds": [0.0] + [1.0] * (res.cls.shape[1] - 2),
+            "blocks_help": False}
 
 
 def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, policy: dict | None = None,
@@ -113,6 +131,8 @@ def export_run(run_dir, out=None, *, policy_name: str = DEFAULT_POLICY, policy: 
         ids, y, _ = run.part("val")
         res = deploy.run(deploy.DeployModel(probe), ids, run.all_part("val"))
         policy = policies.calibrate(policy_name, res, y, np.array([len(s) for s in ids]), probe.config, **options)
+        if policy_name == DEFAULT_POLICY:
+            policy = exit0_unless_blocks_help(policy, res, y)
     extra = {"dataset": run.config.dataset, "seed": run.config.seed,
              "split_sha256": getattr(run.split, "sha256", None)}
     return export(run.model, out, classes=run.classes, tokenizer_json=tok_json, policy=policy,

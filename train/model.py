@@ -20,9 +20,10 @@ Block b (pre-norm):
              learned; with slfn=False, y = x_att: the ablation.)
   feed-fwd   x_out = y + BinLin_down(sign(BinLin_up(sign(LN3(y)))))     (n, d)
   exit b     m = mean_i x_out_i;  logits_b = (W_b LNe_b(m) + c_b) + wide   (C,)
-Wide exit 0 (wide=True, beexgen/core/wide.py): over every tokenizer id of the line t_i and
-the hashed bigrams of consecutive ids, wide = scale * (sum_i U[t_i] + sum_i G[bucket_i])
-+ bias with int8 U, G (fake-quantised in training, straight-through rounding; float
+Wide exit 0 (wide=True, beexgen/core/wide.py): over every tokenizer id of the line t_i,
+the hashed bigrams of consecutive ids, the hashed words and word pairs of the line,
+wide = scale * (sum_i U[t_i] + sum_i G[bucket_i] + sum_j W[word_j] + sum_j P[pair_j])
++ bias with int8 U, G, W, P (fake-quantised in training, straight-through rounding; float
 in the full-precision twin). Its logits are exit 0 and are added to every deep exit.
 Exits are numbered by the blocks they follow: 0 (wide), 1 .. n_blocks.
 """
@@ -109,16 +110,21 @@ class RoundSTE(torch.autograd.Function):
 
 
 class WideExit(nn.Module):
-    """Exit 0: a linear head over the bag of ids and hashed bigrams (beexgen/core/wide.py).
+    """Exit 0: a linear head over the bag of ids, hashed id bigrams, hashed words and hashed
+    word pairs (beexgen/core/wide.py).
 
-    Input: a flat LongTensor of feature rows (ids, and V + bucket for bigrams) with
-    bag offsets, as nn.EmbeddingBag takes them. Table (V + K, C), one int8 scale per class."""
+    Input: a flat LongTensor of rows of the stacked table [U; G; W; P] (wide.bag_rows) with
+    bag offsets, as nn.EmbeddingBag takes them. Table (rows, C'), one int8 scale per column;
+    C' = 1 for two classes, whose logits are (0, z)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.quantize = cfg.binary
-        self.table = nn.Parameter(torch.zeros(cfg.vocab_size + cfg.bigram_buckets, cfg.n_classes))
-        self.bias = nn.Parameter(torch.zeros(cfg.n_classes))
+        self.n_classes = cfg.n_classes
+        rows = sum(r for _, r in wide_rules.layout(cfg.to_dict()))
+        cols = wide_rules.columns(cfg.n_classes)
+        self.table = nn.Parameter(torch.zeros(rows, cols))
+        self.bias = nn.Parameter(torch.zeros(cols))
 
     def weight(self) -> torch.Tensor:
         if not self.quantize:
@@ -127,7 +133,10 @@ class WideExit(nn.Module):
         return RoundSTE.apply(self.table / scale) * scale
 
     def forward(self, feats: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return F.embedding_bag(feats, self.weight(), offsets, mode="sum") + self.bias
+        z = F.embedding_bag(feats, self.weight(), offsets, mode="sum") + self.bias
+        if z.shape[-1] != self.n_classes:           # two classes, one column: logits (0, z)
+            z = torch.cat([torch.zeros_like(z), z], dim=-1)
+        return z
 
 
 class BEExformer(nn.Module):

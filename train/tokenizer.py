@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from beexgen.core.wide import head_tail
+from beexgen.core.wide import Bag, head_tail, word_hashes
 from beexgen.core.wordpiece import CLS, PAD, SPECIAL_TOKENS, UNK  # noqa: F401  (re-exported)
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
@@ -63,9 +63,10 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000, min_frequency: int
     return build_empty(vocab)
 
 
-def encode_all(tok: Tokenizer, text: str) -> list[int]:
-    """Every WordPiece id of a text (no [CLS]): what the wide exit counts."""
-    return tok.encode(text, add_special_tokens=False).ids
+def encode_all(tok: Tokenizer, text: str) -> Bag:
+    """Every WordPiece id of a text (no [CLS]) and the hashes of its pre-tokenizer words
+    (a list of ids with `.words`): what the wide exit counts (beexgen/core/wide.py)."""
+    return Bag(tok.encode(text, add_special_tokens=False).ids, word_hashes(text))
 
 
 def model_ids(all_ids: list[int], seq_max: int) -> list[int]:

@@ -74,6 +74,16 @@ def soft_routing_loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tens
     return loss / weights.sum()
 
 
+def self_distill_loss(logits: torch.Tensor) -> torch.Tensor:
+    """LAMA's self-supervised exits (arXiv 2407.21082): the mean over the early exits (B, E, C)
+    of the cross-entropy against the last exit's own predicted distribution (no gradient
+    into the last exit through its targets): needs no labels."""
+    if logits.shape[1] < 2:
+        return logits.new_zeros(())
+    target = logits[:, -1].detach().softmax(-1)
+    return torch.stack([F.cross_entropy(logits[:, b], target) for b in range(logits.shape[1] - 1)]).mean()
+
+
 def batch_order(lengths: np.ndarray, bs: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     """Batches of indices. Training (rng given): shuffle, sort each window of 50
     batches by length (so a batch pads little), then shuffle the batches."""
@@ -96,7 +106,8 @@ def wide_rows(cfg: ModelConfig, ids: list[list[int]], all_ids: list[list[int]] |
     if not cfg.wide:
         return None
     bags = all_ids if all_ids is not None else [s[1:] for s in ids]
-    return [wide_rules.feature_rows(b, cfg.vocab_size, cfg.bigram_buckets) for b in bags]
+    c = cfg.to_dict()
+    return [wide_rules.bag_rows(b, c) for b in bags]
 
 
 def wide_batch(rows: list[np.ndarray] | None, sel) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -222,14 +233,22 @@ def param_groups(model: BEExformer, weight_decay: float, lr: float, wide_lr: flo
     return groups
 
 
+def size_budget(cfg: TrainConfig) -> int:
+    """Bytes the artifact may use: --size-budget, set from --board by the CLI (codegen/fit.py)."""
+    return cfg.size_budget if cfg.size_budget is not None else cost.ARTIFACT_BUDGET
+
+
 def model_config(cfg: TrainConfig, tok, n_classes: int) -> ModelConfig:
     """The model's configuration: cfg.model overrides, the vocabulary and classes from the
-    data, and (unless given) the most bigram buckets that keep the artifact in cfg.size_budget."""
+    data, and (unless given) the word and pair buckets that fill the artifact up to the
+    size budget (beexgen/core/cost.py budget_word_buckets)."""
     over = dict(cfg.model)
     mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_classes=n_classes, binary=not cfg.full_precision,
-                       **{**over, "bigram_buckets": over.get("bigram_buckets", 0)})
-    if mcfg.wide and over.get("bigram_buckets") is None:
-        mcfg.bigram_buckets = cost.budget_buckets(mcfg.to_dict(), tok_mod.vocab_bytes(tok), cfg.size_budget)
+                       **{**over, "word_buckets": over.get("word_buckets", 0),
+                          "pair_buckets": over.get("pair_buckets", 0)})
+    if mcfg.wide and over.get("word_buckets") is None and over.get("pair_buckets") is None:
+        mcfg.word_buckets, mcfg.pair_buckets = cost.budget_word_buckets(
+            mcfg.to_dict(), tok_mod.vocab_bytes(tok), size_budget(cfg))
     return mcfg
 
 
@@ -294,18 +313,35 @@ def train(cfg: TrainConfig, progress: bool = True, on_epoch=None) -> Path:
     # encode only what this run reads: --max-train may keep a small part of a big file
     todo = sorted({*train_idx, *split.val})
     all_ids = {i: tok_mod.encode_all(tok, ds.texts[i])
-               for i in tqdm(todo, desc="tokenizing", unit="text", disable=not progress or len(todo) < 20000)}
+               for i in tqdm(todo, desc="tokenizing (ids and words)", unit="text",
+                             disable=not progress or len(todo) < 20000, leave=False, mininterval=1.0)}
     ids = {i: tok_mod.model_ids(a, mcfg.seq_max) for i, a in all_ids.items()}
     report_lengths(list(all_ids.values()), mcfg.seq_max, progress)
+
+    tr_ids, tr_y = [ids[i] for i in train_idx], labels[train_idx]
+    va_ids, va_y = [ids[i] for i in split.val], labels[list(split.val)]
+    tr_all = [all_ids[i] for i in train_idx]
+    va_all = [all_ids[i] for i in split.val]
+    fit = None
+    if mcfg.wide and cfg.wide_prefit:       # the wide exit's features and C, on validation
+        full = mcfg.to_dict()
+        if progress:
+            tqdm.write("fitting the wide exit 0 alone: " + ", ".join(f"{n} {r:,}" for n, r in wide_rules.layout(full))
+                       + f" rows x {wide_rules.columns(mcfg.n_classes)} columns; features and C on validation")
+        fit = wide_fit.select(full, wide_rows(mcfg, tr_ids, tr_all), tr_y, wide_rows(mcfg, va_ids, va_all), va_y,
+                              c=None if cfg.wide_l2 is None else 1.0 / (2.0 * cfg.wide_l2 * len(tr_y)),
+                              seed=cfg.seed, progress=progress,
+                              choose=not any(cfg.model.get(k) is not None for k in wide_fit.FEATURE_SETTINGS))
+        mcfg = ModelConfig(**{**full, **fit["config"]})
+        if progress:
+            tqdm.write(f"wide exit 0 fitted alone: {', '.join(f'{n} {r:,}' for n, r in wide_rules.layout(mcfg.to_dict()))}"
+                       f" rows, C = {fit['C']:.3g}, validation accuracy {fit['val_acc']:.4f}")
     (run_dir / "config.json").write_text(json.dumps(
         {"train": asdict(cfg), "model": mcfg.to_dict(), "classes": classes}, indent=2) + "\n")
 
     model = BEExformer(mcfg)
     for block in model.blocks:
         block.attn_drop.p = cfg.attn_dropout
-    tr_ids, tr_y = [ids[i] for i in train_idx], labels[train_idx]
-    va_ids, va_y = [ids[i] for i in split.val], labels[list(split.val)]
-    tr_all = [all_ids[i] for i in train_idx]
     targets = distiller = t_emb = None
     if cfg.distill > 0 or cfg.transfer > 0:
         tr_ids, tr_all, tr_y, targets, t_emb = teacher_data(cfg, run_dir, ds, tok, mcfg, labels, train_idx,
@@ -314,24 +350,15 @@ def train(cfg: TrainConfig, progress: bool = True, on_epoch=None) -> Path:
             from .teacher import Distiller
             distiller = Distiller(model, t_emb.shape[1])
     tr_wide = wide_rows(mcfg, tr_ids, tr_all)
-    va_all = [all_ids[i] for i in split.val]
     weights = torch.tensor(cfg.exit_weights or [1.0] * mcfg.n_exits, dtype=torch.float32)
     if len(weights) != mcfg.n_exits:
         raise ValueError(f"--exit-weights: {len(weights)} weights for {mcfg.n_exits} exits")
 
     wide_l2 = 0.0
     if model.wide is not None:
-        va_wide = wide_rows(mcfg, va_ids, va_all)
-        every = range(len(train_idx))  # the training texts (not a transfer set's augmented copies)
-        if cfg.wide_prefit:
-            if progress:
-                tqdm.write(f"fitting the wide exit 0 alone ({mcfg.vocab_size:,} ids + {mcfg.bigram_buckets:,} "
-                           f"bigram buckets, C over {len(wide_fit.C_GRID)} values)")
-            fit = wide_fit.prefit(model.wide, (wide_batch(tr_wide, every), labels[train_idx]),
-                                  (wide_batch(va_wide, range(len(va_ids))), va_y), l2=cfg.wide_l2)
+        if fit is not None:
+            wide_fit.load_into(model.wide, fit)
             wide_l2 = fit["l2"]
-            if progress:
-                tqdm.write(f"wide exit 0 fitted alone: C = {fit['C']:.3g}, validation accuracy {fit['val_acc']:.4f}")
         else:
             wide_l2 = cfg.wide_l2 or 0.0
     model.to(dev)
@@ -369,8 +396,11 @@ def train(cfg: TrainConfig, progress: bool = True, on_epoch=None) -> Path:
                 y = torch.from_numpy(targets[sel])
             x, lengths, w = to_device(dev, x, lengths, w)
             y = y.to(dev)
-            loss = soft_routing_loss(model(x, lengths, w), y, weights, cfg.label_smoothing,
+            out = model(x, lengths, w)
+            loss = soft_routing_loss(out, y, weights, cfg.label_smoothing,
                                      wide=model.wide is not None, alone=cfg.deep_alone)
+            if cfg.self_distill > 0:
+                loss = loss + cfg.self_distill * self_distill_loss(out)
             if distiller is not None:
                 rep = distiller.loss(torch.from_numpy(t_emb[sel]).to(dev))
                 rep_losses.append(rep.item())
@@ -418,10 +448,9 @@ def teacher_data(cfg: TrainConfig, run_dir: Path, ds, tok, mcfg: ModelConfig, la
     transfer set's augmented texts; their hard labels (the argmax of the targets), soft
     targets (None without a transfer set) and teacher embeddings."""
     from . import teacher
-    bag = lambda texts: [wide_rules.feature_rows(tok_mod.encode_all(tok, s), mcfg.vocab_size, mcfg.bigram_buckets)
-                         for s in texts]
+    bag = lambda texts: [wide_rules.bag_rows(tok_mod.encode_all(tok, s), mcfg.to_dict()) for s in texts]
     t = teacher.prepare(cfg, run_dir, ds.texts, labels, train_idx, val_idx, n_classes, progress,
-                        bag=bag, n_rows=mcfg.vocab_size + mcfg.bigram_buckets)
+                        bag=bag, n_rows=sum(r for _, r in wide_rules.layout(mcfg.to_dict())))
     tr_y = labels[train_idx]
     targets = None
     if cfg.transfer > 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from beexgen.bench.common import SEEDS, pct, run_dirs, wilson_pct
+from beexgen.bench.paired import board_flash_budget, exit0_accuracy, mcnemar_exact
 
 TFIDF_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -21,6 +22,7 @@ class BagOfWords:
     features: int
     bytes_fp32: int
     bytes_int8: int
+    pred: np.ndarray         # its test predictions (the paired test)
 
 
 @dataclass
@@ -35,8 +37,13 @@ class Accuracy:
     accuracy_tfidf_lr: float = 0.0
     wilson95: dict[str, list[float]] = field(default_factory=dict)   # "default_policy" -> [lo, hi]
     accuracy_by_exit: dict[str, float] = field(default_factory=dict)  # exit number e -> accuracy
-    seed_mean: dict[str, float] = field(default_factory=dict)
-    seeds: dict[str, dict[str, float]] = field(default_factory=dict)
+    seed_mean: dict[str, float | None] = field(default_factory=dict)   # exit0: None without a wide exit
+    seeds: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # exact McNemar, default policy vs each baseline, seed 0: p and (model right only, baseline right only)
+    mcnemar_p: dict[str, float] = field(default_factory=dict)
+    mcnemar_discordant: dict[str, list[int]] = field(default_factory=dict)
+    board_flash_budget: int | None = None      # bytes the model may use on the default board (codegen/fit.py)
+    leaves_at_exit0: float | None = None       # fraction of test sentences the default policy ends at exit 0
 
 
 def tfidf_lr(run) -> dict:
@@ -56,8 +63,9 @@ def tfidf_lr(run) -> dict:
         if best is None or v > best[0]:
             best = (v, c, clf)
     v, c, clf = best
-    return {"accuracy": float((clf.predict(xte) == run.labels[te]).mean()), "C": c, "val_accuracy": v,
-            "features": len(vec.vocabulary_)}
+    pred = clf.predict(xte)
+    return {"accuracy": float((pred == run.labels[te]).mean()), "C": c, "val_accuracy": v,
+            "features": len(vec.vocabulary_), "pred": pred}
 
 
 def bag_of_words(run) -> BagOfWords:
@@ -81,13 +89,16 @@ def bag_of_words(run) -> BagOfWords:
     vocab_bytes = sum(len(t.encode()) + 1 for t in vec.vocabulary_)
     return BagOfWords(accuracy=acc, accuracy_int8=acc8, features=len(vec.vocabulary_),
                       bytes_fp32=4 * (w.size + b.size) + vocab_bytes,
-                      bytes_int8=w.size + 4 * (b.size + scale.size) + vocab_bytes)
+                      bytes_int8=w.size + 4 * (b.size + scale.size) + vocab_bytes, pred=clf.predict(xte))
+
+
+def _policy_depth(art, res):
+    from beexgen.core import artifact
+    return res.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
 
 
 def _policy_accuracy(art, res, y) -> float:
-    from beexgen.core import artifact
-    depth = res.depth(artifact.Policy[art.policy["name"].upper()], art.policy["thresholds"])
-    return float((res.at_exit(depth)[0] == y).mean())
+    return float((res.at_exit(_policy_depth(art, res))[0] == y).mean())
 
 
 def seed_accuracy(run_dir: Path) -> dict[str, float]:
@@ -102,7 +113,7 @@ def seed_accuracy(run_dir: Path) -> dict[str, float]:
     ids, y, _ = run.part("test")
     res = deploy.run(deploy.DeployModel(art), ids, run.all_part("test"))
     return {"default_policy": _policy_accuracy(art, res, y), "full_depth": float((res.cls[:, -1] == y).mean()),
-            "bow": bag_of_words(run).accuracy, "tfidf": tfidf_lr(run)["accuracy"], "n": int(len(y))}
+            "exit0": exit0_accuracy(res, y), "bow": bag_of_words(run).accuracy, "tfidf": tfidf_lr(run)["accuracy"], "n": int(len(y))}
 
 
 def by_exit(rep: dict) -> dict[str, float]:
@@ -126,11 +137,21 @@ def measure(ds: str, out: Path, ctx, bow: BagOfWords) -> Accuracy:
     acc["twin"] = ctx.twin_exit_acc[-1]
     acc["bow_lr"], acc["tfidf_lr"] = bow.accuracy, ctx.tfidf["accuracy"]
     seeds = {"0": {"default_policy": acc["default_policy"], "full_depth": acc["full_depth"],
-                   "bow": acc["bow_lr"], "tfidf": acc["tfidf_lr"], "n": n}}
+                   "exit0": exit0_accuracy(ctx.res_t, y), "bow": acc["bow_lr"], "tfidf": acc["tfidf_lr"], "n": n}}
     for s in SEEDS[1:]:
         seeds[str(s)] = seed_accuracy(run_dirs(ds, out)[f"seed{s}"])
-    mean = {k: pct(np.mean([v[k] for v in seeds.values()])) for k in ("default_policy", "full_depth", "bow", "tfidf")}
+    mean = {k: (None if any(v[k] is None for v in seeds.values()) else pct(np.mean([v[k] for v in seeds.values()])))
+            for k in ("default_policy", "full_depth", "exit0", "bow", "tfidf")}
+    depth = _policy_depth(ctx.art, ctx.res_t)
+    ok = ctx.res_t.at_exit(depth)[0] == y
+    tests = {"bow": mcnemar_exact(ok, bow.pred == y), "tfidf": mcnemar_exact(ok, ctx.tfidf["pred"] == y)}
+    from beexgen.codegen.boards import DEFAULT_BOARD
     return Accuracy(test_sentences=n, **{f"accuracy_{k}": pct(v) for k, v in acc.items()},
                     wilson95={k: wilson_pct(v, n) for k, v in acc.items()}, accuracy_by_exit=by_exit(ctx.report),
                     seed_mean=mean,
-                    seeds={s: {k: (pct(v) if k != "n" else v) for k, v in d.items()} for s, d in seeds.items()})
+                    seeds={s: {k: (v if k == "n" or v is None else pct(v)) for k, v in d.items()}
+                           for s, d in seeds.items()},
+                    mcnemar_p={k: round(t.p, 6) for k, t in tests.items()},
+                    mcnemar_discordant={k: [t.model_only, t.baseline_only] for k, t in tests.items()},
+                    board_flash_budget=board_flash_budget(ctx.art, DEFAULT_BOARD),
+                    leaves_at_exit0=round(float((np.asarray(depth) == 0).mean()), 4))

@@ -43,6 +43,17 @@ def table(b: Bench) -> str:
         lambda r: " / ".join(f"{r.accuracy.seed_mean[k]:.1f}" for k in ("default_policy", "bow", "tfidf")))
     row("per seed " + ", ".join(map(str, SEEDS)) + ": shipped (default policy)",
         lambda r: ", ".join(f"{v['default_policy']:.1f}" for v in r.accuracy.seeds.values()))
+    if all(r.accuracy.mcnemar_p for r in runs):
+        f1 = lambda v: "-" if v is None else f"{v:.1f}"      # noqa: E731
+        row(f"exit 0 alone: mean of {len(SEEDS)} seeds (per seed)",
+            lambda r: f"{f1(r.accuracy.seed_mean.get('exit0'))} "
+                      f"({', '.join(f1(v.get('exit0')) for v in r.accuracy.seeds.values())})")
+        row("exact McNemar p, default policy vs BoW LR / vs TF-IDF LR, seed 0 (model right only : baseline right only)",
+            lambda r: " / ".join(f"{r.accuracy.mcnemar_p[k]:.3g} ({a}:{b})"
+                                 for k, (a, b) in r.accuracy.mcnemar_discordant.items()))
+        row("sentences the default policy ends at exit 0",
+            lambda r: "all (the blocks did not help on validation)" if r.accuracy.leaves_at_exit0 == 1.0
+            else f"{100 * r.accuracy.leaves_at_exit0:.0f} %")
     row("paper's architecture (--no-wide): full depth / its default policy",
         lambda r: f"{ci(r, 'paper_model')} / {r.accuracy.accuracy_paper_default_policy:.1f}")
     row("full-precision twin (same wide exit in float32), final exit", lambda r: ci(r, "twin"))
@@ -64,6 +75,9 @@ def table(b: Bench) -> str:
                   f"[{r.size.twin_bytes / 1024:.0f} KB, {r.size.twin_bytes / r.size.artifact_bytes:.1f}x]")
     row("bag-of-words LR bytes fp32 / int8",
         lambda r: f"{r.size.bow_lr_fp32_bytes / 1024:.0f} / {r.size.bow_lr_int8_bytes / 1024:.0f} KB")
+    if all(r.accuracy.board_flash_budget for r in runs):
+        row(f"flash budget of the model on {runs[0].size.board} (flash - firmware code - margin) / artifact",
+            lambda r: f"{r.accuracy.board_flash_budget / 1024:.0f} KB / {r.size.artifact_bytes / 1024:.0f} KB")
     row(f"{runs[0].size.board} flash / RAM / stack", lambda r: f"{r.size.board_flash_bytes / 1024:.0f} / "
         f"{r.size.board_ram_bytes / 1024:.0f} KB / {r.size.board_stack_bytes} B")
     row("M4 instructions / sentence, mean (p95)",

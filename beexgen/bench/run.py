@@ -39,7 +39,10 @@ def ensure_runs(datasets, out: Path, reuse: bool, epochs: int | None, jobs: int)
     from beexgen.train.export import export_run
     from beexgen.train.trainer import TrainConfig, prepare, share_data
 
+    from beexgen.bench.paired import default_train_budget
+    from beexgen.codegen.boards import DEFAULT_BOARD
     kw = {"epochs": epochs} if epochs else {}
+    kw["size_budget"] = default_train_budget(DEFAULT_BOARD)     # as `beexgen train --board` sets it
     spec = {"model": {}, "twin": {"full_precision": True}, "paper": {"model": {"wide": False}},  # cf. twin_config
             **{f"seed{s}": {"seed": s} for s in SEEDS[1:]}}
     todo = []

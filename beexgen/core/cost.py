@@ -55,9 +55,15 @@ def first_exit(cfg: dict) -> int:
 
 
 def wide_flops_per_id(cfg: dict) -> int:
+    """Integer adds of the wide exit charged per tokenizer id: C' (beexgen/core/wide.py
+    columns) for each table. Word and pair tables are charged per id too (a word has at
+    least one id, so this bounds their adds from above, and the C needs no word count)."""
     if not cfg.get("wide"):
         return 0
-    return cfg["n_classes"] * (1 + (1 if cfg.get("bigram_buckets") else 0))
+    from beexgen.core.wide import columns
+    tables = int(cfg.get("wide_ids", True)) + sum(bool(cfg.get(k)) for k in ("bigram_buckets", "word_buckets",
+                                                                            "pair_buckets"))
+    return columns(cfg["n_classes"]) * tables
 
 
 def sentence_cost(cfg: dict, n: int, depth: int, n_ids: int | None = None) -> tuple[int, int]:
@@ -104,6 +110,14 @@ def artifact_bytes(cfg: dict, vocab_bytes: int) -> int:
     ["total"]), from the config alone."""
     import numpy as np
     return sum(np.dtype(dt).itemsize * int(np.prod(shape)) for dt, shape in expected_tensors(cfg).values()) + vocab_bytes
+
+
+def budget_word_buckets(cfg: dict, vocab_bytes: int, budget: int = ARTIFACT_BUDGET) -> tuple[int, int]:
+    """(word, pair) buckets filling what the rest of the artifact leaves of `budget`
+    (beexgen/core/wide.py default_word_buckets); (0, 0) when nothing is left."""
+    from beexgen.core.wide import default_word_buckets
+    base = artifact_bytes(dict(cfg, word_buckets=0, pair_buckets=0), vocab_bytes)
+    return default_word_buckets(cfg["n_classes"], budget - base) if budget > base else (0, 0)
 
 
 def budget_buckets(cfg: dict, vocab_bytes: int, budget: int = ARTIFACT_BUDGET) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 FORMAT_NAME = "beexgen-artifact"
-FORMAT_VERSION = 2   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts
+FORMAT_VERSION = 3   # 2: wide exit 0 (int8 tensors, h_prior), head + tail of long texts; 3: word tables
 META, WEIGHTS, TOKENIZER = "meta.json", "weights.safetensors", "tokenizer.json"
 U32, F32, I8 = "uint32", "float32", "int8"
 from beexgen.core.policy import F32_MAX  # noqa: E402  (defined once, with the policies)
@@ -58,6 +58,9 @@ CONFIG_FIELDS: dict[str, tuple[type, float, float]] = {
     "dropout": (float, 0.0, 1.0),
     "wide": (bool, 0, 1),
     "bigram_buckets": (int, 0, 1 << 24),
+    "wide_ids": (bool, 0, 1),
+    "word_buckets": (int, 0, 1 << 24),
+    "pair_buckets": (int, 0, 1 << 24),
 }
 
 
@@ -100,14 +103,29 @@ def _exits(c: dict) -> dict:
     return out
 
 
+def wide_columns(n_classes: int) -> int:
+    """Columns of the wide tables (beexgen/core/wide.py): one for two classes (logits
+    (0, z)), else one per class."""
+    return 1 if n_classes == 2 else n_classes
+
+
+def wide_layout(cfg: dict) -> list[tuple[str, int]]:
+    """The wide tables in the order of the stacked table [U; G; W; P] (beexgen/core/wide.py):
+    (tensor name, rows), the empty ones left out."""
+    parts = [("wide.uni", cfg["vocab_size"] if cfg.get("wide_ids", True) else 0),
+             ("wide.big", cfg.get("bigram_buckets") or 0),
+             ("wide.word", cfg.get("word_buckets") or 0),
+             ("wide.pair", cfg.get("pair_buckets") or 0)]
+    return [(n, r) for n, r in parts if r] if cfg.get("wide") else []
+
+
 def _wide(c: dict) -> dict:
-    """The wide exit 0 (beexgen/core/wide.py): int8 tables, one float scale and bias per class."""
+    """The wide exit 0 (beexgen/core/wide.py): int8 tables, one float scale and bias per column."""
     if not c["wide"]:
         return {}
-    V, C, K = c["vocab_size"], c["n_classes"], c["bigram_buckets"]
-    out = {"wide.uni": (I8, (V, C)), "wide.scale": (F32, (C,)), "wide.bias": (F32, (C,))}
-    if K:
-        out["wide.big"] = (I8, (K, C))
+    cols = wide_columns(c["n_classes"])
+    out = {name: (I8, (rows, cols)) for name, rows in wide_layout(c)}
+    out.update({"wide.scale": (F32, (cols,)), "wide.bias": (F32, (cols,))})
     return out
 
 

@@ -35,7 +35,7 @@ from beexgen.core.policy import NAMES as POLICY_NAMES, n_thresholds
 from beexgen.core.schema import (  # noqa: F401  (the schema, re-exported for older imports)
     CONFIG_FIELDS, F32, F32_MAX, FORMAT_NAME, FORMAT_VERSION, I8, META, META_MAX_BYTES, META_MAX_DEPTH,
     SAFETENSORS_MAX_DIMS, SAFETENSORS_MAX_HEADER, SPECIAL_KEYS, TENSOR_PARTS, TOKENIZER, TOKENIZER_MAX_BYTES, TOKENIZER_MAX_DEPTH, U32, UINT32_LIMIT, WEIGHT_ABS_MAX, WEIGHTS,
-    expected_tensors, n_exits, words)
+    expected_tensors, n_exits, wide_columns, wide_layout, words)
 
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -128,6 +128,11 @@ def _check_config(c, where: str) -> None:
     k = c["bigram_buckets"]
     if k and (not c["wide"] or k < 2 or k & (k - 1)):
         _fail(where, f"meta.json config.bigram_buckets = {k} is not 0 or a power of two >= 2 with config.wide")
+    for name in ("word_buckets", "pair_buckets"):
+        if c[name] and not c["wide"]:
+            _fail(where, f"meta.json config.{name} = {c[name]} without config.wide")
+    if c["wide"] and not wide_layout(c):
+        _fail(where, "meta.json config: a wide exit without tables (wide_ids false and no buckets)")
     bm, fl = cost.sentence_cost(c, c["seq_max"], c["n_blocks"])
     if bm >= UINT32_LIMIT or fl >= UINT32_LIMIT:
         _fail(where, f"meta.json config: a {c['seq_max']}-token sentence costs {bm:,} bmacs and {fl:,} "

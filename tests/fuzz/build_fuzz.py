@@ -30,7 +30,7 @@ CLANG = os.environ.get("CLANG") or shutil.which("clang") or shutil.which("clang-
 CFLAGS = cflags.STD + cflags.FUZZ + cflags.EXACT + cflags.WARN
 LINE_MAX = 64
 # portable sources of the generated project (no main.c: it is compiled on its own)
-PROTOCOL_SOURCES = ["bx_engine.c", "bx_kernels.c", "bx_forward.c", "bx_model_data.c", "bx_tokenizer.c",
+PROTOCOL_SOURCES = ["bx_engine.c", "bx_wide.c", "bx_kernels.c", "bx_forward.c", "bx_model_data.c", "bx_tokenizer.c",
                     "bx_vocab_data.c", "bx_selftest.c", "bx_protocol.c"]
 TOKENIZER_SOURCES = ["bx_tokenizer.c", "bx_vocab_data.c"]
 
