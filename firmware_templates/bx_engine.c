@@ -216,8 +216,6 @@ int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
 }
 
 #if BX_HAS_WIDE
-}
-
 int bx_exit_wide(bx_result *out)
 {
     for (int c = 0; c < BX_N_CLASSES; c++) out->logits[c] = bx_wide_logits[c];
