@@ -700,29 +700,29 @@ _EXTRA["tune"] = _EXTRA_OF_MODULE["optuna"] = "tune"       # beexgen tune needs 
 
 @main.command("tune")
 @click.argument("dataset")
-@click.option("--board", default=_board_registry.DEFAULT_BOARD, show_default=True,
+@click.option("--board", callback=_board, default=_board_registry.DEFAULT_BOARD, show_default=True,
               help=f"The board the model must fit and run on: {_board_registry.board_help()}.")
-@click.option("--max-ms", type=float, help="Latency budget in milliseconds per sentence on the board "
+@click.option("--max-ms", type=Number(float, (0.0, 1e6, "open_lo")), help="Latency budget in milliseconds per sentence on the board "
               "(M4 instructions from QEMU x the README's cycles per instruction / the board's clock) [none].")
 @click.option("--latency", type=click.Choice(["mean", "p95"]), default="mean", show_default=True,
               help="Which latency --max-ms bounds and the search minimises: the mean or the 95th "
                    "percentile over the validation sentences.")
-@click.option("--trials", type=click.IntRange(1), help="Finished trials the study should hold (all workers "
+@click.option("--trials", type=Number(int, (1, 10**6)), help="Finished trials the study should hold (all workers "
               "together) [20 unless --minutes].")
-@click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Start no trial after this many minutes.")
+@click.option("--minutes", type=Number(float, (0.0, 1e6, "open_lo")), help="Start no trial after this many minutes.")
 @click.option("--study", "study_name", help="Study name in the storage [tune-DATASET-BOARD].")
 @click.option("--storage", help="Optuna storage URL shared by several machines, e.g. "
               "postgresql://user:pw@host/db [sqlite:///OUT/study.db].")
-@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--jobs", type=Number(int, (1, 64)), default=1, show_default=True,
               help="Trials run side by side on this machine (processes, one torch thread each).")
 @click.option("--space", type=click.Path(exists=True, dir_okay=False),
               help="Search space TOML (format: beexgen/tune_space.toml) [the shipped one].")
 @click.option("--pick", "how", default="accuracy", show_default=True,
               help="The model exported to OUT/best: accuracy (the most accurate within --max-ms; among those "
                    "within its 95 % interval, the fastest), flash (... the smallest) or a trial number.")
-@click.option("--seed", type=int, help="Seed of the sampler (the trials' own seeds come from the space).")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Directory of the study, the trials, report.md and best/.")
+@click.option("--seed", type=Number(int, (0, 2**32 - 1)), help="Seed of the sampler (the trials' own seeds come from the space).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=_nonempty,
+              help="Directory of the study, the trials, report.md and best/ (an existing one resumes).")
 @click.option("--quiet", is_flag=True, help="No line per trial.")
 def tune_cmd(dataset, board, max_ms, latency, trials, minutes, study_name, storage, jobs, space, how, seed, out,
              quiet):

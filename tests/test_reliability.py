@@ -342,6 +342,7 @@ def marked(monkeypatch):
     """The heavy entry points replaced by the marker."""
     import beexgen.bench
     import beexgen.train.export
+    import beexgen.tune
     import beexgen.train.trainer
     from beexgen.codegen import build, emulate, export, firmware, flash
 
@@ -349,7 +350,8 @@ def marked(monkeypatch):
         raise Reached()
     for mod, name in ((beexgen.train.trainer, "train"), (beexgen.train.trainer, "train_twin"),
                       (beexgen.train.export, "export_run"), (build, "build_host"), (firmware, "build_firmware"),
-                      (export, "export_c"), (emulate, "start_qemu"), (flash, "flash"), (beexgen.bench, "main")):
+                      (export, "export_c"), (emulate, "start_qemu"), (flash, "flash"), (beexgen.bench, "main"),
+                      (beexgen.tune, "tune")):
         monkeypatch.setattr(mod, name, reached, raising=False)
 
 
@@ -419,7 +421,8 @@ def test_cli_sweep_every_option_of_every_command(marked, art, dataset, tmp_path,
     empty_run.mkdir()
     positional = {"train": [dataset, "--board", "none"], "export": [empty_run], "eval": [empty_run],
                   "calibrate": [empty_run], "report": [empty_run], "build": [art.path], "export-c": [art.path],
-                  "emulate": [art.path], "flash": [art.path], "bench": [], "fetch": [], "boards": []}
+                  "emulate": [art.path], "flash": [art.path], "bench": [], "fetch": [], "boards": [],
+                  "tune": [dataset, "--out", tmp_path / "tune"]}
     n = 0
     for name, cmd in main.commands.items():
         base = positional[name]
