@@ -174,12 +174,12 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
-from beexgen.core.policy import F32_MAX  # noqa: E402  (defined once, with the policies)
+from beexgen.core.policy import F32_MAX, NAMES, threshold_min  # noqa: E402  (defined once, with the policies)
 
 
 def _parse_policy(spec: str) -> tuple[str, list[float] | None]:
-    """NAME or NAME:t1,t2,...; every threshold a finite number >= 0 that a float32 holds
-    (the device's rule, docs/INTERNALS.md)."""
+    """NAME or NAME:t1,t2,...; every threshold a finite number that a float32 holds, >= 0
+    (the entropy rule's tau may be negative: core/policy.py threshold_min)."""
     name, colon, rest = spec.partition(":")
     if not name or " " in name:
         raise click.BadParameter(f"{spec!r}: expected NAME or NAME:t1,t2,...", param_hint="--policy")
@@ -192,10 +192,11 @@ def _parse_policy(spec: str) -> tuple[str, list[float] | None]:
         except ValueError:
             raise click.BadParameter(f"{spec!r}: thresholds must be numbers, comma separated",
                                      param_hint="--policy") from None
-        if not math.isfinite(t) or t < 0:
-            raise click.BadParameter(f"{spec!r}: threshold {x!r} must be a finite number >= 0",
+        lo = threshold_min(name) if name in NAMES else 0.0
+        if not math.isfinite(t) or t < lo:
+            raise click.BadParameter(f"{spec!r}: threshold {x!r} must be a finite number >= {lo:.7g}",
                                      param_hint="--policy")
-        if t > F32_MAX:
+        if abs(t) > F32_MAX:
             raise click.BadParameter(f"{spec!r}: threshold {x!r} is beyond the float32 range (max {F32_MAX:.7g})",
                                      param_hint="--policy")
         out.append(t)

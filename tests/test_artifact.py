@@ -90,3 +90,13 @@ def test_missing_and_garbage_files_are_named(tmp_path):
     (tmp_path / "art" / "meta.json").write_bytes(b"\xff\x00garbage")
     with pytest.raises(artifact.ArtifactError, match="meta.json: not valid JSON"):
         artifact.load(tmp_path / "art")
+
+
+def test_an_entropy_threshold_may_be_negative_a_confidence_one_may_not():
+    """The entropy rule's tau may be negative (calibration's grid reaches below 0: exit only
+    when the entropy rose); a confidence threshold is a probability, >= 0."""
+    from beexgen.core.validate import ArtifactError, _check_policy
+    cfg = {"n_blocks": 2, "wide": True}
+    _check_policy({"exit_policy": {"name": "entropy", "thresholds": [-0.0231]}, "h_prior": 0.69}, cfg, "test")
+    with pytest.raises(ArtifactError, match="thresholds\\[0\\]"):
+        _check_policy({"exit_policy": {"name": "confidence", "thresholds": [-0.1, 0.5]}, "h_prior": 0.69}, cfg, "test")

@@ -85,6 +85,14 @@ OPTION_RANGES: dict[str, tuple] = {
 }
 
 
+def threshold_min(policy: Policy | int | str) -> float:
+    """The smallest threshold `policy` takes: the entropy rule's tau may be negative (exit
+    only when the entropy rose by more than |tau| H); probabilities, counts and the others
+    are >= 0."""
+    p = Policy[policy.upper()] if isinstance(policy, str) else Policy(int(policy))
+    return -F32_MAX if p == Policy.ENTROPY else 0.0
+
+
 def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
     """Thresholds `policy` takes on a model with n_exits exits."""
     p = Policy[policy.upper()] if isinstance(policy, str) else Policy(int(policy))

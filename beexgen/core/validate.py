@@ -31,7 +31,7 @@ import struct
 from pathlib import Path
 
 from beexgen.core import cost
-from beexgen.core.policy import NAMES as POLICY_NAMES, n_thresholds
+from beexgen.core.policy import NAMES as POLICY_NAMES, n_thresholds, threshold_min
 from beexgen.core.schema import (  # noqa: F401  (the schema, re-exported for older imports)
     CONFIG_FIELDS, F32, F32_MAX, FORMAT_NAME, FORMAT_VERSION, I8, META, META_MAX_BYTES, META_MAX_DEPTH,
     SAFETENSORS_MAX_DIMS, SAFETENSORS_MAX_HEADER, SPECIAL_KEYS, TENSOR_PARTS, TOKENIZER, TOKENIZER_MAX_BYTES, TOKENIZER_MAX_DEPTH, U32, UINT32_LIMIT, WEIGHT_ABS_MAX, WEIGHTS,
@@ -176,9 +176,11 @@ def _check_policy(meta: dict, c: dict, where: str) -> None:
     h = meta.get("h_prior")
     if not _typed(h, float) or h < 0 or h > F32_MAX:
         _fail(where, f"meta.json h_prior = {h!r} is not a finite float >= 0 (the class prior's entropy)")
+    lo = threshold_min(name)
     for i, t in enumerate(thr):
-        if not _typed(t, float) or t < 0 or t > F32_MAX:
-            _fail(where, f"meta.json exit_policy.thresholds[{i}] = {t!r} is not a finite float32 >= 0")
+        if not _typed(t, float) or t < lo or t > F32_MAX:
+            _fail(where, f"meta.json exit_policy.thresholds[{i}] = {t!r} is not a finite float32 >= {lo:.7g} "
+                         f"(the {name} policy)")
 
 
 def _check_special(meta: dict, c: dict, where: str) -> None:
