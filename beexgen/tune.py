@@ -51,7 +51,8 @@ SPACE_FILE = Path(__file__).with_name("tune_space.toml")
 # board's clock counts cycles. 1.4 is the upper end of the 1.0-1.4 the README states
 # (flash wait states hidden by the ART accelerator, a binary layer's loads stalling).
 from beexgen.bench.m4 import CYCLES_PER_INSTR  # noqa: E402  (the README's stated range, defined once)
-CYCLES_PER_INSTRUCTION = CYCLES_PER_INSTR[1]     # its upper end: a latency budget takes the pessimistic side
+CYCLES_PER_INSTRUCTION = CYCLES_PER_INSTR[1]
+MAX_FAILED_IN_A_ROW = 5     # a worker stops, with the error, when this many trials fail one after another     # its upper end: a latency budget takes the pessimistic side
 STUDY_DB = "study.db"              # the default storage: SQLite in --out
 TRIALS_DIR = "trials"              # OUT/trials/<number>: each trial's run directory
 BEST_DIR = "best"
@@ -604,7 +605,12 @@ def worker(opt: Options, quiet: bool = False) -> int:
     data = load_data(opt.dataset, out, {k: d.value for k, d in space.items() if d.kind == "fixed"})
     t_end = time.time() + opt.minutes * 60 if opt.minutes else None
     done_here = 0
+    failed_in_a_row = 0                 # this worker's trials failing one after another (not pruned)
     while True:
+        if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            raise TuneError(f"{failed_in_a_row} trials in a row failed, the last with: "
+                            f"{study.get_trials(deepcopy=False)[trial.number].user_attrs.get('error', '?')}; "
+                            "stopping (the study keeps them; fix the cause and run the same command to resume)")
         optuna.storages.fail_stale_trials(study)           # crashed workers' trials: failed, queued again
         c = _counts(study)
         finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
@@ -632,12 +638,14 @@ def worker(opt: Options, quiet: bool = False) -> int:
             try:
                 values = run_trial(trial, opt, space, data, curves, pruner_trial)
                 study.tell(trial, values)
+                failed_in_a_row = 0
             except Pruned as e:
                 trial.set_user_attr("prune_reason", e.reason)
                 for k, v in e.attrs.items():
                     trial.set_user_attr(k, v)
                 study.tell(trial, state=TrialState.PRUNED)
                 curves.tell(pruner_trial, state=TrialState.PRUNED)
+                failed_in_a_row = 0
             except KeyboardInterrupt:
                 # stopped by the user: the trial is failed and queued to run again on resume
                 study.tell(trial, state=TrialState.FAIL)
@@ -648,6 +656,7 @@ def worker(opt: Options, quiet: bool = False) -> int:
                 trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
                 study.tell(trial, state=TrialState.FAIL)
                 curves.tell(pruner_trial, state=TrialState.FAIL)
+                failed_in_a_row += 1
                 print(f"trial #{trial.number} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         done_here += 1
         if not quiet:

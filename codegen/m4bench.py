@@ -552,7 +552,11 @@ def test_texts(run: str | Path, n: int) -> list[str]:
     from beexgen.train import data
 
     meta = json.loads((Path(run) / "split.json").read_text())
-    ds = data.load_dataset(meta["dataset"])
+    spec = meta["dataset"]
+    if spec not in data.OFFLINE and meta.get("source"):     # a local file: the run's copy of it (RUN/data/)
+        copy = Path(run) / "data" / Path(meta["source"]).name
+        spec = str(copy) if copy.is_file() else meta["source"]
+    ds = data.load_dataset(spec)
     split = data.load_split(Path(run) / "split.json", ds)
     return [ds.texts[i] for i in split.test[:n]]
 

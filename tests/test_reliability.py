@@ -506,7 +506,8 @@ import sys
 sys.modules["numpy"] = None          # import numpy -> ImportError, as without numpy
 from beexgen.core import validate
 c = dict(vocab_size=100, n_classes=2, d_model=8192, n_heads=8, d_ff=8192, n_blocks=4, seq_max=8192,
-         binary=True, slfn=True, dropout=0.1, wide=False, bigram_buckets=0)
+         binary=True, slfn=True, dropout=0.1, wide=False, bigram_buckets=0, wide_ids=False, word_buckets=0,
+         pair_buckets=0)
 try:
     validate.check_config(c, "x")
 except validate.ArtifactError as e:

@@ -60,7 +60,7 @@ def wide_flops_per_id(cfg: dict) -> int:
     least one id, so this bounds their adds from above, and the C needs no word count)."""
     if not cfg.get("wide"):
         return 0
-    from beexgen.core.wide import columns
+    from beexgen.core.schema import wide_columns as columns     # numpy-free (a host-only install runs this)
     tables = int(cfg.get("wide_ids", True)) + sum(bool(cfg.get(k)) for k in ("bigram_buckets", "word_buckets",
                                                                             "pair_buckets"))
     return columns(cfg["n_classes"]) * tables
