@@ -207,8 +207,11 @@ static int exit_here(int k, bx_result *out)
 
 int bx_exit_after(const bx_exit_w *ex, int b, int n, bx_result *out)
 {
-    static float scratch[2 * BX_D_MODEL];
-    bx_exit_head(out->logits, scratch, &bx_x[0][0], n, BX_D_MODEL, ex->ln.w, ex->ln.b, ex->w, ex->b, BX_N_CLASSES);
+    /* the head's scratch (2d floats) is the per-token rows' RAM: no token is in flight
+     * between blocks, and BX_ROW_MAX >= 4d */
+    _Static_assert(BX_ROW_MAX >= 2 * BX_D_MODEL, "bx_row holds the exit head's scratch");
+    bx_exit_head(out->logits, &bx_row[0][0], &bx_x[0][0], n, BX_D_MODEL, ex->ln.w, ex->ln.b, ex->w, ex->b,
+                 BX_N_CLASSES);
 #if BX_HAS_WIDE
     for (int c = 0; c < BX_N_CLASSES; c++) out->logits[c] = out->logits[c] + bx_wide_logits[c];
 #endif
