@@ -326,21 +326,16 @@ class Pruned(Exception):
 
 
 def model_config(train_kw: dict, model_kw: dict, n_classes: int):
-    """The ModelConfig a trial will train (vocabulary at its requested size; the bigram
-    buckets, unless searched, by the trainer's flash-budget rule on a placeholder vocabulary)."""
-    from beexgen.core import cost
-    from beexgen.codegen import fit
+    """The ModelConfig a trial will train (vocabulary at its requested size; the id bigram
+    buckets 0 unless searched, as the trainer's default; the word tables, unless searched,
+    are filled by the trainer from --size-budget)."""
     from beexgen.train import config
-    from beexgen.train.tokenizer import build_empty, vocab_bytes
     cfg = config.TrainConfig(dataset="-", out="-", **train_kw)
     try:
         m = config.ModelConfig(vocab_size=cfg.vocab_size, n_classes=n_classes,
                                **{**model_kw, "bigram_buckets": model_kw.get("bigram_buckets", 0)})
     except (ValueError, TypeError) as e:
         raise Pruned(f"invalid settings: {e}") from None
-    if m.wide and model_kw.get("bigram_buckets") is None:
-        m.bigram_buckets = cost.budget_buckets(m.to_dict(), vocab_bytes(build_empty(fit.placeholder_vocab(cfg.vocab_size))),
-                                               cfg.size_budget)
     if m.n_exits == 0:
         raise Pruned("invalid settings: no exit (no blocks and no wide exit)")
     return m

@@ -28,13 +28,12 @@ from beexgen.train.trainer import load_run
 DATASETS = list(data.OFFLINE)
 
 
-def split_texts(run_dir, part="test", line_max=protocol.LINE_MAX):
-    """Texts of a split that fit the device's line (the others are refused whole: the
-    model reads every id of a line; host/client.py refuses a request longer than the
-    line), with their block ids, every id, and labels."""
+def split_texts(run_dir, part="test"):
+    """Every text of a split (the device streams a text of any length), with their block
+    ids, every id, and labels."""
     run = load_run(run_dir)
     ids, y, idx = run.part(part)
-    keep = [k for k, i in enumerate(idx) if len(protocol.classify_request(run.texts[i]).rstrip(b"\n")) <= line_max]
+    keep = list(range(len(idx)))
     return (run, [run.texts[idx[k]] for k in keep], [ids[k] for k in keep],
             y[keep], [run.all_ids[idx[k]] for k in keep])
 
@@ -85,12 +84,10 @@ def test_host_emulator_equals_pytorch_on_the_whole_test_split(dataset, trained, 
     seq = art.config["seq_max"]
     # ids: the device's !tok (block ids: [CLS] + head + tail) on the whole text
     want = [encode_for_model(tok, t, seq) for t in texts]
-    too_long = [i for i, t in enumerate(toks) if t == "LINE_TOO_LONG"]   # "!tok " + text > the line
-    # exactly the `!tok <text>` lines longer than BX_LINE_MAX (the `#<id> ` prefix is not counted)
-    assert too_long == [i for i, t in enumerate(texts) if len(b"!tok " + t.encode()) > protocol.LINE_MAX]
-    assert all(toks[i] == want[i] for i in range(len(texts)) if i not in too_long)
-    print(f"\n{dataset}: {len(texts) - len(too_long)} id sequences identical, "
-          f"{len(run.part('test')[0]) - len(texts)} texts longer than the line buffer left out")
+    # `!tok` streams its text as classification does: every text, longer than the line too
+    assert all(toks[i] == want[i] for i in range(len(texts)))
+    print(f"\n{dataset}: {len(texts)} id sequences identical, "
+          f"{sum(len(t.encode()) > protocol.LINE_MAX for t in texts)} of them longer than the {protocol.LINE_MAX}-byte line")
     assert [r.tokens for r in replies] == [len(i) for i in ids]
     compare(replies, *reference(art, ids, all_ids, art.policy)[1:])
 
@@ -133,7 +130,7 @@ def test_every_policy_same_depth_in_pytorch_host_and_qemu(trec):
     every test sentence's exit depth (and class) in all three implementations."""
     run_dir, art, exe, fws = trec
     run, texts, ids, y, all_ids = split_texts(run_dir)
-    _, _, ids_v, y_v, all_v = split_texts(run_dir, "val", line_max=1 << 30)
+    _, _, ids_v, y_v, all_v = split_texts(run_dir, "val")
     res_v = deploy.run(deploy.DeployModel(art), ids_v, all_v)
     len_v = np.array([len(s) for s in ids_v])
     # every policy there is (a new one is tested here with no change); the confidence

@@ -314,7 +314,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_epoch=None) -> Path:
     todo = sorted({*train_idx, *split.val})
     all_ids = {i: tok_mod.encode_all(tok, ds.texts[i])
                for i in tqdm(todo, desc="tokenizing (ids and words)", unit="text",
-                             disable=not progress or len(todo) < 20000, leave=False, mininterval=1.0)}
+                             disable=not progress, leave=False, mininterval=1.0)}
     ids = {i: tok_mod.model_ids(a, mcfg.seq_max) for i, a in all_ids.items()}
     report_lengths(list(all_ids.values()), mcfg.seq_max, progress)
 
