@@ -136,13 +136,14 @@ class Tally:
             out.append(f"accuracy: {right}/{total} = {100.0 * right / total:.2f}% of the labelled lines "
                        f"({failed} refused or not answered, counted as wrong)")
         if self.replies:
-            b = blocks or max(r.n_blocks for _, r in self.replies)
-            hist = Counter(r.exit_depth for _, r in self.replies)
+            n_blocks = blocks or max(r.n_blocks for _, r in self.replies)
+            hist = Counter(r.exit_depth for _, r in self.replies)       # exit number e -> replies
             top = max(hist.values())
-            out.append(f"exit taken (blocks run, of {b}; 0 = the wide exit):")
-            for d in range(0 if hist[0] else 1, b + 1):
-                bar = "#" * round(30 * hist[d] / top) if top else ""
-                out.append(f"  {d:>2}  {bar:<30} {hist[d]:>6}  {100.0 * hist[d] / len(self.replies):5.1f}%")
+            out.append(f"exit taken (blocks run, of {n_blocks}; 0 = the wide exit):")
+            last_exit = n_blocks                                        # exit e runs e blocks
+            for e in range(0 if hist[0] else 1, last_exit + 1):
+                bar = "#" * round(30 * hist[e] / top) if top else ""
+                out.append(f"  {e:>2}  {bar:<30} {hist[e]:>6}  {100.0 * hist[e] / len(self.replies):5.1f}%")
             costs = [r.cost for _, r in self.replies]
             u = unit or self.replies[0][1].unit
             out.append(f"mean cost: {sum(costs) / len(costs):.1f} {u} per line "

@@ -70,7 +70,7 @@ def run_one(dataset: str, runs: Path, variant: str, seed: int) -> dict:
            "train_s": round(train_s), "exit_acc": [round(float(a), 4) for a in exit_acc],
            "final_acc": round(float(exit_acc[-1]), 4), "policy": art.policy["name"],
            "thresholds": art.policy["thresholds"], "policy_acc": round(policy_acc, 4),
-           "exit_hist": np.bincount(depth - res.first_exit, minlength=res.conf.shape[1]).tolist(),
+           "exit_hist": np.bincount(res.column(depth), minlength=res.conf.shape[1]).tolist(),
            "n_test": int(len(y))}
     res_path.write_text(json.dumps(rec) + "\n")
     return rec

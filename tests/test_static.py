@@ -231,6 +231,29 @@ def test_each_constant_is_written_once():
             assert any(pat.search(ln) for _, ln in code_lines(ROOT / home)), (what, home)
 
 
+EXIT_NAMES = {"first_exit", "e0"}      # a model's first exit number (0 with a wide exit)
+
+
+def test_exit_numbers_and_columns_are_converted_in_one_place():
+    """Exit numbers e and tensor columns k are converted by core.policy.exit_of_column /
+    column_of_exit only (issue 23): no other `+ first_exit` / `- first_exit` arithmetic
+    in the package's code, scripts included (an AST walk, so comments and strings are
+    free to explain the rule)."""
+    import ast
+    bad = []
+    for p in project_code_files():
+        if p.suffix != ".py" or p.relative_to(ROOT).parts[0] in ("tests", "examples"):
+            continue
+        rel = p.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(p.read_text(), rel)):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+                names = {n.id if isinstance(n, ast.Name) else n.attr for n in (node.left, node.right)
+                         if isinstance(n, (ast.Name, ast.Attribute))}
+                if names & EXIT_NAMES and rel != "beexgen/core/policy.py":
+                    bad.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    assert not bad, "exit/column arithmetic outside core/policy.py:\n" + "\n".join(bad)
+
+
 X86_CODE = re.compile(r"immintrin|__AVX|__SSE|__POPCNT__|_mm(256|512)?_\w+\(|__x86_64__")
 
 

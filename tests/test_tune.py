@@ -77,7 +77,10 @@ def run(args, **kw) -> subprocess.CompletedProcess:
 
 
 def load(url: str, name: str):
-    return optuna.load_study(study_name=name, storage=url)
+    """The study, through tune's own storage opener: the test polls while a tune process
+    may be creating the schema, the race open_storage waits out (a bare URL here once
+    failed with IntegrityError on alembic_version)."""
+    return optuna.load_study(study_name=name, storage=tune.open_storage(url))
 
 
 def finished(study_or_trials) -> list:

@@ -18,6 +18,7 @@ import torch
 from beexgen.core import cost
 from beexgen.core import wide as wide_rules
 from beexgen.core.artifact import Artifact, unpack_signs
+from beexgen.core.policy import column_of_exit, exit_of_column
 
 from . import fmath
 from .exits import Policy, decide, exit_stats
@@ -164,11 +165,15 @@ class DeployResult:
     @property
     def exits(self) -> list[int]:
         """The exit number e of each column (first_exit .. n_blocks)."""
-        return list(range(self.first_exit, self.first_exit + self.cls.shape[1]))
+        return exit_of_column(np.arange(self.cls.shape[1]), self.first_exit).tolist()
 
     def column(self, e) -> np.ndarray:
-        """The tensor column of exit number(s) e: the one place they are converted."""
-        return np.asarray(e) - self.first_exit
+        """The tensor column of exit number(s) e (core.policy.column_of_exit)."""
+        return column_of_exit(e, self.first_exit)
+
+    def exit_of(self, col) -> np.ndarray:
+        """The exit number of tensor column(s) col (core.policy.exit_of_column)."""
+        return exit_of_column(col, self.first_exit)
 
     def depth(self, policy: Policy | int, thresholds) -> np.ndarray:
         """Exit number taken by each sentence (= blocks run)."""

@@ -100,18 +100,18 @@ def ops_table(cfg: dict, lengths, n_ids=None) -> np.ndarray:
     (default lengths - 1)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     n_ids = lengths - 1 if n_ids is None else np.asarray(n_ids, dtype=np.int64)
-    e0, n_blocks = cost.first_exit(cfg), cfg["n_blocks"]
     pairs = np.stack([lengths, n_ids], axis=1)
     uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), d, int(k))) for d in range(e0, n_blocks + 1)]
-                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), n_blocks + 1 - e0)
+    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), e, int(k))) for e in cost.exits(cfg)]
+                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), len(cost.exits(cfg)))
     return tab[inv.reshape(-1)]
 
 
-def compute_fraction(ops: np.ndarray, depth: np.ndarray, first_exit: int = 1) -> float:
-    """Sum of ops at the exits taken / sum of ops at full depth."""
-    rows = np.arange(len(depth))
-    return float(ops[rows, np.asarray(depth) - first_exit].sum() / ops[:, -1].sum())
+def compute_fraction(ops: np.ndarray, cols: np.ndarray) -> float:
+    """Sum of ops at the exits taken (their tensor columns, DeployResult.column) / sum of
+    ops at full depth."""
+    rows = np.arange(len(cols))
+    return float(ops[rows, np.asarray(cols)].sum() / ops[:, -1].sum())
 
 
 def _accuracy(res, labels, depth) -> float:
@@ -121,7 +121,7 @@ def _accuracy(res, labels, depth) -> float:
 
 def point(res, labels, ops: np.ndarray, depth: np.ndarray) -> tuple[float, float, float]:
     """(compute fraction, accuracy, mean depth) of one assignment of exit numbers."""
-    return compute_fraction(ops, depth, res.first_exit), _accuracy(res, labels, depth), float(np.mean(depth))
+    return compute_fraction(ops, res.column(depth)), _accuracy(res, labels, depth), float(np.mean(depth))
 
 
 def evaluate_policy(res, labels, lengths, cfg, policy, thresholds=None, n_ids=None) -> dict:
@@ -334,7 +334,7 @@ def fit_confidence(split: Split, cfg: dict, *, tolerance: float = 0.01, delta: f
         alive &= ~leave
     col = res.column(res.depth(Policy.CONFIDENCE, thresholds))
     assert int((col < n_exits - 1).sum()) == N - int(alive.sum()), "bookkeeping differs from exits.decide"
-    depth = col + res.first_exit
+    depth = res.exit_of(col)
     pred = cls[np.arange(N), col]
     early = col < n_exits - 1
     info = {
@@ -417,16 +417,16 @@ def fit_budget(split: Split, cfg: dict, *, budget: float, unit: str = "depth",
     res, labels, lengths = split.res, np.asarray(split.labels), split.lengths
     conf = np.asarray(res.conf, dtype=np.float32)
     N, n_exits = conf.shape                # one column per exit (exit 0 included with a wide exit)
-    e0, nb = res.first_exit, cfg["n_blocks"]
+    nb = cfg["n_blocks"]
     ops = ops_table(cfg, lengths)
     if unit == "depth":
-        c = np.arange(e0, nb + 1) / nb
+        c = np.asarray(res.exits) / nb           # exit e runs e of the nb blocks
         realised = lambda d: float(d.mean()) / nb  # noqa: E731
     else:
         c = ops.sum(0) / ops[:, -1].sum()
-        realised = lambda d: compute_fraction(ops, d, e0)  # noqa: E731
+        realised = lambda d: compute_fraction(ops, res.column(d))  # noqa: E731
     if budget < c[0] - 1e-12:
-        raise CalibrationError(f"budget {budget} is below the cost of leaving at exit {e0} ({c[0]:.4f} of full, unit {unit})")
+        raise CalibrationError(f"budget {budget} is below the cost of leaving at exit {res.exits[0]} ({c[0]:.4f} of full, unit {unit})")
     R = 1.0 - (np.asarray(res.cls) == labels[:, None]).mean(0)
 
     def run(thr):
@@ -510,7 +510,7 @@ def sweep_entropy(cfg, res, labels, lengths, candidates=None):
         depth = res.depth(Policy.ENTROPY, [tau])
         pred = res.at_exit(depth)[0]
         rows.append((float(np.float32(tau)), float((pred == labels).mean()),
-                     compute_fraction(table, depth, res.first_exit), float(depth.mean())))
+                     compute_fraction(table, res.column(depth)), float(depth.mean())))
     return rows
 
 
@@ -541,7 +541,7 @@ def fit_patience(split: Split, cfg: dict, *, tolerance: float = 0.005) -> Policy
     rows = []
     for t in range(n_exits):
         depth = res.depth(Policy.PATIENCE, [float(t)])
-        rows.append((float(t), _accuracy(res, labels, depth), compute_fraction(table, depth, res.first_exit),
+        rows.append((float(t), _accuracy(res, labels, depth), compute_fraction(table, res.column(depth)),
                      float(depth.mean())))
     t, acc, rel, depth = next(r for r in rows if r[1] >= last - tolerance)
     return PolicyFit("patience", [t], {"split": "val", "accuracy": acc, "ops_rel": rel, "mean_depth": depth,

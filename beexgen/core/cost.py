@@ -54,6 +54,11 @@ def first_exit(cfg: dict) -> int:
     return 0 if cfg.get("wide") else 1
 
 
+def exits(cfg: dict) -> range:
+    """The exit numbers e of a model, first_exit .. n_blocks (exit e runs e blocks)."""
+    return range(first_exit(cfg), cfg["n_blocks"] + 1)
+
+
 def wide_flops_per_id(cfg: dict) -> int:
     """Integer adds of the wide exit charged per tokenizer id: C' (beexgen/core/wide.py
     columns) for each table. Word and pair tables are charged per id too (a word has at
@@ -83,13 +88,12 @@ def cost_tables(cfg: dict):
     """(bmacs, flops) uint32 tables indexed [n - 1, exit - first_exit], without the
     per-id part of the wide exit (the C adds wide_flops_per_id x ids)."""
     import numpy as np
-    L, B, e0 = cfg["seq_max"], cfg["n_blocks"], first_exit(cfg)
-    E = B + 1 - e0
+    L, E = cfg["seq_max"], len(exits(cfg))
     bm = np.zeros((L, E), dtype=np.uint64)
     fl = np.zeros((L, E), dtype=np.uint64)
     for n in range(1, L + 1):
-        for k in range(E):
-            bm[n - 1, k], fl[n - 1, k] = sentence_cost(cfg, n, e0 + k, n_ids=0)
+        for k, e in enumerate(exits(cfg)):              # column k holds exit e
+            bm[n - 1, k], fl[n - 1, k] = sentence_cost(cfg, n, e, n_ids=0)
     if bm.max() >= 2**32 or fl.max() >= 2**32:
         raise ValueError("per-sentence cost does not fit in uint32")
     return bm.astype(np.uint32), fl.astype(np.uint32)

@@ -99,6 +99,19 @@ def n_thresholds(policy: Policy | int | str, n_exits: int) -> int:
     return {Policy.NONE: 0, Policy.ENTROPY: 1, Policy.PATIENCE: 1}.get(p, n_exits - 1)
 
 
+def exit_of_column(k, first_exit: int):
+    """The exit number of tensor column(s) k (column k = exit first_exit + k; first_exit is
+    0 with a wide exit, else 1). With column_of_exit, the one place the two are converted."""
+    import numpy as np
+    return np.asarray(k) + first_exit
+
+
+def column_of_exit(e, first_exit: int):
+    """The tensor column of exit number(s) e (the inverse of exit_of_column)."""
+    import numpy as np
+    return np.asarray(e) - first_exit
+
+
 def decide(policy: Policy | int, thresholds, conf, entropy, *, cls=None, first_exit: int = 1,
            h_prior: float = float("inf")):
     """Exit number taken (first_exit .. first_exit + E - 1) for each row of the exit
@@ -136,4 +149,4 @@ def decide(policy: Policy | int, thresholds, conf, entropy, *, cls=None, first_e
             if b > 0:
                 streak = np.where(cls[:, b] == cls[:, b - 1], streak + 1, 0).astype(np.float32)
             take[:, b] = streak >= thr[0]
-    return take.argmax(axis=1) + first_exit
+    return exit_of_column(take.argmax(axis=1), first_exit)
