@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -156,6 +157,10 @@ def main(datasets=None, out="runs/bench", reuse=True, epochs=None, qemu_n=None, 
     tuned = None
     if bench_tune.DATASET in datasets:     # the fixed-budget `beexgen tune` (a finished study in OUT/tune is reused)
         tuned = bench_tune.run(out, default_run=out / bench_tune.DATASET, jobs=jobs)
+    if tuned is not None and tuned.plot and json_out:    # the README shows the Pareto plot: it goes beside bench.json
+        plot = Path(json_out).parent / "tune_pareto_ms.png"
+        shutil.copyfile(tuned.plot, plot)
+        tuned.plot = plot.as_posix()
     b = Bench(meta=meta, datasets=results, kernel=kernel, cores=core, tune=tuned)
     b.write(out / "bench.json")
     md = readme_mod.table(b)

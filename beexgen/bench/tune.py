@@ -81,7 +81,9 @@ class TuneBench:
         for k, v in self.baselines_test.items():
             L.append(f"| {k} | {f(v)} | | | |")
         if self.plot:
-            L += ["", f"Pareto front (validation accuracy against ms): {self.plot}; report: {self.report}"]
+            L += ["", f"![The search's Pareto front: validation accuracy against ms per sentence]({self.plot})", "",
+                  f"Pareto front: validation accuracy against ms per sentence on {self.board} (`{self.plot}`); "
+                  f"the search's own report (every trial, the front, parameter importances) is `{self.report}`."]
         return "\n".join(L)
 
 
