@@ -132,6 +132,10 @@ def _wait(pred, timeout=TIMEOUT, proc=None):
 
 def test_killed_tune_resumes_without_losing_finished_trials(tiny, tmp_path):
     dataset, space = tiny
+    # trials long enough to be caught training: at 2 epochs a quiet machine trains one
+    # between two polls, and the signal then lands on a later trial (or none)
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE.replace("epochs = 2", "epochs = 40"))
     out = tmp_path / "k"
     url, name = f"sqlite:///{out / tune.STUDY_DB}", f"tune-tiny-{BOARD}"
     args = cmd(dataset, space, out, "--trials", 3, "--seed", 1)

@@ -46,7 +46,8 @@ class TuneBench:
 
     def to_json(self) -> dict:
         """docs/bench.json's "tune" block (/work/shared/BENCH.md keys), accuracies in %."""
-        pct = lambda x: None if x is None else round(100 * x, 2)
+        pct = lambda x: None if x is None else round(100 * x, 4)   # 4 places: the README's 1-place figure
+                                                                  # must not round an already rounded value
         return {"trials": self.trials, "budget": self.budget, "measured": self.measured, "minutes": round(self.minutes, 1),
                 "max_ms": self.max_ms, "board": self.board, "dataset": self.dataset,
                 "chosen": {"trial": self.chosen_trial, "accuracy_test": pct(self.accuracy_test),
