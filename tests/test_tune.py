@@ -132,10 +132,6 @@ def _wait(pred, timeout=TIMEOUT, proc=None):
 
 def test_killed_tune_resumes_without_losing_finished_trials(tiny, tmp_path):
     dataset, space = tiny
-    # trials long enough to be caught training: at 2 epochs a quiet machine trains one
-    # between two polls, and the signal then lands on a later trial (or none)
-    space = tmp_path / "space.toml"
-    space.write_text(SPACE.replace("epochs = 2", "epochs = 40"))
     out = tmp_path / "k"
     url, name = f"sqlite:///{out / tune.STUDY_DB}", f"tune-tiny-{BOARD}"
     args = cmd(dataset, space, out, "--trials", 3, "--seed", 1)
@@ -152,7 +148,10 @@ def test_killed_tune_resumes_without_losing_finished_trials(tiny, tmp_path):
     def interrupt(sig, after_one: bool):
         """Start the search (after_one: let a trial finish), stop it with sig while a trial trains."""
         old = {t.number for t in trials()}
-        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
+        # SIGINT at its default: a suite started in the background by a shell without job
+        # control (`cmd &`) ignores SIGINT, and the tune would inherit that
+        p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             if after_one:
                 _wait(lambda: len(finished(trials())) > 0, proc=p)
