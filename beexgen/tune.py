@@ -51,8 +51,8 @@ SPACE_FILE = Path(__file__).with_name("tune_space.toml")
 # board's clock counts cycles. 1.4 is the upper end of the 1.0-1.4 the README states
 # (flash wait states hidden by the ART accelerator, a binary layer's loads stalling).
 from beexgen.bench.m4 import CYCLES_PER_INSTR  # noqa: E402  (the README's stated range, defined once)
-CYCLES_PER_INSTRUCTION = CYCLES_PER_INSTR[1]
-MAX_FAILED_IN_A_ROW = 5     # a worker stops, with the error, when this many trials fail one after another     # its upper end: a latency budget takes the pessimistic side
+CYCLES_PER_INSTRUCTION = CYCLES_PER_INSTR[1]     # its upper end: a latency budget takes the pessimistic side
+MAX_FAILED_IN_A_ROW = 5     # a worker stops, with the error, when this many trials fail one after another
 STUDY_DB = "study.db"              # the default storage: SQLite in --out
 TRIALS_DIR = "trials"              # OUT/trials/<number>: each trial's run directory
 BEST_DIR = "best"

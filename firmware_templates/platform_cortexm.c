@@ -211,10 +211,10 @@ __attribute__((noinline)) static void pend_between_reads(struct irq_window *w)
  * whole cost; less their measured parts, it is `taken` times irq_fixed. `taken` is counted
  * rather than assumed to be 1: QEMU's mps2 boards take a software-pended UART interrupt
  * twice, and a third time after the window, which an unguarded sum of parts counted in
- * (the calibration then came out negative, clamped to 0, and every interrupt taken during a
- * classification added 34 instructions to its cost= on mps2-an386). A handler with no byte to read runs
- * the same entry and exit as one with bytes; only the measured middle differs. Exact under
- * QEMU -icount (instruction counts); on silicon a good estimate. */
+ * (the calibration then came out negative, clamped to 0, and every interrupt taken during
+ * a classification added 34 instructions to its cost= on mps2-an386). A handler with no
+ * byte to read runs the same entry and exit as one with bytes; only the measured middle
+ * differs. Exact under QEMU -icount (instruction counts); on silicon a good estimate. */
 static void calibrate_irq(void)
 {
     struct irq_window without, with;

@@ -140,8 +140,7 @@ class Tally:
             hist = Counter(r.exit_depth for _, r in self.replies)       # exit number e -> replies
             top = max(hist.values())
             out.append(f"exit taken (blocks run, of {n_blocks}; 0 = the wide exit):")
-            last_exit = n_blocks                                        # exit e runs e blocks
-            for e in range(0 if hist[0] else 1, last_exit + 1):
+            for e in range(0 if hist[0] else 1, n_blocks + 1):          # exit e runs e blocks
                 bar = "#" * round(30 * hist[e] / top) if top else ""
                 out.append(f"  {e:>2}  {bar:<30} {hist[e]:>6}  {100.0 * hist[e] / len(self.replies):5.1f}%")
             costs = [r.cost for _, r in self.replies]

@@ -102,8 +102,9 @@ def ops_table(cfg: dict, lengths, n_ids=None) -> np.ndarray:
     n_ids = lengths - 1 if n_ids is None else np.asarray(n_ids, dtype=np.int64)
     pairs = np.stack([lengths, n_ids], axis=1)
     uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), e, int(k))) for e in cost.exits(cfg)]
-                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), len(cost.exits(cfg)))
+    exits = cost.exits(cfg)
+    tab = np.array([[cost.ops(*cost.sentence_cost(cfg, int(n), e, int(k))) for e in exits]
+                    for n, k in uniq], dtype=np.float64).reshape(len(uniq), len(exits))
     return tab[inv.reshape(-1)]
 
 
