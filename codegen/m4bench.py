@@ -215,6 +215,17 @@ def _pack(rng, rows: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(artifact.pack_signs(rng.standard_normal((rows, n)).astype(np.float32)))
 
 
+# The binary-linear functions of the kernel bench that read the slices layout
+# (beexgen/core/slices.py): the Cortex-M4's bx_binlinear and the layout's reference.
+SLICED = ("bx_binlinear", "bx_binlinear_slices_ref")
+
+
+def weights_for(fn: str, w: np.ndarray, n_in: int) -> np.ndarray:
+    """Packed rows w (n_out, words) as fn reads them."""
+    from beexgen.core import slices
+    return slices.to_slices(w, n_in) if fn in SLICED else np.ascontiguousarray(w)
+
+
 def binlinear_call(m4: M4, fn: str, n_in: int, n_out: int, seed: int = 0) -> tuple[int, np.ndarray, np.ndarray]:
     """One call of a binary linear kernel (bx_binlinear, bx_binlinear_portable or
     bx_binlinear_ref) on random inputs: (instructions, y it wrote, y of the reference)."""
@@ -225,8 +236,9 @@ def binlinear_call(m4: M4, fn: str, n_in: int, n_out: int, seed: int = 0) -> tup
     bias = rng.standard_normal(n_out).astype(np.float32)
     m4.reset_heap()
     px, pw, pa, pb = (m4.put(a.tobytes()) for a in (x, w, alpha, bias))
+    pf = m4.put(weights_for(fn, w, n_in).tobytes())
     py, pr = m4.alloc(4 * n_out), m4.alloc(4 * n_out)
-    _, n = m4.call(fn, py, px, pw, pa, pb, n_in, n_out)
+    _, n = m4.call(fn, py, px, pf, pa, pb, n_in, n_out)
     m4.call("bx_binlinear_ref", pr, px, pw, pa, pb, n_in, n_out)
     y = np.frombuffer(m4.read(py, 4 * n_out), dtype=np.uint32)
     ref = np.frombuffer(m4.read(pr, 4 * n_out), dtype=np.uint32)

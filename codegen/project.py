@@ -54,6 +54,9 @@ KERNEL_FILES = {
     "arm_thumb2": ["bx_kernels_arm.h", "bx_kernels_arm.c"],     # Thumb-2 + VFP cores (codegen/cores.toml)
     "arm_dsp": ["bx_kernels_arm_dsp.c"],                         # cores with the DSP extension (--dsp)
 }
+# The kernel family whose bx_binlinear reads the slices layout (its header defines
+# BX_BINLINEAR_SLICES; beexgen/core/slices.py): its targets' weights are written so.
+SLICES_ISA = "arm_thumb2"
 HOST, PORTABLE = "host", "portable"
 SRC = "src"
 FLAGS_CMAKE, FLAGS_MK = "bx_flags.cmake", "bx_flags.mk"
@@ -73,6 +76,11 @@ def target_isas(target: str) -> list[str]:
         return [PORTABLE]
     from beexgen.codegen import boards
     return [PORTABLE, *boards.get_board(target).cpu.kernels]    # UnknownBoardError lists the known ones
+
+
+def binlinear_slices(target: str) -> bool:
+    """Whether target's binary linear layers are written in the slices layout."""
+    return SLICES_ISA in target_isas(target)
 
 
 def kernel_files(target: str) -> list[str]:
@@ -138,7 +146,7 @@ def write_sources(art: art_mod.Artifact | str | Path, src_dir: str | Path, *, bo
     src.mkdir(parents=True, exist_ok=True)
     banner = render.banner(art, command)
     kernels = kernel_files(target)
-    rendered = [*render.render_model(art, src, command),
+    rendered = [*render.render_model(art, src, command, slices=binlinear_slices(target)),
                 render.render_status(src), *vocab.render_vocab(art.tokenizer_json, src, banner),
                 render_board(src, banner, board_name=board_name, cost_unit=cost_unit,
                              line_max=line_max, defines=defines, library=not app),

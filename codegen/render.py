@@ -16,6 +16,7 @@ import numpy as np
 
 from beexgen.core import artifact as art_mod
 from beexgen.core import cost, numerics, validate, wide
+from beexgen.core import slices as slices_mod
 from beexgen.core import policy as policy_mod
 from beexgen.core.protocol import DESCRIPTIONS, Status, wire_label
 
@@ -94,11 +95,27 @@ def default_special_ids() -> dict[str, int]:
     return dict(SPECIAL_IDS)
 
 
-def model_context(art: art_mod.Artifact, command: str) -> dict:
+BINARY_LAYERS = ("qkv", "out", "slfn", "up", "down")   # blocks.<b>.<layer>.bits: binary linear layers
+
+
+def binary_n_in(cfg: dict, name: str) -> int | None:
+    """The inputs of a binary linear layer's bits tensor ("blocks.0.down.bits" -> d_ff), else None."""
+    parts = name.split(".")
+    if len(parts) == 4 and parts[0] == "blocks" and parts[3] == "bits" and parts[2] in BINARY_LAYERS:
+        return cfg["d_ff"] if parts[2] == "down" else cfg["d_model"]
+    return None
+
+
+def model_context(art: art_mod.Artifact, command: str, slices: bool = False) -> dict:
+    """The model templates' context; slices: binary linear layers in the slices layout
+    (beexgen/core/slices.py), for targets whose kernels read it (project.binlinear_slices)."""
     cfg = art.config
     tensors = []
     for name in sorted(art.tensors):
         v = art.tensors[name]
+        n_in = binary_n_in(cfg, name)
+        if slices and n_in is not None:
+            v = slices_mod.to_slices(v, n_in)
         tensors.append({
             "name": name, "cname": c_name(name), "shape": tuple(v.shape), "size": int(v.size),
             "ctype": C_TYPES[v.dtype.str], "data": v.reshape(-1),
@@ -139,12 +156,13 @@ def wide_context(cfg: dict) -> dict:
 MODEL_TEMPLATES = ("bx_numerics.h.j2", "bx_model.h.j2", "bx_weights.h.j2", "bx_model_data.c.j2", "bx_forward.c.j2")
 
 
-def render_model(art: art_mod.Artifact, out_dir: Path, command: str) -> list[Path]:
+def render_model(art: art_mod.Artifact, out_dir: Path, command: str, slices: bool = False) -> list[Path]:
     """bx_numerics.h, bx_model.h (public: dimensions, policies, labels), bx_weights.h
-    (private: the model data's declarations), bx_model_data.c and bx_forward.c."""
+    (private: the model data's declarations), bx_model_data.c and bx_forward.c; slices:
+    see model_context."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    ctx = model_context(art, command)
+    ctx = model_context(art, command, slices)
     return [render_to(env, t, out_dir / t.removesuffix(".j2"), **ctx) for t in MODEL_TEMPLATES]
 
 

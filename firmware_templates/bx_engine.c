@@ -101,9 +101,14 @@ static void qkv_all(const bx_block_w *blk, int n)
             const bx_binlin_w *w = &blk->qkv;
             /* the queries and keys into the row, the values straight into bx_v[i] */
             bx_pack_signs(bx_ub, bx_row2[r], BX_D_MODEL);
+#if BX_BINLIN_SPLITS(2 * BX_D_MODEL)
             bx_binlinear(bx_row[r], bx_ub, w->bits, w->alpha, w->bias, BX_D_MODEL, 2 * BX_D_MODEL);
-            bx_binlinear(bx_v[i], bx_ub, w->bits + (size_t)2 * BX_D_MODEL * BX_WORDS(BX_D_MODEL),
+            bx_binlinear(bx_v[i], bx_ub, BX_BINLIN_AT(w->bits, 2 * BX_D_MODEL, BX_D_MODEL),
                          w->alpha + 2 * BX_D_MODEL, w->bias + 2 * BX_D_MODEL, BX_D_MODEL, BX_D_MODEL);
+#else       /* the values start inside a group of 32 rows: all three into the row (BX_ROW_MAX >= 3d) */
+            bx_binlinear(bx_row[r], bx_ub, w->bits, w->alpha, w->bias, BX_D_MODEL, 3 * BX_D_MODEL);
+            for (int k = 0; k < BX_D_MODEL; k++) bx_v[i][k] = bx_row[r][2 * BX_D_MODEL + k];
+#endif
 #if BX_D_HEAD % 32 == 0
             /* whole words per head: the heads' packed words are those of the whole row */
             bx_pack_signs(&bx_qb[i][0][0], bx_row[r], BX_D_MODEL);

@@ -105,6 +105,23 @@ void bx_binlinear_portable(float *y, const uint32_t *xb, const uint32_t *w,
     }
 }
 
+/* The slices layout (beexgen/core/slices.py), the one the Cortex-M kernels read: groups of
+ * 32 rows, each BX_SLICE_HEAD + n_in words, column j of the group at word BX_SLICE_HEAD + j
+ * with row q's bit at lane 8 (q % 4) + q / 4. Reference: row by row, one input at a time,
+ * dot = n_in - 2 * (differing bits), the same y as bx_binlinear_ref on the rows layout. */
+void bx_binlinear_slices_ref(float *y, const uint32_t *xb, const uint32_t *w,
+                             const float *alpha, const float *bias, int n_in, int n_out)
+{
+    for (int o = 0; o < n_out; o++) {
+        const uint32_t *col = w + (size_t)(o / BX_SLICE_ROWS) * (size_t)(BX_SLICE_HEAD + n_in) + BX_SLICE_HEAD;
+        const int q = o % BX_SLICE_ROWS, lane = 8 * (q % 4) + q / 4;
+        int32_t p = 0;
+        for (int j = 0; j < n_in; j++)
+            p += (int32_t)(((col[j] >> lane) ^ (xb[j / 32] >> (j % 32))) & 1u);
+        y[o] = (float)(n_in - 2 * p) * alpha[o] + bias[o];
+    }
+}
+
 /* The kernel the engine calls: the portable path, unless an ISA file of the target
  * defines it (bx_kernels_arm.c in Cortex-M4 firmware, BX_HAVE_BINLINEAR), falling back
  * to bx_binlinear_portable for the shapes it does not specialise. */

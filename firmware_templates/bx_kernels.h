@@ -67,6 +67,25 @@ BX_INTERNAL void bx_binlinear_portable(float *y, const uint32_t *xb, const uint3
 BX_INTERNAL void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out);
 
+/* The same layer with W in the slices layout (beexgen/core/slices.py: groups of 32 rows,
+ * column words, lanes 8 (q % 4) + q / 4), which the Cortex-M kernels read: the targets whose
+ * ISA header defines BX_BINLINEAR_SLICES get their weights so (codegen/project.py), and
+ * their bx_binlinear takes them. Reference, any shape; y bit-identical to bx_binlinear_ref. */
+BX_INTERNAL void bx_binlinear_slices_ref(float *y, const uint32_t *xb, const uint32_t *w,
+                             const float *alpha, const float *bias, int n_in, int n_out);
+#ifndef BX_BINLINEAR_SLICES
+#define BX_BINLINEAR_SLICES 0
+#endif
+/* The words of a layer's rows from `row` on, in the target's layout: in the slices layout
+ * row must be a multiple of BX_SLICE_ROWS (BX_BINLIN_SPLITS says whether it is). */
+#if BX_BINLINEAR_SLICES
+#define BX_BINLIN_AT(w, row, n_in) ((w) + (size_t)(row) / BX_SLICE_ROWS * (size_t)(BX_SLICE_HEAD + (n_in)))
+#define BX_BINLIN_SPLITS(row) ((row) % BX_SLICE_ROWS == 0)
+#else
+#define BX_BINLIN_AT(w, row, n_in) ((w) + (size_t)(row) * BX_WORDS(n_in))
+#define BX_BINLIN_SPLITS(row) 1
+#endif
+
 /* Layer norm over d: x, gamma, beta (d,) -> y (d,); y may alias x.
  * mean = sum(x)/d; var = sum((x-mean)^2)/d; r = 1/sqrt(var+eps); y = (x-mean)*r*g + b. */
 BX_INTERNAL void bx_layernorm_portable(float *y, const float *x, const float *gamma, const float *beta, int d);

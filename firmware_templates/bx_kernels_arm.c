@@ -1,49 +1,45 @@
 /* bx_kernels_arm.c: the binary linear layer on the Cortex-M4 (Armv7-M Thumb-2 + FPv4).
  *
  * Linked into Cortex-M4 builds only (codegen/project.py, KERNEL_FILES); its
- * bx_binlinear replaces the portable one of bx_kernels.c (BX_HAVE_BINLINEAR). The integer part of the
- * model's shapes (rows of 4 or 8 words: n_in = 128 or 256, n_out a multiple of 8) runs
- * in the hand-written loops below; every other shape, and the rows past the last
- * multiple of 8, run in bx_binlinear_portable. The words-4 and words-8 dot loops come
- * in two versions: here the Armv7-M one (no DSP instruction), and in
- * bx_kernels_arm_dsp.c the one using USADA8 (built with -DBX_USE_DSP).
+ * bx_binlinear replaces the portable one of bx_kernels.c (BX_HAVE_BINLINEAR) and reads
+ * the weights in the slices layout (BX_BINLINEAR_SLICES, beexgen/core/slices.py), which
+ * codegen writes for these targets: groups of 32 output rows, one word per input column
+ * (bit L of the word = one row's weight bit), after a head of ten bit planes of
+ * F = n_in - R (R = the row's number of -1 weights) and a zero word.
  *
- * Counting the bits of a row (p = popcount(x XOR w), dot = n - 2p; bx_kernels.h).
- * Instructions, not cycles, are what we minimise, so:
- * - LDM loads a row's four words in one instruction; the four input words stay in
- *   r8-r11 for the whole call.
- * - A full adder folds three of the XORed words a, b, c into two: with t = a ^ b,
- *       s = t ^ c,  cy = a ^ (t & (a ^ c))   (the majority of a, b, c)
- *   and a + b + c = s + 2 cy bit by bit, so pop(a) + pop(b) + pop(c) = pop(s) + 2 pop(cy):
- *   five logic instructions save one word's popcount.
- * - SWAR counts: cnt4(v) leaves the number of set bits of each nibble in that nibble
- *   (0..4), in five instructions (masks as Thumb-2 immediates: no mask registers):
- *       v = v - ((v & 0xAAAAAAAA) >> 1);  v = (v & 0x33333333) + ((v & 0xCCCCCCCC) >> 2).
- * - Nibble counts of several words add up in one word while each nibble stays <= 15:
- *   z = cnt4(s) + 2 cnt4(cy) is <= 4 + 8 = 12 per nibble. Adding a fourth word's counts
- *   could reach 16 (all 16 bits of a nibble column set), so the fourth word d gets its
- *   own nibble word.
- * - Nibbles to bytes: (v & 0x0F0F0F0F) + ((v & 0xF0F0F0F0) >> 4) (three instructions;
- *   bytes <= 30); when every nibble is <= 7, (v + (v >> 4)) & 0x0F0F0F0F (two: the low
- *   nibble sum stays below 16 and nothing carries into the next byte).
- * - Bytes to the total: T * 0x01010101 holds b0 + b1 + b2 + b3 in its top byte. With
- *   every byte <= 32 (words-4 rows, p <= 128) the three lower sums stay below 128, so
- *   bit 23 is 0 and (T * 0x01010101) >> 23 is exactly 2p: dot = n - (T * 0x01010101 >> 23)
- *   in two instructions. Words-8 rows have p <= 256, which a byte cannot hold: bytes
- *   <= 64 are added to halfwords (<= 128), T + (T << 16) holds p in its top halfword and
- *   bit 15 is 0, so dot = n - (that >> 15).
- * - Words-8 rows: four full adders (Harley-Seal: ones of w0..w6 folded three at a time,
- *   then the three carries) leave planes s (1), w7 (1), t (2), f (4):
- *       p = pop(s) + pop(w7) + 2 pop(t) + 4 pop(f)
- *         = bytes(cnt4(s) + 2 cnt4(t)) + bytes(cnt4(w7) + 2 cnt4(f)) + 2 bytes(cnt4(f)).
+ * Half the inputs, 32 rows at a time. With P the inputs whose sign bit is 0 (+1) and N
+ * those whose bit is 1 (-1), D = |P| - |N|, and a row's weights w_j in {0, 1}:
+ *     p   = #{j : w_j != x_j} = sum_P w_j + sum_N (1 - w_j),   dot = n - 2p,
+ * and with R = sum_P w_j + sum_N w_j, counting only one side S (the smaller, |S| <= n/2),
+ * c = sum_S w_j, gives
+ *     S = N:  dot = D - 2R + 4c,      S = P:  dot = D + 2R - 4c,
+ * i.e. dot = D + 2s (R - 2c), s = -1 for N and +1 for P. R is the weights' own: the
+ * planes start at F = n - R and the kernel adds 2 per counted weight bit, so each lane
+ * ends at Z = F + 2c = n - (R - 2c), and
+ *     dot = e + s2 * Z,   e = D + 2 s n,   s2 = -2 s           (per call, not per row).
+ * 0 <= Z <= 3n/2 (c <= min(R, n/2)), so ten planes hold Z for n <= 682.
  *
- * The float epilogue y[o] = (float)dot * alpha[o] + bias[o] is the reference's
- * expression. The dot loops store the integer dots into y; bx_m4_affine then converts
- * eight at a time (VLDM, VCVT) and computes bias + dot * alpha with VMLA.F32. VMLA is not
- * fused: the Armv7-M architecture defines it as FPMul then FPAdd, each rounded (VFMA is
- * the fused one), so it is the same float as VMUL then VADD; tests/test_m4_kernels.py
- * checks this on the built code against the reference. Flush-to-zero is off (FPSCR
- * reset value), as for the reference.
+ * The count (bx_m4_slice_counts). The column list holds the byte offsets of S's columns
+ * in a group (the same for every group), padded to a multiple of 16 with the zero word's.
+ * Sixteen columns at a time go through a Harley-Seal tree of full adders on whole
+ * words: every lane of a word is a row, so one logic instruction works on 32 rows.
+ * Fifteen adders (five instructions each, bx_fa) fold sixteen columns into the running
+ * planes of weight 2, 4, 8, 16 (registers) and one word of weight 32, which ripples into
+ * the planes 32..512 kept on the stack. Per column of 32 rows: 1.5 loads, 4.7 logic,
+ * 0.8 for the ripple and the loop. Then an 8x8 bit transpose in every byte at once
+ * (three rounds of four swaps: rows 4 apart under 0x0F0F0F0F, 2 apart under 0x33333333,
+ * 1 apart under 0x55555555) turns the planes of weight 1..128 into eight words whose
+ * byte b of word i is the low byte of Z in lane 8b + i: row q = 4i + b of the group,
+ * which is why the layout puts row q in lane 8 (q % 4) + q / 4. Planes 256 and 512 stay
+ * as they are (z[8], z[9]).
+ *
+ * The float epilogue (bx_m4_slice_affine) y[o] = (float)dot * alpha[o] + bias[o] is the
+ * reference's expression: UBFX takes a row's byte, MLA makes e + s2 * Z, VMOV moves two
+ * rows to the FPU, and eight at a time VCVT converts them and VMLA.F32 computes
+ * bias + dot * alpha. VMLA is not fused: the Armv7-M architecture defines it as FPMul
+ * then FPAdd, each rounded (VFMA is the fused one), so it is the same float as VMUL then
+ * VADD; tests/test_m4_kernels.py checks this on the built code against the reference.
+ * Flush-to-zero is off (FPSCR reset value), as for the reference.
  */
 #include "bx_kernels.h"
 #include "bx_kernels_arm.h"
@@ -52,107 +48,146 @@
 
 __asm__(BX_ARM_ASM_MACROS);
 
+__asm__(
+    /* pair a, b: the next two columns of the list (offsets) -> their words (a < b) */
+    "   .macro bx_pair a, b\n"
+    "   ldm     r2!, {\\a, \\b}\n"
+    "   ldr     \\a, [r1, \\a]\n"
+    "   ldr     \\b, [r1, \\b]\n"
+    "   .endm\n"
+    /* swap a, b, d, mask: one step of the 8x8 bit transposes, in every byte at once:
+     * t = ((a >> d) ^ b) & mask; b ^= t; a ^= t << d */
+    "   .macro bx_swap a, b, d, mask\n"
+    "   eor     r12, \\b, \\a, lsr #\\d\n"
+    "   and     r12, r12, #\\mask\n"
+    "   eor     \\b, \\b, r12\n"
+    "   eor     \\a, \\a, r12, lsl #\\d\n"
+    "   .endm\n"
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_slice_counts)
+    "   .type   bx_m4_slice_counts, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_slice_counts:\n"         /* r0 = z (10,), r1 = group, r2 = list, r3 = blocks of 16 */
+    "   push    {r4-r11, lr}\n"
+    "   sub     sp, sp, #24\n"      /* [sp] planes 32, 64, 128, 256, 512; [sp, #20] z */
+    "   str     r0, [sp, #20]\n"
+    "   add     r3, r2, r3, lsl #6\n"   /* end of the list */
+    "   add     r12, r1, #4\n"
+    "   ldm     r12, {r4-r7}\n"     /* planes 2, 4, 8, 16 = F's */
+    "   add     r12, r1, #20\n"
+    "   ldm     r12, {r8-r11, lr}\n"
+    "   stm     sp, {r8-r11, lr}\n" /* planes 32..512 = F's */
+    "   cmp     r2, r3\n"
+    "   beq     2f\n"
+    /* sixteen columns: (a, b, c) -> bx_fa a, b, c leaves the sum in c, the carry in a */
+    "1: bx_pair r8, r9\n"
+    "   bx_fa   r8, r9, r4\n"       /* r8 = twos A */
+    "   bx_pair r9, r10\n"
+    "   bx_fa   r9, r10, r4\n"      /* r9 = twos B */
+    "   bx_fa   r8, r9, r5\n"       /* r8 = fours A */
+    "   bx_pair r9, r10\n"
+    "   bx_fa   r9, r10, r4\n"
+    "   bx_pair r10, r11\n"
+    "   bx_fa   r10, r11, r4\n"
+    "   bx_fa   r9, r10, r5\n"      /* r9 = fours B */
+    "   bx_fa   r8, r9, r6\n"       /* r8 = eights A */
+    "   bx_pair r9, r10\n"
+    "   bx_fa   r9, r10, r4\n"
+    "   bx_pair r10, r11\n"
+    "   bx_fa   r10, r11, r4\n"
+    "   bx_fa   r9, r10, r5\n"      /* r9 = fours A */
+    "   bx_pair r10, r11\n"
+    "   bx_fa   r10, r11, r4\n"
+    "   bx_pair r11, lr\n"
+    "   bx_fa   r11, lr, r4\n"
+    "   bx_fa   r10, r11, r5\n"     /* r10 = fours B */
+    "   bx_fa   r9, r10, r6\n"      /* r9 = eights B */
+    "   bx_fa   r8, r9, r7\n"       /* r8 = the carry of weight 32 */
+    "   ldm     sp, {r0, r9-r11, lr}\n"
+    "   and     r12, r0, r8\n"
+    "   eor     r0, r0, r8\n"
+    "   and     r8, r9, r12\n"
+    "   eor     r9, r9, r12\n"
+    "   and     r12, r10, r8\n"
+    "   eor     r10, r10, r8\n"
+    "   and     r8, r11, r12\n"
+    "   eor     r11, r11, r12\n"
+    "   eor     lr, lr, r8\n"       /* Z < 1024: nothing carries out of 512 */
+    "   stm     sp, {r0, r9-r11, lr}\n"
+    "   cmp     r2, r3\n"
+    "   bne     1b\n"
+    /* planes 1 (F's, untouched: counted columns add 2) .. 128 in r3-r10, transposed */
+    "2: ldr     r3, [r1]\n"
+    "   ldm     sp, {r8-r11, lr}\n"
+    "   bx_swap r3, r7, 4, 0x0F0F0F0F\n"
+    "   bx_swap r4, r8, 4, 0x0F0F0F0F\n"
+    "   bx_swap r5, r9, 4, 0x0F0F0F0F\n"
+    "   bx_swap r6, r10, 4, 0x0F0F0F0F\n"
+    "   bx_swap r3, r5, 2, 0x33333333\n"
+    "   bx_swap r4, r6, 2, 0x33333333\n"
+    "   bx_swap r7, r9, 2, 0x33333333\n"
+    "   bx_swap r8, r10, 2, 0x33333333\n"
+    "   bx_swap r3, r4, 1, 0x55555555\n"
+    "   bx_swap r5, r6, 1, 0x55555555\n"
+    "   bx_swap r7, r8, 1, 0x55555555\n"
+    "   bx_swap r9, r10, 1, 0x55555555\n"
+    "   ldr     r0, [sp, #20]\n"
+    "   stm     r0, {r3-r11, lr}\n" /* z[0..7] the bytes, z[8], z[9] planes 256, 512 */
+    "   add     sp, sp, #24\n"
+    "   pop     {r4-r11, pc}\n"
+    "   .size   bx_m4_slice_counts, . - bx_m4_slice_counts\n"
+    /* The set bits of one word into the column list, lowest first: RBIT once, then per
+     * bit CLZ finds the next one, one LSLS by its distance + 1 drops it (a shift by 32
+     * gives 0) and sets Z when none is left. r2 runs one column behind (base - 4). */
+    "   .text\n"
+    BX_ASM_GLOBAL(bx_m4_slice_bits)
+    "   .type   bx_m4_slice_bits, %function\n"
+    "   .thumb_func\n"
+    "bx_m4_slice_bits:\n"           /* r0 = list, r1 = v, r2 = offset of bit 0 - 4; returns the list's end */
+    "   rbit    r1, r1\n"
+    "   cbz     r1, 2f\n"
+    "1: clz     r3, r1\n"
+    "   add     r3, r3, #1\n"
+    "   add     r2, r2, r3, lsl #2\n"
+    "   str     r2, [r0], #4\n"
+    "   lsls    r1, r1, r3\n"
+    "   bne     1b\n"
+    "2: bx      lr\n"
+    "   .size   bx_m4_slice_bits, . - bx_m4_slice_bits\n"
+);
+
 #if !defined(BX_USE_DSP)
 __asm__(
-    /* One words-4 row: r0 = W row (advanced), r8-r11 = x, r2 = 0x01010101, lr = n,
-     * dot stored at r1 (advanced). Planes: after the adder r5 = s, r4 = cy; r7 = d. */
-    "   .macro bx_row4\n"
-    "   ldm     r0!, {r4-r7}\n"
-    "   eor     r4, r4, r8\n"
-    "   eor     r5, r5, r9\n"
-    "   eor     r6, r6, r10\n"
-    "   eor     r7, r7, r11\n"
-    "   bx_fa   r4, r5, r6\n"               /* r6 = s, r4 = cy */
-    "   bx_cnt4 r6\n"
-    "   bx_cnt4 r4\n"
-    "   add     r6, r6, r4, lsl #1\n"       /* z = cnt4(s) + 2 cnt4(cy), <= 12 */
-    "   bx_cnt4 r7\n"                       /* <= 4 */
-    "   bx_nib2bytes r6\n"                  /* <= 24 */
-    "   bx_nib2bytes_small r7\n"            /* <= 8 */
-    "   add     r6, r6, r7\n"               /* T, bytes <= 32 */
-    "   mul     r6, r6, r2\n"
-    "   sub     r6, lr, r6, lsr #23\n"      /* n - 2p */
-    "   str     r6, [r1], #4\n"
+    /* zword w, sa, sb, sc, sd: the four rows of a transposed word w (byte b = row b),
+     * dot = e + s2 * Z (r4 = e, r5 = s2), to sa..sd; r9 = the rows' bits of weight 256
+     * and 512 (byte b: 0..3) when ext, else nothing. r12, lr scratch. */
+    "   .macro bx_zrow d, w, b, ext\n"
+    "   ubfx    \\d, \\w, #(8 * \\b), #8\n"
+    "   .if \\ext\n"
+    "   ubfx    r11, r9, #(8 * \\b), #2\n"
+    "   add     \\d, \\d, r11, lsl #8\n"
+    "   .endif\n"
+    "   mla     \\d, \\d, r5, r4\n"
     "   .endm\n"
-    BX_ARM_DOTS4("   mov     r2, #0x01010101\n")   /* the byte-sum multiplier of bx_row4 */
-
-    /* One words-8 row: r0 = W row (advanced), r2 = x, dot stored at r1 (advanced).
-     * Half one: w0..w3 ^ x0..x3 in r4-r7, adder (r4, r5, r6) -> r6 = s_a, r4 = c_a,
-     * r7 = w3. Half two: w4..w7 in r8-r11, x4..x7 two at a time through r5, r12 ... */
-    "   .macro bx_row8\n"
-    "   ldm     r0!, {r4-r7}\n"
-    "   ldm     r2, {r8-r11}\n"
-    "   eor     r4, r4, r8\n"
-    "   eor     r5, r5, r9\n"
-    "   eor     r6, r6, r10\n"
-    "   eor     r7, r7, r11\n"
-    "   bx_fa   r4, r5, r6\n"               /* r6 = s_a, r4 = c_a; r5 free */
-    "   ldm     r0!, {r8-r11}\n"
-    "   ldrd    r5, r12, [r2, #16]\n"
-    "   eor     r8, r8, r5\n"
-    "   eor     r9, r9, r12\n"
-    "   ldrd    r5, r12, [r2, #24]\n"
-    "   eor     r10, r10, r5\n"
-    "   eor     r11, r11, r12\n"            /* w4..w7 in r8-r11 */
-    "   bx_fa   r6, r7, r8\n"               /* r8 = s_b, r6 = c_b */
-    "   bx_fa   r8, r9, r10\n"              /* r10 = s_c, r8 = c_c */
-    "   bx_fa   r4, r6, r8\n"               /* r8 = t (2), r4 = f (4) */
-    "   bx_cnt4 r10\n"
-    "   bx_cnt4 r8\n"
-    "   add     r10, r10, r8, lsl #1\n"     /* A = cnt4(s_c) + 2 cnt4(t), <= 12 */
-    "   bx_cnt4 r11\n"
-    "   bx_cnt4 r4\n"
-    "   add     r11, r11, r4, lsl #1\n"     /* B = cnt4(w7) + 2 cnt4(f), <= 12 */
-    "   bx_nib2bytes r10\n"
-    "   bx_nib2bytes r11\n"
-    "   bx_nib2bytes_small r4\n"            /* bytes(cnt4(f)) <= 8 */
-    "   add     r10, r10, r11\n"
-    "   add     r10, r10, r4, lsl #1\n"     /* T, bytes <= 64 */
-    "   and     r12, r10, #0xFF00FF00\n"
-    "   and     r10, r10, #0x00FF00FF\n"
-    "   add     r10, r10, r12, lsr #8\n"    /* halfwords <= 128 */
-    "   add     r10, r10, r10, lsl #16\n"   /* top halfword = p <= 256, bit 15 = 0 */
-    "   sub     r10, lr, r10, lsr #15\n"    /* n - 2p */
-    "   str     r10, [r1], #4\n"
+    "   .macro bx_zword w, sa, sb, sc, sd, ext\n"
+    "   .if \\ext\n"                 /* r9 = bit i of z[8] + 2 bit i of z[9], per byte */
+    "   and     r9, r10, #0x01010101\n"
+    "   and     r11, r3, #0x01010101\n"
+    "   add     r9, r9, r11, lsl #1\n"
+    "   lsr     r10, r10, #1\n"
+    "   lsr     r3, r3, #1\n"
+    "   .endif\n"
+    "   bx_zrow r12, \\w, 0, \\ext\n"
+    "   bx_zrow lr, \\w, 1, \\ext\n"
+    "   vmov    \\sa, \\sb, r12, lr\n"
+    "   bx_zrow r12, \\w, 2, \\ext\n"
+    "   bx_zrow lr, \\w, 3, \\ext\n"
+    "   vmov    \\sc, \\sd, r12, lr\n"
     "   .endm\n"
-    BX_ARM_DOTS8
+    BX_ARM_SLICE_AFFINE
 );
 #endif
 
-__asm__(
-    "   .text\n"
-    BX_ASM_GLOBAL(bx_m4_affine)
-    "   .type   bx_m4_affine, %function\n"
-    "   .thumb_func\n"
-    "bx_m4_affine:\n"                       /* r0 = y (dots in, floats out), r1 = alpha, r2 = bias, r3 = n */
-    "   vpush   {s16-s23}\n"
-    "   add     r3, r0, r3, lsl #2\n"
-    "1: vldm    r0, {s0-s7}\n"
-    "   vcvt.f32.s32 s0, s0\n"
-    "   vcvt.f32.s32 s1, s1\n"
-    "   vcvt.f32.s32 s2, s2\n"
-    "   vcvt.f32.s32 s3, s3\n"
-    "   vcvt.f32.s32 s4, s4\n"
-    "   vcvt.f32.s32 s5, s5\n"
-    "   vcvt.f32.s32 s6, s6\n"
-    "   vcvt.f32.s32 s7, s7\n"
-    "   vldm    r1!, {s8-s15}\n"
-    "   vldm    r2!, {s16-s23}\n"
-    "   vmla.f32 s16, s0, s8\n"
-    "   vmla.f32 s17, s1, s9\n"
-    "   vmla.f32 s18, s2, s10\n"
-    "   vmla.f32 s19, s3, s11\n"
-    "   vmla.f32 s20, s4, s12\n"
-    "   vmla.f32 s21, s5, s13\n"
-    "   vmla.f32 s22, s6, s14\n"
-    "   vmla.f32 s23, s7, s15\n"
-    "   vstm    r0!, {s16-s23}\n"
-    "   cmp     r0, r3\n"
-    "   bne     1b\n"
-    "   vpop    {s16-s23}\n"
-    "   bx      lr\n"
-    "   .size   bx_m4_affine, . - bx_m4_affine\n"
-);
 
 /* Sign packing without a bit loop. x < 0 for a float with bits u exactly when
  * 0x80000001 <= u <= 0xFF800000 (negative, not -0.0, not a NaN), i.e. when
@@ -901,22 +936,58 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
     bx_m4_ln_apply8(y, y, gamma, beta, d, 0.0f, r);
 }
 
-/* W (n_out, BX_WORDS(n_in)) -> y (n_out,): the loops above for whole groups of 8 rows of
- * the shapes they handle, bx_binlinear_portable for the rest. */
+/* The column list of one call (bx_m4_slice_counts): the byte offsets, within a group, of
+ * the columns of S, the smaller of the two sign sets of xb (N = the set bits, when
+ * |N| <= n_in / 2, else P), padded with the zero word's to a multiple of 16; returns the
+ * blocks of 16 and sets e, s2 (dot = e + s2 * Z, see the top of this file). */
+static int slice_list(int32_t *list, const uint32_t *xb, int n_in, int32_t *e, int32_t *s2)
+{
+    const int words = BX_WORDS(n_in);
+    int32_t n1 = 0;
+    for (int i = 0; i < words; i++) n1 += bx_popcount_ref(xb[i]);
+    const int count_n = 2 * n1 <= n_in;
+    const uint32_t flip = count_n ? 0u : ~0u;
+    const int32_t d = n_in - 2 * n1;
+    *e = count_n ? d - 2 * n_in : d + 2 * n_in;
+    *s2 = count_n ? 2 : -2;
+    int32_t *end = list;
+    for (int i = 0; i < words; i++) {
+        uint32_t v = xb[i] ^ flip;
+        if (i == words - 1 && n_in % 32) v &= (1u << (n_in % 32)) - 1u;   /* padding bits: not inputs */
+        end = bx_m4_slice_bits(end, v, 4 * (BX_SLICE_HEAD + 32 * i) - 4);
+    }
+    while ((end - list) % 16) *end++ = 4 * BX_SLICE_ZERO;
+    return (int)(end - list) / 16;
+}
+
+/* W in the slices layout (beexgen/core/slices.py) -> y (n_out,): per group of 32 rows the
+ * count and its transpose, then the float epilogue (eight rows at a time in assembly, the
+ * last n_out % 8 rows here). n_in > BX_M4_SLICE_MAX_IN (Z needs more than ten planes, and
+ * the list is on the stack) goes to the portable reference. */
 void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
                   const float *alpha, const float *bias, int n_in, int n_out)
 {
-    const int n8 = n_out & ~7;
-    int o = 0;
-    if (n8 > 0 && (n_in == 128 || n_in == 256)) {
-        if (n_in == 128)
-            bx_m4_dots4((int32_t *)(void *)y, xb, w, n8);
-        else
-            bx_m4_dots8((int32_t *)(void *)y, xb, w, n8);
-        bx_m4_affine(y, alpha, bias, n8);
-        o = n8;
+    if (n_in <= 0 || n_in > BX_M4_SLICE_MAX_IN) {
+        bx_binlinear_slices_ref(y, xb, w, alpha, bias, n_in, n_out);
+        return;
     }
-    if (o < n_out)
-        bx_binlinear_portable(y + o, xb, w + (size_t)o * BX_WORDS(n_in), alpha + o, bias + o, n_in, n_out - o);
+    int32_t list[BX_M4_SLICE_MAX_IN / 2 + 16];
+    int32_t e, s2;
+    const int blocks = slice_list(list, xb, n_in, &e, &s2);
+    const size_t stride = (size_t)BX_SLICE_HEAD + (size_t)n_in;
+    for (int o = 0; o < n_out; o += BX_SLICE_ROWS, w += stride) {
+        uint32_t z[BX_SLICE_PLANES];
+        const int rows = n_out - o < BX_SLICE_ROWS ? n_out - o : BX_SLICE_ROWS;
+        const int rows8 = rows & ~7;
+        bx_m4_slice_counts(z, w, list, blocks);
+        if (rows8 > 0)
+            bx_m4_slice_affine(y + o, z, alpha + o, bias + o, rows8, e, s2);
+        for (int q = rows8; q < rows; q++) {
+            const int lane = 8 * (q % 4) + q / 4;
+            const int32_t zq = (int32_t)((z[q / 4] >> (8 * (q % 4))) & 0xFFu)
+                             + (int32_t)(((z[8] >> lane) & 1u) << 8) + (int32_t)(((z[9] >> lane) & 1u) << 9);
+            y[o + q] = (float)(e + s2 * zq) * alpha[o + q] + bias[o + q];
+        }
+    }
 }
 

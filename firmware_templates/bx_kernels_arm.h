@@ -28,13 +28,22 @@
 /* Eight columns of bx_attend's V weighting (bx_kernels.h): a VMLA loop in assembly. */
 void bx_weigh8(float *o, const float *e, const float *v, int v_stride, int n, float inv);
 
-/* dots (n_rows,) int32 = n - 2 popcount(x ^ W[o]) for n = 128 (4 words per row) or
- * n = 256 (8 words); W (n_rows, words) packed, n_rows % 8 == 0. Defined by
- * bx_kernels_arm.c, or by bx_kernels_arm_dsp.c when built with -DBX_USE_DSP. */
-void bx_m4_dots4(int32_t *dots, const uint32_t *x, const uint32_t *w, int n_rows);
-void bx_m4_dots8(int32_t *dots, const uint32_t *x, const uint32_t *w, int n_rows);
-/* y (n,) in place: int32 dots in, (float)dot * alpha + bias out; n % 8 == 0 */
-void bx_m4_affine(float *y, const float *alpha, const float *bias, int n);
+/* The binary linear layer reads its weights in the slices layout (bx_kernels.h). */
+#define BX_BINLINEAR_SLICES     1
+/* The largest n_in of the assembly path: Z = F + 2c <= 3 n_in / 2 fits ten planes, and
+ * bx_binlinear's column list (n_in / 2 + 16 words) is on the stack. */
+#define BX_M4_SLICE_MAX_IN      512
+
+/* One group of 32 rows (bx_kernels_arm.c): z[0..7] the low bytes of Z (byte b of z[i]:
+ * row 4i + b), z[8], z[9] its bits of weight 256 and 512 (bit 8 (q % 4) + q / 4: row q);
+ * g the group's words, list the column offsets, blocks = their number / 16. */
+void bx_m4_slice_counts(uint32_t *z, const uint32_t *g, const int32_t *list, int blocks);
+/* The offsets (base + 4 + 4 j: base is the offset of bit 0 minus 4) of v's set bits j into list,
+ * lowest first; returns the list's new end. */
+int32_t *bx_m4_slice_bits(int32_t *list, uint32_t v, int32_t base);
+/* y (rows,) = (float)(e + s2 * Z[q]) * alpha[q] + bias[q], rows = 8, 16, 24 or 32; z as above. */
+void bx_m4_slice_affine(float *y, const uint32_t *z, const float *alpha, const float *bias, int rows,
+                        int32_t e, int32_t s2);
 
 /* out (words,) packed signs of x (32 * words,) floats: bit i = x[i] < 0 */
 void bx_m4_pack_words(uint32_t *out, const float *x, int words);
@@ -73,47 +82,64 @@ float bx_m4_softmax_tab(float *e, const int32_t *c, int n, int32_t lo, const flo
     "   and     \\r, \\r, #0x0F0F0F0F\n" \
     "   .endm\n"
 
-/* The dot loops around a kernel file's row macros, which the file defines before it
- * pastes these (bx_kernels_arm.c: Armv7-M; bx_kernels_arm_dsp.c: the DSP extension).
- * bx_m4_dots4(dots r0, x r1, W r2, n_rows r3): x stays in r8-r11, r0 walks W, r1 the
- * dots, lr = n = 128; setup: the file's own extra register set-up. bx_m4_dots8: the
- * same with r2 = x (eight words do not fit beside a row's), n = 256. Eight (four) rows
- * per pass: n_rows % 8 == 0. */
-#define BX_ARM_DOTS4(setup) \
+/* bx_m4_slice_affine around a kernel file's bx_zword macro (bx_kernels_arm.c: Armv7-M;
+ * bx_kernels_arm_dsp.c: the DSP extension), which the file defines before it pastes this.
+ * r0 = y, r1 = z, r2 = alpha, r6 = bias, r4 = e, r5 = s2, r10 / r3 = the planes 256 / 512;
+ * the fast loop when both are 0 (n_in <= 170 always), else the one adding them. */
+#define BX_ARM_SLICE_AFFINE \
+    /* eight rows: two transposed words from r1 -> y at r0 (alpha r2, bias r6 advance) */ \
+    "   .macro bx_zrows8 ext\n" \
+    "   ldm     r1!, {r7, r8}\n" \
+    "   bx_zword r7, s0, s1, s2, s3, \\ext\n" \
+    "   bx_zword r8, s4, s5, s6, s7, \\ext\n" \
+    "   vcvt.f32.s32 s0, s0\n" \
+    "   vcvt.f32.s32 s1, s1\n" \
+    "   vcvt.f32.s32 s2, s2\n" \
+    "   vcvt.f32.s32 s3, s3\n" \
+    "   vcvt.f32.s32 s4, s4\n" \
+    "   vcvt.f32.s32 s5, s5\n" \
+    "   vcvt.f32.s32 s6, s6\n" \
+    "   vcvt.f32.s32 s7, s7\n" \
+    "   vldm    r2!, {s8-s15}\n" \
+    "   vldm    r6!, {s16-s23}\n" \
+    "   vmla.f32 s16, s0, s8\n" \
+    "   vmla.f32 s17, s1, s9\n" \
+    "   vmla.f32 s18, s2, s10\n" \
+    "   vmla.f32 s19, s3, s11\n" \
+    "   vmla.f32 s20, s4, s12\n" \
+    "   vmla.f32 s21, s5, s13\n" \
+    "   vmla.f32 s22, s6, s14\n" \
+    "   vmla.f32 s23, s7, s15\n" \
+    "   vstm    r0!, {s16-s23}\n" \
+    "   .endm\n" \
     "   .text\n" \
-    BX_ASM_GLOBAL(bx_m4_dots4) \
-    "   .type   bx_m4_dots4, %function\n" \
+    BX_ASM_GLOBAL(bx_m4_slice_affine) \
+    "   .type   bx_m4_slice_affine, %function\n" \
     "   .thumb_func\n" \
-    "bx_m4_dots4:\n" \
+    "bx_m4_slice_affine:\n"     /* r0 = y, r1 = z, r2 = alpha, r3 = bias, [sp] = rows (8, 16, 24 or 32), \
+                                 * [sp, #4] = e, [sp, #8] = s2 */ \
     "   push    {r4-r11, lr}\n" \
-    "   ldm     r1, {r8-r11}\n" \
-    "   mov     r1, r0\n" \
-    "   mov     r0, r2\n" \
-    "   add     r3, r0, r3, lsl #4\n"       /* end of W */ \
-    setup \
-    "   mov     lr, #128\n" \
-    "1: bx_row4\n   bx_row4\n   bx_row4\n   bx_row4\n" \
-    "   bx_row4\n   bx_row4\n   bx_row4\n   bx_row4\n" \
-    "   cmp     r0, r3\n" \
+    "   vpush   {s16-s23}\n" \
+    "   mov     r6, r3\n"                   /* bias */ \
+    "   add     r12, sp, #68\n"             /* past 9 registers and 8 floats */ \
+    "   ldm     r12, {r3-r5}\n"             /* r3 = rows, r4 = e, r5 = s2 */ \
+    "   add     lr, r0, r3, lsl #2\n" \
+    "   push    {lr}\n"                     /* the end of y */ \
+    "   ldrd    r10, r3, [r1, #32]\n"       /* planes 256 and 512 */ \
+    "   orrs    r12, r10, r3\n" \
+    "   bne     3f\n" \
+    "1: bx_zrows8 0\n" \
+    "   ldr     r12, [sp]\n" \
+    "   cmp     r0, r12\n" \
     "   bne     1b\n" \
+    "   b       4f\n" \
+    "3: bx_zrows8 1\n" \
+    "   ldr     r12, [sp]\n" \
+    "   cmp     r0, r12\n" \
+    "   bne     3b\n" \
+    "4: add     sp, sp, #4\n" \
+    "   vpop    {s16-s23}\n" \
     "   pop     {r4-r11, pc}\n" \
-    "   .size   bx_m4_dots4, . - bx_m4_dots4\n"
-#define BX_ARM_DOTS8 \
-    BX_ASM_GLOBAL(bx_m4_dots8) \
-    "   .type   bx_m4_dots8, %function\n" \
-    "   .thumb_func\n" \
-    "bx_m4_dots8:\n" \
-    "   push    {r4-r11, lr}\n" \
-    "   mov     r12, r1\n" \
-    "   mov     r1, r0\n" \
-    "   mov     r0, r2\n" \
-    "   mov     r2, r12\n" \
-    "   add     r3, r0, r3, lsl #5\n"       /* end of W */ \
-    "   mov     lr, #256\n" \
-    "1: bx_row8\n   bx_row8\n   bx_row8\n   bx_row8\n" \
-    "   cmp     r0, r3\n" \
-    "   bne     1b\n" \
-    "   pop     {r4-r11, pc}\n" \
-    "   .size   bx_m4_dots8, . - bx_m4_dots8\n"
+    "   .size   bx_m4_slice_affine, . - bx_m4_slice_affine\n" \
 
 #endif /* BX_KERNELS_ARM_H */

@@ -16,8 +16,8 @@ from beexgen.codegen.m4emu import M4
 
 from fixtures import tiny_artifact
 
-N_IN = [1, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 192, 255, 256, 257]
-N_OUT = [1, 7, 8, 9, 16, 17, 37, 64]
+N_IN = [1, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 192, 255, 256, 257, 341, 511, 512, 513]
+N_OUT = [1, 7, 8, 9, 16, 17, 31, 32, 33, 37, 63, 64, 65]
 
 
 @pytest.fixture(scope="module", params=["armv7m", "dsp"])
@@ -27,8 +27,10 @@ def m4(request, tmp_path_factory):
 
 
 def run_binlinear(m4, fn, x, w, alpha, bias, n_in):
+    """fn on packed rows w (given in the layout fn reads: m4bench.weights_for)."""
     n_out = len(alpha)
     m4.reset_heap()
+    w = m4bench.weights_for(fn, w, n_in)
     px, pw, pa, pb = (m4.put(np.ascontiguousarray(a).tobytes()) for a in (x, w, alpha, bias))
     py = m4.alloc(4 * n_out)
     m4.call(fn, py, px, pw, pa, pb, n_in, n_out)
@@ -50,7 +52,7 @@ def test_binlinear_equals_reference_at_awkward_sizes(m4, n_in):
         bias = rng.standard_normal(n_out).astype(np.float32)
         x, w = artifact.pack_signs(xf[None])[0], np.ascontiguousarray(artifact.pack_signs(wf))
         want = want_bits(xf, wf, alpha, bias)
-        for fn in ("bx_binlinear", "bx_binlinear_portable", "bx_binlinear_ref"):
+        for fn in ("bx_binlinear", "bx_binlinear_portable", "bx_binlinear_ref", "bx_binlinear_slices_ref"):
             got = run_binlinear(m4, fn, x, w, alpha, bias, n_in)
             bad = np.flatnonzero(got != want)
             assert not len(bad), f"{fn} n_in={n_in} n_out={n_out}: ERROR at pos {bad[0]}: Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"

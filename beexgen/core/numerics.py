@@ -124,4 +124,6 @@ def constants() -> dict[str, np.float32 | int | tuple]:
         out[f"BX_EXP_P{i}"] = c
     for i, c in enumerate(LOG_POLY):
         out[f"BX_LOG_P{i}"] = c
+    from beexgen.core import slices          # the binary weights' layout for the Cortex-M kernels
+    out.update(slices.constants())
     return out
