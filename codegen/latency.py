@@ -19,6 +19,12 @@ the bound for seq_max tokens adds that extra for every gate (3 d per token per b
 At seq_max itself the fit is exact (a calibration length); between the lengths it is
 within the loops' odd-count steps (a few instructions per loop); the cost grows with n,
 so the seq_max figure bounds every shorter text.
+The binary linear layers are the exception to "no data-dependent loop" on targets with
+the slices kernels (bx_kernels_arm.c): a call's cost grows with |S|, the smaller sign set of
+its input (at most n_in / 2), and takes a longer epilogue when a row's Z passes 255. Their
+stages are not fitted: calibrate() measures each call of a token (binary_calls) at its
+most expensive input (_binlinear_worst) and the bound counts that for every call; the
+calibration's random sentences must not exceed it (checked).
 The input stage (tokenizer, wide exit sums) depends on the line's bytes, not on the
 model, and is outside the bound: the bench compares the bound with the forward part of
 the longest measured sentence (its cost minus those two stages).
@@ -100,6 +106,44 @@ def _forward_stages(m4, ids: list[int]) -> dict[str, int]:
     return out
 
 
+def binary_calls(cfg: dict) -> dict[str, list[tuple[int, int]]]:
+    """The bx_binlinear calls (n_in, n_out) of one token in one block, by profile stage, as
+    bx_engine.c makes them on a slices target (qkv in two calls when the values start on a
+    group of 32 rows, BX_BINLIN_SPLITS)."""
+    from beexgen.core import slices
+    d, f = int(cfg["d_model"]), int(cfg["d_ff"])
+    qkv = [(d, 2 * d), (d, d)] if (2 * d) % slices.ROWS == 0 else [(d, 3 * d)]
+    calls = {"binary qkv": qkv, "binary out": [(d, d)], "binary up": [(d, f)], "binary down": [(f, d)]}
+    if cfg.get("slfn", True):
+        calls["binary slfn"] = [(d, 4 * d)]
+    return calls
+
+
+def _binlinear_worst(m4, n_in: int, n_out: int) -> int:
+    """Instructions of one bx_binlinear call (slices layout) at its most expensive input:
+    |S| = n_in // 2 (the first n_in // 2 inputs -1: every list entry and column block), and
+    every row -1 on exactly those inputs, so Z = n_in + n_in // 2 in every lane (past 255,
+    the epilogue's longer loop, whenever it can be)."""
+    from beexgen.core import artifact, slices
+    half = n_in // 2
+    xf = np.where(np.arange(n_in) < half, -1.0, 1.0).astype(np.float32)
+    x = artifact.pack_signs(xf[None])[0]
+    w = slices.to_slices(artifact.pack_signs(np.tile(xf, (n_out, 1))), n_in)
+    m4.reset_heap()
+    py = m4.alloc(4 * n_out)
+    px, pw = m4.put(x.tobytes()), m4.put(w.tobytes())
+    pa, pb = m4.put(np.ones(n_out, np.float32).tobytes()), m4.put(np.zeros(n_out, np.float32).tobytes())
+    _, n = m4.call("bx_binlinear", py, px, pw, pa, pb, n_in, n_out)
+    return n
+
+
+def _binary_worst(m4, cfg: dict) -> dict[str, float]:
+    """Per stage, the instructions per token over all blocks at every call's worst."""
+    blocks = int(cfg["n_blocks"])
+    return {stage: float(blocks * sum(_binlinear_worst(m4, i, o) for i, o in calls))
+            for stage, calls in binary_calls(cfg).items()}
+
+
 def _sigmoid_extra(m4, n: int = 384) -> float:
     """Extra instructions per input of bx_sigmoid_array when every input is clamped."""
     counts = []
@@ -147,6 +191,14 @@ def calibrate(art, board: str = "mps2-an386", work_dir: str | Path | None = None
             y = np.array([r.get(k, 0) for r in rows], dtype=np.float64)
             coef = np.linalg.lstsq(A, y, rcond=None)[0]
             stages[k] = [round(float(c), 6) for c in coef]
+        from beexgen.codegen import project
+        if project.binlinear_slices(board):
+            for k, per_token in _binary_worst(m4, cfg).items():
+                seen = [r.get(k, 0) for r in rows]
+                if any(v > per_token * n for v, n in zip(seen, lengths)):
+                    raise RuntimeError(f"{k}: a calibration sentence cost {seen} for {lengths} tokens, above the "
+                                       f"worst case {per_token:,.0f} per token: the worst-case input is wrong")
+                stages[k] = [0.0, per_token, 0.0]
         gates = 3 * int(cfg["d_model"]) * int(cfg["n_blocks"]) if cfg.get("slfn", True) else 0
         return ForwardCosts(shape_key(cfg, _core(board)), stages, round(_sigmoid_extra(m4), 4), gates, seq_max,
                             lengths)

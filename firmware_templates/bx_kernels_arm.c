@@ -939,7 +939,8 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
 /* The column list of one call (bx_m4_slice_counts): the byte offsets, within a group, of
  * the columns of S, the smaller of the two sign sets of xb (N = the set bits, when
  * |N| <= n_in / 2, else P), padded with the zero word's to a multiple of 16; returns the
- * blocks of 16 and sets e, s2 (dot = e + s2 * Z, see the top of this file). */
+ * blocks of 16 and sets e, s2 (dot = e + s2 * Z, see the top of this file). list has
+ * room for n_in / 2 + 16 entries. */
 static int slice_list(int32_t *list, const uint32_t *xb, int n_in, int32_t *e, int32_t *s2)
 {
     const int words = BX_WORDS(n_in);
@@ -956,8 +957,10 @@ static int slice_list(int32_t *list, const uint32_t *xb, int n_in, int32_t *e, i
         if (i == words - 1 && n_in % 32) v &= (1u << (n_in % 32)) - 1u;   /* padding bits: not inputs */
         end = bx_m4_slice_bits(end, v, 4 * (BX_SLICE_HEAD + 32 * i) - 4);
     }
-    while ((end - list) % 16) *end++ = 4 * BX_SLICE_ZERO;
-    return (int)(end - list) / 16;
+    /* sixteen pads whatever the count (a cost that does not depend on the input: the
+     * per-call cost only grows with |S|, codegen/latency.py's bound takes |S| = n_in / 2) */
+    for (int k = 0; k < 16; k++) end[k] = 4 * BX_SLICE_ZERO;
+    return ((int)(end - list) + 15) / 16;
 }
 
 /* W in the slices layout (beexgen/core/slices.py) -> y (n_out,): per group of 32 rows the
