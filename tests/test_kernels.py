@@ -41,7 +41,8 @@ def lib(request, tmp_path_factory):
     L.bx_pack_signs.argtypes = L.bx_pack_signs_ref.argtypes = [u32p, f32p, ctypes.c_int]
     L.bx_bdot.argtypes = L.bx_bdot_ref.argtypes = [u32p, u32p, ctypes.c_int]
     L.bx_bdot.restype = L.bx_bdot_ref.restype = ctypes.c_int32
-    L.bx_binlinear.argtypes = L.bx_binlinear_ref.argtypes = [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
+    L.bx_binlinear.argtypes = L.bx_binlinear_ref.argtypes = L.bx_binlinear_slices_ref.argtypes = \
+        [f32p, u32p, u32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
     L.bx_layernorm.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int]
     L.bx_layernorm_rows.argtypes = [f32p, f32p, f32p, f32p, ctypes.c_int, ctypes.c_int]
     L.bx_attend.argtypes = [f32p, f32p, i32p, u32p, u32p, ctypes.c_int, f32p, ctypes.c_int, ctypes.c_int,
@@ -112,6 +113,65 @@ def test_binary_linear_layer(lib, n_in, n_out):
     lib.bx_binlinear_ref(y_ref, artifact.pack_signs(x[None])[0], np.ascontiguousarray(artifact.pack_signs(w)),
                          alpha, bias, n_in, n_out)
     assert np.array_equal(bits(y_ref), bits(y))
+
+
+def slices_by_definition(w_signs: np.ndarray) -> np.ndarray:
+    """beexgen/core/slices.py's layout written out bit by bit from its docstring: groups of
+    32 rows, HEAD + n_in words; word k < PLANES bit plane k of F = n_in - R, word PLANES zero,
+    word HEAD + j column j; row q of a group in bit 8 (q % 4) + q // 4."""
+    from beexgen.core import slices
+    n_out, n_in = w_signs.shape
+    groups = -(-n_out // 32)
+    out = np.zeros((groups, slices.HEAD + n_in), dtype=np.uint64)
+    for o in range(n_out):
+        g, q = divmod(o, 32)
+        lane = 8 * (q % 4) + q // 4
+        f = n_in - int(w_signs[o].sum())
+        for k in range(slices.PLANES):
+            out[g, k] |= ((f >> k) & 1) << lane
+        for j in range(n_in):
+            out[g, slices.HEAD + j] |= int(w_signs[o, j]) << lane
+    for g in range(groups):                     # padding rows are +1: F = n_in
+        for q in range(n_out - 32 * g, 32) if n_out - 32 * g < 32 else ():
+            lane = 8 * (q % 4) + q // 4
+            for k in range(slices.PLANES):
+                out[g, k] |= ((n_in >> k) & 1) << lane
+    return out.astype(np.uint32).reshape(-1)
+
+
+@pytest.mark.parametrize("n_out", [1, 31, 32, 33, 65])
+@pytest.mark.parametrize("n_in", [1, 31, 32, 33, 63, 64, 65, 129])
+def test_slices_layout_is_its_definition(n_in, n_out):
+    from beexgen.core import slices
+    rng = np.random.default_rng(n_in + 100 * n_out)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    got = slices.to_slices(artifact.pack_signs(w), n_in)
+    assert got.size == slices.words(n_out, n_in)
+    assert np.array_equal(got, slices_by_definition((w < 0).astype(np.int64)))
+
+
+def test_slices_layout_refuses_what_ten_planes_cannot_hold():
+    from beexgen.core import slices
+    with pytest.raises(ValueError, match="1..1023"):
+        slices.to_slices(np.zeros((32, 32), np.uint32), 1024)
+
+
+@pytest.mark.parametrize("n_out", [1, 31, 32, 33, 64, 65])
+@pytest.mark.parametrize("n_in", SIZES + [192, 256, 512, 513])
+def test_binary_linear_layer_in_the_slices_layout(lib, n_in, n_out):
+    """The slices layout's portable reference (what the Cortex-M falls back to) equals the
+    rows layout's reference bit for bit."""
+    from beexgen.core import slices
+    rng = np.random.default_rng(700 + n_in + 1000 * n_out)
+    x = rng.standard_normal(n_in).astype(np.float32)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    alpha = np.abs(rng.standard_normal(n_out)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    xb, wb = artifact.pack_signs(x[None])[0], np.ascontiguousarray(artifact.pack_signs(w))
+    y, y_ref = np.zeros(n_out, dtype=np.float32), np.zeros(n_out, dtype=np.float32)
+    lib.bx_binlinear_slices_ref(y, xb, slices.to_slices(wb, n_in), alpha, bias, n_in, n_out)
+    lib.bx_binlinear_ref(y_ref, xb, wb, alpha, bias, n_in, n_out)
+    assert np.array_equal(bits(y), bits(y_ref))
 
 
 @pytest.mark.parametrize("d", SIZES)

@@ -1,5 +1,5 @@
 """Worst-case latency (issue 24, codegen/latency.py): the bound computed from
-per-stage costs measured on three lengths covers every full-depth pass of a tiny model
+per-stage costs measured on three lengths (the binary layers' at their worst input) covers every full-depth pass of a tiny model
 of the default shape family, at every length and with sigmoid inputs far out of the
 table's range; full-depth figures of the profile; `beexgen build` prints the bound."""
 import struct
@@ -35,8 +35,11 @@ def test_bound_covers_every_length(built):
     for n in (1, 2, 5, 11, 17, 23, 24):
         ids = [2] + rng.integers(5, cfg["vocab_size"], n - 1).tolist()
         got = sum(bl._forward_stages(m4, ids).values())
-        # the quadratic through the calibration lengths, up to the loops' odd-count steps
-        assert abs(got - costs.forward(n)) <= 2e-3 * got, (n, got, costs.forward(n))
+        # the quadratic through the calibration lengths, up to the loops' odd-count steps, and
+        # the binary layers at their most expensive input (bx_kernels_arm.c: a call costs
+        # more the more inputs its smaller sign set has): never below, a few % above
+        assert got <= costs.forward(n) * (1 + 2e-3), (n, got, costs.forward(n))
+        assert costs.forward(n) - got <= 0.04 * got, (n, got, costs.forward(n))
         assert got <= costs.bound(), (n, got, costs.bound())          # the worst case: seq_max tokens
     assert costs.bound() >= costs.bound(12)
 

@@ -58,6 +58,27 @@ def test_binlinear_equals_reference_at_awkward_sizes(m4, n_in):
             assert not len(bad), f"{fn} n_in={n_in} n_out={n_out}: ERROR at pos {bad[0]}: Act: {got[bad[0]]:#x} Ref: {want[bad[0]]:#x}"
 
 
+@pytest.mark.parametrize("n_in", [1, 32, 33, 128, 170, 171, 256, 341, 512])
+def test_binlinear_extreme_inputs(m4, n_in):
+    """The slices kernel at the ends of its ranges: inputs all +1 or all -1 (an empty column
+    list: no block), exactly half -1 (|S| = n_in / 2, the most blocks), one -1; rows all +1
+    (F = n_in), all -1 (F = 0) and -1 exactly where x is (Z = 3 n_in / 2: past 255 from
+    n_in = 171, past 511 from 342, the epilogue's wide loop); 40 rows, a partial group."""
+    half = np.arange(n_in) < n_in // 2
+    xs = [np.ones(n_in), -np.ones(n_in), np.where(half, -1.0, 1.0), np.where(~half, -1.0, 1.0),
+          np.where(np.arange(n_in) == n_in - 1, -1.0, 1.0)]
+    for xf in (np.asarray(v, np.float32) for v in xs):
+        rows = [np.ones(n_in), -np.ones(n_in), xf, -xf, np.where(half, 1.0, -1.0)]
+        wf = np.stack([rows[i % len(rows)] for i in range(40)]).astype(np.float32)
+        alpha = np.linspace(0.25, 2.0, 40).astype(np.float32)
+        bias = np.linspace(-1, 1, 40).astype(np.float32)
+        x, w = artifact.pack_signs(xf[None])[0], np.ascontiguousarray(artifact.pack_signs(wf))
+        want = want_bits(xf, wf, alpha, bias)
+        for fn in ("bx_binlinear", "bx_binlinear_slices_ref", "bx_binlinear_ref"):
+            got = run_binlinear(m4, fn, x, w, alpha, bias, n_in)
+            assert np.array_equal(got, want), (fn, n_in, np.flatnonzero(got != want)[:4])
+
+
 @pytest.mark.parametrize("n_in", [128, 256])
 def test_binlinear_extreme_counts(m4, n_in):
     """Rows equal to x, its complement (popcount n: 256 does not fit a byte) and
@@ -78,11 +99,12 @@ def test_binlinear_extreme_counts(m4, n_in):
 
 
 def test_kernel_figures_meet_the_target(tmp_path):
-    """Issue 12: <= 10 instructions per 32 binary MACs over whole calls on every model
-    shape, default and DSP builds; both well ahead of the portable C."""
+    """Issue 24: <= 9 instructions per 32 binary MACs over whole calls on every model
+    shape (issue 12 asked for 10), default and DSP builds; both well ahead of the portable C
+    (instruction counts in unicorn: deterministic, not a timing)."""
     k = m4bench.kernel_figures(work_dir=tmp_path)
     for key in (m4bench.shape_key(*s) for s in m4bench.MODEL_SHAPES):
-        assert k["binary_instr_per_32_macs"][key] <= 10.0, (key, k)
+        assert k["binary_instr_per_32_macs"][key] <= 9.0, (key, k)
         assert k["dsp_instr_per_32_macs"][key] <= k["binary_instr_per_32_macs"][key], (key, k)
         assert k["portable_instr_per_32_macs"][key] >= 1.8 * k["binary_instr_per_32_macs"][key], (key, k)
 
