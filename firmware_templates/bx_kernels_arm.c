@@ -413,8 +413,8 @@ void bx_attend_weigh(float *o, const float *e, const float *v, int v_stride, int
 }
 
 /* Attention counts of a one-word head (dh = 32), two keys per pass: per key one LDR,
- * EOR, the nibble count and byte sum of the words-4 rows (bytes <= 8, so
- * (T * 0x01010101) >> 24 = p), the running minimum by an IT'd MOV (from 33, above every
+ * EOR, the SWAR nibble count (bx_cnt4), nibbles to bytes and the byte sum by one MUL
+ * (bytes <= 8, so (T * 0x01010101) >> 24 = p), the running minimum by an IT'd MOV (from 33, above every
  * count); the pair's stride step and STRD shared; an odd first key alone. flip is the
  * caller's: q0 = ~q[0] gives 32 - p. */
 #define BX_COUNT1(r) \

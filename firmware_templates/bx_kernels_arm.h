@@ -1,8 +1,8 @@
 /* bx_kernels_arm.h: what the Cortex-M4 kernel files (bx_kernels_arm.c, Armv7-M, and
- * bx_kernels_arm_dsp.c, the DSP extension) share: the integer dot loops' interface and
- * the assembler macros both files' loops are written with (each file is its own
- * assembly unit, so each pastes them with __asm__(BX_ARM_ASM_MACROS)). The algebra is
- * explained at the top of bx_kernels_arm.c. */
+ * bx_kernels_arm_dsp.c, the DSP extension) share: the binary layer's interfaces, its
+ * epilogue around each file's rows step (BX_ARM_SLICE_AFFINE) and bx_kernels_arm.c's
+ * assembler macros (each file is its own assembly unit). The algebra is explained at the
+ * top of bx_kernels_arm.c. */
 #ifndef BX_KERNELS_ARM_H
 #define BX_KERNELS_ARM_H
 
@@ -71,11 +71,6 @@ float bx_m4_softmax_tab(float *e, const int32_t *c, int n, int32_t lo, const flo
     "   eor     \\c, \\b, \\c\n"            /* s = t ^ c */ \
     "   and     \\b, \\b, r12\n" \
     "   eor     \\a, \\a, \\b\n"            /* cy = a ^ (t & (a ^ c)) */ \
-    "   .endm\n" \
-    "   .macro bx_nib2bytes r\n"            /* nibbles <= 15 -> bytes */ \
-    "   and     r12, \\r, #0xF0F0F0F0\n" \
-    "   and     \\r, \\r, #0x0F0F0F0F\n" \
-    "   add     \\r, \\r, r12, lsr #4\n" \
     "   .endm\n" \
     "   .macro bx_nib2bytes_small r\n"      /* nibbles <= 7 -> bytes */ \
     "   add     \\r, \\r, \\r, lsr #4\n" \
