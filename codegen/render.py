@@ -125,6 +125,7 @@ def model_context(art: art_mod.Artifact, command: str, slices: bool = False) -> 
     return {
         "banner": banner(art, command),
         "cfg": cfg,
+        "slices": slices,
         "special": art.meta.get("special_ids") or default_special_ids(),
         "classes": [wire_label(c) for c in art.classes],
         "policies": [{"name": p.name, "value": p.value, "n_thr": policy_mod.n_thresholds(p, validate.n_exits(cfg))}
