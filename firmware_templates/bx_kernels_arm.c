@@ -938,9 +938,9 @@ void bx_layernorm(float *y, const float *x, const float *gamma, const float *bet
 
 /* The column list of one call (bx_m4_slice_counts): the byte offsets, within a group, of
  * the columns of S, the smaller of the two sign sets of xb (N = the set bits, when
- * |N| <= n_in / 2, else P), padded with the zero word's to a multiple of 16; returns the
- * blocks of 16 and sets e, s2 (dot = e + s2 * Z, see the top of this file). list has
- * room for n_in / 2 + 16 entries. */
+ * |N| <= n_in / 2, else P), followed by sixteen offsets of the zero word (so the last
+ * block of 16 is whole); returns the blocks of 16 and sets e, s2 (dot = e + s2 * Z, see
+ * the top of this file). list has room for n_in / 2 + 16 entries. */
 static int slice_list(int32_t *list, const uint32_t *xb, int n_in, int32_t *e, int32_t *s2)
 {
     const int words = BX_WORDS(n_in);
