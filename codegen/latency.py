@@ -110,12 +110,16 @@ def binary_calls(cfg: dict) -> dict[str, list[tuple[int, int]]]:
     """The bx_binlinear calls (n_in, n_out) of one token in one block, by profile stage, as
     bx_engine.c makes them on a slices target (qkv in two calls when the values start on a
     group of 32 rows, BX_BINLIN_SPLITS)."""
-    from beexgen.core import slices
-    d, f = int(cfg["d_model"]), int(cfg["d_ff"])
-    qkv = [(d, 2 * d), (d, d)] if (2 * d) % slices.ROWS == 0 else [(d, 3 * d)]
-    calls = {"binary qkv": qkv, "binary out": [(d, d)], "binary up": [(d, f)], "binary down": [(f, d)]}
-    if cfg.get("slfn", True):
-        calls["binary slfn"] = [(d, 4 * d)]
+    from beexgen.codegen import render
+    from beexgen.core import slices, validate
+    calls = {}
+    for name, (_, shape) in validate.expected_tensors(cfg).items():
+        n_in = render.binary_n_in(cfg, name) if name.startswith("blocks.0.") else None
+        if n_in is not None:
+            calls[f"binary {name.split('.')[2]}"] = [(n_in, int(shape[0]))]
+    d = int(cfg["d_model"])
+    if (2 * d) % slices.ROWS == 0:                      # queries and keys, then the values
+        calls["binary qkv"] = [(d, 2 * d), (d, d)]
     return calls
 
 

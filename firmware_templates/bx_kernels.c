@@ -114,7 +114,7 @@ void bx_binlinear_slices_ref(float *y, const uint32_t *xb, const uint32_t *w,
 {
     for (int o = 0; o < n_out; o++) {
         const uint32_t *col = w + (size_t)(o / BX_SLICE_ROWS) * (size_t)(BX_SLICE_HEAD + n_in) + BX_SLICE_HEAD;
-        const int q = o % BX_SLICE_ROWS, lane = 8 * (q % 4) + q / 4;
+        const int lane = BX_SLICE_LANE(o % BX_SLICE_ROWS);
         int32_t p = 0;
         for (int j = 0; j < n_in; j++)
             p += (int32_t)(((col[j] >> lane) ^ (xb[j / 32] >> (j % 32))) & 1u);

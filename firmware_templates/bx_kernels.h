@@ -76,6 +76,8 @@ BX_INTERNAL void bx_binlinear_slices_ref(float *y, const uint32_t *xb, const uin
 #ifndef BX_BINLINEAR_SLICES
 #define BX_BINLINEAR_SLICES 0
 #endif
+/* The bit (lane) of a group's words that holds row q (0..31) of the group (slices.lane_of_row). */
+#define BX_SLICE_LANE(q) (8 * ((q) % 4) + (q) / 4)
 /* The words of a layer's rows from `row` on, in the target's layout: in the slices layout
  * row must be a multiple of BX_SLICE_ROWS (BX_BINLIN_SPLITS says whether it is). */
 #if BX_BINLINEAR_SLICES

@@ -159,8 +159,8 @@ __asm__(
 #if !defined(BX_USE_DSP)
 __asm__(
     /* zword w, sa, sb, sc, sd: the four rows of a transposed word w (byte b = row b),
-     * dot = e + s2 * Z (r4 = e, r5 = s2), to sa..sd; r9 = the rows' bits of weight 256
-     * and 512 (byte b: 0..3) when ext, else nothing. r12, lr scratch. */
+     * dot = e + s2 * Z (r4 = e, r5 = s2), to sa..sd; with ext, r9 = the rows' bits of
+     * weight 256 and 512 (bx_zext). r11, r12, lr scratch. */
     "   .macro bx_zrow d, w, b, ext\n"
     "   ubfx    \\d, \\w, #(8 * \\b), #8\n"
     "   .if \\ext\n"
@@ -170,13 +170,6 @@ __asm__(
     "   mla     \\d, \\d, r5, r4\n"
     "   .endm\n"
     "   .macro bx_zword w, sa, sb, sc, sd, ext\n"
-    "   .if \\ext\n"                 /* r9 = bit i of z[8] + 2 bit i of z[9], per byte */
-    "   and     r9, r10, #0x01010101\n"
-    "   and     r11, r3, #0x01010101\n"
-    "   add     r9, r9, r11, lsl #1\n"
-    "   lsr     r10, r10, #1\n"
-    "   lsr     r3, r3, #1\n"
-    "   .endif\n"
     "   bx_zrow r12, \\w, 0, \\ext\n"
     "   bx_zrow lr, \\w, 1, \\ext\n"
     "   vmov    \\sa, \\sb, r12, lr\n"
@@ -986,7 +979,7 @@ void bx_binlinear(float *y, const uint32_t *xb, const uint32_t *w,
         if (rows8 > 0)
             bx_m4_slice_affine(y + o, z, alpha + o, bias + o, rows8, e, s2);
         for (int q = rows8; q < rows; q++) {
-            const int lane = 8 * (q % 4) + q / 4;
+            const int lane = BX_SLICE_LANE(q);
             const int32_t zq = (int32_t)((z[q / 4] >> (8 * (q % 4))) & 0xFFu)
                              + (int32_t)(((z[8] >> lane) & 1u) << 8) + (int32_t)(((z[9] >> lane) & 1u) << 9);
             y[o + q] = (float)(e + s2 * zq) * alpha[o + q] + bias[o + q];

@@ -83,9 +83,22 @@ float bx_m4_softmax_tab(float *e, const int32_t *c, int n, int32_t lo, const flo
  * the fast loop when both are 0 (n_in <= 170 always), else the one adding them. */
 #define BX_ARM_SLICE_AFFINE \
     /* eight rows: two transposed words from r1 -> y at r0 (alpha r2, bias r6 advance) */ \
+    /* zext: r9 = bit i of z[8] + 2 bit i of z[9] in each byte (the next word's rows; r10, \
+     * r3 hold the planes, shifted one bit per word), when ext */ \
+    "   .macro bx_zext ext\n" \
+    "   .if \\ext\n" \
+    "   and     r9, r10, #0x01010101\n" \
+    "   and     r11, r3, #0x01010101\n" \
+    "   add     r9, r9, r11, lsl #1\n" \
+    "   lsr     r10, r10, #1\n" \
+    "   lsr     r3, r3, #1\n" \
+    "   .endif\n" \
+    "   .endm\n" \
     "   .macro bx_zrows8 ext\n" \
     "   ldm     r1!, {r7, r8}\n" \
+    "   bx_zext \\ext\n" \
     "   bx_zword r7, s0, s1, s2, s3, \\ext\n" \
+    "   bx_zext \\ext\n" \
     "   bx_zword r8, s4, s5, s6, s7, \\ext\n" \
     "   vcvt.f32.s32 s0, s0\n" \
     "   vcvt.f32.s32 s1, s1\n" \

@@ -16,17 +16,12 @@
 __asm__(
     "   .syntax unified\n"
     "   .thumb\n"
-    /* zword w, sa, sb, sc, sd, ext: as bx_kernels_arm.c's (r4 = e, r5 = s2; ext: r10, r3
-     * the planes 256, 512 shifted to this word's bit; r9, r11, r12, lr scratch) */
+    /* zword w, sa, sb, sc, sd, ext: as bx_kernels_arm.c's (r4 = e, r5 = s2; with ext, r9 =
+     * the rows' bits of weight 256 and 512 from bx_zext; r9, r11, r12, lr scratch) */
     "   .macro bx_zword w, sa, sb, sc, sd, ext\n"
     "   uxtb16  r12, \\w\n"                 /* Z0 | Z2 << 16 */
     "   uxtb16  lr, \\w, ror #8\n"          /* Z1 | Z3 << 16 */
-    "   .if \\ext\n"
-    "   and     r9, r10, #0x01010101\n"
-    "   and     r11, r3, #0x01010101\n"
-    "   add     r9, r9, r11, lsl #1\n"      /* byte b: Z's bits 8, 9 of row b */
-    "   lsr     r10, r10, #1\n"
-    "   lsr     r3, r3, #1\n"
+    "   .if \\ext\n"                      /* r9 from bx_zext: byte b = Z's bits 8, 9 of row b */
     "   and     r11, r9, #0x00FF00FF\n"
     "   add     r12, r12, r11, lsl #8\n"
     "   and     r11, r9, #0xFF00FF00\n"

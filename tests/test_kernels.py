@@ -122,20 +122,17 @@ def slices_by_definition(w_signs: np.ndarray) -> np.ndarray:
     from beexgen.core import slices
     n_out, n_in = w_signs.shape
     groups = -(-n_out // 32)
+    signs = np.zeros((32 * groups, n_in), dtype=np.int64)       # padding rows: +1 (bit 0)
+    signs[:n_out] = w_signs
     out = np.zeros((groups, slices.HEAD + n_in), dtype=np.uint64)
-    for o in range(n_out):
+    for o in range(32 * groups):
         g, q = divmod(o, 32)
         lane = 8 * (q % 4) + q // 4
-        f = n_in - int(w_signs[o].sum())
+        f = n_in - int(signs[o].sum())
         for k in range(slices.PLANES):
             out[g, k] |= ((f >> k) & 1) << lane
         for j in range(n_in):
-            out[g, slices.HEAD + j] |= int(w_signs[o, j]) << lane
-    for g in range(groups):                     # padding rows are +1: F = n_in
-        for q in range(n_out - 32 * g, 32) if n_out - 32 * g < 32 else ():
-            lane = 8 * (q % 4) + q // 4
-            for k in range(slices.PLANES):
-                out[g, k] |= ((n_in >> k) & 1) << lane
+            out[g, slices.HEAD + j] |= int(signs[o, j]) << lane
     return out.astype(np.uint32).reshape(-1)
 
 
